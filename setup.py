@@ -1,0 +1,58 @@
+"""Installs tb_layerview: the LayerView callback and its TensorBoard plugin."""
+
+import os
+
+from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_version():
+    scope = {}
+    with open(os.path.join(HERE, "tb_layerview", "version.py"), encoding="utf-8") as f:
+        exec(f.read(), scope)
+    return scope["VERSION"]
+
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+    LONG_DESCRIPTION = f.read()
+
+setup(
+    name="tb_layerview",
+    version=read_version(),
+    description="Watch every layer of a Keras model learn: activations, filters and more in TensorBoard",
+    long_description=LONG_DESCRIPTION,
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=["tb_layerview", "tb_layerview.proto", "tb_layerview.frontend"],
+    # The panel's assets live in the top-level frontend/ folder and ship inside
+    # the package as tb_layerview/frontend.
+    package_dir={"tb_layerview.frontend": "frontend"},
+    package_data={
+        "tb_layerview.frontend": ["*.js", "*.css", "*.html", "*.svg"],
+        "tb_layerview.proto": ["*.proto"],
+    },
+    install_requires=[
+        "tensorboard>=2.16",
+        "tensorflow>=2.16",
+        "keras>=3.0",
+        "numpy>=1.23",
+        "protobuf>=3.20",
+        "Pillow>=9.0",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "werkzeug>=2", "playwright>=1.40"],
+        "demo": ["scikit-learn>=1.2"],
+    },
+    entry_points={
+        "tensorboard_plugins": [
+            "tb_layerview = tb_layerview.plugin:LayerViewLoader",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Framework :: TensorFlow",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

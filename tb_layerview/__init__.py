@@ -1,0 +1,39 @@
+"""tb_layerview: watch every layer of a Keras model learn, in TensorBoard.
+
+Public API::
+
+    from tb_layerview import LayerView          # the Keras callback
+    import tb_layerview.summary                 # tf.summary-style ops
+    import tb_layerview.render                  # pure-numpy image maths
+
+Importing this package does not import TensorFlow or Keras; they are loaded
+on first use of ``LayerView`` or of a summary op.
+"""
+
+import importlib
+
+from tb_layerview.version import VERSION as __version__
+
+__all__ = ["LayerView", "LayerViewWarning", "summary", "render", "metadata", "__version__"]
+
+_LAZY = {
+    "LayerView": ("tb_layerview.callback", "LayerView"),
+    "LayerViewWarning": ("tb_layerview.callback", "LayerViewWarning"),
+    "summary": ("tb_layerview.summary", None),
+    "render": ("tb_layerview.render", None),
+    "metadata": ("tb_layerview.metadata", None),
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError("module 'tb_layerview' has no attribute %r" % name)
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

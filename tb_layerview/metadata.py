@@ -1,0 +1,120 @@
+"""The contract between tb_layerview's writer and its reader.
+
+Both sides import this module; it needs neither TensorFlow nor Keras. The blob
+layout of every kind is described in ``docs/format.md``.
+"""
+
+from tensorboard.compat.proto import summary_pb2
+
+from tb_layerview.proto import plugin_data_pb2
+
+#: The TensorBoard plugin name under which every series is written.
+PLUGIN_NAME = "tb_layerview"
+
+#: Version of the format (plugin metadata and blob layout) written by this code.
+FORMAT_VERSION = 1
+
+#: Per-layer kinds: one series per layer and kind.
+KIND_ACTIVATIONS = "activations"
+KIND_FILTERS = "filters"
+LAYER_KINDS = (KIND_ACTIVATIONS, KIND_FILTERS)
+
+#: Run-level kinds: one series per run.
+KIND_CONFIG = "config"
+KIND_PROBES = "probes"
+KIND_PREDICTIONS = "predictions"
+RUN_KINDS = (KIND_CONFIG, KIND_PROBES, KIND_PREDICTIONS)
+
+KINDS = LAYER_KINDS + RUN_KINDS
+
+#: Tag prefix of each kind. Tags only need to be unique; readers identify a
+#: series by its metadata, never by parsing the tag.
+_TAG_PREFIX = {
+    KIND_ACTIVATIONS: "layerview/activations/",
+    KIND_FILTERS: "layerview/filters/",
+    KIND_CONFIG: "layerview/run/config",
+    KIND_PROBES: "layerview/run/probes",
+    KIND_PREDICTIONS: "layerview/run/predictions",
+}
+
+
+class FormatError(ValueError):
+    """Plugin metadata that this version of tb_layerview cannot read."""
+
+
+def tag_for(kind, layer=""):
+    """The tag under which ``kind`` of ``layer`` is written."""
+    if kind not in _TAG_PREFIX:
+        raise ValueError("unknown series kind %r; expected one of %s" % (kind, ", ".join(KINDS)))
+    if kind in LAYER_KINDS:
+        if not layer:
+            raise ValueError("series kind %r needs a layer name" % kind)
+        return _TAG_PREFIX[kind] + layer
+    return _TAG_PREFIX[kind]
+
+
+def create_plugin_data(kind, layer="", layer_class="", output_shape=(), layer_index=0,
+                       parent="", layout=""):
+    """Serialised ``LayerViewPluginData`` for one series.
+
+    Args:
+      kind: one of :data:`KINDS`.
+      layer: the layer path for per-layer kinds.
+      layer_class: Keras class name.
+      output_shape: output shape without the batch axis; None becomes -1.
+      layer_index: position of the layer in model order.
+      parent: path of the enclosing nested model.
+      layout: how the output is drawn (see ``render.classify_shape``).
+
+    Returns:
+      bytes.
+    """
+    if kind not in KINDS:
+        raise ValueError("unknown series kind %r; expected one of %s" % (kind, ", ".join(KINDS)))
+    msg = plugin_data_pb2.LayerViewPluginData(
+        version=FORMAT_VERSION,
+        kind=kind,
+        layer=layer,
+        layer_class=layer_class,
+        output_shape=[-1 if d is None else int(d) for d in output_shape],
+        layer_index=int(layer_index),
+        parent=parent,
+        layout=layout,
+    )
+    return msg.SerializeToString()
+
+
+def create_summary_metadata(kind, description="", **fields):
+    """A ``SummaryMetadata`` proto for a tb_layerview series.
+
+    The data class is set explicitly to BLOB_SEQUENCE: TensorBoard's loaders
+    infer it for built-in plugins only, and a series without it is invisible.
+    """
+    return summary_pb2.SummaryMetadata(
+        summary_description=description,
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=PLUGIN_NAME, content=create_plugin_data(kind, **fields)
+        ),
+        data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE,
+    )
+
+
+def parse_plugin_data(content):
+    """Parses ``plugin_content`` bytes into a ``LayerViewPluginData``.
+
+    Raises:
+      FormatError: the bytes do not parse, or were written by a newer format.
+    """
+    msg = plugin_data_pb2.LayerViewPluginData()
+    try:
+        msg.ParseFromString(content)
+    except Exception as e:  # DecodeError's module path differs across protobuf versions
+        raise FormatError("malformed tb_layerview plugin metadata: %s" % e) from None
+    if msg.version > FORMAT_VERSION or msg.version < 1:
+        raise FormatError(
+            "tb_layerview format version %d is not supported by this reader (supports 1..%d);"
+            " upgrade tb_layerview" % (msg.version, FORMAT_VERSION)
+        )
+    if msg.kind not in KINDS:
+        raise FormatError("unknown tb_layerview series kind %r" % msg.kind)
+    return msg

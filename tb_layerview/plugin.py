@@ -1,0 +1,445 @@
+"""The Layer View TensorBoard plugin: serves tb_layerview series over HTTP.
+
+This module must import without TensorFlow or Keras (TensorBoard loads it in
+its own process, and an import error there stops TensorBoard from starting).
+It reads only through ``context.data_provider``, so it works under both
+``--load_fast=true`` and ``--load_fast=false``. The routes are documented in
+``docs/http_api.md``.
+"""
+
+import hashlib
+import json
+import os
+import threading
+import time
+
+from werkzeug import wrappers
+
+from tensorboard import errors
+from tensorboard import plugin_util
+from tensorboard.backend import http_util
+from tensorboard.plugins import base_plugin
+
+from tb_layerview import metadata
+
+#: Blob sequences kept per tag when the user gave no --samples_per_plugin:
+#: 0 means all of them.
+DEFAULT_SAMPLES = 0
+
+#: ``downsample`` passed to the data provider when every step is wanted.
+_ALL = 10**9
+
+#: Seconds a listing of series is reused before asking the provider again.
+_LISTING_TTL = 1.0
+
+#: Images never change once written (a step's blobs are immutable).
+_IMAGE_MAX_AGE = 365 * 24 * 3600
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _frontend_dir():
+    installed = os.path.join(_HERE, "frontend")
+    if os.path.isdir(installed):
+        return installed
+    return os.path.join(os.path.dirname(_HERE), "frontend")  # source checkout
+
+
+#: The only files served as static assets, with their MIME types.
+STATIC_FILES = {
+    "index.js": "text/javascript",
+    "api.js": "text/javascript",
+    "state.js": "text/javascript",
+    "views.js": "text/javascript",
+    "normalise.js": "text/javascript",
+    "live.js": "text/javascript",
+    "style.css": "text/css",
+}
+
+
+class LayerViewLoader(base_plugin.TBLoader):
+    """Keeps every tb_layerview step by default and builds the plugin."""
+
+    def define_flags(self, parser):
+        pass
+
+    def fix_flags(self, flags):
+        samples = getattr(flags, "samples_per_plugin", None)
+        if isinstance(samples, dict):
+            # An explicit --samples_per_plugin=tb_layerview=N still wins.
+            samples.setdefault(metadata.PLUGIN_NAME, DEFAULT_SAMPLES)
+
+    def load(self, context):
+        return LayerViewPlugin(context)
+
+
+def _arg(request, name, required=True):
+    value = request.args.get(name)
+    if value is None:
+        if required:
+            raise errors.InvalidArgumentError("missing query parameter %r" % name)
+        return None
+    return value
+
+
+def _int_arg(request, name, minimum=0, required=True, default=None):
+    raw = _arg(request, name, required)
+    if raw is None:
+        return default
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        raise errors.InvalidArgumentError("query parameter %r must be an integer; got %r" % (name, raw)) from None
+    if value < minimum:
+        raise errors.InvalidArgumentError("query parameter %r must be >= %d; got %d" % (name, minimum, value))
+    return value
+
+
+class _Series:
+    __slots__ = ("run", "tag", "meta", "max_step", "max_wall_time", "max_length")
+
+    def __init__(self, run, tag, meta, ts):
+        self.run, self.tag, self.meta = run, tag, meta
+        self.max_step, self.max_wall_time, self.max_length = ts.max_step, ts.max_wall_time, ts.max_length
+
+
+class LayerViewPlugin(base_plugin.TBPlugin):
+    """Serves activations, filters, configs, probes and predictions."""
+
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context):
+        self._provider = context.data_provider
+        hint = (context.sampling_hints or {}).get(metadata.PLUGIN_NAME)
+        # A hint of 0 means "keep all"; reading with downsample=0 would return nothing.
+        self._downsample = _ALL if not hint else int(hint)
+        self._lock = threading.Lock()
+        self._listing = {}  # experiment id -> (time, {run: {...}})
+        self._index = {}  # (eid, run, tag, max_step, max_wall_time) -> {step: (wall, keys)}
+        self._frontend = _frontend_dir()
+
+    # --------------------------------------------------------------- plugin
+
+    def get_plugin_apps(self):
+        apps = {
+            "/runs": self._serve_runs,
+            "/config": self._serve_config,
+            "/steps": self._serve_steps,
+            "/info": self._serve_info,
+            "/image": self._serve_image,
+            "/ranges": self._serve_ranges,
+            "/probes": self._serve_probes,
+            "/probe_image": self._serve_probe_image,
+            "/predictions": self._serve_predictions,
+        }
+        for name in STATIC_FILES:
+            apps["/" + name] = self._static_app(name)
+        return apps
+
+    def is_active(self):
+        return False  # activity comes from data_plugin_names() and the provider
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Layer View",
+                                            disable_reload=False)
+
+    # -------------------------------------------------------------- reading
+
+    def _listing_for(self, ctx, eid):
+        """{run: {"layers": {path: {kind: _Series}}, "run": {kind: _Series}}}."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._listing.get(eid)
+            if cached and now - cached[0] < _LISTING_TTL:
+                return cached[1]
+        raw = self._provider.list_blob_sequences(ctx, experiment_id=eid,
+                                                 plugin_name=metadata.PLUGIN_NAME)
+        out = {}
+        for run, tags in raw.items():
+            entry = {"layers": {}, "run": {}}
+            for tag, ts in tags.items():
+                try:
+                    meta = metadata.parse_plugin_data(ts.plugin_content)
+                except metadata.FormatError:
+                    continue  # a series this reader cannot read is left out, not fatal
+                series = _Series(run, tag, meta, ts)
+                if meta.kind in metadata.LAYER_KINDS:
+                    entry["layers"].setdefault(meta.layer, {})[meta.kind] = series
+                else:
+                    entry["run"][meta.kind] = series
+            out[run] = entry
+        with self._lock:
+            self._listing[eid] = (now, out)
+        return out
+
+    def _run_entry(self, ctx, eid, run):
+        listing = self._listing_for(ctx, eid)
+        if run not in listing:
+            raise errors.NotFoundError("no tb_layerview data for run %r" % run)
+        return listing[run]
+
+    def _series(self, ctx, eid, run, layer, kind):
+        entry = self._run_entry(ctx, eid, run)
+        if kind in metadata.RUN_KINDS:
+            series = entry["run"].get(kind)
+            if series is None:
+                raise errors.NotFoundError("run %r has no %s series" % (run, kind))
+            return series
+        if kind not in metadata.LAYER_KINDS:
+            raise errors.InvalidArgumentError("unknown kind %r; expected one of %s"
+                                              % (kind, ", ".join(metadata.KINDS)))
+        if layer is None:
+            raise errors.InvalidArgumentError("missing query parameter 'layer'")
+        kinds = entry["layers"].get(layer)
+        if kinds is None:
+            raise errors.NotFoundError("run %r has no layer %r" % (run, layer))
+        if kind not in kinds:
+            raise errors.NotFoundError("layer %r of run %r has no %s" % (layer, run, kind))
+        return kinds[kind]
+
+    def _steps_of(self, ctx, eid, series):
+        """{step: (wall_time, [blob keys])} of a series, cached per version."""
+        key = (eid, series.run, series.tag, series.max_step, series.max_wall_time)
+        with self._lock:
+            hit = self._index.get(key)
+        if hit is not None:
+            return hit
+        result = self._provider.read_blob_sequences(
+            ctx, experiment_id=eid, plugin_name=metadata.PLUGIN_NAME,
+            downsample=self._downsample,
+            run_tag_filter=_run_tag_filter(series.run, series.tag))
+        data = result.get(series.run, {}).get(series.tag, [])
+        index = {d.step: (d.wall_time, [v.blob_key for v in d.values]) for d in data}
+        with self._lock:
+            if len(self._index) > 4096:
+                self._index.clear()
+            self._index[key] = index
+        return index
+
+    def _blob(self, ctx, eid, series, step, position):
+        index = self._steps_of(ctx, eid, series)
+        if step not in index:
+            raise errors.NotFoundError("%s of %r in run %r has no step %d"
+                                       % (series.meta.kind, series.meta.layer or series.run,
+                                          series.run, step))
+        wall, keys = index[step]
+        if position >= len(keys):
+            raise errors.NotFoundError("step %d of this series holds %d item(s); index %d is out of"
+                                       " range" % (step, len(keys), position))
+        try:
+            return self._provider.read_blob(ctx, blob_key=keys[position]), keys[position], wall
+        except errors.PublicError:
+            raise
+        except Exception as e:  # loaders raise assorted errors on vanished or bad keys
+            raise errors.NotFoundError("could not read blob: %s" % e) from None
+
+    def _json_blob(self, ctx, eid, series, step):
+        data, _, wall = self._blob(ctx, eid, series, step, 0)
+        try:
+            return json.loads(data.decode("utf-8")), wall
+        except ValueError as e:
+            raise errors.NotFoundError("stored JSON of this series is corrupt: %s" % e) from None
+
+    def _latest_step(self, ctx, eid, series):
+        index = self._steps_of(ctx, eid, series)
+        if not index:
+            raise errors.NotFoundError("series %r of run %r holds no data yet" % (series.tag, series.run))
+        return max(index)
+
+    # ------------------------------------------------------------- handlers
+
+    def runs_impl(self, ctx, eid):
+        """All runs with their layers in model order (see docs/http_api.md)."""
+        listing = self._listing_for(ctx, eid)
+        runs = []
+        for run in sorted(listing):
+            entry = listing[run]
+            layers = []
+            for path, kinds in entry["layers"].items():
+                any_series = next(iter(kinds.values()))
+                m = any_series.meta
+                act = kinds.get(metadata.KIND_ACTIVATIONS)
+                layers.append({
+                    "path": path,
+                    "class": m.layer_class,
+                    "parent": m.parent,
+                    "index": m.layer_index,
+                    "output_shape": list(act.meta.output_shape) if act else None,
+                    "layout": act.meta.layout if act else None,
+                    "kinds": {k: {"max_step": s.max_step, "max_wall_time": s.max_wall_time}
+                              for k, s in sorted(kinds.items())},
+                })
+            layers.sort(key=lambda l: (l["index"], l["path"]))
+            steps, probe_count, model = [], 0, None
+            pred = entry["run"].get(metadata.KIND_PREDICTIONS)
+            if pred is not None:
+                index = self._steps_of(ctx, eid, pred)
+                steps = [{"step": s, "wall_time": index[s][0]} for s in sorted(index)]
+            probes = entry["run"].get(metadata.KIND_PROBES)
+            if probes is not None:
+                probe_count = max(probes.max_length - 1, 0)
+            runs.append({
+                "run": run,
+                "steps": steps,
+                "probe_count": probe_count,
+                "has_config": metadata.KIND_CONFIG in entry["run"],
+                "layers": layers,
+            })
+        return {"runs": runs}
+
+    def config_impl(self, ctx, eid, run):
+        series = self._series(ctx, eid, run, None, metadata.KIND_CONFIG)
+        config, _ = self._json_blob(ctx, eid, series, self._latest_step(ctx, eid, series))
+        return config
+
+    def steps_impl(self, ctx, eid, run, layer, kind):
+        series = self._series(ctx, eid, run, layer, kind)
+        index = self._steps_of(ctx, eid, series)
+        return {"run": run, "layer": layer, "kind": kind,
+                "steps": [{"step": s, "wall_time": index[s][0]} for s in sorted(index)]}
+
+    def info_impl(self, ctx, eid, run, layer, kind, step):
+        series = self._series(ctx, eid, run, layer, kind)
+        info, wall = self._json_blob(ctx, eid, series, step)
+        info.update(run=run, layer=layer, kind=kind, step=step, wall_time=wall)
+        return info
+
+    def ranges_impl(self, ctx, eid, run, layer, kind):
+        """Per-step and overall per-tile ranges, for normalisation across epochs."""
+        series = self._series(ctx, eid, run, layer, kind)
+        index = self._steps_of(ctx, eid, series)
+        per_step, lo, hi = [], None, None
+        for step in sorted(index):
+            info, _ = self._json_blob(ctx, eid, series, step)
+            tiles_min, tiles_max = None, None
+            for probe in info.get("probes", []):
+                mins = [t["min"] if t["min"] is not None else 0.0 for t in probe]
+                maxs = [t["max"] if t["max"] is not None else 0.0 for t in probe]
+                tiles_min = mins if tiles_min is None else [min(a, b) for a, b in zip(tiles_min, mins)]
+                tiles_max = maxs if tiles_max is None else [max(a, b) for a, b in zip(tiles_max, maxs)]
+            tiles_min, tiles_max = tiles_min or [], tiles_max or []
+            per_step.append({"step": step, "min": min(tiles_min, default=0.0),
+                             "max": max(tiles_max, default=0.0)})
+            lo = tiles_min if lo is None else [min(a, b) for a, b in zip(lo, tiles_min)]
+            hi = tiles_max if hi is None else [max(a, b) for a, b in zip(hi, tiles_max)]
+        return {"run": run, "layer": layer, "kind": kind, "steps": per_step,
+                "tile_min": lo or [], "tile_max": hi or [],
+                "min": min(lo or [0.0]), "max": max(hi or [0.0])}
+
+    def probes_impl(self, ctx, eid, run):
+        series = self._series(ctx, eid, run, None, metadata.KIND_PROBES)
+        info, _ = self._json_blob(ctx, eid, series, self._latest_step(ctx, eid, series))
+        return info
+
+    def predictions_impl(self, ctx, eid, run, step):
+        series = self._series(ctx, eid, run, None, metadata.KIND_PREDICTIONS)
+        data, wall = self._json_blob(ctx, eid, series, step)
+        data.update(run=run, step=step, wall_time=wall)
+        return data
+
+    # ----------------------------------------------------------------- HTTP
+
+    @staticmethod
+    def _ctx(request):
+        return plugin_util.context(request.environ), plugin_util.experiment_id(request.environ)
+
+    def _json(self, request, fn, *args):
+        ctx, eid = self._ctx(request)
+        return http_util.Respond(request, fn(ctx, eid, *args), "application/json")
+
+    @wrappers.Request.application
+    def _serve_runs(self, request):
+        return self._json(request, self.runs_impl)
+
+    @wrappers.Request.application
+    def _serve_config(self, request):
+        return self._json(request, self.config_impl, _arg(request, "run"))
+
+    @wrappers.Request.application
+    def _serve_steps(self, request):
+        return self._json(request, self.steps_impl, _arg(request, "run"),
+                          _arg(request, "layer", required=False), _arg(request, "kind"))
+
+    @wrappers.Request.application
+    def _serve_info(self, request):
+        return self._json(request, self.info_impl, _arg(request, "run"),
+                          _arg(request, "layer", required=False), _layer_kind(request),
+                          _int_arg(request, "step"))
+
+    @wrappers.Request.application
+    def _serve_ranges(self, request):
+        return self._json(request, self.ranges_impl, _arg(request, "run"),
+                          _arg(request, "layer", required=False), _layer_kind(request))
+
+    @wrappers.Request.application
+    def _serve_probes(self, request):
+        return self._json(request, self.probes_impl, _arg(request, "run"))
+
+    @wrappers.Request.application
+    def _serve_predictions(self, request):
+        return self._json(request, self.predictions_impl, _arg(request, "run"),
+                          _int_arg(request, "step"))
+
+    @wrappers.Request.application
+    def _serve_image(self, request):
+        ctx, eid = self._ctx(request)
+        run, layer, kind = _arg(request, "run"), _arg(request, "layer"), _layer_kind(request)
+        step = _int_arg(request, "step")
+        probe = _int_arg(request, "probe", required=False, default=0)
+        series = self._series(ctx, eid, run, layer, kind)
+        return self._png(request, ctx, eid, series, step, 1 + probe)
+
+    @wrappers.Request.application
+    def _serve_probe_image(self, request):
+        ctx, eid = self._ctx(request)
+        run, probe = _arg(request, "run"), _int_arg(request, "probe")
+        series = self._series(ctx, eid, run, None, metadata.KIND_PROBES)
+        return self._png(request, ctx, eid, series, self._latest_step(ctx, eid, series), 1 + probe)
+
+    def _png(self, request, ctx, eid, series, step, position):
+        # The ETag names the blob, so a re-written step gets a new one.
+        index = self._steps_of(ctx, eid, series)
+        if step in index and position < len(index[step][1]):
+            etag = '"%s"' % hashlib.sha1(repr((series.run, series.tag, step, position,
+                                               index[step][0])).encode()).hexdigest()
+            if etag in request.headers.get("If-None-Match", ""):
+                resp = wrappers.Response(status=304)
+                resp.headers["ETag"] = etag
+                resp.headers["Cache-Control"] = "private, max-age=%d, immutable" % _IMAGE_MAX_AGE
+                return resp
+        data, _, wall = self._blob(ctx, eid, series, step, position)
+        if not data.startswith(b"\x89PNG"):
+            raise errors.NotFoundError("item %d of step %d is not an image" % (position - 1, step))
+        etag = '"%s"' % hashlib.sha1(repr((series.run, series.tag, step, position, wall)).encode()).hexdigest()
+        resp = http_util.Respond(request, data, "image/png", expires=_IMAGE_MAX_AGE,
+                                 headers=[("ETag", etag)])
+        return resp
+
+    def _static_app(self, name):
+        mime = STATIC_FILES[name]
+        path = os.path.join(self._frontend, name)
+
+        @wrappers.Request.application
+        def serve(request):
+            try:
+                with open(path, "rb") as f:
+                    content = f.read()
+            except OSError:
+                raise errors.NotFoundError("asset %r is missing from this installation" % name) from None
+            return http_util.Respond(request, content, mime)
+
+        return serve
+
+
+def _layer_kind(request):
+    kind = _arg(request, "kind")
+    if kind not in metadata.LAYER_KINDS:
+        raise errors.InvalidArgumentError("kind must be one of %s; got %r"
+                                          % (", ".join(metadata.LAYER_KINDS), kind))
+    return kind
+
+
+def _run_tag_filter(run, tag):
+    from tensorboard.data import provider
+
+    return provider.RunTagFilter(runs=[run], tags=[tag])

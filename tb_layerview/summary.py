@@ -1,0 +1,292 @@
+"""tf.summary-style ops that write tb_layerview series.
+
+Use them in custom training loops, inside a ``writer.as_default()`` block,
+exactly like ``tf.summary.image``::
+
+    import tensorflow as tf
+    import tb_layerview
+
+    writer = tf.summary.create_file_writer("logs/run1")
+    with writer.as_default():
+        for step in range(epochs):
+            train_one_epoch()
+            outs = feature_extractor(probe)  # (N, H, W, C) for a conv layer
+            tb_layerview.summary.activations("conv1", outs, step=step,
+                                             layer_class="Conv2D")
+            tb_layerview.summary.filters("conv1", conv1.kernel, step=step)
+
+Every function returns True when a summary was written and False when no
+default writer is set (as ``tf.summary.write`` does). The blob layout of each
+kind is written down in ``docs/format.md``.
+"""
+
+import json
+import math
+
+import numpy as np
+
+from tb_layerview import metadata
+from tb_layerview import render
+
+
+def _tf():
+    import tensorflow as tf  # deferred: importing tb_layerview must stay light
+
+    return tf
+
+
+def json_bytes(obj):
+    """JSON-encodes ``obj`` with non-finite floats turned into null."""
+    return json.dumps(_finite(obj), separators=(",", ":"), sort_keys=False).encode("utf-8")
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _finite(obj.item())
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    return obj
+
+
+def write_blobs(kind, blobs, step=None, description="", **fields):
+    """Writes one step of a series as a rank-1 string tensor of blobs.
+
+    Args:
+      kind: a kind from :mod:`tb_layerview.metadata`.
+      blobs: list of bytes.
+      step: the step; defaults to ``tf.summary.experimental.get_step()``.
+      description: summary description.
+      **fields: plugin metadata fields (``layer``, ``layer_class``,
+        ``output_shape``, ``layer_index``, ``parent``, ``layout``).
+
+    Returns:
+      True on success, False if no default summary writer is set.
+    """
+    tf = _tf()
+    tag = metadata.tag_for(kind, fields.get("layer", ""))
+    meta = metadata.create_summary_metadata(kind, description=description, **fields)
+    # Rank 1 is required: the Rust data server drops rank-0 and rank-2 blob tensors.
+    tensor = tf.constant(list(blobs), dtype=tf.string, shape=[len(blobs)])
+    return tf.summary.write(tag=tag, tensor=tensor, step=step, metadata=meta)
+
+
+def activation_blobs(outputs, max_channels=64, max_tile_pixels=4096, min_spatial=2,
+                     channels_first=False):
+    """Renders a batch of one layer's outputs (one row per probe) to blobs.
+
+    Returns:
+      ``(blobs, info)``: ``blobs[0]`` is the JSON info (layout and per-probe
+      per-channel statistics), ``blobs[1 + i]`` the PNG of probe ``i``.
+    """
+    outputs = np.asarray(outputs)
+    if outputs.ndim < 1 or outputs.shape[0] < 1:
+        raise ValueError("activations need a batch axis with at least one probe; got shape %s"
+                         % (outputs.shape,))
+    pngs, per_probe, info = [], [], None
+    for i in range(outputs.shape[0]):
+        img, info = render.render_activation(outputs[i], max_channels=max_channels,
+                                             max_tile_pixels=max_tile_pixels,
+                                             min_spatial=min_spatial, channels_first=channels_first)
+        pngs.append(render.encode_png(img))
+        per_probe.append(info.pop("stats"))
+    info["probes"] = per_probe
+    info["dtype"] = str(outputs.dtype)
+    return [json_bytes(info)] + pngs, info
+
+
+def activations(name, data, step=None, layer_class="", layer_index=0, parent="",
+                max_channels=64, max_tile_pixels=4096, min_spatial=2, channels_first=False,
+                description=""):
+    """Writes one layer's outputs for every probe sample.
+
+    Args:
+      name: the layer path, e.g. ``"conv1"`` or ``"encoder/conv1"``.
+      data: array-like ``(N, ...)``: the layer's output for N probe samples.
+      step: the step (epoch); defaults to the global summary step.
+      layer_class: Keras class name shown in the panel.
+      layer_index: position in model order.
+      parent: enclosing nested model's path.
+      max_channels, max_tile_pixels, min_spatial, channels_first: see
+        :func:`tb_layerview.render.render_activation`.
+      description: summary description.
+
+    Returns:
+      True on success, False if no default writer is set.
+    """
+    data = np.asarray(data)
+    blobs, info = activation_blobs(data, max_channels, max_tile_pixels, min_spatial, channels_first)
+    return write_blobs(metadata.KIND_ACTIVATIONS, blobs, step=step, description=description,
+                       layer=name, layer_class=layer_class, output_shape=data.shape[1:],
+                       layer_index=layer_index, parent=parent, layout=info["layout"])
+
+
+def filter_blobs(kernel, kind, max_filters=64, input_channel="first", image_shape=None,
+                 max_tile_pixels=4096):
+    """Renders a kernel to ``[info_json, png]`` (see :func:`render.kernel_tiles`)."""
+    tiles, total, note = render.kernel_tiles(kernel, kind, max_filters=max_filters,
+                                             input_channel=input_channel, image_shape=image_shape)
+    img, info = render.render_tiles(tiles, max_tile_pixels=max_tile_pixels)
+    info["channels"] = int(total)
+    info["kernel_shape"] = list(np.shape(kernel))
+    info["kernel_kind"] = kind
+    info["note"] = note
+    info["probes"] = [info.pop("stats")]
+    return [json_bytes(info), render.encode_png(img)], info
+
+
+def filters(name, kernel, step=None, kind=None, layer_class="", layer_index=0, parent="",
+            max_filters=64, input_channel="first", image_shape=None, description=""):
+    """Writes a layer's kernel as a grid of filters.
+
+    Args:
+      name: the layer path.
+      kernel: the kernel array as Keras stores it.
+      step: the step (epoch).
+      kind: kernel kind for :func:`tb_layerview.render.kernel_tiles`; guessed
+        from the rank when None (2: dense, 3: conv1d, 4: conv2d, 5: conv3d).
+      layer_class, layer_index, parent: as for :func:`activations`.
+      max_filters: at most this many filters are drawn.
+      input_channel: ``"first"`` or ``"mean"``.
+      image_shape: for dense kernels, the input image shape.
+      description: summary description.
+
+    Returns:
+      True on success, False if no default writer is set.
+    """
+    kernel = np.asarray(kernel)
+    if kind is None:
+        kind = {2: "dense", 3: "conv1d", 4: "conv2d", 5: "conv3d"}.get(kernel.ndim)
+        if kind is None:
+            raise ValueError("cannot draw a kernel of rank %d (shape %s) as filters"
+                             % (kernel.ndim, kernel.shape))
+    blobs, _ = filter_blobs(kernel, kind, max_filters, input_channel, image_shape)
+    return write_blobs(metadata.KIND_FILTERS, blobs, step=step, description=description,
+                       layer=name, layer_class=layer_class, output_shape=kernel.shape,
+                       layer_index=layer_index, parent=parent, layout="tiles")
+
+
+def config(model_config, step=None):
+    """Writes the model and layer configuration (a JSON-ready dict)."""
+    return write_blobs(metadata.KIND_CONFIG, [json_bytes(model_config)], step=step)
+
+
+def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_values=256):
+    """Renders probe inputs to ``[info_json, png_0, ...]``.
+
+    Args:
+      inputs: ``{input_name: array (N, ...)}``; the first image-shaped input
+        is drawn; every input's first ``max_values`` values are kept in JSON.
+      labels: optional array (N, ...) of true labels.
+      class_names: optional list of class names.
+      image_shape: forces the image shape of the drawn input.
+      max_values: values per input and probe kept in the JSON.
+    """
+    names = list(inputs)
+    n = int(np.shape(inputs[names[0]])[0])
+    drawn = None
+    for nm in names:
+        arr = np.asarray(inputs[nm])
+        shape = image_shape or render.image_shape_of(arr.shape[1:])
+        if shape is not None and np.issubdtype(render.to_float(arr[:1]).dtype, np.floating):
+            drawn = nm
+            break
+    pngs, probes = [], []
+    for i in range(n):
+        entry = {"inputs": {}}
+        for nm in names:
+            arr = np.asarray(inputs[nm])[i]
+            flat = np.ravel(arr)
+            entry["inputs"][nm] = {"shape": list(arr.shape), "dtype": str(arr.dtype),
+                                   "values": flat[:max_values].astype(np.float64).tolist(),
+                                   "truncated": bool(flat.size > max_values)}
+        if labels is not None:
+            entry["label"] = _label_of(np.asarray(labels)[i], class_names)
+        if drawn is not None:
+            img, img_info = render.render_input(np.asarray(inputs[drawn])[i], image_shape)
+            pngs.append(render.encode_png(img))
+            entry["image"] = img_info
+        probes.append(entry)
+    info = {"count": n, "inputs": names, "drawn_input": drawn, "class_names": class_names,
+            "probes": probes}
+    return [json_bytes(info)] + pngs
+
+
+def _label_of(y, class_names):
+    y = np.asarray(y)
+    if y.size == 1:
+        idx = int(np.ravel(y)[0]) if np.issubdtype(y.dtype, np.integer) or float(np.ravel(y)[0]).is_integer() else None
+        out = {"value": float(np.ravel(y)[0])}
+    else:
+        idx = int(np.argmax(y))  # one-hot or soft labels
+        out = {"value": None}
+    if idx is not None:
+        out["class"] = idx
+        if class_names and 0 <= idx < len(class_names):
+            out["name"] = class_names[idx]
+    return out
+
+
+def probes(inputs, step=None, labels=None, class_names=None, image_shape=None):
+    """Writes the probe inputs (once per run)."""
+    if not isinstance(inputs, dict):
+        inputs = {"input": inputs}
+    return write_blobs(metadata.KIND_PROBES,
+                       probe_blobs(inputs, labels, class_names, image_shape), step=step)
+
+
+def prediction_record(outputs, class_names=None, top_k=5, labels=None):
+    """Summarises model outputs per probe as a JSON-ready list.
+
+    Args:
+      outputs: ``{output_name: array (N, ...)}``.
+      class_names: names of the classes of a classifier output.
+      top_k: classes kept per probe for classifier outputs.
+      labels: optional true labels (N, ...).
+
+    Returns:
+      list (one entry per probe) of ``{"outputs": {name: record}}``: a record
+      is ``{"type": "classes", "top": [[class, value], ...], "kind":
+      "probabilities"|"scores"}`` for outputs of shape (K,) with K >= 2,
+      ``{"type": "binary", "value": p}`` for (1,) outputs in [0, 1], otherwise
+      ``{"type": "values", "shape": [...], "values": [...]}`` (first 64).
+    """
+    names = list(outputs)
+    n = int(np.shape(outputs[names[0]])[0])
+    recs = []
+    for i in range(n):
+        entry = {"outputs": {}}
+        for nm in names:
+            y = render.to_float(np.asarray(outputs[nm])[i]).astype(np.float64)
+            if y.ndim == 1 and y.size >= 2:
+                order = np.argsort(-np.nan_to_num(y, nan=-np.inf), kind="stable")[:top_k]
+                probs = bool(np.all(y >= 0) and np.all(y <= 1) and abs(y.sum() - 1) < 1e-3)
+                top = [[int(c), float(y[c])] for c in order]
+                rec = {"type": "classes", "kind": "probabilities" if probs else "scores",
+                       "top": top}
+                if class_names:
+                    rec["names"] = [class_names[c] if c < len(class_names) else str(c)
+                                    for c, _ in top]
+            elif y.size == 1 and 0.0 <= float(y.ravel()[0]) <= 1.0:
+                rec = {"type": "binary", "value": float(y.ravel()[0])}
+            else:
+                rec = {"type": "values", "shape": list(y.shape),
+                       "values": y.ravel()[:64].tolist()}
+            entry["outputs"][nm] = rec
+        if labels is not None:
+            entry["label"] = _label_of(np.asarray(labels)[i], class_names)
+        recs.append(entry)
+    return recs
+
+
+def predictions(outputs, step=None, class_names=None, top_k=5, labels=None):
+    """Writes the model's outputs for each probe at ``step``."""
+    if not isinstance(outputs, dict):
+        outputs = {"output": outputs}
+    rec = {"probes": prediction_record(outputs, class_names, top_k, labels)}
+    return write_blobs(metadata.KIND_PREDICTIONS, [json_bytes(rec)], step=step)
