@@ -1,0 +1,94 @@
+// Data access for the Layer View panel. Every function here maps to one route
+// of docs/http_api.md; URLs are relative so that --path_prefix and
+// /experiment/<id>/ deployments work unchanged.
+
+export class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v !== undefined && v !== null) q.set(k, String(v));
+  }
+  return q.toString();
+}
+
+export function routeUrl(route, params = {}) {
+  const q = query(params);
+  return `./${route}${q ? '?' + q : ''}`;
+}
+
+async function getJson(route, params) {
+  let resp;
+  try {
+    resp = await fetch(routeUrl(route, params), {cache: 'no-store'});
+  } catch (err) {
+    throw new ApiError(`Cannot reach TensorBoard (${err.message})`, 0);
+  }
+  if (!resp.ok) {
+    const text = (await resp.text()).trim();
+    throw new ApiError(text || `${route}: HTTP ${resp.status}`, resp.status);
+  }
+  return resp.json();
+}
+
+// Blobs of a logged step never change, so their JSON is cached forever here.
+const immutable = new Map();
+
+function cachedJson(route, params) {
+  const key = routeUrl(route, params);
+  if (!immutable.has(key)) {
+    const p = getJson(route, params).catch((err) => {
+      immutable.delete(key);
+      throw err;
+    });
+    immutable.set(key, p);
+  }
+  return immutable.get(key);
+}
+
+/** GET /runs: every run with its layers in model order. */
+export const fetchRuns = () => getJson('runs');
+/** GET /config: model and layer configuration of a run. */
+export const fetchConfig = (run) => getJson('config', {run});
+/** GET /steps: steps and wall times of one series. */
+export const fetchSteps = (run, layer, kind) => getJson('steps', {run, layer, kind});
+/** GET /info: layout and per-tile statistics of one image step. */
+export const fetchInfo = (run, layer, kind, step) => cachedJson('info', {run, layer, kind, step});
+/** GET /ranges: per-tile ranges over all steps, for fixed normalisation. */
+export const fetchRanges = (run, layer, kind) => getJson('ranges', {run, layer, kind});
+/** GET /probes: the probe inputs. */
+export const fetchProbes = (run) => getJson('probes', {run});
+/** GET /predictions: model outputs for each probe at a step. */
+export const fetchPredictions = (run, step) => cachedJson('predictions', {run, step});
+
+/** URL of GET /image (PNG, cached by the browser). */
+export const imageUrl = (run, layer, kind, step, probe) =>
+  routeUrl('image', {run, layer, kind, step, probe});
+/** URL of GET /probe_image (PNG). */
+export const probeImageUrl = (run, probe) => routeUrl('probe_image', {run, probe});
+
+const images = new Map();
+const MAX_IMAGES = 2000;
+
+/** Loads (or returns the cached) decoded image at `url`. */
+export function loadImage(url) {
+  if (!images.has(url)) {
+    const p = new Promise((resolve, reject) => {
+      const img = new Image();
+      img.onload = () => resolve(img);
+      img.onerror = () => {
+        images.delete(url);
+        reject(new ApiError(`image not available: ${url}`, 404));
+      };
+      img.src = url;
+    });
+    if (images.size >= MAX_IMAGES) images.delete(images.keys().next().value);
+    images.set(url, p);
+  }
+  return images.get(url);
+}

@@ -1,0 +1,143 @@
+// Pure normalisation and colour maths for the panel (no DOM): a stored tile
+// holds q in 0..255 quantised from [lo, hi]; the value is lo + q/255*(hi-lo).
+// Alpha codes: 255 data, 0 gap, 1 NaN, 2 +Inf, 3 -Inf (docs/format.md).
+
+export const ALPHA_DATA = 255;
+export const ALPHA_GAP = 0;
+export const ALPHA_NAN = 1;
+export const ALPHA_POSINF = 2;
+export const ALPHA_NEGINF = 3;
+
+export const NORMS = ['channel', 'layer', 'fixed'];
+export const COLORMAPS = ['grey', 'viridis', 'magma', 'diverging'];
+
+// Anchor colours sampled at equal steps from each map; linearly interpolated.
+const ANCHORS = {
+  grey: ['#000000', '#ffffff'],
+  viridis: ['#440154', '#472d7b', '#3b528b', '#2c728e', '#21918c', '#28ae80', '#5ec962', '#addc30', '#fde725'],
+  magma: ['#000004', '#1c1044', '#51127c', '#832681', '#b73779', '#e75263', '#fc8961', '#fec287', '#fcfdbf'],
+  diverging: ['#2166ac', '#67a9cf', '#d1e5f0', '#f7f7f7', '#fddbc7', '#ef8a62', '#b2182b'],
+};
+
+export const SPECIAL = {
+  nan: [255, 0, 255],
+  posinf: [255, 255, 0],
+  neginf: [0, 255, 255],
+};
+
+function hexToRgb(hex) {
+  const n = parseInt(hex.slice(1), 16);
+  return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
+}
+
+/** A 256x3 Uint8Array colour table for `name`. */
+export function colormapTable(name) {
+  const anchors = (ANCHORS[name] || ANCHORS.grey).map(hexToRgb);
+  const table = new Uint8Array(256 * 3);
+  const segs = anchors.length - 1;
+  for (let i = 0; i < 256; i++) {
+    const t = (i / 255) * segs;
+    const k = Math.min(Math.floor(t), segs - 1);
+    const f = t - k;
+    for (let c = 0; c < 3; c++) {
+      table[i * 3 + c] = Math.round(anchors[k][c] * (1 - f) + anchors[k + 1][c] * f);
+    }
+  }
+  return table;
+}
+
+/**
+ * The display range [lo, hi] of tile `t` under a normalisation mode.
+ * tiles: [{min, max}] of the image; fixed: {min, max, tile_min, tile_max}
+ * over all epochs of the run (GET /ranges). Diverging maps centre the range
+ * on zero.
+ */
+export function displayRange(tiles, t, mode, fixed, diverging) {
+  let lo;
+  let hi;
+  if (mode === 'layer') {
+    lo = Math.min(...tiles.map((s) => s.min ?? 0));
+    hi = Math.max(...tiles.map((s) => s.max ?? 0));
+  } else if (mode === 'fixed' && fixed) {
+    lo = fixed.tile_min?.[t] ?? fixed.min;
+    hi = fixed.tile_max?.[t] ?? fixed.max;
+  } else {
+    lo = tiles[t].min ?? 0;
+    hi = tiles[t].max ?? 0;
+  }
+  if (diverging) {
+    const m = Math.max(Math.abs(lo), Math.abs(hi));
+    lo = -m;
+    hi = m;
+  }
+  return [lo, hi];
+}
+
+/**
+ * 256-entry map from a stored byte q of a tile with stored range [lo, hi]
+ * to a colormap index 0..255 for display range [dlo, dhi].
+ */
+export function byteMap(lo, hi, dlo, dhi) {
+  const out = new Uint8Array(256);
+  const span = dhi - dlo;
+  for (let q = 0; q < 256; q++) {
+    const v = lo + (q / 255) * (hi - lo);
+    let u = span > 0 ? (v - dlo) / span : (hi > lo ? q / 255 : 0);
+    if (!(u >= 0)) u = 0;
+    if (u > 1) u = 1;
+    out[q] = Math.round(u * 255);
+  }
+  return out;
+}
+
+/** Index of the tile under pixel (x, y), or -1 for gaps and outside. */
+export function tileAt(layout, x, y) {
+  const {rows, cols, tile_h: th, tile_w: tw, gap} = layout;
+  if (x < 0 || y < 0) return -1;
+  const c = Math.floor(x / (tw + gap));
+  const r = Math.floor(y / (th + gap));
+  if (c >= cols || r >= rows) return -1;
+  if (x - c * (tw + gap) >= tw || y - r * (th + gap) >= th) return -1;
+  const t = r * cols + c;
+  return t < layout.shown ? t : -1;
+}
+
+/** Pixel rectangle [x, y, w, h] of tile t. */
+export function tileRect(layout, t) {
+  const {cols, tile_h: th, tile_w: tw, gap} = layout;
+  const r = Math.floor(t / cols);
+  const c = t % cols;
+  return [c * (tw + gap), r * (th + gap), tw, th];
+}
+
+/**
+ * Colours an LA image (RGBA ImageData bytes, L in R, A in alpha) in place
+ * into `out` (RGBA bytes). `maps[t]` is the byteMap of tile t.
+ */
+export function colourise(src, width, height, layout, maps, table, background) {
+  const out = new Uint8ClampedArray(width * height * 4);
+  const tileIndex = new Int32Array(width);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) tileIndex[x] = tileAt(layout, x, y);
+    for (let x = 0; x < width; x++) {
+      const i = (y * width + x) * 4;
+      const a = src[i + 3];
+      let rgb;
+      if (a === ALPHA_DATA && tileIndex[x] >= 0) {
+        const k = maps[tileIndex[x]][src[i]] * 3;
+        rgb = [table[k], table[k + 1], table[k + 2]];
+      } else if (a === ALPHA_NAN) rgb = SPECIAL.nan;
+      else if (a === ALPHA_POSINF) rgb = SPECIAL.posinf;
+      else if (a === ALPHA_NEGINF) rgb = SPECIAL.neginf;
+      else {
+        out[i + 3] = 0;
+        continue;
+      }
+      out[i] = rgb[0];
+      out[i + 1] = rgb[1];
+      out[i + 2] = rgb[2];
+      out[i + 3] = 255;
+    }
+  }
+  return out;
+}

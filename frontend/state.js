@@ -1,0 +1,131 @@
+// The panel's view state and its URL encoding (pure; no DOM).
+
+import {COLORMAPS, NORMS} from './normalise.js';
+
+export const VIEWS = ['activations', 'filters', 'config'];
+export const ZOOMS = [1, 2, 3, 4, 6, 8];
+
+export function defaultState() {
+  return {
+    runs: [], // selected runs, in display order
+    layer: null, // layer path
+    step: null, // epoch (null: latest)
+    view: 'activations',
+    probe: 0, // probe index, or -1 for all probes
+    norm: 'channel',
+    cmap: 'grey',
+    zoom: 2,
+    follow: true, // jump to the newest epoch as it arrives
+  };
+}
+
+function intOr(value, fallback, min, max) {
+  if (value === null || value === undefined || value === '' || !/^-?\d+$/.test(value)) return fallback;
+  const n = parseInt(value, 10);
+  return n >= min && n <= max ? n : fallback;
+}
+
+/** Serialises the parts of `state` that make a view reproducible. */
+export function encodeState(state) {
+  const q = new URLSearchParams();
+  for (const run of state.runs) q.append('run', run);
+  if (state.layer !== null) q.set('layer', state.layer);
+  if (state.step !== null && !state.follow) q.set('step', String(state.step));
+  q.set('view', state.view);
+  q.set('probe', String(state.probe));
+  q.set('norm', state.norm);
+  q.set('cmap', state.cmap);
+  q.set('zoom', String(state.zoom));
+  return q.toString();
+}
+
+/** Parses `encodeState` output; unknown or malformed values fall back to defaults. */
+export function decodeState(text) {
+  const s = defaultState();
+  const q = new URLSearchParams(text.replace(/^[#?]/, ''));
+  s.runs = q.getAll('run');
+  s.layer = q.has('layer') ? q.get('layer') : null;
+  const step = intOr(q.get('step'), null, 0, Number.MAX_SAFE_INTEGER);
+  if (step !== null) {
+    s.step = step;
+    s.follow = false;
+  }
+  if (VIEWS.includes(q.get('view'))) s.view = q.get('view');
+  s.probe = intOr(q.get('probe'), 0, -1, 1000);
+  if (NORMS.includes(q.get('norm'))) s.norm = q.get('norm');
+  if (COLORMAPS.includes(q.get('cmap'))) s.cmap = q.get('cmap');
+  const zoom = intOr(q.get('zoom'), s.zoom, 1, 16);
+  s.zoom = ZOOMS.includes(zoom) ? zoom : s.zoom;
+  return s;
+}
+
+/** Sorted union of the steps of `runs` (objects from GET /runs). */
+export function unionSteps(runs) {
+  const set = new Set();
+  for (const r of runs) for (const s of r.steps) set.add(s.step);
+  return [...set].sort((a, b) => a - b);
+}
+
+/** The logged step nearest to `step` (ties go down); null when none. */
+export function snapStep(steps, step) {
+  if (!steps.length) return null;
+  if (step === null || step === undefined) return steps[steps.length - 1];
+  let best = steps[0];
+  for (const s of steps) if (Math.abs(s - step) < Math.abs(best - step)) best = s;
+  return best;
+}
+
+/** The step `delta` positions away from `step` in `steps`, clamped. */
+export function moveStep(steps, step, delta) {
+  if (!steps.length) return null;
+  let i = steps.indexOf(snapStep(steps, step));
+  i = Math.max(0, Math.min(steps.length - 1, i + delta));
+  return steps[i];
+}
+
+/**
+ * Layers of the selected runs aligned by path: the first run's order, then
+ * layers only other runs have. Each item: {path, depth, cls, shape, runs}.
+ */
+export function alignLayers(runs) {
+  const byPath = new Map();
+  const order = [];
+  for (const r of runs) {
+    for (const l of r.layers) {
+      if (!byPath.has(l.path)) {
+        byPath.set(l.path, {
+          path: l.path,
+          name: l.path.split('/').pop(),
+          depth: l.parent ? l.parent.split('/').length : 0,
+          parent: l.parent,
+          cls: l.class,
+          shape: l.output_shape,
+          kinds: new Set(),
+          runs: new Set(),
+        });
+        order.push(l.path);
+      }
+      const item = byPath.get(l.path);
+      item.runs.add(r.run);
+      for (const k of Object.keys(l.kinds)) item.kinds.add(k);
+    }
+  }
+  return order.map((p) => byPath.get(p));
+}
+
+/** Layers whose path or class contains `filter` (case-insensitive). */
+export function filterLayers(layers, filter) {
+  const f = (filter || '').trim().toLowerCase();
+  if (!f) return layers;
+  return layers.filter((l) => l.path.toLowerCase().includes(f) || (l.cls || '').toLowerCase().includes(f));
+}
+
+const PALETTE = ['#ff7043', '#0077bb', '#cc3311', '#009988', '#ee3377', '#33bbee', '#bbbbbb', '#9c27b0',
+  '#4caf50', '#795548'];
+
+/** A stable colour per run name. */
+export function runColour(name) {
+  let h = 0;
+  for (const ch of name) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+  return PALETTE[h % PALETTE.length];
+}

@@ -1,0 +1,199 @@
+// DOM building for the Layer View panel. Data is always inserted with
+// textContent or attributes, never as HTML.
+
+import {byteMap, colourise, colormapTable, displayRange, tileAt, tileRect} from './normalise.js';
+
+/** Creates an element with attributes/properties and children. */
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') node.className = v;
+    else if (k === 'text') node.textContent = v;
+    else if (k === 'style') node.style.cssText = v;
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else if (k in node && typeof v !== 'string') node[k] = v;
+    else node.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+export function formatShape(shape) {
+  if (!shape) return '';
+  return '(' + shape.map((d) => (d < 0 ? 'None' : d)).join(', ') + ')';
+}
+
+export function formatNumber(x) {
+  if (x === null || x === undefined) return '–';
+  if (x === 0) return '0';
+  const a = Math.abs(x);
+  return a >= 1e4 || a < 1e-3 ? x.toExponential(2) : x.toFixed(a >= 100 ? 1 : 3);
+}
+
+export function formatTime(seconds) {
+  if (!seconds) return '';
+  return new Date(seconds * 1000).toLocaleString();
+}
+
+/** The "no data yet" state with a code snippet that shows how to log. */
+export function emptyState() {
+  const code = [
+    'from tb_layerview import LayerView',
+    '',
+    'model.fit(x, y, epochs=10,',
+    '          callbacks=[LayerView("logs/run1", probe=(x[:8], y[:8]))])',
+    '',
+    '# then: tensorboard --logdir logs',
+  ].join('\n');
+  return el('div', {class: 'empty'},
+    el('h2', {text: 'No Layer View data yet'}),
+    el('p', {text: 'Add the LayerView callback to model.fit; runs appear here while they train.'}),
+    el('pre', {class: 'snippet', text: code}));
+}
+
+export function errorBanner(message) {
+  return el('div', {class: 'error', role: 'alert', text: message});
+}
+
+/** Decodes an image's pixels (RGBA bytes) through a scratch canvas. */
+const pixelCache = new Map();
+export function pixelsOf(url, img) {
+  let px = pixelCache.get(url);
+  if (!px) {
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth;
+    c.height = img.naturalHeight;
+    const ctx = c.getContext('2d', {willReadFrequently: true});
+    ctx.drawImage(img, 0, 0);
+    px = ctx.getImageData(0, 0, c.width, c.height);
+    if (pixelCache.size > 600) pixelCache.delete(pixelCache.keys().next().value);
+    pixelCache.set(url, px);
+  }
+  return px;
+}
+
+const tables = new Map();
+function tableFor(name) {
+  if (!tables.has(name)) tables.set(name, colormapTable(name));
+  return tables.get(name);
+}
+
+/**
+ * Paints a stored image into `canvas` with the chosen normalisation and
+ * colormap. `tiles` are the per-tile stats of this image; `fixed` the run's
+ * ranges over all epochs (for norm === 'fixed').
+ */
+export function paint(canvas, pixels, layout, tiles, opts) {
+  const {norm, cmap, zoom, fixed, rgb} = opts;
+  const w = pixels.width;
+  const h = pixels.height;
+  if (canvas.width !== w) canvas.width = w;
+  if (canvas.height !== h) canvas.height = h;
+  canvas.style.width = `${w * zoom}px`;
+  canvas.style.height = `${h * zoom}px`;
+  const ctx = canvas.getContext('2d');
+  if (rgb) {
+    ctx.putImageData(pixels, 0, 0);
+    return;
+  }
+  const diverging = cmap === 'diverging';
+  const maps = tiles.map((s, t) => {
+    const [dlo, dhi] = displayRange(tiles, t, norm, fixed, diverging);
+    return byteMap(s.min ?? 0, s.max ?? 0, dlo, dhi);
+  });
+  const out = colourise(pixels.data, w, h, layout, maps, tableFor(cmap));
+  ctx.putImageData(new ImageData(out, w, h), 0, 0);
+}
+
+/** Tile index under a mouse event on a painted canvas, or -1. */
+export function tileUnder(canvas, layout, event, zoom) {
+  const r = canvas.getBoundingClientRect();
+  return tileAt(layout, Math.floor((event.clientX - r.left) / zoom), Math.floor((event.clientY - r.top) / zoom));
+}
+
+export function statsLines(label, s) {
+  return [
+    label,
+    `min ${formatNumber(s.min)}  max ${formatNumber(s.max)}`,
+    `mean ${formatNumber(s.mean)}  std ${formatNumber(s.std)}`,
+    `zeros ${(100 * (s.zero ?? 0)).toFixed(1)}%` + (s.nan || s.inf ? `  NaN ${s.nan}  Inf ${s.inf}` : ''),
+  ].join('\n');
+}
+
+/** Crops tile `t` of `pixels` into a new ImageData. */
+export function cropTile(pixels, layout, t) {
+  const [x, y, w, h] = tileRect(layout, t);
+  const out = new ImageData(w, h);
+  for (let j = 0; j < h; j++) {
+    const src = ((y + j) * pixels.width + x) * 4;
+    out.data.set(pixels.data.subarray(src, src + w * 4), j * w * 4);
+  }
+  return out;
+}
+
+/** One-tile layout for a cropped tile. */
+export function singleLayout(w, h) {
+  return {rows: 1, cols: 1, tile_h: h, tile_w: w, gap: 1, shown: 1};
+}
+
+/** The configuration card of a layer (from GET /config). */
+export function configCard(layer) {
+  if (!layer) return el('div', {class: 'placeholder', text: 'No configuration recorded for this layer.'});
+  const rows = [
+    ['Path', layer.path],
+    ['Class', layer.class],
+    ['Output shape', formatShape(layer.output_shape)],
+    ['Output dtype', layer.dtype || '–'],
+    ['Parameters', String(layer.params)],
+    ['Calls on the probe', String(layer.calls)],
+    ['Logged', layer.kinds.length ? layer.kinds.join(', ') : 'nothing'],
+  ];
+  if (layer.skipped) rows.push(['Skipped', layer.skipped]);
+  const table = el('table', {class: 'config'});
+  for (const [k, v] of rows) table.append(el('tr', {}, el('th', {text: k}), el('td', {text: v})));
+  const cfg = layer.config || {};
+  for (const [k, v] of Object.entries(cfg)) {
+    const text = typeof v === 'string' ? v : JSON.stringify(v);
+    table.append(el('tr', {class: 'cfg'}, el('th', {text: k}), el('td', {text: text})));
+  }
+  return table;
+}
+
+/** Short text of one probe's prediction record (GET /predictions). */
+export function predictionText(entry, classNames) {
+  if (!entry) return '';
+  const parts = [];
+  for (const [name, rec] of Object.entries(entry.outputs || {})) {
+    const prefix = Object.keys(entry.outputs).length > 1 ? `${name}: ` : '';
+    if (rec.type === 'classes') {
+      const top = rec.top.slice(0, 3).map(([c, v], i) => {
+        const label = (rec.names && rec.names[i]) || (classNames && classNames[c]) || String(c);
+        return `${label} ${rec.kind === 'probabilities' ? (100 * v).toFixed(0) + '%' : formatNumber(v)}`;
+      });
+      parts.push(prefix + top.join(', '));
+    } else if (rec.type === 'binary') {
+      parts.push(prefix + `p=${rec.value.toFixed(3)}`);
+    } else {
+      parts.push(prefix + rec.values.slice(0, 4).map(formatNumber).join(', ') + (rec.values.length > 4 ? ', …' : ''));
+    }
+  }
+  if (entry.label) {
+    const l = entry.label;
+    parts.push('true: ' + (l.name ?? (l.class !== undefined ? String(l.class) : formatNumber(l.value))));
+  }
+  return parts.join('\n');
+}
+
+/** Whether the top predicted class equals the true class (null if unknown). */
+export function predictionCorrect(entry) {
+  if (!entry || !entry.label || entry.label.class === undefined) return null;
+  const rec = Object.values(entry.outputs || {})[0];
+  if (!rec) return null;
+  if (rec.type === 'classes') return rec.top[0][0] === entry.label.class;
+  if (rec.type === 'binary') return (rec.value >= 0.5 ? 1 : 0) === entry.label.class;
+  return null;
+}
