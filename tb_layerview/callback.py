@@ -196,8 +196,11 @@ def _walk(model):
 def _kernel_kind(layer):
     """The :func:`render.kernel_tiles` kind of a layer's kernel, or None."""
     cls = type(layer).__name__
-    if hasattr(layer, "depthwise_kernel"):
-        k = layer.depthwise_kernel
+    # Separable convolutions keep depthwise_kernel; DepthwiseConv layers call it kernel.
+    k = getattr(layer, "depthwise_kernel", None)
+    if k is None and "Depthwise" in cls:
+        k = getattr(layer, "kernel", None)
+    if k is not None and hasattr(k, "shape"):
         return ("depthwise" if len(k.shape) == 4 else "depthwise1d"), k
     kernel = getattr(layer, "kernel", None)
     if kernel is None or not hasattr(kernel, "shape"):
@@ -537,15 +540,18 @@ class LayerView(keras.callbacks.Callback):
         return {"output": _to_numpy(outputs)}
 
     def _input_dict(self):
+        """The probe as {input name: array}, named after the model's inputs."""
         inputs = self._inputs
         if isinstance(inputs, dict):
             return dict(inputs)
-        if isinstance(inputs, list):
-            names = [getattr(t, "name", None) for t in (getattr(self.model, "inputs", None) or [])]
-            if len(names) != len(inputs) or None in names:
-                names = ["input_%d" % i for i in range(len(inputs))]
-            return dict(zip(names, inputs))
-        return {"input": inputs}
+        arrays = inputs if isinstance(inputs, list) else [inputs]
+        try:
+            names = [t.name for t in self.model.inputs]
+        except Exception:  # subclassed or unbuilt models have no symbolic inputs
+            names = []
+        if len(names) != len(arrays) or len(set(names)) != len(names):
+            names = ["input_%d" % i for i in range(len(arrays))] if len(arrays) > 1 else ["input"]
+        return dict(zip(names, arrays))
 
     def _image_shape(self):
         """The image shape of the (first) input, for dense-unit filters."""

@@ -73,7 +73,7 @@ def write_blobs(kind, blobs, step=None, description="", **fields):
     meta = metadata.create_summary_metadata(kind, description=description, **fields)
     # Rank 1 is required: the Rust data server drops rank-0 and rank-2 blob tensors.
     tensor = tf.constant(list(blobs), dtype=tf.string, shape=[len(blobs)])
-    return tf.summary.write(tag=tag, tensor=tensor, step=step, metadata=meta)
+    return bool(tf.summary.write(tag=tag, tensor=tensor, step=step, metadata=meta))
 
 
 def activation_blobs(outputs, max_channels=64, max_tile_pixels=4096, min_spatial=2,

@@ -1,0 +1,129 @@
+"""Test helpers: read tb_layerview series back through TensorBoard's own code."""
+
+import json
+
+from tensorboard import context as tb_context
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_provider
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+from tensorboard.plugins import base_plugin
+
+from tb_layerview import metadata
+
+
+def provider_for(logdir):
+    """A MultiplexerDataProvider over ``logdir`` keeping every tb_layerview step."""
+    mult = plugin_event_multiplexer.EventMultiplexer(
+        tensor_size_guidance={metadata.PLUGIN_NAME: 0})
+    mult.AddRunsFromDirectory(logdir)
+    mult.Reload()
+    return data_provider.MultiplexerDataProvider(mult, logdir), mult
+
+
+def read_series(logdir):
+    """{run: {tag: {"meta": LayerViewPluginData, "steps": {step: [bytes, ...]}}}}."""
+    provider, _ = provider_for(logdir)
+    ctx = tb_context.RequestContext()
+    listing = provider.list_blob_sequences(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME)
+    out = {}
+    for run, tags in listing.items():
+        data = provider.read_blob_sequences(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME,
+                                            downsample=10**9)
+        for tag, ts in tags.items():
+            steps = {}
+            for datum in data[run][tag]:
+                steps[datum.step] = [provider.read_blob(ctx, blob_key=v.blob_key) for v in datum.values]
+            out.setdefault(run, {})[tag] = {"meta": metadata.parse_plugin_data(ts.plugin_content),
+                                            "steps": steps}
+    return out
+
+
+def layer_series(series, run):
+    """{(kind, layer path): steps dict} of one run's per-layer series."""
+    return {(s["meta"].kind, s["meta"].layer): s["steps"] for s in series[run].values()
+            if s["meta"].kind in metadata.LAYER_KINDS}
+
+
+def run_blob(series, run, kind):
+    """The steps dict of a run-level series."""
+    for s in series[run].values():
+        if s["meta"].kind == kind:
+            return s["steps"]
+    raise KeyError(kind)
+
+
+def json_of(blob):
+    return json.loads(blob.decode("utf-8"))
+
+
+def wsgi_client(logdir, sampling_hints=None):
+    """A werkzeug test client for TensorBoard's real WSGI app with the plugin."""
+    from werkzeug import test as wtest
+
+    from tb_layerview.plugin import LayerViewPlugin
+
+    provider, mult = provider_for(logdir)
+    ctx = base_plugin.TBContext(logdir=logdir, data_provider=provider, multiplexer=mult,
+                                sampling_hints=sampling_hints or {})
+    app = application.TensorBoardWSGI([LayerViewPlugin(ctx)], data_provider=provider)
+    return wtest.Client(app)
+
+
+HOSTILE_RUN = "odd run <b>ü</b>"
+HOSTILE_LAYER = "<img src=x onerror=alert(1)>"
+
+
+def write_logs(logdir, cnn_epochs=15):
+    """Writes three runs with real fits: a CNN, an MLP and one with hostile names.
+
+    Returns:
+      dict of run name -> the fitted model.
+    """
+    import os
+
+    import keras
+    import numpy as np
+
+    from tb_layerview import LayerView
+
+    keras.utils.set_random_seed(1)
+    rng = np.random.default_rng(0)
+    models = {}
+    x = rng.random((64, 12, 12, 3), dtype=np.float32)
+    y = (x[:, :6].mean(axis=(1, 2, 3)) > x[:, 6:].mean(axis=(1, 2, 3))).astype("int64")
+    cnn = keras.Sequential([
+        keras.Input((12, 12, 3), name="image"),
+        keras.layers.Conv2D(6, 3, activation="relu", name="conv1"),
+        keras.layers.MaxPooling2D(name="pool1"),
+        keras.layers.Conv2D(4, 3, activation="relu", name="conv2"),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(2, activation="softmax", name="predictions"),
+    ], name="cnn")
+    cnn.compile("adam", "sparse_categorical_crossentropy")
+    cnn.fit(x, y, epochs=cnn_epochs, batch_size=32, verbose=0,
+            callbacks=[LayerView(os.path.join(logdir, "cnn"), probe=(x[:3], y[:3]),
+                                 class_names=["top", "bottom"])])
+    models["cnn"] = cnn
+    xm = rng.random((64, 64), dtype=np.float32)
+    mlp = keras.Sequential([keras.Input((64,), name="pixels"),
+                            keras.layers.Dense(10, activation="sigmoid", name="hidden"),
+                            keras.layers.Dense(3, activation="sigmoid", name="output")], name="mlp")
+    mlp.compile("sgd", "mse")
+    mlp.fit(xm, np.zeros((64, 3)), epochs=3, verbose=0,
+            callbacks=[LayerView(os.path.join(logdir, "mlp"), probe=xm[:2])])
+    models["mlp"] = mlp
+    # Keras' TensorFlow backend refuses such layer names in graph scopes, but
+    # names reach the log from custom loops through the summary ops as well.
+    import tensorflow as tf
+
+    from tb_layerview import summary
+
+    writer = tf.summary.create_file_writer(os.path.join(logdir, HOSTILE_RUN))
+    with writer.as_default():
+        for step in range(3):
+            summary.activations(HOSTILE_LAYER, rng.random((2, 5, 5, 2)), step=step, layer_class="Odd")
+            summary.activations("a/b c ü", rng.random((2, 7)), step=step, layer_index=1, parent="a")
+            summary.filters(HOSTILE_LAYER, rng.random((3, 3, 2, 4)), step=step)
+            summary.predictions(rng.random((2, 3)), step=step)
+    writer.close()
+    return models

@@ -1,0 +1,425 @@
+"""LayerView with real model.fit runs, read back through TensorBoard's reader."""
+
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+import keras
+import tensorflow as tf
+
+from tb_layerview import LayerView, LayerViewWarning, metadata, render
+from helpers import json_of, layer_series, read_series, run_blob
+
+ACT, FIL = metadata.KIND_ACTIVATIONS, metadata.KIND_FILTERS
+
+
+def fit(model, x, y, log_dir, epochs=2, loss="mse", optimizer="sgd", fit_kwargs=None, **lv):
+    model.compile(optimizer=optimizer, loss=loss)
+    cb = LayerView(str(log_dir), **lv)
+    model.fit(x, y, epochs=epochs, batch_size=16, verbose=0, callbacks=[cb], **(fit_kwargs or {}))
+    return cb
+
+
+def only_run(log_dir):
+    series = read_series(str(log_dir.parent))
+    return series, log_dir.name
+
+
+def test_cnn_logs_every_layer_every_epoch_filters_config_probes_predictions(tmp_path):
+    """A CNN fit for 3 epochs: activations of every layer at steps 0..3, conv filters, run info."""
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)),
+        keras.layers.Conv2D(4, 3, activation="relu", name="conv1"),
+        keras.layers.MaxPooling2D(name="pool"),
+        keras.layers.Conv2D(2, 2, name="conv2"),
+        keras.layers.Flatten(name="flat"),
+        keras.layers.Dense(3, activation="softmax", name="out"),
+    ])
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 8, 8, 3), dtype=np.float32), rng.integers(0, 3, 32)
+    fit(model, x, y, tmp_path / "cnn", epochs=3, loss="sparse_categorical_crossentropy",
+        probe=(x[:4], y[:4]), class_names=["a", "b", "c"])
+    series, run = only_run(tmp_path / "cnn")
+    got = layer_series(series, run)
+    assert set(got) == {(ACT, "conv1"), (ACT, "pool"), (ACT, "conv2"), (ACT, "flat"), (ACT, "out"),
+                        (FIL, "conv1"), (FIL, "conv2"), (FIL, "out")}
+    for steps in got.values():
+        assert sorted(steps) == [0, 1, 2, 3]
+    blobs = got[(ACT, "conv1")][2]
+    info = json_of(blobs[0])
+    assert len(blobs) == 5 and len(info["probes"]) == 4
+    assert info["layout"] == "grid" and info["shape"] == [6, 6, 4]
+    assert render.decode_png(blobs[1]).shape == (13, 13, 2)
+    filt = json_of(got[(FIL, "conv1")][0][0])
+    assert filt["rgb"] is True and filt["channels"] == 4
+    assert render.decode_png(got[(FIL, "conv1")][0][1]).shape[2] == 4
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    assert [l["path"] for l in config["layers"]] == ["conv1", "pool", "conv2", "flat", "out"]
+    assert config["layers"][0]["params"] == 3 * 3 * 3 * 4 + 4
+    assert config["layers"][0]["config"]["filters"] == 4
+    assert config["class_names"] == ["a", "b", "c"]
+    probes = run_blob(series, run, metadata.KIND_PROBES)
+    assert list(probes) == [0] and len(probes[0]) == 5
+    assert json_of(probes[0][0])["probes"][1]["label"]["class"] == int(y[1])
+    preds = run_blob(series, run, metadata.KIND_PREDICTIONS)
+    assert sorted(preds) == [0, 1, 2, 3]
+    rec = json_of(preds[3][0])["probes"][0]["outputs"]["output"]
+    assert rec["type"] == "classes" and rec["kind"] == "probabilities" and len(rec["top"]) == 3
+    assert rec["names"][0] in ("a", "b", "c")
+
+
+def test_activation_pixels_match_hand_set_weights(tmp_path):
+    """A 1x1 conv with weight 2 on a known input gives exactly the expected bytes."""
+    model = keras.Sequential([keras.Input((2, 2, 1)),
+                              keras.layers.Conv2D(1, 1, use_bias=False, name="double")])
+    model.layers[0].set_weights([np.full((1, 1, 1, 1), 2.0, np.float32)])
+    x = np.array([[[[0.0], [1.0]], [[2.0], [3.0]]]], np.float32)
+    fit(model, x, x * 2, tmp_path / "hand", epochs=1, optimizer=keras.optimizers.SGD(0.0), probe=x)
+    series, run = only_run(tmp_path / "hand")
+    blobs = layer_series(series, run)[(ACT, "double")][0]
+    assert render.decode_png(blobs[1])[..., 0].tolist() == [[0, 85], [170, 255]]
+    stats = json_of(blobs[0])["probes"][0][0]
+    assert (stats["min"], stats["max"], stats["mean"]) == (0.0, 6.0, 3.0)
+
+
+def test_dense_units_of_a_784_200_10_network_are_drawn_as_28x28_images(tmp_path):
+    """The first Dense layer on a flat 784 input draws each unit's weights as a 28x28 tile."""
+    model = keras.Sequential([keras.Input((784,)),
+                              keras.layers.Dense(5, activation="sigmoid", name="hidden"),
+                              keras.layers.Dense(3, activation="sigmoid", name="output")])
+    x = np.random.default_rng(1).random((16, 784), dtype=np.float32)
+    fit(model, x, np.zeros((16, 3)), tmp_path / "mlp", epochs=1, probe=x[:2])
+    series, run = only_run(tmp_path / "mlp")
+    got = layer_series(series, run)
+    hidden = json_of(got[(FIL, "hidden")][1][0])
+    assert (hidden["tile_h"], hidden["tile_w"], hidden["channels"]) == (28, 28, 5)
+    kernel = model.get_layer("hidden").get_weights()[0]
+    assert hidden["probes"][0][2]["max"] == pytest.approx(float(kernel[:, 2].max()))
+    output = json_of(got[(FIL, "output")][1][0])
+    assert (output["tile_h"], output["tile_w"], output["channels"]) == (5, 3, 1)
+    probes = run_blob(series, run, metadata.KIND_PROBES)[0]
+    assert render.decode_png(probes[1]).shape == (28, 28, 2)
+
+
+def test_sequential_without_input_is_built_lazily(tmp_path):
+    """A Sequential model with no Input is logged once fit has built it."""
+    model = keras.Sequential([keras.layers.Dense(4, name="a"), keras.layers.Dense(2, name="b")])
+    x = np.ones((16, 3), np.float32)
+    fit(model, x, np.zeros((16, 2)), tmp_path / "lazy", probe=x[:2])
+    series, run = only_run(tmp_path / "lazy")
+    assert set(layer_series(series, run)) == {(ACT, "a"), (ACT, "b"), (FIL, "a"), (FIL, "b")}
+
+
+def test_nested_model_layers_are_logged_under_a_path(tmp_path):
+    """A model used as a layer contributes its inner layers as encoder/<name>."""
+    encoder = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, name="conv1"),
+                                keras.layers.Flatten(name="flat")], name="encoder")
+    inp = keras.Input((6, 6, 1))
+    out = keras.layers.Dense(2, name="head")(encoder(inp))
+    model = keras.Model(inp, out)
+    x = np.ones((16, 6, 6, 1), np.float32)
+    fit(model, x, np.zeros((16, 2)), tmp_path / "nested", probe=x[:2])
+    series, run = only_run(tmp_path / "nested")
+    got = layer_series(series, run)
+    assert set(got) == {(ACT, "encoder/conv1"), (ACT, "encoder/flat"), (ACT, "head"),
+                        (FIL, "encoder/conv1"), (FIL, "head")}
+    meta = next(s["meta"] for s in series[run].values() if s["meta"].layer == "encoder/conv1")
+    assert meta.parent == "encoder"
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    enc = next(l for l in config["layers"] if l["path"] == "encoder")
+    assert enc["nested_model"] is True and "encoder/" in enc["skipped"]
+
+
+def test_multi_input_multi_output_and_shared_layers(tmp_path):
+    """Two inputs through one shared Dense, two outputs: all logged, shared layer called twice."""
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
+    shared = keras.layers.Dense(3, name="shared")
+    merged = keras.layers.Concatenate(name="concat")([shared(a), shared(b)])
+    out1 = keras.layers.Dense(2, name="out1")(merged)
+    out2 = keras.layers.Dense(1, name="out2")(merged)
+    model = keras.Model([a, b], [out1, out2])
+    xa, xb = np.ones((16, 4), np.float32), np.zeros((16, 4), np.float32)
+    model.compile("sgd", ["mse", "mse"])
+    model.fit([xa, xb], [np.zeros((16, 2)), np.zeros((16, 1))], epochs=1, verbose=0,
+              callbacks=[LayerView(str(tmp_path / "multi"), probe=[xa[:2], xb[:2]])])
+    series, run = only_run(tmp_path / "multi")
+    assert {k for k in layer_series(series, run) if k[0] == ACT} == {
+        (ACT, "shared"), (ACT, "concat"), (ACT, "out1"), (ACT, "out2")}
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    assert next(l for l in config["layers"] if l["path"] == "shared")["calls"] == 2
+    preds = json_of(run_blob(series, run, metadata.KIND_PREDICTIONS)[1][0])
+    assert set(preds["probes"][0]["outputs"]) == {"out1", "out2"}
+    probes = json_of(run_blob(series, run, metadata.KIND_PROBES)[0][0])
+    assert probes["inputs"] == ["a", "b"]
+
+
+def test_dict_probe_for_named_inputs(tmp_path):
+    """A dict probe is matched to the model's inputs by name."""
+    a, b = keras.Input((2,), name="left"), keras.Input((3,), name="right")
+    model = keras.Model({"left": a, "right": b},
+                        keras.layers.Dense(1, name="out")(keras.layers.Concatenate(name="cat")([a, b])))
+    probe = {"right": np.ones((2, 3), np.float32), "left": np.zeros((2, 2), np.float32)}
+    model.compile("sgd", "mse")
+    model.fit({"left": np.zeros((8, 2)), "right": np.ones((8, 3))}, np.zeros((8, 1)), epochs=1,
+              verbose=0, callbacks=[LayerView(str(tmp_path / "dict"), probe=probe)])
+    series, run = only_run(tmp_path / "dict")
+    assert (ACT, "cat") in layer_series(series, run)
+
+
+class TwoDense(keras.Model):
+    def __init__(self):
+        super().__init__(name="two_dense")
+        self.d1 = keras.layers.Dense(4, activation="relu", name="d1")
+        self.d2 = keras.layers.Dense(2, name="d2")
+
+    def call(self, x):
+        return self.d2(self.d1(x))
+
+
+def test_subclassed_model_sublayers_are_captured_and_restored(tmp_path):
+    """Sublayers of a subclassed model are captured in one pass; their call is restored."""
+    model = TwoDense()
+    x = np.ones((16, 3), np.float32)
+    fit(model, x, np.zeros((16, 2)), tmp_path / "sub", probe=x[:2])
+    series, run = only_run(tmp_path / "sub")
+    assert {k for k in layer_series(series, run) if k[0] == ACT} == {(ACT, "d1"), (ACT, "d2")}
+    assert "call" not in model.d1.__dict__ and "call" not in model.d2.__dict__
+
+
+def test_batchnorm_and_dropout_run_in_inference_mode(tmp_path):
+    """Dropout is the identity on the probe and BatchNormalization uses moving statistics."""
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(6, name="dense"),
+                              keras.layers.Dropout(0.9, name="drop"),
+                              keras.layers.BatchNormalization(name="bn")])
+    x = np.random.default_rng(2).random((16, 6), dtype=np.float32)
+    fit(model, x, x, tmp_path / "bn", epochs=1, probe=x[:2])
+    series, run = only_run(tmp_path / "bn")
+    got = layer_series(series, run)
+    dense = json_of(got[(ACT, "dense")][1][0])["probes"]
+    drop = json_of(got[(ACT, "drop")][1][0])["probes"]
+    assert dense == drop
+
+
+def test_embedding_lstm_gru_conv1d(tmp_path):
+    """Sequences: Embedding and LSTM outputs are heat maps, the GRU's last state a vector."""
+    model = keras.Sequential([
+        keras.Input((10,), dtype="int32"),
+        keras.layers.Embedding(20, 8, name="embed"),
+        keras.layers.Conv1D(4, 3, name="conv1d"),
+        keras.layers.LSTM(6, return_sequences=True, name="lstm"),
+        keras.layers.GRU(5, name="gru"),
+        keras.layers.Dense(1, name="out"),
+    ])
+    x = np.random.default_rng(3).integers(0, 20, (16, 10)).astype("int32")
+    fit(model, x, np.zeros((16, 1)), tmp_path / "seq", epochs=1, probe=x[:2])
+    series, run = only_run(tmp_path / "seq")
+    got = layer_series(series, run)
+    layouts = {layer: json_of(steps[1][0])["layout"] for (kind, layer), steps in got.items() if kind == ACT}
+    assert layouts == {"embed": "heat", "conv1d": "heat", "lstm": "heat", "gru": "vector", "out": "vector"}
+    assert json_of(got[(FIL, "conv1d")][1][0])["kernel_kind"] == "conv1d"
+
+
+def test_conv3d_volume_and_transposed_depthwise_separable_filters(tmp_path):
+    """3-D convolutions draw the middle slice; other conv kinds log their filters."""
+    inp = keras.Input((4, 6, 6, 1))
+    v = keras.layers.Conv3D(2, 3, padding="same", name="conv3d")(inp)
+    model3 = keras.Model(inp, keras.layers.Flatten(name="flat")(v))
+    x3 = np.ones((8, 4, 6, 6, 1), np.float32)
+    fit(model3, x3, np.zeros((8, 288)), tmp_path / "conv3d", epochs=1, probe=x3[:1])
+    inp2 = keras.Input((8, 8, 3))
+    h = keras.layers.DepthwiseConv2D(3, name="depthwise")(inp2)
+    h = keras.layers.SeparableConv2D(4, 3, name="separable")(h)
+    h = keras.layers.Conv2DTranspose(2, 3, name="transpose")(h)
+    model2 = keras.Model(inp2, h)
+    x2 = np.ones((8, 8, 8, 3), np.float32)
+    fit(model2, x2, np.zeros((8, 6, 6, 2)), tmp_path / "convs", epochs=1, probe=x2[:1])
+    series = read_series(str(tmp_path))
+    got3 = layer_series(series, "conv3d")
+    info = json_of(got3[(ACT, "conv3d")][1][0])
+    assert info["layout"] == "volume" and info["slice"] == {"axis": 0, "index": 2}
+    assert (FIL, "conv3d") in got3
+    got2 = layer_series(series, "convs")
+    assert {k for k in got2 if k[0] == FIL} == {(FIL, "depthwise"), (FIL, "separable"), (FIL, "transpose")}
+    assert json_of(got2[(FIL, "transpose")][1][0])["channels"] == 2
+    assert json_of(got2[(FIL, "depthwise")][1][0])["channels"] == 3
+
+
+def test_mixed_float16_policy(tmp_path):
+    """Under mixed_float16 the float16 outputs are drawn and statistics are finite."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="d"),
+                                  keras.layers.Dense(1, dtype="float32", name="out")])
+        x = np.ones((16, 4), np.float32)
+        fit(model, x, np.zeros((16, 1)), tmp_path / "mixed", epochs=1, probe=x[:2])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    series, run = only_run(tmp_path / "mixed")
+    info = json_of(layer_series(series, run)[(ACT, "d")][1][0])
+    assert info["dtype"] == "float16"
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    assert config["model"]["dtype_policy"] == "mixed_float16"
+
+
+def test_layer_selection_by_name_and_regex(tmp_path):
+    """layers= and exclude= accept names and regular expressions."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, name="enc_a"),
+                              keras.layers.Dense(3, name="enc_b"), keras.layers.Dense(1, name="head")])
+    x = np.ones((16, 3), np.float32)
+    fit(model, x, np.zeros((16, 1)), tmp_path / "sel", epochs=1, probe=x[:1],
+        layers=[r"enc_.*", "head"], exclude=["enc_b"], log_filters=False)
+    series, run = only_run(tmp_path / "sel")
+    assert set(layer_series(series, run)) == {(ACT, "enc_a"), (ACT, "head")}
+
+
+def test_every_n_epochs_logs_step_zero_multiples_and_the_last_epoch(tmp_path):
+    """every_n_epochs=2 over 5 epochs logs steps 0, 2, 4 and 5."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
+    x = np.ones((16, 2), np.float32)
+    fit(model, x, np.zeros((16, 1)), tmp_path / "every", epochs=5, probe=x[:1], every_n_epochs=2)
+    series, run = only_run(tmp_path / "every")
+    assert sorted(layer_series(series, run)[(ACT, "d")]) == [0, 2, 4, 5]
+
+
+def test_resuming_with_initial_epoch_continues_the_step_count(tmp_path):
+    """With initial_epoch=3 and epochs=5 the steps are 3 (before), 4 and 5."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
+    x = np.ones((16, 2), np.float32)
+    fit(model, x, np.zeros((16, 1)), tmp_path / "resume", epochs=5, probe=x[:1],
+        fit_kwargs={"initial_epoch": 3})
+    series, run = only_run(tmp_path / "resume")
+    assert sorted(layer_series(series, run)[(ACT, "d")]) == [3, 4, 5]
+
+
+def test_nan_activations_warn_count_and_training_goes_on(tmp_path):
+    """NaN outputs are counted, drawn with alpha code 1, warned about; fit completes."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name="d")])
+    model.layers[0].set_weights([np.full((2, 2), np.nan, np.float32), np.zeros(2, np.float32)])
+    x = np.ones((16, 2), np.float32)
+    with pytest.warns(LayerViewWarning, match=r"layer 'd' produced 4 NaN/Inf"):
+        fit(model, x, np.zeros((16, 2)), tmp_path / "nan", epochs=2, probe=x[:2])
+    series, run = only_run(tmp_path / "nan")
+    steps = layer_series(series, run)[(ACT, "d")]
+    assert sorted(steps) == [0, 1, 2]
+    assert json_of(steps[0][0])["probes"][0][0]["nan"] == 2
+    assert render.decode_png(steps[0][1])[..., 1].tolist() == [[1, 1]]
+
+
+def test_a_failing_layer_warns_with_its_name_and_the_others_are_logged(tmp_path, monkeypatch):
+    """A rendering error on one layer becomes a warning naming it; other layers still log."""
+    from tb_layerview import summary
+
+    real = summary.activations
+
+    def flaky(name, *args, **kwargs):
+        if name == "bad":
+            raise RuntimeError("boom")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(summary, "activations", flaky)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name="bad"),
+                              keras.layers.Dense(1, name="good")])
+    x = np.ones((16, 2), np.float32)
+    with pytest.warns(LayerViewWarning, match=r"activations of layer 'bad' .*boom"):
+        fit(model, x, np.zeros((16, 1)), tmp_path / "flaky", epochs=2, probe=x[:1])
+    series, run = only_run(tmp_path / "flaky")
+    got = layer_series(series, run)
+    assert (ACT, "bad") not in got and sorted(got[(ACT, "good")]) == [0, 1, 2]
+
+
+def test_probe_that_does_not_fit_the_model_is_a_clear_error_at_train_begin(tmp_path):
+    """A wrong probe shape raises ValueError naming the expected and received shapes."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, name="d")])
+    model.compile("sgd", "mse")
+    cb = LayerView(str(tmp_path / "bad"), probe=np.ones((2, 7), np.float32))
+    with pytest.raises(ValueError, match=r"probe does not fit the model .*\(None, 4\).*\(2, 7\)"):
+        model.fit(np.ones((8, 4)), np.zeros((8, 1)), epochs=1, verbose=0, callbacks=[cb])
+
+
+def test_unwritable_log_dir_is_a_clear_error_at_train_begin(tmp_path):
+    """A log_dir that cannot be created raises OSError quoting the path."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
+    model.compile("sgd", "mse")
+    target = str(blocker / "run")
+    cb = LayerView(target, probe=np.ones((1, 2), np.float32))
+    with pytest.raises(OSError, match="cannot write to log_dir '%s'" % target):
+        model.fit(np.ones((8, 2)), np.zeros((8, 1)), epochs=1, verbose=0, callbacks=[cb])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"every_n_epochs": 0}, "every_n_epochs must be an integer >= 1; got 0"),
+    ({"every_n_epochs": 1.5}, "every_n_epochs must be an integer >= 1; got 1.5"),
+    ({"max_channels": -3}, "max_channels must be an integer >= 1; got -3"),
+    ({"filter_input": "all"}, "filter_input must be \"first\" or \"mean\"; got 'all'"),
+    ({"layers": ["conv("]}, "layers: 'conv\\(' is not a valid regular expression"),
+    ({"class_names": "abc"}, "class_names must be a list of strings; got 'abc'"),
+    ({"input_image_shape": (28,)}, "input_image_shape must be .* got \\(28,\\)"),
+    ({"probe": np.ones((100, 2))}, "probe must hold 1 to 64 samples .* got 100"),
+    ({"probe": np.float32(3)}, "probe needs a leading batch axis; got a scalar 3.0"),
+    ({"probe": (np.ones((2, 2)), np.ones(3))}, "probe labels have 3 samples but the inputs have 2"),
+    ({"probe": (1, 2, 3)}, "probe given as a tuple must be \\(x, y\\); got a tuple of 3 items"),
+    ({"probe": [np.ones((2, 2)), np.ones((3, 2))]}, "probe inputs disagree on the number of samples: \\[2, 3\\]"),
+    ({"log_dir": ""}, "log_dir must be a non-empty path string; got ''"),
+])
+def test_bad_arguments_are_rejected_up_front_with_the_value_quoted(tmp_path, kwargs, message):
+    """Constructor arguments are validated; messages name the argument and the value."""
+    args = {"log_dir": str(tmp_path / "x"), "probe": np.ones((2, 2), np.float32)}
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=message):
+        LayerView(**args)
+
+
+def test_user_default_writer_is_left_as_it_was_and_no_files_without_fit(tmp_path):
+    """LayerView writes to its own writer; the user's default writer keeps receiving summaries."""
+    LayerView(str(tmp_path / "unused"), probe=np.ones((1, 2), np.float32))
+    assert not (tmp_path / "unused").exists()
+    user = tf.summary.create_file_writer(str(tmp_path / "user"))
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
+    x = np.ones((8, 2), np.float32)
+    with user.as_default():
+        fit(model, x, np.zeros((8, 1)), tmp_path / "lv", epochs=1, probe=x[:1])
+        assert tf.summary.scalar("user_scalar", 1.0, step=0)
+    user.flush()
+    series = read_series(str(tmp_path))
+    assert set(series) == {"lv"}  # the user's scalar is not a tb_layerview series
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(str(tmp_path / "user"))
+    acc.Reload()
+    assert acc.Tags()["tensors"] == ["user_scalar"]
+
+
+def test_non_chief_worker_writes_nothing(tmp_path, monkeypatch):
+    """Under multi-worker TF_CONFIG, worker 1 logs nothing; the chief logs."""
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
+    x = np.ones((8, 2), np.float32)
+    fit(model, x, np.zeros((8, 1)), tmp_path / "worker1", epochs=1, probe=x[:1])
+    assert not (tmp_path / "worker1").exists()
+
+
+def test_custom_training_loop_with_log_and_summary_ops(tmp_path):
+    """LayerView.log and tb_layerview.summary write the same series without model.fit."""
+    import tb_layerview
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
+    lv = LayerView(str(tmp_path / "loop"), probe=np.ones((2, 3), np.float32))
+    lv.set_model(model)
+    for step in range(3):
+        lv.log(step)
+    lv.close()
+    writer = tf.summary.create_file_writer(str(tmp_path / "ops"))
+    with writer.as_default():
+        assert tb_layerview.summary.activations("feat", np.ones((2, 4, 4, 3)), step=7, layer_class="Custom")
+        assert tb_layerview.summary.filters("feat", np.ones((3, 3, 3, 5)), step=7)
+    writer.close()
+    assert tb_layerview.summary.activations("x", np.ones((1, 3)), step=0) is False  # no default writer
+    series = read_series(str(tmp_path))
+    assert sorted(layer_series(series, "loop")[(ACT, "d")]) == [0, 1, 2]
+    assert {k: sorted(v) for k, v in layer_series(series, "ops").items()} == {(ACT, "feat"): [7], (FIL, "feat"): [7]}

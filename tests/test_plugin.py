@@ -1,0 +1,237 @@
+"""The plugin's HTTP routes over TensorBoard's real WSGI app and data provider."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+from urllib.parse import quote
+
+import numpy as np
+import pytest
+
+from tb_layerview import metadata, render
+from tb_layerview.plugin import STATIC_FILES, LayerViewLoader
+from helpers import HOSTILE_LAYER, HOSTILE_RUN, json_of, layer_series, read_series, wsgi_client
+
+BASE = "/data/plugin/tb_layerview/"
+
+
+@pytest.fixture(scope="module")
+def client(logdir):
+    return wsgi_client(logdir)
+
+
+def get(client, route, **params):
+    q = "&".join("%s=%s" % (k, quote(str(v), safe="")) for k, v in params.items())
+    return client.get(BASE + route + ("?" + q if q else ""))
+
+
+def get_json(client, route, **params):
+    resp = get(client, route, **params)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.headers["Content-Type"].startswith("application/json")
+    return json.loads(resp.get_data())
+
+
+def test_runs_lists_every_run_with_layers_in_model_order_and_all_steps(client):
+    """GET /runs: runs sorted, layers in model order with kinds, every one of 16 steps."""
+    runs = get_json(client, "runs")["runs"]
+    assert [r["run"] for r in runs] == ["cnn", "mlp", HOSTILE_RUN]
+    cnn = runs[0]
+    assert [s["step"] for s in cnn["steps"]] == list(range(16))
+    assert cnn["probe_count"] == 3 and cnn["has_config"] is True
+    assert [(l["path"], l["class"], l["index"], l["layout"], sorted(l["kinds"])) for l in cnn["layers"]] == [
+        ("conv1", "Conv2D", 0, "grid", ["activations", "filters"]),
+        ("pool1", "MaxPooling2D", 1, "grid", ["activations"]),
+        ("conv2", "Conv2D", 2, "grid", ["activations", "filters"]),
+        ("flatten", "Flatten", 3, "vector", ["activations"]),
+        ("predictions", "Dense", 4, "vector", ["activations", "filters"]),
+    ]
+    assert cnn["layers"][0]["output_shape"] == [10, 10, 6]
+    assert cnn["layers"][0]["kinds"]["activations"]["max_step"] == 15
+
+
+def test_hostile_run_and_layer_names_round_trip(client):
+    """Names with HTML, spaces and unicode come back intact and address their data."""
+    runs = get_json(client, "runs")["runs"]
+    odd = next(r for r in runs if r["run"] == HOSTILE_RUN)
+    assert odd["layers"][0]["path"] == HOSTILE_LAYER
+    info = get_json(client, "info", run=HOSTILE_RUN, layer=HOSTILE_LAYER, kind="activations", step=1)
+    assert info["layer"] == HOSTILE_LAYER and info["run"] == HOSTILE_RUN
+    resp = get(client, "image", run=HOSTILE_RUN, layer=HOSTILE_LAYER, kind="activations", step=1, probe=1)
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "image/png"
+
+
+def test_image_is_the_stored_png_with_long_lived_cache_headers(client, logdir):
+    """GET /image returns the exact PNG written, cacheable, with an ETag and 304 on revalidation."""
+    series = read_series(logdir)
+    expected = layer_series(series, "cnn")[("activations", "conv1")][7][1 + 2]
+    resp = get(client, "image", run="cnn", layer="conv1", kind="activations", step=7, probe=2)
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "image/png"
+    assert resp.get_data() == expected
+    assert render.decode_png(resp.get_data()).shape == (21, 32, 2)
+    assert "max-age=31536000" in resp.headers["Cache-Control"]
+    etag = resp.headers["ETag"]
+    again = client.get(BASE + "image?run=cnn&layer=conv1&kind=activations&step=7&probe=2",
+                       headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.headers["ETag"] == etag
+    other = get(client, "image", run="cnn", layer="conv1", kind="activations", step=8, probe=2)
+    assert other.headers["ETag"] != etag
+
+
+def test_filters_image_and_info(client):
+    """Filters: one RGBA image for a first conv layer on RGB input; info describes it."""
+    info = get_json(client, "info", run="cnn", layer="conv1", kind="filters", step=3)
+    assert info["rgb"] is True and info["channels"] == 6 and info["kernel_shape"] == [3, 3, 3, 6]
+    img = render.decode_png(get(client, "image", run="cnn", layer="conv1", kind="filters", step=3).get_data())
+    assert img.shape == (7, 11, 4)
+
+
+def test_json_routes_answer_as_documented_and_are_not_cached(client):
+    """/config, /steps, /info, /ranges, /probes, /predictions return the documented JSON."""
+    config = get_json(client, "config", run="cnn")
+    assert config["format_version"] == metadata.FORMAT_VERSION
+    assert [l["path"] for l in config["layers"]] == ["conv1", "pool1", "conv2", "flatten", "predictions"]
+    steps = get_json(client, "steps", run="cnn", layer="conv2", kind="activations")
+    assert [s["step"] for s in steps["steps"]] == list(range(16))
+    assert get_json(client, "steps", run="cnn", kind="predictions")["steps"][0]["step"] == 0
+    info = get_json(client, "info", run="cnn", layer="conv2", kind="activations", step=15)
+    assert (info["rows"], info["cols"], info["shown"], info["step"]) == (2, 2, 4, 15)
+    assert len(info["probes"]) == 3 and set(info["probes"][0][0]) == {"min", "max", "mean", "std", "zero", "nan", "inf"}
+    ranges = get_json(client, "ranges", run="cnn", layer="conv2", kind="activations")
+    assert len(ranges["steps"]) == 16 and len(ranges["tile_min"]) == 4
+    assert ranges["max"] == max(s["max"] for s in ranges["steps"])
+    probes = get_json(client, "probes", run="cnn")
+    assert probes["count"] == 3 and probes["drawn_input"] == "image"
+    assert probes["probes"][0]["label"]["name"] in ("top", "bottom")
+    preds = get_json(client, "predictions", run="cnn", step=15)
+    assert len(preds["probes"]) == 3 and preds["step"] == 15
+    resp = get(client, "runs")
+    assert "max-age" not in resp.headers.get("Cache-Control", "")
+    probe_png = get(client, "probe_image", run="cnn", probe=0)
+    assert render.decode_png(probe_png.get_data()).shape == (12, 12, 4)
+
+
+BAD_QUERIES = [
+    ("image", {"run": "nope", "layer": "conv1", "kind": "activations", "step": 0}, 404, "no tb_layerview data for run 'nope'"),
+    ("image", {"run": "cnn", "layer": "nope", "kind": "activations", "step": 0}, 404, "run 'cnn' has no layer 'nope'"),
+    ("image", {"run": "cnn", "layer": "pool1", "kind": "filters", "step": 0}, 404, "layer 'pool1' of run 'cnn' has no filters"),
+    ("image", {"run": "cnn", "layer": "conv1", "kind": "weights", "step": 0}, 400, "kind must be one of"),
+    ("image", {"run": "cnn", "layer": "conv1", "kind": "activations", "step": 99}, 404, "has no step 99"),
+    ("image", {"run": "cnn", "layer": "conv1", "kind": "activations", "step": "1e3"}, 400, "must be an integer; got '1e3'"),
+    ("image", {"run": "cnn", "layer": "conv1", "kind": "activations", "step": -1}, 400, "must be >= 0; got -1"),
+    ("image", {"run": "cnn", "layer": "conv1", "kind": "activations", "step": 0, "probe": 3}, 404, "index 4 is out of range"),
+    ("image", {"run": "cnn", "layer": "conv1", "kind": "activations", "step": 0, "probe": "x"}, 400, "'probe' must be an integer"),
+    ("image", {"run": "cnn", "layer": "conv1", "kind": "activations", "step": "9" * 40}, 404, "has no step"),
+    ("image", {"layer": "conv1", "kind": "activations", "step": 0}, 400, "missing query parameter 'run'"),
+    ("image", {"run": "cnn", "kind": "activations", "step": 0}, 400, "missing query parameter 'layer'"),
+    ("info", {"run": "cnn", "layer": "conv1", "kind": "activations"}, 400, "missing query parameter 'step'"),
+    ("steps", {"run": "cnn", "kind": "bogus"}, 400, "unknown kind 'bogus'"),
+    ("steps", {"run": "cnn", "kind": "activations"}, 400, "missing query parameter 'layer'"),
+    ("config", {"run": "../../etc/passwd"}, 404, "no tb_layerview data"),
+    ("predictions", {"run": "cnn", "step": 1000}, 404, "has no step 1000"),
+    ("probe_image", {"run": "cnn", "probe": 7}, 404, "out of range"),
+    ("ranges", {"run": "mlp", "layer": "hidden", "kind": "nope"}, 400, "kind must be one of"),
+]
+
+
+@pytest.mark.parametrize("route, params, status, message", BAD_QUERIES)
+def test_bad_queries_get_4xx_with_a_message(client, route, params, status, message):
+    """Unknown names, bad numbers and missing parameters are 400/404 with a plain message."""
+    resp = get(client, route, **params)
+    assert resp.status_code == status
+    assert message in resp.get_data(as_text=True)
+
+
+def test_static_files_come_from_an_allow_list_with_fixed_types(client):
+    """Allowed assets are served with hard-coded MIME types; anything else is 404."""
+    for name, mime in STATIC_FILES.items():
+        resp = client.get(BASE + name)
+        assert resp.status_code == 200, name
+        assert resp.headers["Content-Type"].startswith(mime)
+    for path in ["setup.py", "..%2f..%2fsetup.py", "%2e%2e/plugin.py", "index.js/../plugin.py",
+                 "frontend/index.js", "static/index.js", "index.js%00.py", "plugin.py"]:
+        resp = client.get(BASE + path)
+        assert resp.status_code == 404, path
+
+
+def test_sampling_hint_zero_reads_every_step(logdir):
+    """A --samples_per_plugin hint of 0 means all steps, never none."""
+    client = wsgi_client(logdir, sampling_hints={metadata.PLUGIN_NAME: 0})
+    steps = get_json(client, "steps", run="cnn", layer="conv1", kind="activations")["steps"]
+    assert len(steps) == 16
+    client = wsgi_client(logdir, sampling_hints={metadata.PLUGIN_NAME: 4})
+    steps = get_json(client, "steps", run="cnn", layer="conv1", kind="activations")["steps"]
+    assert len(steps) == 4 and steps[-1]["step"] == 15
+
+
+def test_loader_keeps_every_sample_unless_the_user_says_otherwise():
+    """fix_flags sets tb_layerview=0 in samples_per_plugin but never overrides the user."""
+    loader = LayerViewLoader()
+    flags = types.SimpleNamespace(samples_per_plugin={})
+    loader.fix_flags(flags)
+    assert flags.samples_per_plugin == {"tb_layerview": 0}
+    flags = types.SimpleNamespace(samples_per_plugin={"tb_layerview": 5, "images": 3})
+    loader.fix_flags(flags)
+    assert flags.samples_per_plugin == {"tb_layerview": 5, "images": 3}
+
+
+def test_plugin_metadata_for_the_frontend(client):
+    """The plugin names its tab and entry module; is_active defers to the data provider."""
+    from tb_layerview.plugin import LayerViewPlugin
+    from tensorboard.plugins import base_plugin
+
+    plugin = LayerViewPlugin(base_plugin.TBContext(data_provider=None))
+    meta = plugin.frontend_metadata()
+    assert (meta.tab_name, meta.es_module_path) == ("Layer View", "/index.js")
+    assert "/index.js" in plugin.get_plugin_apps()
+    assert plugin.is_active() is False
+
+
+def test_newer_format_versions_are_skipped_not_fatal():
+    """Plugin metadata from a newer format is refused with a message naming the version."""
+    from tb_layerview.proto import plugin_data_pb2
+
+    raw = plugin_data_pb2.LayerViewPluginData(version=99, kind="activations").SerializeToString()
+    with pytest.raises(metadata.FormatError, match="format version 99 is not supported"):
+        metadata.parse_plugin_data(raw)
+    with pytest.raises(metadata.FormatError, match="malformed"):
+        metadata.parse_plugin_data(b"\xff\xff\xff")
+
+
+READER_SCRIPT = r"""
+import importlib.abc, json, sys
+
+class NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow.") or name == "keras" or name.startswith("keras."):
+            raise ImportError("tensorflow and keras are blocked in this process")
+        return None
+
+if sys.argv[2] == "block":
+    sys.meta_path.insert(0, NoTensorFlow())
+
+import tb_layerview, tb_layerview.plugin, tb_layerview.metadata, tb_layerview.render
+assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "imported TF/Keras"
+if sys.argv[2] == "block":
+    sys.path.insert(0, sys.argv[3])
+    from helpers import wsgi_client
+    client = wsgi_client(sys.argv[1])
+    runs = json.loads(client.get("/data/plugin/tb_layerview/runs").get_data())["runs"]
+    img = client.get("/data/plugin/tb_layerview/image?run=cnn&layer=conv1&kind=activations&step=3&probe=0")
+    assert img.status_code == 200 and img.get_data()[:4] == b"\x89PNG"
+    print(len(runs), "tensorflow" in sys.modules)
+else:
+    print("ok")
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "block"])
+def test_reader_side_needs_no_tensorflow(logdir, mode):
+    """The plugin imports without TF and serves data with TF and Keras impossible to import."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", READER_SCRIPT, logdir, mode, here],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == (["3", "False"] if mode == "block" else ["ok"])
