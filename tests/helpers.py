@@ -127,3 +127,76 @@ def write_logs(logdir, cnn_epochs=15):
             summary.predictions(rng.random((2, 3)), step=step)
     writer.close()
     return models
+
+
+def start_tensorboard(logdir, *extra, timeout=120):
+    """Starts a real ``tensorboard`` on a free port; returns (process, base URL)."""
+    import os
+    import re
+    import shutil
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    exe = shutil.which("tensorboard", path=os.path.dirname(sys.executable)) or shutil.which("tensorboard")
+    cmd = [exe, "--logdir", logdir, "--host", "127.0.0.1", "--port", "0", "--reload_interval", "1"]
+    cmd += list(extra)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    lines = []
+    deadline = time.time() + timeout
+    url = None
+    while url is None and time.time() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            if proc.poll() is not None:
+                raise RuntimeError("tensorboard exited (%s):\n%s" % (proc.returncode, "".join(lines[-40:])))
+            continue
+        lines.append(line)
+        m = re.search(r"(http://[^\s]+)", line)
+        if m and "TensorBoard" in line:
+            url = m.group(1).rstrip("/")
+    if url is None:
+        proc.kill()
+        raise RuntimeError("tensorboard did not start:\n" + "".join(lines[-40:]))
+    threading.Thread(target=lambda: [lines.append(l) for l in proc.stderr], daemon=True).start()
+    proc.log_lines = lines
+    return proc, url
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except Exception:
+        proc.kill()
+
+
+def http_get(url, headers=None, timeout=30):
+    """(status, headers, body bytes) of a GET, without raising on 4xx/5xx."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def wait_for(predicate, timeout=90, interval=0.5):
+    import time
+
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as e:  # server still loading
+            last = e
+        time.sleep(interval)
+    raise AssertionError("condition not met within %ss (last: %r)" % (timeout, last))

@@ -1,0 +1,148 @@
+"""A real `tensorboard` process under both data loaders serves every documented route."""
+
+import json
+import os
+import re
+from urllib.parse import quote
+
+import pytest
+
+from tb_layerview import render
+from helpers import HOSTILE_LAYER, HOSTILE_RUN, http_get, start_tensorboard, stop, wait_for
+
+pytestmark = pytest.mark.tensorboard
+
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "http_api.md")
+PLUGIN = "/data/plugin/tb_layerview/"
+
+
+def documented_examples():
+    """(route, example path) for every route section of docs/http_api.md."""
+    text = open(DOC, encoding="utf-8").read()
+    routes = re.findall(r"^## GET (/\w+)", text, re.M)
+    examples = re.findall(r"^Example: `GET (/data/plugin/tb_layerview/[^`]+)`", text, re.M)
+    return routes, examples
+
+
+@pytest.fixture(scope="module", params=["true", "false"], ids=["load_fast", "python_loader"])
+def server(request, logdir):
+    proc, url = start_tensorboard(logdir, "--load_fast=%s" % request.param)
+
+    def loaded():
+        status, _, body = http_get(url + PLUGIN + "runs")
+        runs = json.loads(body)["runs"] if status == 200 else []
+        return len(runs) == 3 and len(runs[0]["steps"]) == 16 and runs[0]["has_config"]
+
+    try:
+        wait_for(loaded, timeout=120)
+        yield url
+    finally:
+        stop(proc)
+
+
+def test_plugin_is_listed_and_enabled(server):
+    """plugins_listing shows the Layer View tab, enabled, loaded as an ES module in an iframe."""
+    status, _, body = http_get(server + "/data/plugins_listing")
+    entry = json.loads(body)["tb_layerview"]
+    assert entry["enabled"] is True and entry["tab_name"] == "Layer View"
+    assert entry["loading_mechanism"] == {"type": "IFRAME", "module_path": PLUGIN + "index.js"}
+
+
+def test_all_fifteen_epochs_and_step_zero_are_served(server):
+    """All 16 steps of a 15-epoch run are served, not TensorBoard's default 10."""
+    status, _, body = http_get(server + PLUGIN + "steps?run=cnn&layer=conv1&kind=activations")
+    assert [s["step"] for s in json.loads(body)["steps"]] == list(range(16))
+    for step in (0, 7, 15):
+        status, headers, png = http_get(server + PLUGIN + "image?run=cnn&layer=conv1&kind=activations&step=%d&probe=0" % step)
+        assert status == 200 and headers["Content-Type"] == "image/png"
+        assert render.decode_png(png).shape == (21, 32, 2)
+
+
+def test_every_documented_route_answers_as_documented(server):
+    """Each route in docs/http_api.md has an example that answers 200 with the documented type."""
+    routes, examples = documented_examples()
+    assert routes == ["/runs", "/config", "/steps", "/info", "/image", "/ranges", "/probes",
+                      "/probe_image", "/predictions"]
+    assert [e.split("?")[0].rsplit("/", 1)[1] for e in examples] == [r[1:] for r in routes]
+    for path in examples:
+        status, headers, body = http_get(server + path)
+        assert status == 200, (path, body[:200])
+        if "image" in path.split("?")[0]:
+            assert headers["Content-Type"] == "image/png" and body[:4] == b"\x89PNG"
+            assert "max-age=31536000" in headers["Cache-Control"] and headers.get("ETag")
+        else:
+            assert headers["Content-Type"].startswith("application/json")
+            json.loads(body)
+
+
+def test_image_revalidation_gets_304(server):
+    """A repeated image request with its ETag is answered 304 Not Modified."""
+    url = server + PLUGIN + "image?run=cnn&layer=conv2&kind=activations&step=3&probe=1"
+    _, headers, _ = http_get(url)
+    status, _, body = http_get(url, headers={"If-None-Match": headers["ETag"]})
+    assert status == 304 and body == b""
+
+
+@pytest.mark.parametrize("path, status", [
+    ("image?run=cnn&layer=conv1&kind=activations&step=abc", 400),
+    ("image?run=cnn&layer=conv1&kind=activations&step=16&probe=0", 404),
+    ("image?run=cnn&layer=conv1&kind=activations&step=1&probe=99", 404),
+    ("image?run=ghost&layer=conv1&kind=activations&step=1", 404),
+    ("image?run=cnn&layer=conv1&kind=%3Cscript%3E&step=1", 400),
+    ("info?run=cnn&layer=..%2F..%2Fetc&kind=activations&step=1", 404),
+    ("config", 400),
+    ("predictions?run=cnn&step=-5", 400),
+    ("..%2f..%2fsetup.py", 404),
+    ("%2e%2e%2fplugin.py", 404),
+    ("index.js%2f..%2f..%2fplugin.py", 404),
+    ("static/../../plugin.py", 404),
+])
+def test_hostile_requests_get_4xx_never_500(server, path, status):
+    """Bad numbers, unknown names and traversal attempts are 4xx and leak nothing."""
+    code, _, body = http_get(server + PLUGIN + path)
+    assert code == status, body[:300]
+    assert b"import" not in body
+
+
+def test_hostile_names_round_trip_through_the_server(server):
+    """A run and a layer named with HTML and unicode are listed and served intact."""
+    _, _, body = http_get(server + PLUGIN + "runs")
+    odd = next(r for r in json.loads(body)["runs"] if r["run"] == HOSTILE_RUN)
+    assert [l["path"] for l in odd["layers"]] == [HOSTILE_LAYER, "a/b c ü"]
+    status, _, _ = http_get(server + PLUGIN + "image?run=%s&layer=%s&kind=activations&step=2&probe=1"
+                            % (quote(HOSTILE_RUN, safe=""), quote(HOSTILE_LAYER, safe="")))
+    assert status == 200
+
+
+def test_static_assets_have_fixed_types(server):
+    """The entry module and stylesheet are served with JavaScript and CSS types."""
+    status, headers, body = http_get(server + PLUGIN + "index.js")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+    assert b"export async function render" in body
+    status, headers, _ = http_get(server + PLUGIN + "style.css")
+    assert status == 200 and headers["Content-Type"].startswith("text/css")
+
+
+def test_path_prefix_and_experiment_urls(logdir):
+    """Under --path_prefix, and under /experiment/<id>/ URLs, the routes answer the same."""
+    proc, url = start_tensorboard(logdir, "--path_prefix", "/tb/prefix", "--load_fast=false")
+    try:
+        assert url.endswith("/tb/prefix")
+        runs = wait_for(lambda: json.loads(http_get(url + PLUGIN + "runs")[2])["runs"])
+        assert [r["run"] for r in runs] == ["cnn", "mlp", HOSTILE_RUN]
+        status, _, body = http_get(url + "/experiment/some-id" + PLUGIN + "probes?run=cnn")
+        assert status == 200 and json.loads(body)["count"] == 3
+        status, _, _ = http_get(url.replace("/tb/prefix", "") + PLUGIN + "runs")
+        assert status == 404
+    finally:
+        stop(proc)
+
+
+def test_explicit_samples_per_plugin_still_wins(logdir):
+    """--samples_per_plugin=tb_layerview=5 keeps 5 steps, as the user asked."""
+    proc, url = start_tensorboard(logdir, "--samples_per_plugin", "tb_layerview=5", "--load_fast=false")
+    try:
+        steps = wait_for(lambda: json.loads(http_get(url + PLUGIN + "steps?run=cnn&layer=conv1&kind=activations")[2])["steps"])
+        assert len(steps) == 5 and steps[-1]["step"] == 15
+    finally:
+        stop(proc)
