@@ -5,8 +5,8 @@ import * as api from './api.js';
 import {startLive} from './live.js';
 import {COLORMAPS, NORMS} from './normalise.js';
 import {
-  VIEWS, ZOOMS, alignLayers, decodeState, defaultState, encodeState, filterLayers, moveStep, runColour,
-  snapStep, unionSteps,
+  VIEWS, ZOOMS, alignLayers, decodeState, encodeState, filterLayers, hashParam, moveStep, runColour,
+  snapStep, unionSteps, withHashParam,
 } from './state.js';
 import {
   configCard, cropTile, el, emptyState, errorBanner, formatShape, formatTime, paint, pixelsOf,
@@ -15,11 +15,60 @@ import {
 
 const PLAY_INTERVAL_MS = 400;
 const DEFAULT_SELECTED_RUNS = 3;
+const URL_KEY = 'lv';
+
+/**
+ * Where the view state lives in the URL. Inside TensorBoard it is mirrored
+ * into the top page's hash (`#tb_layerview&lv=...`, which TensorBoard keeps)
+ * so that a copied link or a reload reproduces the view; the panel opened on
+ * its own keeps it in its own hash.
+ */
+class UrlState {
+  constructor() {
+    this.host = null;
+    try {
+      if (window.parent !== window && window.parent.location.href) this.host = window.parent;
+    } catch (err) {
+      this.host = null; // cross-origin host: keep the state in our own URL only
+    }
+  }
+
+  read() {
+    if (this.host) {
+      const text = hashParam(this.host.location.hash, URL_KEY);
+      if (text !== null) return text;
+    }
+    return location.hash.replace(/^#/, '');
+  }
+
+  write(text, push) {
+    // Only one window pushes: the iframe and its host share one session
+    // history, and two entries per change would make Back take two presses.
+    const own = location.pathname + location.search + '#' + text;
+    const targets = [[window, own, push && !this.host]];
+    if (this.host) {
+      const loc = this.host.location;
+      targets.push([this.host, loc.pathname + loc.search + withHashParam(loc.hash, URL_KEY, text), push]);
+    }
+    for (const [win, url, pushHere] of targets) {
+      const current = win.location.pathname + win.location.search + win.location.hash;
+      if (url === current) continue;
+      if (pushHere) win.history.pushState(win.history.state, '', url);
+      else win.history.replaceState(win.history.state, '', url);
+    }
+  }
+
+  onChange(callback) {
+    window.addEventListener('popstate', callback);
+    if (this.host) this.host.addEventListener('popstate', callback);
+  }
+}
 
 class Panel {
   constructor(root) {
     this.root = root;
-    this.state = decodeState(location.hash);
+    this.url = new UrlState();
+    this.state = decodeState(this.url.read());
     this.runs = []; // from GET /runs
     this.layerFilter = '';
     this.configs = new Map(); // run -> config promise
@@ -50,7 +99,7 @@ class Panel {
       'aria-label': 'Epoch', oninput: () => this.setStepIndex(+this.slider.value)});
     this.epochLabel = el('span', {class: 'epoch-label'});
     this.wallLabel = el('span', {class: 'wall-label'});
-    this.playButton = el('button', {class: 'play', title: 'Play / pause (space)', text: '▶', onclick: () => this.togglePlay()});
+    this.playButton = el('button', {class: 'play', title: 'Play / pause (space)', text: 'Play', onclick: () => this.togglePlay()});
     this.followBox = el('input', {type: 'checkbox', checked: s.follow, onchange: () => {
       this.state.follow = this.followBox.checked;
       if (this.state.follow) this.state.step = null;
@@ -93,8 +142,8 @@ class Panel {
       el('section', {class: 'content'}, toolbar, this.message, this.main)), this.tooltip, this.modal);
 
     document.addEventListener('keydown', (e) => this.onKey(e));
-    window.addEventListener('popstate', () => {
-      this.state = decodeState(location.hash);
+    this.url.onChange(() => {
+      this.state = decodeState(this.url.read());
       this.syncControls();
       this.refresh();
     });
@@ -104,18 +153,14 @@ class Panel {
 
   set(patch, push = true) {
     Object.assign(this.state, patch);
-    this.commit(push);
+    return this.commit(push);
   }
 
-  /** Applies the state: URL, controls, content. */
+  /** Applies the state: URL, controls, content. Resolves once painted. */
   commit(push = true) {
-    const hash = '#' + encodeState(this.state);
-    if (hash !== location.hash) {
-      if (push) history.pushState(null, '', hash);
-      else history.replaceState(null, '', hash);
-    }
+    this.url.write(encodeState(this.state), push);
     this.syncControls();
-    this.refresh();
+    return this.refresh();
   }
 
   selectedRuns() {
@@ -147,7 +192,7 @@ class Panel {
     if (layers.length && (s.layer === null || !layers.some((l) => l.path === s.layer))) {
       if (s.layer === null || first) s.layer = (layers.find((l) => l.kinds.has('activations')) || layers[0]).path;
     }
-    history.replaceState(null, '', '#' + encodeState(s));
+    this.url.write(encodeState(s), false);
     this.syncControls();
     this.refresh();
   }
@@ -244,10 +289,10 @@ class Panel {
     if (this.playing) {
       clearInterval(this.playing);
       this.playing = null;
-      this.playButton.textContent = '▶';
+      this.playButton.textContent = 'Play';
       return;
     }
-    this.playButton.textContent = '⏸';
+    this.playButton.textContent = 'Pause';
     const steps = this.steps();
     if (steps.length && this.currentStep() === steps[steps.length - 1]) this.set({step: steps[0], follow: false}, false);
     this.playing = setInterval(() => {
@@ -288,14 +333,14 @@ class Panel {
     if (!this.runs.length) {
       this.structureKey = 'empty';
       this.main.replaceChildren(emptyState());
-      return;
+      return Promise.resolve();
     }
     const s = this.state;
     const runs = this.selectedRuns();
     if (!runs.length) {
       this.structureKey = 'none';
       this.main.replaceChildren(el('div', {class: 'placeholder', text: 'Select a run on the left.'}));
-      return;
+      return Promise.resolve();
     }
     const key = JSON.stringify([s.runs, s.layer, s.view, s.probe, runs.map((r) => [r.probe_count, r.layers.length])]);
     if (key !== this.structureKey) {
@@ -304,8 +349,9 @@ class Panel {
       this.main.replaceChildren(...this.columns.map((c) => c.node));
       this.main.style.gridTemplateColumns = `repeat(${runs.length}, minmax(0, 1fr))`;
     }
-    this.paint();
+    const painted = this.paint();
     this.prefetch();
+    return painted;
   }
 
   buildColumn(run) {
@@ -357,6 +403,10 @@ class Panel {
   probeSide(run, p, cell) {
     const side = el('div', {class: 'probe'});
     cell.prediction = el('pre', {class: 'prediction'});
+    if (!run.has_probes) {
+      side.append(el('div', {class: 'probe-index', text: `probe ${p}`}), cell.prediction);
+      return side;
+    }
     this.probeInfo(run.run).then((info) => {
       const head = el('div', {class: 'probe-index', text: `probe ${p}`});
       if (info.drawn_input !== null && info.drawn_input !== undefined) {
@@ -419,6 +469,7 @@ class Panel {
     try {
       await Promise.all(jobs);
       if (token === this.paintToken) this.clearError();
+      if (this.firstPaintMs === undefined && jobs.length) this.firstPaintMs = performance.now();
     } catch (err) {
       if (token === this.paintToken) this.showError(err);
     }

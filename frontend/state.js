@@ -129,3 +129,28 @@ export function runColour(name) {
   for (const ch of name) h = (h * 31 + ch.codePointAt(0)) >>> 0;
   return PALETTE[h % PALETTE.length];
 }
+
+/**
+ * Reads `key` from a TensorBoard-style hash such as `#tb_layerview&lv=...`
+ * (items separated by '&'); null when absent.
+ */
+export function hashParam(hash, key) {
+  for (const item of hash.replace(/^#/, '').split('&')) {
+    const eq = item.indexOf('=');
+    if (eq > 0 && item.slice(0, eq) === key) {
+      try {
+        return decodeURIComponent(item.slice(eq + 1));
+      } catch (err) {
+        return null;
+      }
+    }
+  }
+  return null;
+}
+
+/** Returns `hash` with `key` set to `value` (other items kept, in order). */
+export function withHashParam(hash, key, value) {
+  const items = hash.replace(/^#/, '').split('&').filter((item) => item && !item.startsWith(key + '='));
+  items.push(`${key}=${encodeURIComponent(value)}`);
+  return '#' + items.join('&');
+}

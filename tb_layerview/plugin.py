@@ -270,7 +270,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                               for k, s in sorted(kinds.items())},
                 })
             layers.sort(key=lambda l: (l["index"], l["path"]))
-            steps, probe_count, model = [], 0, None
+            steps, probe_count = [], 0
             pred = entry["run"].get(metadata.KIND_PREDICTIONS)
             if pred is not None:
                 index = self._steps_of(ctx, eid, pred)
@@ -278,11 +278,16 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             probes = entry["run"].get(metadata.KIND_PROBES)
             if probes is not None:
                 probe_count = max(probes.max_length - 1, 0)
+            else:  # written by summary ops alone: count the images of a step
+                probe_count = max([k[metadata.KIND_ACTIVATIONS].max_length - 1
+                                   for k in entry["layers"].values()
+                                   if metadata.KIND_ACTIVATIONS in k] or [0])
             runs.append({
                 "run": run,
                 "steps": steps,
                 "probe_count": probe_count,
                 "has_config": metadata.KIND_CONFIG in entry["run"],
+                "has_probes": probes is not None,
                 "layers": layers,
             })
         return {"runs": runs}

@@ -1,0 +1,67 @@
+// Unit tests of the panel's normalisation and colour maths (node --test).
+import assert from 'node:assert/strict';
+import {test} from 'node:test';
+
+import {byteMap, colormapTable, colourise, displayRange, tileAt, tileRect} from '../../frontend/normalise.js';
+
+test('byteMap is the identity for per-channel display of the stored range', () => {
+  const m = byteMap(-1, 3, -1, 3);
+  assert.equal(m[0], 0);
+  assert.equal(m[128], 128);
+  assert.equal(m[255], 255);
+});
+
+test('byteMap re-normalises to a wider layer range exactly', () => {
+  // tile stored over [0, 2]; layer range [0, 4]: value 2 (q=255) -> 0.5 -> 128
+  const m = byteMap(0, 2, 0, 4);
+  assert.equal(m[0], 0);
+  assert.equal(m[255], 128);
+  assert.equal(m[51], 26); // 0.4 -> 0.1 -> 25.5 -> 26
+});
+
+test('byteMap clamps outside the display range and handles constant tiles', () => {
+  const m = byteMap(-4, 4, 0, 2);
+  assert.equal(m[0], 0);
+  assert.equal(m[255], 255);
+  const c = byteMap(5, 5, 5, 5);
+  assert.equal(c[0], 0);
+  assert.equal(c[255], 0);
+});
+
+test('displayRange per channel, per layer, fixed and diverging', () => {
+  const tiles = [{min: 0, max: 2}, {min: -1, max: 5}];
+  assert.deepEqual(displayRange(tiles, 1, 'channel', null, false), [-1, 5]);
+  assert.deepEqual(displayRange(tiles, 0, 'layer', null, false), [-1, 5]);
+  const fixed = {min: -3, max: 9, tile_min: [-2, -3], tile_max: [4, 9]};
+  assert.deepEqual(displayRange(tiles, 1, 'fixed', fixed, false), [-3, 9]);
+  assert.deepEqual(displayRange(tiles, 0, 'fixed', fixed, false), [-2, 4]);
+  assert.deepEqual(displayRange(tiles, 1, 'channel', null, true), [-5, 5]);
+});
+
+test('tileAt and tileRect agree on a grid with gaps', () => {
+  const layout = {rows: 2, cols: 3, tile_h: 2, tile_w: 3, gap: 1, shown: 5};
+  assert.equal(tileAt(layout, 0, 0), 0);
+  assert.equal(tileAt(layout, 3, 0), -1); // gap column
+  assert.equal(tileAt(layout, 4, 1), 1);
+  assert.equal(tileAt(layout, 9, 3), -1); // cell 5 exists in the grid but holds no tile
+  assert.equal(tileAt(layout, 12, 0), -1); // outside
+  assert.equal(tileAt(layout, 5, 4), 4);
+  assert.deepEqual(tileRect(layout, 4), [4, 3, 3, 2]);
+});
+
+test('colormap tables start and end at their anchor colours', () => {
+  const grey = colormapTable('grey');
+  assert.deepEqual([...grey.slice(0, 3)], [0, 0, 0]);
+  assert.deepEqual([...grey.slice(765, 768)], [255, 255, 255]);
+  const viridis = colormapTable('viridis');
+  assert.deepEqual([...viridis.slice(0, 3)], [0x44, 0x01, 0x54]);
+  assert.deepEqual([...viridis.slice(765, 768)], [0xfd, 0xe7, 0x25]);
+});
+
+test('colourise maps data through the LUT and marks NaN/Inf and gaps', () => {
+  // 3x1 image: one data pixel (q=255), a NaN, a gap.
+  const src = new Uint8ClampedArray([255, 255, 255, 255, 0, 0, 0, 1, 0, 0, 0, 0]);
+  const layout = {rows: 1, cols: 1, tile_h: 1, tile_w: 3, gap: 1, shown: 1};
+  const out = colourise(src, 3, 1, layout, [byteMap(0, 1, 0, 1)], colormapTable('grey'));
+  assert.deepEqual([...out], [255, 255, 255, 255, 255, 0, 255, 255, 0, 0, 0, 0]);
+});

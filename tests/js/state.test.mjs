@@ -1,0 +1,72 @@
+// Unit tests of the panel's pure state logic (node --test).
+import assert from 'node:assert/strict';
+import {test} from 'node:test';
+
+import {
+  alignLayers, decodeState, defaultState, encodeState, filterLayers, hashParam, moveStep, runColour,
+  snapStep, unionSteps, withHashParam,
+} from '../../frontend/state.js';
+
+test('encodeState/decodeState round-trip every field, names with odd characters included', () => {
+  const s = {...defaultState(), runs: ['a b', 'x&y=<b>ü</b>', 'c/d'], layer: 'enc/<img src=x>', step: 7,
+    follow: false, view: 'filters', probe: -1, norm: 'fixed', cmap: 'magma', zoom: 4};
+  assert.deepEqual(decodeState(encodeState(s)), s);
+});
+
+test('following the latest epoch leaves the step out of the URL', () => {
+  const s = {...defaultState(), runs: ['r'], step: 5, follow: true};
+  assert.equal(new URLSearchParams(encodeState(s)).has('step'), false);
+  assert.equal(decodeState(encodeState(s)).follow, true);
+});
+
+test('decodeState falls back to defaults on malformed values', () => {
+  const s = decodeState('#view=evil&norm=x&cmap=jet&zoom=5&probe=abc&step=-3');
+  const d = defaultState();
+  assert.equal(s.view, d.view);
+  assert.equal(s.norm, d.norm);
+  assert.equal(s.cmap, d.cmap);
+  assert.equal(s.zoom, d.zoom);
+  assert.equal(s.probe, 0);
+  assert.equal(s.step, null);
+  assert.equal(s.follow, true);
+});
+
+test('unionSteps, snapStep and moveStep work on the sorted union of steps', () => {
+  const steps = unionSteps([{steps: [{step: 0}, {step: 2}, {step: 4}]}, {steps: [{step: 1}, {step: 4}]}]);
+  assert.deepEqual(steps, [0, 1, 2, 4]);
+  assert.equal(snapStep(steps, null), 4);
+  assert.equal(snapStep(steps, 3), 2);
+  assert.equal(snapStep([], 3), null);
+  assert.equal(moveStep(steps, 2, 1), 4);
+  assert.equal(moveStep(steps, 4, 1), 4);
+  assert.equal(moveStep(steps, 0, -1), 0);
+});
+
+test('alignLayers keeps the first run order, adds layers of other runs, records depth', () => {
+  const runs = [
+    {run: 'a', layers: [{path: 'conv1', class: 'Conv2D', parent: '', kinds: {activations: {}}, output_shape: [4, 4, 2]},
+      {path: 'enc/d', class: 'Dense', parent: 'enc', kinds: {filters: {}}}]},
+    {run: 'b', layers: [{path: 'conv1', class: 'Conv2D', parent: '', kinds: {filters: {}}}, {path: 'head', class: 'Dense', parent: '', kinds: {}}]},
+  ];
+  const layers = alignLayers(runs);
+  assert.deepEqual(layers.map((l) => l.path), ['conv1', 'enc/d', 'head']);
+  assert.deepEqual([...layers[0].runs], ['a', 'b']);
+  assert.deepEqual([...layers[0].kinds].sort(), ['activations', 'filters']);
+  assert.equal(layers[1].depth, 1);
+  assert.equal(layers[1].name, 'd');
+  assert.deepEqual(filterLayers(layers, 'DENSE').map((l) => l.path), ['enc/d', 'head']);
+  assert.deepEqual(filterLayers(layers, ' ').length, 3);
+});
+
+test('hashParam and withHashParam keep the host hash items', () => {
+  assert.equal(hashParam('#tb_layerview&lv=a%3Db%26c', 'lv'), 'a=b&c');
+  assert.equal(hashParam('#tb_layerview', 'lv'), null);
+  assert.equal(withHashParam('#tb_layerview', 'lv', 'x=1&y'), '#tb_layerview&lv=x%3D1%26y');
+  assert.equal(withHashParam('#tb_layerview&lv=old&z=1', 'lv', 'new'), '#tb_layerview&z=1&lv=new');
+  assert.equal(hashParam(withHashParam('', 'lv', 'run=ü <b>'), 'lv'), 'run=ü <b>');
+});
+
+test('runColour is stable per name', () => {
+  assert.equal(runColour('cnn'), runColour('cnn'));
+  assert.match(runColour('x'), /^#[0-9a-f]{6}$/);
+});

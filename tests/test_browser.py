@@ -1,0 +1,314 @@
+"""The Layer View panel in a real Chromium (Debian's) driven by Playwright, against a real TensorBoard."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from helpers import HOSTILE_LAYER, HOSTILE_RUN, start_tensorboard, stop
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("TB_LAYERVIEW_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = os.environ.get("TB_LAYERVIEW_ARTIFACTS",
+                           os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "artifacts"))
+
+LIVE_SCRIPT = r"""
+import sys, numpy as np, keras
+from tb_layerview import LayerView
+m = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="tanh", name="late_dense"),
+                      keras.layers.Dense(1, name="late_out")])
+m.compile("sgd", "mse")
+x = np.random.default_rng(0).random((16, 5), dtype=np.float32)
+m.fit(x, np.zeros((16, 1)), epochs=2, verbose=0, callbacks=[LayerView(sys.argv[1], probe=x[:2])])
+"""
+
+
+@pytest.fixture(scope="module")
+def browser_logdir(logdir, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("browser_logs"))
+    for run in os.listdir(logdir):
+        shutil.copytree(os.path.join(logdir, run), os.path.join(path, run))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tensorboard_url(browser_logdir):
+    proc, url = start_tensorboard(browser_logdir)
+    deadline = time.time() + 120
+    from helpers import http_get
+
+    while time.time() < deadline:
+        status, _, body = http_get(url + "/data/plugin/tb_layerview/runs")
+        if status == 200 and len(json.loads(body)["runs"]) == 3 and len(json.loads(body)["runs"][0]["steps"]) == 16:
+            break
+        time.sleep(0.5)
+    yield url
+    stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium not found at %s (scripts/test.sh installs Debian's chromium)" % CHROMIUM)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A TensorBoard page with the Layer View tab, collecting errors and dialogs."""
+
+    def __init__(self, browser, url):
+        self.page = browser.new_page(viewport={"width": 1280, "height": 800})
+        self.errors, self.dialogs = [], []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("response", lambda r: self.errors.append("%d %s" % (r.status, r.url))
+                     if r.status >= 400 and "favicon" not in r.url else None)
+        self.page.goto(url)
+        self.frame = self.wait_frame()
+
+    def wait_frame(self, timeout=30):
+        deadline = time.time() + timeout
+        self.page.wait_for_selector("iframe", timeout=timeout * 1000)
+        while time.time() < deadline:
+            for f in self.page.frames:
+                if "plugin_entry.html" in f.url or "/data/plugin/tb_layerview" in f.url:
+                    try:
+                        if f.evaluate("!!(window.layerView && window.layerView.runs.length)"):
+                            return f
+                    except Exception:
+                        pass
+            # Not time.sleep: the sync API only sees new frames while it waits itself.
+            self.page.wait_for_timeout(200)
+        raise AssertionError("the Layer View panel did not load; errors: %s" % self.errors)
+
+    def eval(self, js, arg=None):
+        return self.frame.evaluate(js, arg)
+
+    def wait(self, js, timeout=20):
+        self.frame.wait_for_function(js, timeout=timeout * 1000)
+
+    def painted(self, selector="canvas.tiles"):
+        """Data URLs of the painted canvases, after the current paint finished."""
+        self.wait("() => window.layerView.paintToken > 0")
+        self.eval("() => window.layerView.refresh()")
+        return self.eval("(sel) => [...document.querySelectorAll(sel)].map(c => c.toDataURL())", selector)
+
+    def state(self):
+        return self.eval("() => ({...window.layerView.state, current: window.layerView.currentStep()})")
+
+    def shot(self, name):
+        os.makedirs(ARTIFACTS, exist_ok=True)
+        self.page.screenshot(path=os.path.join(ARTIFACTS, name + ".png"))
+
+
+def tab_url(base, state=""):
+    from urllib.parse import quote
+
+    return base + "/#tb_layerview" + ("&lv=" + quote(state, safe="") if state else "")
+
+
+def test_tab_loads_without_errors_and_lists_the_model_layers(browser, tensorboard_url):
+    """The tab loads with no console/page errors; the layer list matches the model, in order."""
+    p = Page(browser, tab_url(tensorboard_url, "run=cnn&layer=conv1"))
+    p.wait("() => document.querySelectorAll('canvas.tiles').length > 0")
+    names = p.eval("() => [...document.querySelectorAll('li.layer .layer-name')].map(e => e.textContent)")
+    assert names == ["conv1", "pool1", "conv2", "flatten", "predictions"]
+    runs = p.eval("() => [...document.querySelectorAll('li.run .run-name')].map(e => e.textContent)")
+    assert runs == ["cnn", "mlp", HOSTILE_RUN]
+    p.painted()
+    p.shot("activations")
+    assert p.errors == [] and p.dialogs == []
+    p.page.close()
+
+
+def test_moving_the_epoch_changes_the_pixels(browser, tensorboard_url):
+    """Stepping the shared epoch control repaints the activations with other pixels."""
+    p = Page(browser, tab_url(tensorboard_url, "run=cnn&layer=conv1&step=0&probe=0"))
+    assert p.state()["current"] == 0
+    before = p.painted()
+    p.frame.click("button[title^='Next epoch']")
+    p.wait("() => window.layerView.currentStep() === 1")
+    after = p.painted()
+    assert before and after and before != after
+    p.eval("() => window.layerView.set({step: 15, follow: false}, false)")
+    assert p.painted() != after
+    label = p.eval("() => document.querySelector('.epoch-label').textContent")
+    assert label == "epoch 15 (16/16)"
+    assert p.errors == []
+    p.page.close()
+
+
+def test_two_runs_side_by_side_with_a_placeholder_for_a_missing_layer(browser, tensorboard_url):
+    """Two selected runs show as two columns at the same epoch; a missing layer shows a placeholder."""
+    p = Page(browser, tab_url(tensorboard_url, "run=cnn&run=mlp&layer=conv1&step=2"))
+    p.wait("() => document.querySelectorAll('.column').length === 2")
+    cols = p.eval("() => [...document.querySelectorAll('.column')].map(c => [c.dataset.run, c.getBoundingClientRect().x])")
+    assert [c[0] for c in cols] == ["cnn", "mlp"] and cols[0][1] < cols[1][1]
+    placeholder = p.eval("() => document.querySelector('.column[data-run=\"mlp\"] .placeholder').textContent")
+    assert "not in this run" in placeholder
+    p.eval("() => window.layerView.set({layer: 'predictions'})")
+    p.shot("side_by_side")
+    assert p.errors == []
+    p.page.close()
+
+
+def test_url_state_restores_the_same_view_after_reload_and_back_works(browser, tensorboard_url):
+    """The view lives in the URL: a reload restores it; Back returns to the previous layer."""
+    p = Page(browser, tab_url(tensorboard_url, "run=cnn&layer=conv1&step=3"))
+    p.eval("() => window.layerView.set({layer: 'conv2'})")
+    p.eval("() => window.layerView.set({view: 'filters', norm: 'layer', cmap: 'viridis', zoom: 4}, true)")
+    p.eval("() => window.layerView.set({step: 5, follow: false}, false)")
+    assert "lv=" in p.page.url
+    p.page.reload()
+    p.frame = p.wait_frame()
+    s = p.state()
+    assert (s["layer"], s["view"], s["norm"], s["cmap"], s["zoom"], s["current"], s["runs"]) == (
+        "conv2", "filters", "layer", "viridis", 4, 5, ["cnn"])
+    p.page.go_back()
+    p.wait("() => window.layerView.state.view === 'activations'")
+    assert p.state()["layer"] == "conv2"
+    p.page.go_back()
+    p.wait("() => window.layerView.state.layer === 'conv1'")
+    assert p.errors == []
+    p.page.close()
+
+
+def test_a_run_written_while_the_page_is_open_appears_without_reload(browser, tensorboard_url, browser_logdir):
+    """A new training run shows up live, and the current selection is kept."""
+    p = Page(browser, tab_url(tensorboard_url, "run=cnn&layer=pool1&step=4"))
+    out = subprocess.run([sys.executable, "-c", LIVE_SCRIPT, os.path.join(browser_logdir, "live_run")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    p.wait("() => window.layerView.runs.some(r => r.run === 'live_run' && r.steps.length === 3)", timeout=60)
+    s = p.state()
+    assert (s["layer"], s["current"], s["runs"]) == ("pool1", 4, ["cnn"])
+    names = p.eval("() => [...document.querySelectorAll('li.run .run-name')].map(e => e.textContent)")
+    assert "live_run" in names
+    assert p.errors == []
+    p.page.close()
+
+
+def test_hostile_layer_name_is_text_and_runs_no_script(browser, tensorboard_url):
+    """A layer named <img src=x onerror=alert(1)> is displayed as text; no script runs."""
+    state = "run=%s&layer=%s" % (HOSTILE_RUN, HOSTILE_LAYER)
+    from urllib.parse import urlencode
+
+    p = Page(browser, tab_url(tensorboard_url, urlencode([("run", HOSTILE_RUN), ("layer", HOSTILE_LAYER)])))
+    p.wait("() => document.querySelectorAll('canvas.tiles').length > 0")
+    p.painted()
+    texts = p.eval("() => [...document.querySelectorAll('li.layer .layer-name')].map(e => e.textContent)")
+    assert HOSTILE_LAYER in texts
+    assert p.eval("() => document.querySelectorAll('.layerview img:not(.probe-img)').length") == 0
+    assert p.eval("() => document.querySelector('.layer-title strong').textContent") == HOSTILE_LAYER
+    p.page.wait_for_timeout(500)
+    assert p.dialogs == [] and p.errors == []
+    assert state  # the state string itself is never parsed as HTML either
+    p.page.close()
+
+
+def test_keyboard_moves_epoch_and_layer(browser, tensorboard_url):
+    """Arrow keys move the epoch (left/right) and the layer (up/down); Space plays."""
+    p = Page(browser, tab_url(tensorboard_url, "run=cnn&layer=conv1&step=3"))
+    p.frame.locator("ul.layers").focus()
+    p.page.keyboard.press("ArrowDown")
+    p.wait("() => window.layerView.state.layer === 'pool1'")
+    p.eval("() => document.activeElement.blur()")
+    p.page.keyboard.press("ArrowRight")
+    p.wait("() => window.layerView.currentStep() === 4")
+    p.page.keyboard.press("ArrowLeft")
+    p.page.keyboard.press("ArrowLeft")
+    p.wait("() => window.layerView.currentStep() === 2")
+    p.page.keyboard.press("ArrowUp")
+    p.wait("() => window.layerView.state.layer === 'conv1'")
+    p.page.keyboard.press("Space")
+    p.wait("() => window.layerView.currentStep() > 2", timeout=10)
+    p.page.keyboard.press("Space")
+    assert p.errors == []
+    p.page.close()
+
+
+def test_views_normalisation_colormaps_hover_and_enlarge(browser, tensorboard_url):
+    """Filters and config views render; normalisations repaint; hover shows stats; click opens a filmstrip."""
+    p = Page(browser, tab_url(tensorboard_url, "run=cnn&layer=conv2&step=8&zoom=6"))
+    base = p.painted()
+    for norm in ("layer", "fixed"):
+        p.eval("(n) => window.layerView.set({norm: n}, false)", norm)
+        assert p.painted() != base
+    p.eval("() => window.layerView.set({norm: 'channel', cmap: 'diverging'}, false)")
+    assert p.painted() != base
+    box = p.frame.locator("canvas.tiles").first.bounding_box()
+    p.page.mouse.move(box["x"] + 4, box["y"] + 4)
+    p.wait("() => !document.querySelector('.tooltip').hidden")
+    tip = p.eval("() => document.querySelector('.tooltip').textContent")
+    assert tip.startswith("channel 0") and "min" in tip and "zeros" in tip
+    p.page.mouse.click(box["x"] + 4, box["y"] + 4)
+    p.wait("() => document.querySelectorAll('.filmstrip figure').length === 16")
+    p.shot("filmstrip")
+    p.page.keyboard.press("Escape")
+    p.eval("() => window.layerView.set({view: 'filters', layer: 'conv1', cmap: 'grey'})")
+    assert len(p.painted()) == 1
+    p.shot("filters")
+    p.eval("() => window.layerView.set({view: 'config'})")
+    p.wait("() => document.querySelector('table.config') !== null")
+    rows = p.eval("() => Object.fromEntries([...document.querySelectorAll('table.config tr')].map(r => [r.cells[0].textContent, r.cells[1].textContent]))")
+    assert rows["Class"] == "Conv2D" and rows["filters"] == "6" and rows["Parameters"] == "168"
+    p.shot("config")
+    assert p.errors == []
+    p.page.close()
+
+
+def test_empty_logdir_shows_how_to_add_the_callback(browser, tmp_path):
+    """With no data yet the panel shows a code snippet for the callback, not a blank page."""
+    proc, url = start_tensorboard(str(tmp_path))
+    try:
+        page = browser.new_page()
+        page.goto(url + "/data/plugin_entry.html?name=tb_layerview")
+        page.wait_for_selector("pre.snippet", timeout=30000)
+        assert "LayerView(" in page.text_content("pre.snippet")
+        page.close()
+    finally:
+        stop(proc)
+
+
+def test_scrub_frame_rate_and_first_paint(browser, tensorboard_url):
+    """Measures first paint and the scrubbing frame rate once images are cached (figures to artifacts)."""
+    t0 = time.time()
+    p = Page(browser, tab_url(tensorboard_url, "run=cnn&layer=conv1&probe=-1"))
+    p.wait("() => window.layerView.firstPaintMs !== undefined")
+    first_paint = p.eval("() => window.layerView.firstPaintMs")
+    scrub = """async () => {
+      const lv = window.layerView;
+      const steps = lv.steps();
+      for (const s of steps) await lv.set({step: s, follow: false}, false);  // warm the caches
+      const frame = () => new Promise(r => requestAnimationFrame(r));
+      const t0 = performance.now();
+      let frames = 0;
+      for (let round = 0; round < 3; round++) {
+        for (const s of steps) { await lv.set({step: s, follow: false}, false); await frame(); frames++; }
+      }
+      return {frames, ms: performance.now() - t0};
+    }"""
+    res = p.eval(scrub)
+    fps = res["frames"] / (res["ms"] / 1000.0)
+    figures = {"first_paint_ms": round(first_paint, 1), "scrub_fps": round(fps, 1),
+               "canvases": p.eval("() => document.querySelectorAll('canvas.tiles').length"),
+               "wall_s_to_panel": round(time.time() - t0, 2)}
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    with open(os.path.join(ARTIFACTS, "browser_figures.json"), "w") as f:
+        json.dump(figures, f, indent=1)
+    print("browser figures:", figures)
+    assert fps > 5 and p.errors == []
+    p.page.close()
