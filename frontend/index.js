@@ -500,7 +500,7 @@ class Panel {
       }).catch(() => {});
     }
     if (token !== this.paintToken) return;
-    const tiles = info.probes[cell.kind === 'filters' ? 0 : cell.probe] || [];
+    const tiles = info.tilesByProbe[cell.kind === 'filters' ? 0 : cell.probe] || [];
     cell.info = info;
     cell.tiles = tiles;
     cell.step = step;
@@ -533,7 +533,7 @@ class Panel {
 
   hover(cell, e) {
     if (!cell.info) return;
-    const t = tileUnder(cell.canvas, cell.info, e, this.state.zoom);
+    const t = tileUnder(cell.canvas, cell.info, e);
     if (t < 0) {
       this.tooltip.hidden = true;
       return;
@@ -548,7 +548,7 @@ class Panel {
   /** Shows one channel large, with a filmstrip of it across all epochs. */
   async enlarge(col, cell, e) {
     if (!cell.info) return;
-    const t = tileUnder(cell.canvas, cell.info, e, this.state.zoom);
+    const t = tileUnder(cell.canvas, cell.info, e);
     if (t < 0) return;
     const s = this.state;
     const run = col.run.run;
@@ -567,10 +567,18 @@ class Panel {
       const url = api.imageUrl(run, layer, cell.kind, step, cell.probe);
       const [img, info] = await Promise.all([api.loadImage(url), api.fetchInfo(run, layer, cell.kind, step)]);
       const tile = cropTile(pixelsOf(url, img), info, t);
-      const stats = (info.probes[cell.kind === 'filters' ? 0 : cell.probe] || [])[t] || {};
-      const oneFixed = fixed ? {min: fixed.tile_min[t], max: fixed.tile_max[t]} : null;
+      const all = info.tilesByProbe[cell.kind === 'filters' ? 0 : cell.probe] || [];
+      const stats = all[t] || {};
+      // One tile alone: express "per layer" and "fixed" as a fixed range for it.
+      let range = null;
+      if (s.norm === 'layer') {
+        range = {min: Math.min(...all.map((x) => x.min ?? 0)), max: Math.max(...all.map((x) => x.max ?? 0))};
+      } else if (s.norm === 'fixed' && fixed) {
+        range = {min: fixed.tile_min[t], max: fixed.tile_max[t]};
+      }
       paint(canvas, tile, singleLayout(tile.width, tile.height), [stats],
-        {norm: s.norm === 'layer' ? 'channel' : s.norm, cmap: s.cmap, zoom, fixed: oneFixed, rgb: info.rgb});
+        {norm: range ? 'fixed' : 'channel', cmap: s.cmap, zoom, fixed: range, rgb: info.rgb, minSide: 1});
+      canvas.dataset.painted = 'true';
     };
     const bigZoom = Math.max(2, Math.floor(320 / Math.max(cell.info.tile_w, cell.info.tile_h)));
     await draw(big, cell.step, bigZoom).catch((err) => this.showError(err));

@@ -66,7 +66,8 @@ export function displayRange(tiles, t, mode, fixed, diverging) {
     hi = tiles[t].max ?? 0;
   }
   if (diverging) {
-    const m = Math.max(Math.abs(lo), Math.abs(hi));
+    // Centre on zero; an all-zero tile gets a unit range so zero sits mid-scale.
+    const m = Math.max(Math.abs(lo), Math.abs(hi)) || 1;
     lo = -m;
     hi = m;
   }
@@ -88,6 +89,15 @@ export function byteMap(lo, hi, dlo, dhi) {
     out[q] = Math.round(u * 255);
   }
   return out;
+}
+
+/**
+ * The on-screen magnification of a w x h image at user zoom `zoom`: tiny
+ * images (a Dense(2) output is 2 x 1 pixels) are blown up to about `minSide`
+ * pixels on their longer side.
+ */
+export function displayZoom(w, h, zoom, minSide = 96) {
+  return zoom * Math.max(1, Math.floor(minSide / Math.max(w, h, 1)));
 }
 
 /** Index of the tile under pixel (x, y), or -1 for gaps and outside. */

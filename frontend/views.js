@@ -1,7 +1,7 @@
 // DOM building for the Layer View panel. Data is always inserted with
 // textContent or attributes, never as HTML.
 
-import {byteMap, colourise, colormapTable, displayRange, tileAt, tileRect} from './normalise.js';
+import {byteMap, colourise, colormapTable, displayRange, displayZoom, tileAt, tileRect} from './normalise.js';
 
 /** Creates an element with attributes/properties and children. */
 export function el(tag, props = {}, ...children) {
@@ -85,20 +85,23 @@ function tableFor(name) {
 /**
  * Paints a stored image into `canvas` with the chosen normalisation and
  * colormap. `tiles` are the per-tile stats of this image; `fixed` the run's
- * ranges over all epochs (for norm === 'fixed').
+ * ranges over all epochs (for norm === 'fixed'). Returns the magnification
+ * used on screen.
  */
 export function paint(canvas, pixels, layout, tiles, opts) {
-  const {norm, cmap, zoom, fixed, rgb} = opts;
+  const {norm, cmap, fixed, rgb} = opts;
   const w = pixels.width;
   const h = pixels.height;
+  const zoom = displayZoom(w, h, opts.zoom, opts.minSide);
   if (canvas.width !== w) canvas.width = w;
   if (canvas.height !== h) canvas.height = h;
   canvas.style.width = `${w * zoom}px`;
   canvas.style.height = `${h * zoom}px`;
+  canvas.dataset.zoom = String(zoom);
   const ctx = canvas.getContext('2d');
   if (rgb) {
     ctx.putImageData(pixels, 0, 0);
-    return;
+    return zoom;
   }
   const diverging = cmap === 'diverging';
   const maps = tiles.map((s, t) => {
@@ -107,10 +110,12 @@ export function paint(canvas, pixels, layout, tiles, opts) {
   });
   const out = colourise(pixels.data, w, h, layout, maps, tableFor(cmap));
   ctx.putImageData(new ImageData(out, w, h), 0, 0);
+  return zoom;
 }
 
 /** Tile index under a mouse event on a painted canvas, or -1. */
-export function tileUnder(canvas, layout, event, zoom) {
+export function tileUnder(canvas, layout, event) {
+  const zoom = Number(canvas.dataset.zoom) || 1;
   const r = canvas.getBoundingClientRect();
   return tileAt(layout, Math.floor((event.clientX - r.left) / zoom), Math.floor((event.clientY - r.top) / zoom));
 }

@@ -2,7 +2,9 @@
 
 import json
 import os
+import queue
 import re
+import threading
 import time
 import warnings
 
@@ -162,6 +164,36 @@ def _recording_call(call, path, captured, calls):
     return recording_call
 
 
+class _Worker:
+    """One background thread that renders and writes, in submission order.
+
+    The queue is bounded: if writing falls behind, the training thread waits
+    rather than dropping epochs or piling up memory.
+    """
+
+    def __init__(self, guarded, depth=2):
+        self._guarded = guarded
+        self._queue = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._run, name="tb_layerview-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn, *args):
+        self._queue.put((fn, args))
+
+    def _run(self):
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            fn, args = job
+            self._guarded(fn, *args)
+
+    def stop(self):
+        """Finishes every pending job, then ends the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+
 class _Entry:
     """A layer in model order, with its path and enclosing model."""
 
@@ -290,12 +322,15 @@ class LayerView(keras.callbacks.Callback):
       input_image_shape: the image shape of a flat input (e.g. ``(28, 28)``);
         guessed for perfect squares >= 64 when None.
       top_k: classes kept per probe in the predictions.
+      background: render and write on a background thread, so that the
+        training thread only runs the probe's forward pass and copies the
+        kernels; ``on_train_end`` waits for the writes to finish.
     """
 
     def __init__(self, log_dir, probe, class_names=None, layers=None, exclude=None,
                  every_n_epochs=1, log_initial=True, log_filters=True, max_channels=64,
                  max_tile_pixels=4096, min_spatial=2, min_size=1, max_filters=64,
-                 filter_input="first", input_image_shape=None, top_k=5):
+                 filter_input="first", input_image_shape=None, top_k=5, background=True):
         super().__init__()
         if isinstance(log_dir, os.PathLike):
             log_dir = os.fspath(log_dir)
@@ -329,7 +364,9 @@ class LayerView(keras.callbacks.Callback):
         self.input_image_shape = input_image_shape
         self.log_initial = bool(log_initial)
         self.log_filters = bool(log_filters)
+        self.background = bool(background)
         self._writer = None
+        self._worker = None
         self._pending_initial = None
         self._started = True
         self._entries = None
@@ -346,20 +383,24 @@ class LayerView(keras.callbacks.Callback):
                 return
             self._check_log_dir()
             capture = self._capture()  # raises a clear error if the probe does not fit
-            self._pending_initial = capture if self.log_initial else None
+            # The state before training is snapshotted now and written once
+            # the first epoch's number (the step) is known.
+            self._pending_initial = self._snapshot(capture) if self.log_initial else None
             self._started = False
         finally:
             self._add_time("on_train_begin", t0)
 
     def on_epoch_begin(self, epoch, logs=None):
-        if getattr(self, "_started", True):
+        if self._started:
             return
         self._started = True
         t0 = time.perf_counter()
         try:
-            self._guarded(self._write_run_info, epoch)
+            info = self._guarded(self._run_info)
+            if info is not None:
+                self._submit(self._write_run_info, epoch, info)
             if self._pending_initial is not None:
-                self._guarded(self._write_step, epoch, self._pending_initial)
+                self._submit(self._write_snapshot, epoch, self._pending_initial)
             self._pending_initial = None
         finally:
             self._add_time("on_epoch_begin", t0)
@@ -373,12 +414,16 @@ class LayerView(keras.callbacks.Callback):
             return
         t0 = time.perf_counter()
         try:
-            self._guarded(lambda: self._write_step(step, self._capture()))
+            snap = self._guarded(lambda: self._snapshot(self._capture()))
+            if snap is not None:
+                self._submit(self._write_snapshot, step, snap)
         finally:
             self._add_time("on_epoch_end", t0)
 
     def on_train_end(self, logs=None):
+        t0 = time.perf_counter()
         self.close()
+        self._add_time("on_train_end", t0)
 
     # ------------------------------------------------------------ public API
 
@@ -390,13 +435,13 @@ class LayerView(keras.callbacks.Callback):
         """
         if self.model is None:
             raise RuntimeError("LayerView.log needs a model: call set_model(model) first")
-        if self._entries is None:
+        first = self._entries is None
+        if first:
             self._check_log_dir()
-            capture = self._capture()
-            self._write_run_info(step)
-        else:
-            capture = self._capture()
-        self._write_step(step, capture)
+        snap = self._snapshot(self._capture())
+        if first:
+            self._write_run_info(step, self._run_info())
+        self._write_snapshot(step, snap)
         self.flush()
 
     def flush(self):
@@ -405,7 +450,13 @@ class LayerView(keras.callbacks.Callback):
             self._writer.flush()
 
     def close(self):
-        """Flushes and closes the event file; a later log opens a new one."""
+        """Waits for pending writes, then flushes and closes the event file.
+
+        A later log opens a new event file.
+        """
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
         if self._writer is not None:
             try:
                 self._writer.flush()
@@ -426,12 +477,23 @@ class LayerView(keras.callbacks.Callback):
         warnings.warn("tb_layerview: " + message, LayerViewWarning, stacklevel=3)
 
     def _guarded(self, fn, *args):
+        """Runs ``fn``; a failure becomes a warning and None, never an exception."""
         try:
-            fn(*args)
+            return fn(*args)
         except Exception as e:
             self._warn("step:%s" % type(e).__name__,
                        "logging failed and was skipped (%s: %s); training goes on"
                        % (type(e).__name__, e))
+            return None
+
+    def _submit(self, fn, *args):
+        """Runs a write job: on the background thread, or here if it is off."""
+        if not self.background:
+            self._guarded(fn, *args)
+            return
+        if self._worker is None:
+            self._worker = _Worker(self._guarded)
+        self._worker.submit(fn, *args)
 
     def _check_log_dir(self):
         import tensorflow as tf
@@ -576,7 +638,8 @@ class LayerView(keras.callbacks.Callback):
             return "output has %d values per sample, fewer than min_size=%d" % (per_sample, self.min_size)
         return None
 
-    def _write_run_info(self, step):
+    def _run_info(self):
+        """The model and layer configuration (built on the training thread)."""
         arrays = self._last_arrays
         layers = []
         for e in self._entries:
@@ -619,35 +682,65 @@ class LayerView(keras.callbacks.Callback):
             "every_n_epochs": self.every_n_epochs,
             "layers": layers,
         }
+        return info
+
+    def _write_run_info(self, step, info):
         with self._get_writer().as_default():
             summary.config(info, step=step)
             summary.probes(self._input_dict(), step=step, labels=self._labels,
                            class_names=self.class_names, image_shape=self.input_image_shape)
 
-    def _write_step(self, step, capture):
+    def _snapshot(self, capture):
+        """Copies what a step needs while the model is still in that state.
+
+        Runs on the training thread: layer outputs are already numpy arrays;
+        kernels are copied here because training changes them afterwards.
+        Rendering and writing happen later, in :meth:`_write_snapshot`.
+        """
         arrays, outputs = capture
         image_shape = self._image_shape()
         first_weighted = True
+        items = []
+        for e in self._entries:
+            if e.container:
+                continue
+            out = arrays.get(e.path)
+            selected = self._selected(e)
+            if selected and self._skip_reason(e, out) is None:
+                items.append(("activations", e, out))
+            if self.log_filters and selected:
+                kind, kernel = _kernel_kind(e.layer)
+                if kind is not None:
+                    try:
+                        k = np.array(_to_numpy(kernel))
+                        items.append(("filters", e, kind, k, image_shape if first_weighted else None))
+                    except Exception as err:
+                        self._warn("filters:" + e.path, "filters of layer %r could not be read: %s: %s"
+                                   % (e.path, type(err).__name__, err))
+            if e.layer.weights:
+                first_weighted = False
+        try:
+            outputs = self._output_dict(outputs)
+        except Exception as err:
+            self._warn("predictions", "predictions were not logged (%s: %s)" % (type(err).__name__, err))
+            outputs = None
+        return items, outputs
+
+    def _write_snapshot(self, step, snap):
+        items, outputs = snap
         with self._get_writer().as_default():
-            for e in self._entries:
-                layer = e.layer
-                out = arrays.get(e.path)
-                if e.container:
-                    continue
-                selected = self._selected(e)
-                if selected and self._skip_reason(e, out) is None:
-                    self._log_layer(e, out, step)
-                if self.log_filters and selected:
-                    self._log_filters(e, step, image_shape if first_weighted else None)
-                if layer.weights:
-                    first_weighted = False
-            try:
-                summary.predictions(self._output_dict(outputs), step=step,
-                                    class_names=self.class_names, top_k=self.top_k,
-                                    labels=self._labels)
-            except Exception as err:
-                self._warn("predictions", "predictions were not logged (%s: %s)"
-                           % (type(err).__name__, err))
+            for item in items:
+                if item[0] == "activations":
+                    self._log_layer(item[1], item[2], step)
+                else:
+                    self._log_filters(item[1], step, *item[2:])
+            if outputs is not None:
+                try:
+                    summary.predictions(outputs, step=step, class_names=self.class_names,
+                                        top_k=self.top_k, labels=self._labels)
+                except Exception as err:
+                    self._warn("predictions", "predictions were not logged (%s: %s)"
+                               % (type(err).__name__, err))
         self._writer.flush()
 
     def _log_layer(self, e, out, step):
@@ -669,21 +762,15 @@ class LayerView(keras.callbacks.Callback):
                        " logged: %s: %s" % (e.path, type(e.layer).__name__,
                                              getattr(out, "shape", None), type(err).__name__, err))
 
-    def _log_filters(self, e, step, image_shape):
-        kind, kernel = _kernel_kind(e.layer)
-        if kind is None:
-            return
+    def _log_filters(self, e, step, kind, k, image_shape):
         try:
-            k = _to_numpy(kernel)
             kind, k = _normalise_kernel(kind, k)
-            if kind == "dense" and image_shape is not None and k.shape[0] != int(np.prod(image_shape)):
-                image_shape = None
-            if kind != "dense":
+            if kind != "dense" or (image_shape is not None and k.shape[0] != int(np.prod(image_shape))):
                 image_shape = None
             summary.filters(e.path, k, step=step, kind=kind, layer_class=type(e.layer).__name__,
                             layer_index=e.index, parent=e.parent, max_filters=self.max_filters,
                             input_channel=self.filter_input, image_shape=image_shape)
         except Exception as err:
             self._warn("filters:" + e.path, "filters of layer %r (%s, kernel shape %s) were not"
-                       " logged: %s: %s" % (e.path, type(e.layer).__name__,
-                                             tuple(getattr(kernel, "shape", ())), type(err).__name__, err))
+                       " logged: %s: %s" % (e.path, type(e.layer).__name__, tuple(k.shape),
+                                             type(err).__name__, err))

@@ -318,8 +318,8 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             info, _ = self._json_blob(ctx, eid, series, step)
             tiles_min, tiles_max = None, None
             for probe in info.get("probes", []):
-                mins = [t["min"] if t["min"] is not None else 0.0 for t in probe]
-                maxs = [t["max"] if t["max"] is not None else 0.0 for t in probe]
+                mins = [0.0 if v is None else v for v in probe.get("min", [])]
+                maxs = [0.0 if v is None else v for v in probe.get("max", [])]
                 tiles_min = mins if tiles_min is None else [min(a, b) for a, b in zip(tiles_min, mins)]
                 tiles_max = maxs if tiles_max is None else [max(a, b) for a, b in zip(tiles_max, maxs)]
             tiles_min, tiles_max = tiles_min or [], tiles_max or []

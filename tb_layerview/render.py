@@ -65,50 +65,75 @@ def to_float(x):
     raise TypeError("cannot draw an array of dtype %r (expected numbers or booleans)" % str(x.dtype))
 
 
-def tile_stats(tile):
-    """Statistics of one tile over its finite values.
+STAT_KEYS = ("min", "max", "mean", "std", "zero", "nan", "inf")
+
+
+def batch_stats(x):
+    """Statistics of every tile of a batch, vectorised.
 
     Args:
-      tile: float array of any shape.
+      x: float array (N, T, ...): N images of T tiles each; statistics are
+        taken over the remaining axes.
 
     Returns:
-      dict with ``min``, ``max``, ``mean``, ``std`` (over finite values; 0.0
-      when there are none), ``zero`` (fraction of all values that are exactly
-      0), ``nan`` and ``inf`` (counts).
+      dict of float64 arrays of shape (N, T): ``min``, ``max``, ``mean``,
+      ``std`` over the finite values (0.0 where there are none), ``zero`` (the
+      fraction of all values that are exactly 0), ``nan`` and ``inf`` (counts).
     """
-    tile = np.asarray(tile)
-    finite = np.isfinite(tile)
-    vals = tile[finite].astype(np.float64)
-    n = tile.size
-    if vals.size:
-        out = {
-            "min": float(vals.min()),
-            "max": float(vals.max()),
-            "mean": float(vals.mean()),
-            "std": float(vals.std()),
-        }
-    else:
-        out = {"min": 0.0, "max": 0.0, "mean": 0.0, "std": 0.0}
-    out["zero"] = float(np.count_nonzero(tile == 0) / n) if n else 0.0
-    out["nan"] = int(np.count_nonzero(np.isnan(tile)))
-    out["inf"] = int(np.count_nonzero(np.isinf(tile)))
+    x = np.asarray(x)
+    n, t = x.shape[:2]
+    flat = x.reshape(n, t, -1)
+    size = flat.shape[2]
+    finite = np.isfinite(flat)
+    count = finite.sum(axis=2)
+    has = count > 0
+    vals = np.where(finite, flat, 0).astype(np.float64)
+    mean = vals.sum(axis=2) / np.maximum(count, 1)
+    dev = np.where(finite, vals - mean[..., None], 0.0)
+    std = np.sqrt((dev * dev).sum(axis=2) / np.maximum(count, 1))
+    lo = np.where(finite, flat, np.inf).min(axis=2) if size else np.zeros((n, t))
+    hi = np.where(finite, flat, -np.inf).max(axis=2) if size else np.zeros((n, t))
+    return {
+        "min": np.where(has, lo, 0.0).astype(np.float64),
+        "max": np.where(has, hi, 0.0).astype(np.float64),
+        "mean": mean,
+        "std": std,
+        "zero": (flat == 0).sum(axis=2) / max(size, 1),
+        "nan": np.isnan(flat).sum(axis=2).astype(np.float64),
+        "inf": np.isinf(flat).sum(axis=2).astype(np.float64),
+    }
+
+
+def stats_column(stats, i):
+    """The JSON-ready statistics of image ``i`` of :func:`batch_stats`:
+    ``{"min": [per tile], "max": [...], ...}`` (``nan``/``inf`` as ints)."""
+    out = {}
+    for k in STAT_KEYS:
+        col = stats[k][i]
+        out[k] = [int(v) for v in col] if k in ("nan", "inf") else [float(v) for v in col]
     return out
+
+
+def tile_stats(tile):
+    """Statistics of one tile (see :func:`batch_stats`) as a dict of scalars."""
+    col = stats_column(batch_stats(np.asarray(tile)[None, None]), 0)
+    return {k: v[0] for k, v in col.items()}
 
 
 def quantize(tile, lo, hi):
     """Maps finite values of ``tile`` linearly from [lo, hi] to uint8 0..255.
 
-    A constant tile (``hi == lo``) maps to 0. Non-finite values map to 0 and are
+    ``lo`` and ``hi`` are scalars or arrays broadcasting against ``tile``. A
+    constant tile (``hi == lo``) maps to 0. Non-finite values map to 0 and are
     flagged by :func:`alpha_codes`.
     """
     tile = np.asarray(tile, dtype=np.float64)
-    span = hi - lo
-    finite = np.isfinite(tile)
-    safe = np.where(finite, tile, lo)
-    if span > 0 and np.isfinite(span):
-        q = np.rint((safe - lo) / span * 255.0)
-    else:
-        q = np.zeros_like(safe)
+    lo = np.asarray(lo, dtype=np.float64)
+    span = np.asarray(hi, dtype=np.float64) - lo
+    ok = (span > 0) & np.isfinite(span)
+    scale = np.where(ok, 255.0 / np.where(ok, span, 1.0), 0.0)
+    safe = np.where(np.isfinite(tile), tile, lo)
+    q = np.rint((safe - lo) * scale)
     return np.clip(q, 0, 255).astype(np.uint8)
 
 
@@ -122,32 +147,77 @@ def alpha_codes(tile):
     return a
 
 
-def downsample(tile, max_pixels):
-    """Block-averages a 2-D (or HxWx3) tile until it has at most ``max_pixels``.
+def downsample_factor(h, w, max_pixels):
+    """Smallest integer f with ceil(h/f) * ceil(w/f) <= max_pixels."""
+    f = 1
+    if max_pixels:
+        while math.ceil(h / f) * math.ceil(w / f) > max_pixels:
+            f += 1
+    return f
 
-    The factor is the smallest integer ``f`` with ``ceil(h/f)*ceil(w/f) <=
-    max_pixels``; edge blocks average over the pixels they have. NaN/Inf in a
-    block make the block NaN/Inf (the sum propagates them), so they stay visible.
+
+def downsample(tile, max_pixels, rgb=False):
+    """Block-averages tiles until each has at most ``max_pixels`` pixels.
+
+    Works on any leading axes: the spatial axes are the last two, or the two
+    before a last colour axis when ``rgb``. Edge blocks average over the pixels
+    they have; NaN/Inf in a block make the block NaN/Inf (sums propagate
+    them), so they stay visible.
 
     Returns:
-      ``(tile, f)``.
+      ``(tiles, f)``.
     """
-    h, w = tile.shape[:2]
-    if max_pixels is None or h * w <= max_pixels:
+    tile = np.asarray(tile)
+    ax = tile.ndim - (3 if rgb else 2)
+    h, w = tile.shape[ax], tile.shape[ax + 1]
+    f = downsample_factor(h, w, max_pixels)
+    if f == 1:
         return tile, 1
-    f = 1
-    while math.ceil(h / f) * math.ceil(w / f) > max_pixels:
-        f += 1
     hp, wp = math.ceil(h / f) * f, math.ceil(w / f) * f
-    pad = [(0, hp - h), (0, wp - w)] + [(0, 0)] * (tile.ndim - 2)
+    pad = [(0, 0)] * tile.ndim
+    pad[ax], pad[ax + 1] = (0, hp - h), (0, wp - w)
     data = np.pad(tile.astype(np.float64), pad)
-    ones = np.pad(np.ones((h, w)), pad[:2])
-    shape = (hp // f, f, wp // f, f) + tile.shape[2:]
-    sums = data.reshape(shape).sum(axis=(1, 3))
-    counts = ones.reshape(hp // f, f, wp // f, f).sum(axis=(1, 3))
-    if tile.ndim == 3:
+    counts = np.pad(np.ones((h, w)), [(0, hp - h), (0, wp - w)])
+    counts = counts.reshape(hp // f, f, wp // f, f).sum(axis=(1, 3))
+    shape = tile.shape[:ax] + (hp // f, f, wp // f, f) + tile.shape[ax + 2:]
+    sums = data.reshape(shape).sum(axis=(ax + 1, ax + 3))
+    if rgb:
         counts = counts[..., None]
     return sums / counts, f
+
+
+def compose(q, alpha, gap=GAP):
+    """Lays quantised tiles out in near-square grids, one image per batch item.
+
+    Args:
+      q: uint8 (N, T, h, w) or (N, T, h, w, 3) tile values.
+      alpha: uint8 (N, T, h, w) alpha codes.
+      gap: pixels between tiles (alpha 0).
+
+    Returns:
+      uint8 array (N, H, W, 2) (grey) or (N, H, W, 4) (RGB).
+    """
+    n, t, h, w = alpha.shape
+    rows, cols = grid_shape(t)
+    rgb = q.ndim == 5
+    planes = np.concatenate([q if rgb else q[..., None], alpha[..., None]], axis=-1)
+    depth = planes.shape[-1]
+    full = np.zeros((n, rows * cols, h + gap, w + gap, depth), np.uint8)
+    full[:, :t, :h, :w] = planes
+    full = full.reshape(n, rows, cols, h + gap, w + gap, depth).transpose(0, 1, 3, 2, 4, 5)
+    full = full.reshape(n, rows * (h + gap), cols * (w + gap), depth)
+    return full[:, :rows * (h + gap) - gap, :cols * (w + gap) - gap]
+
+
+def _grid_of(tiles, stats, rgb, gap=GAP):
+    """Quantises tiles (N, T, h, w[, 3]) with their ranges and composes them."""
+    lo, hi = stats["min"], stats["max"]
+    shape = lo.shape + (1,) * (tiles.ndim - 2)
+    q = quantize(tiles, lo.reshape(shape), hi.reshape(shape))
+    alpha = alpha_codes(tiles)
+    if rgb:
+        alpha = alpha.min(axis=-1)
+    return compose(q, alpha, gap)
 
 
 def compose_grid(tiles, stats=None, gap=GAP):
@@ -155,37 +225,20 @@ def compose_grid(tiles, stats=None, gap=GAP):
 
     Args:
       tiles: list of float arrays, all (h, w) or all (h, w, 3), same size.
-      stats: the :func:`tile_stats` of each tile, when the range must come
-        from elsewhere (the full-resolution tile of a downsampled one);
-        computed from ``tiles`` when None.
+      stats: :func:`batch_stats` of ``tiles[None]`` when the ranges must come
+        from elsewhere (the full-resolution tiles of downsampled ones).
       gap: pixels between tiles (alpha 0).
 
     Returns:
-      ``(image, stats)``: ``image`` is uint8 (H, W, 2) for grey tiles or
-      (H, W, 4) for RGB tiles; ``stats`` is a list with the
-      :func:`tile_stats` of each tile.
+      ``(image, stats)``: uint8 (H, W, 2) for grey or (H, W, 4) for RGB tiles,
+      and the :func:`batch_stats` used.
     """
-    n = len(tiles)
-    if n == 0:
+    if len(tiles) == 0:
         raise ValueError("compose_grid needs at least one tile")
-    th, tw = tiles[0].shape[:2]
-    rgb = tiles[0].ndim == 3
-    rows, cols = grid_shape(n)
+    arr = np.stack([to_float(t) for t in tiles])[None]
     if stats is None:
-        stats = [tile_stats(t) for t in tiles]
-    depth = 4 if rgb else 2
-    img = np.zeros((rows * th + (rows - 1) * gap, cols * tw + (cols - 1) * gap, depth), np.uint8)
-    for i, (tile, st) in enumerate(zip(tiles, stats)):
-        r, c = divmod(i, cols)
-        y, x = r * (th + gap), c * (tw + gap)
-        q = quantize(tile, st["min"], st["max"])
-        if rgb:
-            img[y:y + th, x:x + tw, :3] = q
-            img[y:y + th, x:x + tw, 3] = alpha_codes(tile).min(axis=2)
-        else:
-            img[y:y + th, x:x + tw, 0] = q
-            img[y:y + th, x:x + tw, 1] = alpha_codes(tile)
-    return img, stats
+        stats = batch_stats(arr)
+    return _grid_of(arr, stats, arr.ndim == 5, gap)[0], stats
 
 
 def classify_shape(shape, min_spatial=2):
@@ -204,34 +257,19 @@ def classify_shape(shape, min_spatial=2):
     return "vector"
 
 
-def vector_tile(v):
-    """Lays a 1-D vector out as a strip (<= STRIP_MAX values) or near-square.
-
-    Unused cells of the near-square are NaN-free padding: they get alpha 0 via
-    the returned mask.
-
-    Returns:
-      ``(tile, mask)``: the 2-D tile and a boolean mask of cells holding data.
-    """
-    v = np.ravel(v)
-    d = v.size
+def vector_shape(d):
+    """(rows, cols) of the tile a D-vector is drawn in: a strip up to STRIP_MAX."""
     if d <= STRIP_MAX:
-        rows, cols = 1, max(d, 1)
-    else:
-        rows, cols = grid_shape(d)
-    tile = np.zeros(rows * cols, dtype=np.float64)
-    mask = np.zeros(rows * cols, dtype=bool)
-    tile[:d] = v
-    mask[:d] = True
-    return tile.reshape(rows, cols), mask.reshape(rows, cols)
+        return 1, max(d, 1)
+    return grid_shape(d)
 
 
-def render_activation(x, max_channels=64, max_tile_pixels=4096, min_spatial=2,
-                      channels_first=False):
-    """Draws one probe's output of one layer.
+def render_activations(outputs, max_channels=64, max_tile_pixels=4096, min_spatial=2,
+                       channels_first=False):
+    """Draws one layer's outputs for a batch of probes.
 
     Args:
-      x: the layer output for a single probe sample (batch axis removed), any
+      outputs: array (N, ...): the layer output for N probe samples, any
         numeric dtype.
       max_channels: at most this many channels are drawn (the first ones).
       max_tile_pixels: a larger tile is block-averaged down to this size.
@@ -240,54 +278,70 @@ def render_activation(x, max_channels=64, max_tile_pixels=4096, min_spatial=2,
       channels_first: the layer uses ``data_format="channels_first"``.
 
     Returns:
-      ``(image, info)``: ``image`` is uint8 (H, W, 2); ``info`` is a JSON-ready
-      dict with ``layout``, ``shape``, ``channels`` (in the output),
-      ``shown``, ``rows``, ``cols``, ``tile_h``, ``tile_w``, ``gap``,
-      ``scale`` (downsampling factor), ``slice`` (for volumes) and ``stats``
-      (one :func:`tile_stats` dict per drawn tile).
+      ``(images, info)``: ``images`` is uint8 (N, H, W, 2); ``info`` is a
+      JSON-ready dict with ``layout``, ``shape`` (of one sample), ``channels``
+      (in the output), ``shown``, ``rows``, ``cols``, ``tile_h``, ``tile_w``,
+      ``gap``, ``scale`` (downsampling factor), ``slice`` (for volumes) and
+      ``probes``: for each probe, :func:`stats_column` of its tiles.
     """
-    x = to_float(x)
-    shape = list(x.shape)
-    if channels_first and x.ndim in (3, 4):
-        x = np.moveaxis(x, 0, -1)
-    layout = classify_shape(x.shape, min_spatial)
+    x = to_float(outputs)
+    if x.ndim < 1 or x.shape[0] < 1:
+        raise ValueError("outputs need a batch axis with at least one probe; got shape %s"
+                         % (np.shape(outputs),))
+    n = x.shape[0]
+    shape = list(x.shape[1:])
+    if channels_first and x.ndim in (4, 5):
+        x = np.moveaxis(x, 1, -1)
+    layout = classify_shape(x.shape[1:], min_spatial)
     info = {"layout": layout, "shape": shape, "slice": None}
     if layout == "volume":
-        mid = x.shape[0] // 2
+        mid = x.shape[1] // 2
         info["slice"] = {"axis": 0, "index": mid}
-        x = x[mid]
+        x = x[:, mid]
+    mask = None
     if layout in ("grid", "volume"):
         channels = x.shape[-1]
-        shown = min(channels, max_channels)
-        tiles, scale = [], 1
-        for c in range(shown):
-            t, scale = downsample(x[:, :, c], max_tile_pixels)
-            tiles.append(t)
-        # Ranges come from the full-resolution channel so that the stored
-        # min/max are the layer's real ones, not those of the averaged tile.
-        stats = [tile_stats(x[:, :, c]) for c in range(shown)]
-        img, _ = compose_grid(tiles, stats)
+        tiles = np.moveaxis(x[..., :max_channels], -1, 1)  # (N, T, H, W)
     elif layout == "heat":
-        channels, shown = 1, 1
-        t, scale = downsample(x, max_tile_pixels)
-        stats = [tile_stats(x)]
-        img, _ = compose_grid([t], stats)
+        channels = 1
+        tiles = x[:, None]
     else:
-        channels, shown, scale = 1, 1, 1
-        v = np.ravel(x)
-        t, mask = vector_tile(v)
-        if t.size > max_tile_pixels:
-            t, scale = downsample(t, max_tile_pixels)
-            mask = downsample(mask.astype(np.float64), max_tile_pixels)[0] > 0
-        stats = [tile_stats(v)]
-        img, _ = compose_grid([t], stats)
-        img[..., 1][~mask] = ALPHA_GAP
-        img[..., 0][~mask] = 0
+        channels = 1
+        flat = x.reshape(n, -1)
+        d = flat.shape[1]
+        rows, cols = vector_shape(d)
+        tiles = np.zeros((n, 1, rows * cols), x.dtype)
+        tiles[:, 0, :d] = flat
+        tiles = tiles.reshape(n, 1, rows, cols)
+        mask = np.zeros(rows * cols, bool)
+        mask[:d] = True
+        mask = mask.reshape(rows, cols)
+    # Statistics come from the full-resolution values, before any averaging.
+    stats = batch_stats(tiles if mask is None else x.reshape(n, 1, -1))
+    small, scale = downsample(tiles, max_tile_pixels)
+    images = _grid_of(small, stats, rgb=False)
+    if mask is not None:
+        small_mask = downsample(mask.astype(np.float64), max_tile_pixels)[0] > 0
+        images[:, ~small_mask] = 0
+    shown = tiles.shape[1]
     rows, cols = grid_shape(shown)
-    th, tw = (img.shape[0] - (rows - 1) * GAP) // rows, (img.shape[1] - (cols - 1) * GAP) // cols
     info.update(channels=int(channels), shown=int(shown), rows=rows, cols=cols,
-                tile_h=int(th), tile_w=int(tw), gap=GAP, scale=int(scale), stats=stats)
-    return img, info
+                tile_h=int(small.shape[2]), tile_w=int(small.shape[3]), gap=GAP, scale=int(scale),
+                probes=[stats_column(stats, i) for i in range(n)])
+    return images, info
+
+
+def render_activation(x, max_channels=64, max_tile_pixels=4096, min_spatial=2,
+                      channels_first=False):
+    """Draws one probe's output: :func:`render_activations` for a batch of one.
+
+    Returns:
+      ``(image, info)`` with ``info["stats"]`` the probe's tile statistics.
+    """
+    images, info = render_activations(np.asarray(x)[None], max_channels, max_tile_pixels,
+                                       min_spatial, channels_first)
+    info["stats"] = info.pop("probes")[0]
+    return images[0], info
 
 
 def render_tiles(tiles, max_tile_pixels=4096):
@@ -296,24 +350,20 @@ def render_tiles(tiles, max_tile_pixels=4096):
     Used for kernels: conv filters, and dense units reshaped to the input.
 
     Returns:
-      ``(image, info)`` as for :func:`render_activation` with layout
+      ``(image, info)`` as for :func:`render_activation`, with layout
       ``"tiles"`` and ``rgb`` set.
     """
-    small = []
-    scale = 1
-    for t in tiles:
-        s, scale = downsample(to_float(t), max_tile_pixels)
-        small.append(s)
-    stats = [tile_stats(to_float(t)) for t in tiles]
-    img, _ = compose_grid(small, stats)
-    rgb = small[0].ndim == 3
+    arr = np.stack([to_float(t) for t in tiles])[None]
+    rgb = arr.ndim == 5
+    stats = batch_stats(arr)
+    small, scale = downsample(arr, max_tile_pixels, rgb=rgb)
+    image = _grid_of(small, stats, rgb)[0]
     rows, cols = grid_shape(len(tiles))
-    th, tw = small[0].shape[:2]
     info = {"layout": "tiles", "rgb": rgb, "shape": list(np.shape(tiles[0])),
             "channels": len(tiles), "shown": len(tiles), "rows": rows, "cols": cols,
-            "tile_h": int(th), "tile_w": int(tw), "gap": GAP, "scale": int(scale),
-            "slice": None, "stats": stats}
-    return img, info
+            "tile_h": int(small.shape[2]), "tile_w": int(small.shape[3]), "gap": GAP,
+            "scale": int(scale), "slice": None, "stats": stats_column(stats, 0)}
+    return image, info
 
 
 def kernel_tiles(kernel, kind, max_filters=64, input_channel="first", image_shape=None):

@@ -37,7 +37,11 @@ def _tf():
 
 def json_bytes(obj):
     """JSON-encodes ``obj`` with non-finite floats turned into null."""
-    return json.dumps(_finite(obj), separators=(",", ":"), sort_keys=False).encode("utf-8")
+    try:
+        text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError):  # NaN/Inf or numpy scalars: the slow, thorough path
+        text = json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8")
 
 
 def _finite(obj):
@@ -82,22 +86,14 @@ def activation_blobs(outputs, max_channels=64, max_tile_pixels=4096, min_spatial
 
     Returns:
       ``(blobs, info)``: ``blobs[0]`` is the JSON info (layout and per-probe
-      per-channel statistics), ``blobs[1 + i]`` the PNG of probe ``i``.
+      per-tile statistics), ``blobs[1 + i]`` the PNG of probe ``i``.
     """
     outputs = np.asarray(outputs)
-    if outputs.ndim < 1 or outputs.shape[0] < 1:
-        raise ValueError("activations need a batch axis with at least one probe; got shape %s"
-                         % (outputs.shape,))
-    pngs, per_probe, info = [], [], None
-    for i in range(outputs.shape[0]):
-        img, info = render.render_activation(outputs[i], max_channels=max_channels,
+    images, info = render.render_activations(outputs, max_channels=max_channels,
                                              max_tile_pixels=max_tile_pixels,
                                              min_spatial=min_spatial, channels_first=channels_first)
-        pngs.append(render.encode_png(img))
-        per_probe.append(info.pop("stats"))
-    info["probes"] = per_probe
     info["dtype"] = str(outputs.dtype)
-    return [json_bytes(info)] + pngs, info
+    return [json_bytes(info)] + [render.encode_png(img) for img in images], info
 
 
 def activations(name, data, step=None, layer_class="", layer_index=0, parent="",

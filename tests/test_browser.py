@@ -255,7 +255,7 @@ def test_views_normalisation_colormaps_hover_and_enlarge(browser, tensorboard_ur
     tip = p.eval("() => document.querySelector('.tooltip').textContent")
     assert tip.startswith("channel 0") and "min" in tip and "zeros" in tip
     p.page.mouse.click(box["x"] + 4, box["y"] + 4)
-    p.wait("() => document.querySelectorAll('.filmstrip figure').length === 16")
+    p.wait("() => document.querySelectorAll('.filmstrip canvas[data-painted]').length === 16")
     p.shot("filmstrip")
     p.page.keyboard.press("Escape")
     p.eval("() => window.layerView.set({view: 'filters', layer: 'conv1', cmap: 'grey'})")

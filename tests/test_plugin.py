@@ -98,7 +98,8 @@ def test_json_routes_answer_as_documented_and_are_not_cached(client):
     assert get_json(client, "steps", run="cnn", kind="predictions")["steps"][0]["step"] == 0
     info = get_json(client, "info", run="cnn", layer="conv2", kind="activations", step=15)
     assert (info["rows"], info["cols"], info["shown"], info["step"]) == (2, 2, 4, 15)
-    assert len(info["probes"]) == 3 and set(info["probes"][0][0]) == {"min", "max", "mean", "std", "zero", "nan", "inf"}
+    assert len(info["probes"]) == 3 and set(info["probes"][0]) == {"min", "max", "mean", "std", "zero", "nan", "inf"}
+    assert all(len(v) == 4 for v in info["probes"][0].values())
     ranges = get_json(client, "ranges", run="cnn", layer="conv2", kind="activations")
     assert len(ranges["steps"]) == 16 and len(ranges["tile_min"]) == 4
     assert ranges["max"] == max(s["max"] for s in ranges["steps"])

@@ -66,15 +66,16 @@ def test_render_activation_grid_layout_pixels_and_stats():
     assert img[3:5, 0:2, 1].tolist() == [[255, 255], [1, 2]]
     assert img[2, :, 1].tolist() == [0] * 5  # gap row
     assert img[3:5, 3:5, 1].tolist() == [[0, 0], [0, 0]]  # unused cell
-    assert info["stats"][0] == {"min": 0.0, "max": 3.0, "mean": 1.5, "std": np.sqrt(1.25),
-                                "zero": 0.25, "nan": 0, "inf": 0}
-    assert info["stats"][2]["nan"] == 1 and info["stats"][2]["inf"] == 1
+    st = info["stats"]
+    assert [st[k][0] for k in render.STAT_KEYS] == [0.0, 3.0, 1.5, np.sqrt(1.25), 0.25, 0, 0]
+    assert (st["min"][1], st["max"][1]) == (5.0, 5.0)
+    assert (st["nan"][2], st["inf"][2], st["min"][2], st["max"][2]) == (1, 1, -1.0, 1.0)
 
 
 def test_render_activation_caps_channels():
     """Only the first max_channels channels are drawn; the total is recorded."""
     img, info = render.render_activation(np.ones((4, 4, 10)), max_channels=4)
-    assert (info["channels"], info["shown"], len(info["stats"])) == (10, 4, 4)
+    assert (info["channels"], info["shown"], len(info["stats"]["min"])) == (10, 4, 4)
     assert img.shape == (9, 9, 2)
 
 
@@ -84,7 +85,7 @@ def test_render_activation_downsamples_big_maps_but_keeps_full_range():
     x[0, 0, 0] = 100.0
     img, info = render.render_activation(x, max_tile_pixels=16)
     assert info["scale"] == 2 and img.shape == (4, 4, 2)
-    assert info["stats"][0]["max"] == 100.0
+    assert info["stats"]["max"] == [100.0]
     assert img[0, 0, 0] == 64  # block mean 25 of [0, 100] -> 63.75 -> 64
 
 
@@ -127,7 +128,7 @@ def test_render_activation_channels_first():
     x[1, 0, 0] = 0.0
     _, info = render.render_activation(x, channels_first=True)
     assert (info["shown"], info["tile_h"]) == (2, 3)
-    assert info["stats"][1]["min"] == 0.0 and info["stats"][1]["max"] == 1.0
+    assert info["stats"]["min"] == [0.0, 0.0] and info["stats"]["max"] == [0.0, 1.0]
 
 
 @pytest.mark.parametrize("dtype", ["float16", "int32", "uint8", "bool", "float64"])
@@ -136,7 +137,7 @@ def test_render_activation_accepts_any_numeric_dtype(dtype):
     x = (np.arange(8).reshape(2, 2, 2) % 2).astype(dtype)
     img, info = render.render_activation(x)
     assert img.dtype == np.uint8
-    assert info["stats"][0]["max"] == 0.0 and info["stats"][1]["min"] == 1.0
+    assert info["stats"]["max"][0] == 0.0 and info["stats"]["min"][1] == 1.0
 
 
 def test_render_activation_bfloat16():
@@ -144,7 +145,7 @@ def test_render_activation_bfloat16():
     ml_dtypes = pytest.importorskip("ml_dtypes")
     x = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=ml_dtypes.bfloat16)
     _, info = render.render_activation(x)
-    assert info["stats"][0]["max"] == 4.0
+    assert info["stats"]["max"] == [4.0]
 
 
 def test_to_float_rejects_strings_with_the_dtype_named():
@@ -216,3 +217,30 @@ def test_image_shape_of_recognises_images_and_square_vectors():
     assert render.image_shape_of((10,)) is None
     assert render.image_shape_of((32, 32, 16)) is None
     assert render.image_shape_of((2,)) is None
+
+
+def test_render_activations_batches_probes_with_their_own_stats():
+    """A batch renders one image per probe; each probe has its own per-channel stats."""
+    x = np.zeros((2, 2, 2, 1), np.float32)
+    x[0, 0, 0, 0] = 4.0
+    x[1] = -1.0
+    images, info = render.render_activations(x)
+    assert images.shape == (2, 2, 2, 2)
+    assert images[0, ..., 0].tolist() == [[255, 0], [0, 0]]
+    assert images[1, ..., 0].tolist() == [[0, 0], [0, 0]]
+    assert info["probes"][0]["max"] == [4.0] and info["probes"][1]["min"] == [-1.0]
+    assert info["probes"][0]["zero"] == [0.75] and info["probes"][1]["zero"] == [0.0]
+
+
+def test_batch_stats_over_many_tiles_matches_tile_stats():
+    """The vectorised statistics equal the one-tile statistics for every tile."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 5, 4, 4))
+    x[1, 2, 0, 0] = np.nan
+    x[2, 4] = np.inf
+    stats = render.batch_stats(x)
+    for i in range(3):
+        for t in range(5):
+            one = render.tile_stats(x[i, t])
+            assert {k: stats[k][i, t] for k in render.STAT_KEYS} == pytest.approx(one)
+    assert stats["min"][2, 4] == 0.0 and stats["inf"][2, 4] == 16

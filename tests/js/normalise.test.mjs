@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
-import {byteMap, colormapTable, colourise, displayRange, tileAt, tileRect} from '../../frontend/normalise.js';
+import {byteMap, colormapTable, colourise, displayRange, displayZoom, tileAt, tileRect} from '../../frontend/normalise.js';
 
 test('byteMap is the identity for per-channel display of the stored range', () => {
   const m = byteMap(-1, 3, -1, 3);
@@ -64,4 +64,16 @@ test('colourise maps data through the LUT and marks NaN/Inf and gaps', () => {
   const layout = {rows: 1, cols: 1, tile_h: 1, tile_w: 3, gap: 1, shown: 1};
   const out = colourise(src, 3, 1, layout, [byteMap(0, 1, 0, 1)], colormapTable('grey'));
   assert.deepEqual([...out], [255, 255, 255, 255, 255, 0, 255, 255, 0, 0, 0, 0]);
+});
+
+test('an all-zero tile under a diverging map sits mid-scale', () => {
+  const [lo, hi] = displayRange([{min: 0, max: 0}], 0, 'channel', null, true);
+  assert.deepEqual([lo, hi], [-1, 1]);
+  assert.equal(byteMap(0, 0, lo, hi)[0], 128);
+});
+
+test('displayZoom blows tiny images up and leaves big ones at the user zoom', () => {
+  assert.equal(displayZoom(2, 1, 2), 96);
+  assert.equal(displayZoom(200, 50, 2), 2);
+  assert.equal(displayZoom(40, 10, 1), 2);
 });
