@@ -7,6 +7,8 @@ It reads only through ``context.data_provider``, so it works under both
 ``docs/http_api.md``.
 """
 
+import collections
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -35,7 +37,66 @@ _LISTING_TTL = 1.0
 #: Images never change once written (a step's blobs are immutable).
 _IMAGE_MAX_AGE = 365 * 24 * 3600
 
+#: Bytes of blobs kept in memory by the plugin (immutable, so never stale),
+#: when blobs come from a data server in another process.
+_BLOB_CACHE_BYTES = 64 * 2**20
+
+#: Threads reading ahead the neighbours of a requested image.
+_READ_AHEAD_THREADS = 4
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class _BlobCache:
+    """A byte-bounded LRU of blob contents, with in-flight reads shared.
+
+    Blob reads through the Rust data server (``--load_fast=true``) cost tens
+    of milliseconds each whatever their size, so the plugin keeps recent blobs
+    and reads the neighbours of a requested image ahead of time (the panel
+    scrubs through adjacent epochs).
+    """
+
+    def __init__(self, max_bytes):
+        self._max = max_bytes
+        self._size = 0
+        self._data = collections.OrderedDict()  # key -> bytes
+        self._pending = {}  # key -> Future
+        self._lock = threading.Lock()
+
+    def get(self, key, read):
+        """The blob for ``key``; ``read()`` fetches it on a miss (once for concurrent callers)."""
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+            fut = self._pending.get(key)
+            owner = fut is None
+            if owner:
+                fut = concurrent.futures.Future()
+                self._pending[key] = fut
+        if not owner:
+            return fut.result()
+        try:
+            value = read()
+        except BaseException as e:
+            with self._lock:
+                del self._pending[key]
+            fut.set_exception(e)
+            raise
+        with self._lock:
+            del self._pending[key]
+            if len(value) <= self._max // 4:
+                self._data[key] = value
+                self._size += len(value)
+                while self._size > self._max:
+                    _, old = self._data.popitem(last=False)
+                    self._size -= len(old)
+        fut.set_result(value)
+        return value
+
+    def has(self, key):
+        with self._lock:
+            return key in self._data or key in self._pending
 
 
 def _frontend_dir():
@@ -116,6 +177,13 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         self._lock = threading.Lock()
         self._listing = {}  # experiment id -> (time, {run: {...}})
         self._index = {}  # (eid, run, tag, max_step, max_wall_time) -> {step: (wall, keys)}
+        # Only a data provider in another process (the Rust data server behind
+        # gRPC) makes blob reads slow; an in-process one would just hold each
+        # blob twice.
+        remote = type(self._provider).__name__ == "GrpcDataProvider"
+        self._blobs = _BlobCache(_BLOB_CACHE_BYTES if remote else 0)
+        self._read_ahead_enabled = remote
+        self._reader = concurrent.futures.ThreadPoolExecutor(_READ_AHEAD_THREADS, "tb_layerview-read")
         self._frontend = _frontend_dir()
 
     # --------------------------------------------------------------- plugin
@@ -226,12 +294,39 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         if position >= len(keys):
             raise errors.NotFoundError("step %d of this series holds %d item(s); index %d is out of"
                                        " range" % (step, len(keys), position))
+        return self._read_blob(ctx, keys[position]), keys[position], wall
+
+    def _read_blob(self, ctx, key):
         try:
-            return self._provider.read_blob(ctx, blob_key=keys[position]), keys[position], wall
+            return self._blobs.get(key, lambda: self._provider.read_blob(ctx, blob_key=key))
         except errors.PublicError:
             raise
         except Exception as e:  # loaders raise assorted errors on vanished or bad keys
             raise errors.NotFoundError("could not read blob: %s" % e) from None
+
+    def _read_ahead(self, ctx, eid, series, step, position, other_probes=True):
+        """Starts reading what a viewer is likely to ask for next: the same
+        item at the neighbouring steps and, for images, the step's other probes."""
+        if not self._read_ahead_enabled:
+            return
+        index = self._steps_of(ctx, eid, series)
+        steps = sorted(index)
+        i = steps.index(step)
+        wanted = []
+        if other_probes:
+            wanted = [index[step][1][p] for p in range(1, len(index[step][1])) if p != position]
+        for j in (i + 1, i - 1, i + 2):
+            if 0 <= j < len(steps) and position < len(index[steps[j]][1]):
+                wanted.append(index[steps[j]][1][position])
+        for key in wanted:
+            if not self._blobs.has(key):
+                self._reader.submit(self._quiet_read, ctx, key)
+
+    def _quiet_read(self, ctx, key):
+        try:
+            self._read_blob(ctx, key)
+        except Exception:
+            pass  # a read-ahead that fails is simply not cached
 
     def _json_blob(self, ctx, eid, series, step):
         data, _, wall = self._blob(ctx, eid, series, step, 0)
@@ -306,6 +401,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
     def info_impl(self, ctx, eid, run, layer, kind, step):
         series = self._series(ctx, eid, run, layer, kind)
         info, wall = self._json_blob(ctx, eid, series, step)
+        self._read_ahead(ctx, eid, series, step, 0, other_probes=False)
         info.update(run=run, layer=layer, kind=kind, step=step, wall_time=wall)
         return info
 
@@ -413,6 +509,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 resp.headers["Cache-Control"] = "private, max-age=%d, immutable" % _IMAGE_MAX_AGE
                 return resp
         data, _, wall = self._blob(ctx, eid, series, step, position)
+        self._read_ahead(ctx, eid, series, step, position)
         if not data.startswith(b"\x89PNG"):
             raise errors.NotFoundError("item %d of step %d is not an image" % (position - 1, step))
         etag = '"%s"' % hashlib.sha1(repr((series.run, series.tag, step, position, wall)).encode()).hexdigest()

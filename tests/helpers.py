@@ -200,3 +200,25 @@ def wait_for(predicate, timeout=90, interval=0.5):
             last = e
         time.sleep(interval)
     raise AssertionError("condition not met within %ss (last: %r)" % (timeout, last))
+
+
+def panel_frame(page, timeout=60):
+    """The Layer View iframe of a TensorBoard page, once the panel has its runs.
+
+    Waits with Playwright's own waits: the sync API only learns about new
+    frames while it is itself waiting, never during time.sleep.
+    """
+    import time
+
+    deadline = time.time() + timeout
+    page.wait_for_selector("iframe", timeout=timeout * 1000)
+    while time.time() < deadline:
+        for f in page.frames:
+            if "plugin_entry.html" in f.url:
+                try:
+                    if f.evaluate("!!(window.layerView && window.layerView.runs.length)"):
+                        return f
+                except Exception:  # the frame is still navigating
+                    pass
+        page.wait_for_timeout(200)
+    raise AssertionError("the Layer View panel did not load within %ss" % timeout)

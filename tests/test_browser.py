@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from helpers import HOSTILE_LAYER, HOSTILE_RUN, start_tensorboard, stop
+from helpers import HOSTILE_LAYER, HOSTILE_RUN, panel_frame, start_tensorboard, stop
 
 pytestmark = pytest.mark.browser
 
@@ -80,19 +80,10 @@ class Page:
         self.frame = self.wait_frame()
 
     def wait_frame(self, timeout=30):
-        deadline = time.time() + timeout
-        self.page.wait_for_selector("iframe", timeout=timeout * 1000)
-        while time.time() < deadline:
-            for f in self.page.frames:
-                if "plugin_entry.html" in f.url or "/data/plugin/tb_layerview" in f.url:
-                    try:
-                        if f.evaluate("!!(window.layerView && window.layerView.runs.length)"):
-                            return f
-                    except Exception:
-                        pass
-            # Not time.sleep: the sync API only sees new frames while it waits itself.
-            self.page.wait_for_timeout(200)
-        raise AssertionError("the Layer View panel did not load; errors: %s" % self.errors)
+        try:
+            return panel_frame(self.page, timeout)
+        except AssertionError as e:
+            raise AssertionError("%s; errors: %s" % (e, self.errors)) from None
 
     def eval(self, js, arg=None):
         return self.frame.evaluate(js, arg)
@@ -283,32 +274,23 @@ def test_empty_logdir_shows_how_to_add_the_callback(browser, tmp_path):
         stop(proc)
 
 
-def test_scrub_frame_rate_and_first_paint(browser, tensorboard_url):
-    """Measures first paint and the scrubbing frame rate once images are cached (figures to artifacts)."""
-    t0 = time.time()
+def test_scrubbing_through_every_epoch_repaints_every_frame(browser, tensorboard_url):
+    """Stepping through all epochs with all probes shown paints each step without errors.
+
+    Speed is measured by benchmarks/bench_panel.py, not asserted here.
+    """
     p = Page(browser, tab_url(tensorboard_url, "run=cnn&layer=conv1&probe=-1"))
     p.wait("() => window.layerView.firstPaintMs !== undefined")
-    first_paint = p.eval("() => window.layerView.firstPaintMs")
-    scrub = """async () => {
+    seen = p.eval("""async () => {
       const lv = window.layerView;
-      const steps = lv.steps();
-      for (const s of steps) await lv.set({step: s, follow: false}, false);  // warm the caches
-      const frame = () => new Promise(r => requestAnimationFrame(r));
-      const t0 = performance.now();
-      let frames = 0;
-      for (let round = 0; round < 3; round++) {
-        for (const s of steps) { await lv.set({step: s, follow: false}, false); await frame(); frames++; }
+      const seen = new Set();
+      for (const s of lv.steps()) {
+        await lv.set({step: s, follow: false}, false);
+        seen.add([...document.querySelectorAll('canvas.tiles')].map(c => c.toDataURL()).join('|'));
       }
-      return {frames, ms: performance.now() - t0};
-    }"""
-    res = p.eval(scrub)
-    fps = res["frames"] / (res["ms"] / 1000.0)
-    figures = {"first_paint_ms": round(first_paint, 1), "scrub_fps": round(fps, 1),
-               "canvases": p.eval("() => document.querySelectorAll('canvas.tiles').length"),
-               "wall_s_to_panel": round(time.time() - t0, 2)}
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    with open(os.path.join(ARTIFACTS, "browser_figures.json"), "w") as f:
-        json.dump(figures, f, indent=1)
-    print("browser figures:", figures)
-    assert fps > 5 and p.errors == []
+      return seen.size;
+    }""")
+    assert seen == 16
+    assert p.eval("() => document.querySelectorAll('canvas.tiles').length") == 3
+    assert p.errors == []
     p.page.close()

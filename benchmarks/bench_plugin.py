@@ -1,0 +1,183 @@
+"""Plugin latency and TensorBoard memory on a large synthetic log directory.
+
+Writes 3 runs x 200 epochs x 30 layers x 4 probes with tb_layerview's real
+writer (summary ops), starts ``tensorboard`` under each loader, waits until
+every step is loaded, then reports p50/p95 latency of each route and the
+TensorBoard process tree's RSS next to the log directory's size on disk
+(and next to the RSS of the same TensorBoard on an empty log directory).
+
+Targets: list routes p95 <= 50 ms, image route p95 <= 10 ms,
+RSS <= 1.5 x bytes on disk.
+
+Usage: python benchmarks/bench_plugin.py [--runs 3] [--epochs 200] [--layers 30]
+       [--probes 4] [--requests 200] [--logdir DIR] [--loaders true,false]
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import urllib.request
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+import numpy as np  # noqa: E402
+
+SHAPES = [(24, 24, 8), (12, 12, 16), (6, 6, 32), (48, 64), (128,), (10,)]
+
+
+def layer_shape(i):
+    return SHAPES[i % len(SHAPES)]
+
+
+def write_logdir(logdir, runs, epochs, layers, probes):
+    import tensorflow as tf
+
+    from tb_layerview import summary
+
+    rng = np.random.default_rng(0)
+    for r in range(runs):
+        writer = tf.summary.create_file_writer(os.path.join(logdir, "run%d" % r))
+        with writer.as_default():
+            for step in range(epochs + 1):
+                for i in range(layers):
+                    shape = layer_shape(i)
+                    summary.activations("layer%02d" % i, rng.standard_normal((probes,) + shape).astype(np.float32),
+                                        step=step, layer_class="Synthetic", layer_index=i)
+                    if len(shape) == 3 and i % 3 == 0:
+                        summary.filters("layer%02d" % i, rng.standard_normal((3, 3, 3, shape[2])), step=step)
+                summary.predictions(rng.random((probes, 10)), step=step)
+        writer.close()
+
+
+def dir_size(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def tree_rss(pid):
+    """RSS in bytes of a process and all its descendants (Linux /proc)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open("/proc/%d/status" % p) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            for task in os.listdir("/proc/%d/task" % p):
+                with open("/proc/%d/task/%s/children" % (p, task)) as f:
+                    todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return total
+
+
+def get(url):
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        resp.read()
+    return (time.perf_counter() - t0) * 1000
+
+
+def percentiles(ms):
+    ms = sorted(ms)
+    return ms[len(ms) // 2], ms[min(len(ms) - 1, int(len(ms) * 0.95))]
+
+
+def measure(logdir, loader, args):
+    from helpers import http_get, start_tensorboard, stop, wait_for
+
+    base_proc, _ = start_tensorboard(tempfile.mkdtemp(), "--load_fast=%s" % loader)
+    time.sleep(3)
+    base_rss = tree_rss(base_proc.pid)
+    stop(base_proc)
+    proc, url = start_tensorboard(logdir, "--load_fast=%s" % loader)
+    plugin = url + "/data/plugin/tb_layerview/"
+    t0 = time.time()
+
+    def loaded():
+        status, _, body = http_get(plugin + "runs")
+        if status != 200:
+            return False
+        runs = json.loads(body)["runs"]
+        return (len(runs) == args.runs and all(len(r["steps"]) == args.epochs + 1 for r in runs)
+                and all(l["kinds"]["activations"]["max_step"] == args.epochs for r in runs for l in r["layers"]))
+
+    try:
+        wait_for(loaded, timeout=1800, interval=2)
+        load_s = time.time() - t0
+        time.sleep(2)
+        rss = tree_rss(proc.pid)
+        rnd = random.Random(0)
+
+        def pick():
+            return "run%d" % rnd.randrange(args.runs), "layer%02d" % rnd.randrange(args.layers), rnd.randrange(args.epochs + 1)
+
+        routes = {
+            "runs": lambda: plugin + "runs",
+            "steps": lambda: plugin + "steps?run=%s&layer=%s&kind=activations" % pick()[:2],
+            "random info": lambda: plugin + "info?run=%s&layer=%s&kind=activations&step=%d" % pick(),
+            "random image": lambda: plugin + "image?run=%s&layer=%s&kind=activations&step=%d&probe=%d" % (pick() + (rnd.randrange(args.probes),)),
+            "predictions": lambda: plugin + "predictions?run=run%d&step=%d" % (rnd.randrange(args.runs), rnd.randrange(args.epochs + 1)),
+        }
+        results = {}
+
+        def scrub(kind):
+            # The panel's pattern: one layer, epoch after epoch (read-ahead helps here).
+            ms = []
+            for r in range(args.runs):
+                for step in range(args.epochs + 1):
+                    q = "run=run%d&layer=layer%02d&kind=activations&step=%d" % (r, 1 + r, step)
+                    ms.append(get(plugin + ("image?%s&probe=0" % q if kind == "image" else "info?" + q)))
+                    time.sleep(0.005)
+            return percentiles(ms)
+
+        results["scrub info"] = scrub("info")
+        results["scrub image"] = scrub("image")
+        for name, make in routes.items():
+            n = args.requests if name != "runs" else max(20, args.requests // 10)
+            for _ in range(5):
+                get(make())  # warm-up
+            results[name] = percentiles([get(make()) for _ in range(n)])
+        return {"load_s": load_s, "rss": rss, "base_rss": base_rss, "latency": results}
+    finally:
+        stop(proc)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--layers", type=int, default=30)
+    p.add_argument("--probes", type=int, default=4)
+    p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--logdir", default=None, help="reuse/keep this log directory")
+    p.add_argument("--loaders", default="true,false")
+    args = p.parse_args()
+    logdir = args.logdir or tempfile.mkdtemp(prefix="lv_bench_plugin_")
+    if not os.path.isdir(logdir) or not os.listdir(logdir):
+        t0 = time.time()
+        write_logdir(logdir, args.runs, args.epochs, args.layers, args.probes)
+        print("wrote %d runs x %d epochs x %d layers x %d probes in %.0f s" %
+              (args.runs, args.epochs + 1, args.layers, args.probes, time.time() - t0))
+    size = dir_size(logdir)
+    print("log directory: %s, %.1f MiB on disk" % (logdir, size / 2**20))
+    for loader in args.loaders.split(","):
+        r = measure(logdir, loader, args)
+        print("\n--load_fast=%s: all steps loaded after %.0f s" % (loader, r["load_s"]))
+        print("  (\"random\": uniformly random run/layer/step; \"scrub\": one layer epoch after epoch)")
+        for name, (p50, p95) in r["latency"].items():
+            target = 10 if "image" in name else 50
+            print("  %-12s p50 %6.1f ms   p95 %6.1f ms   (target p95 <= %d ms: %s)"
+                  % (name, p50, p95, target, "met" if p95 <= target else "MISSED"))
+        print("  RSS %.0f MiB = %.2f x on-disk size; growth over an empty logdir %.0f MiB = %.2f x (target 1.5 x)"
+              % (r["rss"] / 2**20, r["rss"] / size, (r["rss"] - r["base_rss"]) / 2**20,
+                 (r["rss"] - r["base_rss"]) / size))
+
+
+if __name__ == "__main__":
+    main()

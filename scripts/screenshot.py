@@ -1,0 +1,53 @@
+"""Regenerates docs/screenshot.png: the real panel on a real demo run.
+
+Trains the demo's two CNNs for a few epochs, starts TensorBoard, opens the
+Layer View tab in Debian's Chromium (Playwright) and saves a screenshot.
+
+Usage: .venv/bin/python scripts/screenshot.py [--out docs/screenshot.png] [--epochs 6]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from urllib.parse import quote
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=os.path.join(ROOT, "docs", "screenshot.png"))
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--state", default="run=cnn_relu&run=cnn_tanh&layer=conv2&probe=0&norm=channel&cmap=viridis&zoom=2")
+    args = p.parse_args()
+    from helpers import panel_frame, start_tensorboard, stop
+    from playwright.sync_api import sync_playwright
+
+    logdir = tempfile.mkdtemp(prefix="lv_shot_")
+    subprocess.run([sys.executable, os.path.join(ROOT, "demo", "run_demo.py"), "--no-tensorboard", "--logdir",
+                    logdir, "--epochs", str(args.epochs), "--models", "cnn_relu,cnn_tanh,mlp"], check=True)
+    proc, url = start_tensorboard(logdir)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(url + "/#tb_layerview&lv=" + quote(args.state, safe=""))
+            frame = panel_frame(page)
+            frame.wait_for_function("() => window.layerView && window.layerView.firstPaintMs !== undefined",
+                                    timeout=60000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=args.out)
+            browser.close()
+    finally:
+        stop(proc)
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
