@@ -294,3 +294,34 @@ def test_scrubbing_through_every_epoch_repaints_every_frame(browser, tensorboard
     assert p.eval("() => document.querySelectorAll('canvas.tiles').length") == 3
     assert p.errors == []
     p.page.close()
+
+
+def test_dark_mode_follows_the_system(browser, tensorboard_url):
+    """With the system in dark mode the panel is dark; in light mode it is light."""
+    colours = {}
+    for scheme in ("dark", "light"):
+        page = browser.new_page(color_scheme=scheme, viewport={"width": 1280, "height": 800})
+        page.goto(tensorboard_url + "/data/plugin_entry.html?name=tb_layerview#run=cnn&layer=conv1")
+        page.wait_for_function("() => window.layerView && window.layerView.firstPaintMs !== undefined")
+        colours[scheme] = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+        if scheme == "dark":
+            os.makedirs(ARTIFACTS, exist_ok=True)
+            page.screenshot(path=os.path.join(ARTIFACTS, "dark_mode.png"))
+        page.close()
+    assert colours == {"dark": "rgb(32, 33, 36)", "light": "rgb(255, 255, 255)"}
+
+
+def test_a_failed_request_shows_a_message_not_a_blank_panel(browser, browser_logdir):
+    """When TensorBoard goes away, the panel says so and keeps what it showed."""
+    proc, url = start_tensorboard(browser_logdir)
+    try:
+        page = browser.new_page()
+        page.goto(url + "/data/plugin_entry.html?name=tb_layerview#run=cnn&layer=conv1")
+        page.wait_for_function("() => window.layerView && window.layerView.firstPaintMs !== undefined",
+                               timeout=60000)
+    finally:
+        stop(proc)
+    page.wait_for_selector(".error", timeout=20000)
+    assert "Cannot reach TensorBoard" in page.text_content(".error")
+    assert page.evaluate("() => document.querySelectorAll('canvas.tiles').length") > 0
+    page.close()

@@ -423,3 +423,31 @@ def test_custom_training_loop_with_log_and_summary_ops(tmp_path):
     series = read_series(str(tmp_path))
     assert sorted(layer_series(series, "loop")[(ACT, "d")]) == [0, 1, 2]
     assert {k: sorted(v) for k, v in layer_series(series, "ops").items()} == {(ACT, "feat"): [7], (FIL, "feat"): [7]}
+
+
+def test_any_gfile_path_works_as_log_dir():
+    """log_dir may be any tf.io.gfile path; here TensorFlow's in-memory ram:// file system."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
+    x = np.ones((8, 2), np.float32)
+    model.compile("sgd", "mse")
+    model.fit(x, np.zeros((8, 1)), epochs=1, verbose=0,
+              callbacks=[LayerView("ram://lv_test/run", probe=x[:1])])
+    files = tf.io.gfile.listdir("ram://lv_test/run")
+    assert any(f.startswith("events.out.tfevents") for f in files)
+    assert not any(f.startswith(".tb_layerview") for f in files)
+
+
+def test_format_document_names_every_key_and_tag_the_writer_uses(tmp_path):
+    """docs/format.md mentions every key of the info blobs and every tag prefix actually written."""
+    doc = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "format.md"),
+               encoding="utf-8").read()
+    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(2, 3, name="conv"),
+                              keras.layers.Flatten(name="flat"), keras.layers.Dense(2, name="out")])
+    x = np.ones((8, 6, 6, 3), np.float32)
+    fit(model, x, np.zeros((8, 2)), tmp_path / "fmt", epochs=1, probe=x[:1])
+    series, run = only_run(tmp_path / "fmt")
+    for tag, s in series[run].items():
+        assert tag.rsplit("/", 1)[0] in doc or tag in doc, tag
+        first = s["steps"][min(s["steps"])][0]
+        for key in json_of(first):
+            assert '"%s"' % key in doc or "`%s`" % key in doc, (tag, key)
