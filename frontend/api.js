@@ -75,7 +75,7 @@ export function tileStats(columns) {
 
 /** GET /info: layout and per-tile statistics of one image step; `probes[i][t]` is tile t of probe i. */
 export const fetchInfo = (run, layer, kind, step) => cachedJson('info', {run, layer, kind, step})
-  .then((info) => (info.tilesByProbe ? info : Object.assign(info, {tilesByProbe: info.probes.map(tileStats)})));
+  .then((info) => (info.tilesByProbe ? info : Object.assign(info, {tilesByProbe: (info.probes || []).map(tileStats)})));
 /** GET /ranges: per-tile ranges over all steps, for fixed normalisation. */
 export const fetchRanges = (run, layer, kind) => getJson('ranges', {run, layer, kind});
 /** GET /probes: the probe inputs. */

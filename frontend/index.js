@@ -3,10 +3,10 @@
 
 import * as api from './api.js';
 import {startLive} from './live.js';
-import {COLORMAPS, NORMS} from './normalise.js';
+import {COLORMAPS, NORMS, colormapTable} from './normalise.js';
 import {
-  VIEWS, ZOOMS, alignLayers, decodeState, encodeState, filterLayers, hashParam, moveStep, runColour,
-  snapStep, unionSteps, withHashParam,
+  VIEWS, ZOOMS, alignLayers, decodeState, encodeState, filterLayers, gridSteps, hashParam, moveStep,
+  runColour, snapStep, unionSteps, withHashParam,
 } from './state.js';
 import {
   configCard, cropTile, el, emptyState, errorBanner, formatShape, formatTime, paint, pixelsOf,
@@ -14,6 +14,8 @@ import {
 } from './views.js';
 
 const PLAY_INTERVAL_MS = 400;
+const VIEW_LABELS = {activations: 'Activations', filters: 'Filters', classes: 'Class views', config: 'Config'};
+const CLASS_KIND_LABELS = {maximization: 'Activation maximisation', backquery: 'Back-query'};
 const DEFAULT_SELECTED_RUNS = 3;
 const URL_KEY = 'lv';
 
@@ -106,13 +108,14 @@ class Panel {
       this.commit(false);
     }});
     this.viewTabs = el('div', {class: 'tabs', role: 'tablist'},
-      VIEWS.map((v) => el('button', {role: 'tab', 'data-view': v, text: v[0].toUpperCase() + v.slice(1),
+      VIEWS.map((v) => el('button', {role: 'tab', 'data-view': v, text: VIEW_LABELS[v],
         onclick: () => this.set({view: v})})));
     this.probeSelect = el('select', {'aria-label': 'Probe', onchange: () => this.set({probe: +this.probeSelect.value})});
     this.normSelect = el('select', {'aria-label': 'Normalisation', onchange: () => this.set({norm: this.normSelect.value}, false)},
       NORMS.map((n) => option(n, {channel: 'per channel', layer: 'per layer', fixed: 'fixed over epochs'}[n], s.norm)));
     this.cmapSelect = el('select', {'aria-label': 'Colormap', onchange: () => this.set({cmap: this.cmapSelect.value}, false)},
       COLORMAPS.map((c) => option(c, c, s.cmap)));
+    this.attrBox = el('input', {type: 'checkbox', checked: s.attr, onchange: () => this.set({attr: this.attrBox.checked}, false)});
     this.zoomSelect = el('select', {'aria-label': 'Zoom', onchange: () => this.set({zoom: +this.zoomSelect.value}, false)},
       ZOOMS.map((z) => option(z, `${z}×`, s.zoom)));
     this.message = el('div', {class: 'message'});
@@ -134,7 +137,8 @@ class Panel {
         el('label', {}, 'Probe ', this.probeSelect),
         el('label', {}, 'Normalise ', this.normSelect),
         el('label', {}, 'Colours ', this.cmapSelect),
-        el('label', {}, 'Zoom ', this.zoomSelect)));
+        el('label', {}, 'Zoom ', this.zoomSelect),
+        el('label', {title: 'Overlay where the model looks (Grad-CAM or saliency) on each probe'}, this.attrBox, ' attribution')));
     const sidebar = el('nav', {class: 'sidebar'},
       el('h3', {text: 'Runs'}), this.runList,
       el('h3', {text: 'Layers'}), this.filterBox, this.layerList);
@@ -229,6 +233,7 @@ class Panel {
     this.normSelect.value = s.norm;
     this.cmapSelect.value = s.cmap;
     this.zoomSelect.value = String(s.zoom);
+    this.attrBox.checked = s.attr;
   }
 
   renderRuns() {
@@ -342,7 +347,8 @@ class Panel {
       this.main.replaceChildren(el('div', {class: 'placeholder', text: 'Select a run on the left.'}));
       return Promise.resolve();
     }
-    const key = JSON.stringify([s.runs, s.layer, s.view, s.probe, runs.map((r) => [r.probe_count, r.layers.length])]);
+    const key = JSON.stringify([s.runs, s.layer, s.view, s.probe, s.attr, s.view === 'classes' ? this.currentStep() : null,
+      runs.map((r) => [r.probe_count, r.layers.length, r.steps.length])]);
     if (key !== this.structureKey) {
       this.structureKey = key;
       this.columns = runs.map((r) => this.buildColumn(r));
@@ -362,6 +368,11 @@ class Panel {
       el('span', {class: 'run-name', text: run.run}));
     const body = el('div', {class: 'column-body'});
     const col = {run, layer, node: el('div', {class: 'column', 'data-run': run.run}, head, body), cells: []};
+    if (s.view === 'classes') {
+      col.layer = null; // nothing per layer to paint
+      this.classViews(run, body);
+      return col;
+    }
     if (!layer) {
       body.append(el('div', {class: 'placeholder', text: `Layer “${s.layer ?? ''}” is not in this run.`}));
       return col;
@@ -400,6 +411,73 @@ class Panel {
     return col;
   }
 
+  /** The class x epoch grids of a run (activation maximisation, back-query). */
+  classViews(run, body) {
+    const views = run.class_views || {};
+    for (const kind of ['maximization', 'backquery']) {
+      const section = el('section', {class: 'class-view', 'data-kind': kind}, el('h4', {text: CLASS_KIND_LABELS[kind]}));
+      body.append(section);
+      if (!views[kind]) {
+        const why = el('div', {class: 'placeholder', text: `No ${CLASS_KIND_LABELS[kind].toLowerCase()} in this run.`});
+        section.append(why);
+        this.config(run.run).then((cfg) => {
+          const status = (cfg.class_views || {})[kind];
+          if (status && status.reason) why.textContent = status.reason;
+        }).catch(() => {});
+        continue;
+      }
+      const holder = el('div', {class: 'class-grid-holder', text: 'Loading…'});
+      section.append(holder);
+      api.fetchSteps(run.run, null, kind).then(async (res) => {
+        const steps = gridSteps(res.steps.map((x) => x.step), this.currentStep());
+        const current = snapStep(res.steps.map((x) => x.step), this.currentStep());
+        const info = await api.fetchInfo(run.run, null, kind, steps[steps.length - 1]);
+        const table = el('table', {class: 'class-grid'});
+        table.append(el('tr', {}, el('th', {text: 'class \\ epoch'}),
+          steps.map((st) => el('th', {class: st === current ? 'current' : '', text: String(st)}))));
+        info.classes.forEach((c, i) => {
+          table.append(el('tr', {}, el('th', {class: 'class-name', text: info.names[i] ?? String(c)}),
+            steps.map((st) => el('td', {class: st === current ? 'current' : ''},
+              el('img', {class: 'class-img', alt: `${info.names[i]} at epoch ${st}`, title: `${info.names[i]} · epoch ${st}`,
+                src: api.imageUrl(run.run, null, kind, st, i),
+                onclick: () => this.set({step: st, follow: false}, false)})))));
+        });
+        holder.replaceChildren(table);
+      }).catch((err) => holder.replaceChildren(errorBanner(err.message)));
+    }
+  }
+
+  /** Draws the attribution map of probe `p` at `step` over its input image. */
+  async paintAttribution(run, cell, step, token) {
+    const overlay = cell.overlay;
+    if (!overlay) return;
+    if (!this.state.attr || !(run.class_views || {}).attribution) {
+      overlay.hidden = true;
+      return;
+    }
+    try {
+      const info = await api.fetchInfo(run.run, null, 'attribution', step);
+      const i = info.targets.findIndex((t) => t.probe === cell.probe && t.which === 'predicted');
+      if (i < 0) return;
+      const url = api.imageUrl(run.run, null, 'attribution', step, i);
+      const px = pixelsOf(url, await api.loadImage(url));
+      if (token !== this.paintToken) return;
+      const table = colormapTable('magma');
+      const out = new ImageData(px.width, px.height);
+      for (let k = 0; k < px.width * px.height; k++) {
+        const v = px.data[k * 4];
+        out.data.set([table[v * 3], table[v * 3 + 1], table[v * 3 + 2], Math.round(v * 0.7)], k * 4);
+      }
+      overlay.width = px.width;
+      overlay.height = px.height;
+      overlay.getContext('2d').putImageData(out, 0, 0);
+      overlay.hidden = false;
+      overlay.title = `${info.method}${info.layer ? ' on ' + info.layer : ''} for class ${info.targets[i].class}`;
+    } catch (err) {
+      overlay.hidden = true; // no attribution at this step
+    }
+  }
+
   probeSide(run, p, cell) {
     const side = el('div', {class: 'probe'});
     cell.prediction = el('pre', {class: 'prediction'});
@@ -411,7 +489,9 @@ class Panel {
       const head = el('div', {class: 'probe-index', text: `probe ${p}`});
       if (info.drawn_input !== null && info.drawn_input !== undefined) {
         const img = el('img', {class: 'probe-img', alt: `probe ${p}`, src: api.probeImageUrl(run.run, p)});
-        side.prepend(head, img);
+        cell.overlay = el('canvas', {class: 'attribution', hidden: true});
+        side.prepend(head, el('div', {class: 'probe-stack'}, img, cell.overlay));
+        if (cell.step !== undefined) this.paintAttribution(run, cell, cell.step, this.paintToken);
       } else {
         const values = info.probes[p] ? Object.values(info.probes[p].inputs)[0].values.slice(0, 6) : [];
         side.prepend(head, el('div', {class: 'probe-values', text: values.map((v) => v.toFixed(2)).join(' ')}));
@@ -506,6 +586,7 @@ class Panel {
     cell.step = step;
     paint(cell.canvas, pixelsOf(url, img), info, tiles, {norm: s.norm, cmap: s.cmap, zoom: s.zoom, fixed, rgb: info.rgb});
     cell.canvas.classList.remove('stale');
+    if (cell.kind === 'activations') this.paintAttribution(col.run, cell, step, token);
     const shown = info.shown < info.channels ? `${info.shown} of ${info.channels} ${cell.kind === 'filters' ? 'filters' : 'channels'}` : '';
     const notes = [shown, info.scale > 1 ? `downsampled ${info.scale}×` : '', info.slice ? `middle slice ${info.slice.index}` : '', info.note || '']
       .filter(Boolean).join(' · ');

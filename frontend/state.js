@@ -2,7 +2,7 @@
 
 import {COLORMAPS, NORMS} from './normalise.js';
 
-export const VIEWS = ['activations', 'filters', 'config'];
+export const VIEWS = ['activations', 'filters', 'classes', 'config'];
 export const ZOOMS = [1, 2, 3, 4, 6, 8];
 
 export function defaultState() {
@@ -16,6 +16,7 @@ export function defaultState() {
     cmap: 'grey',
     zoom: 2,
     follow: true, // jump to the newest epoch as it arrives
+    attr: true, // overlay attribution maps on the probes
   };
 }
 
@@ -36,6 +37,7 @@ export function encodeState(state) {
   q.set('norm', state.norm);
   q.set('cmap', state.cmap);
   q.set('zoom', String(state.zoom));
+  if (!state.attr) q.set('attr', '0');
   return q.toString();
 }
 
@@ -56,6 +58,7 @@ export function decodeState(text) {
   if (COLORMAPS.includes(q.get('cmap'))) s.cmap = q.get('cmap');
   const zoom = intOr(q.get('zoom'), s.zoom, 1, 16);
   s.zoom = ZOOMS.includes(zoom) ? zoom : s.zoom;
+  s.attr = q.get('attr') !== '0';
   return s;
 }
 
@@ -153,4 +156,19 @@ export function withHashParam(hash, key, value) {
   const items = hash.replace(/^#/, '').split('&').filter((item) => item && !item.startsWith(key + '='));
   items.push(`${key}=${encodeURIComponent(value)}`);
   return '#' + items.join('&');
+}
+
+/**
+ * At most `max` steps of `steps` for the columns of a class x epoch grid:
+ * evenly spread, always with the first, the last and `current` (snapped).
+ */
+export function gridSteps(steps, current, max = 10) {
+  if (steps.length <= max) return steps.slice();
+  const picked = new Set([steps[0], steps[steps.length - 1]]);
+  const cur = snapStep(steps, current);
+  if (cur !== null) picked.add(cur);
+  for (let i = 1; picked.size < max && i < max; i++) {
+    picked.add(steps[Math.round((i * (steps.length - 1)) / (max - 1))]);
+  }
+  return [...picked].sort((a, b) => a - b);
 }

@@ -325,12 +325,25 @@ class LayerView(keras.callbacks.Callback):
       background: render and write on a background thread, so that the
         training thread only runs the probe's forward pass and copies the
         kernels; ``on_train_end`` waits for the writes to finish.
+      class_views: log what the network "sees" per class: the back-query of
+        Dense networks with invertible activations and attribution maps of
+        each probe (every logged epoch), and activation maximisation (every
+        ``maximize_every_n_epochs``); see :mod:`tb_layerview.classviews`.
+        Single-input models on the TensorFlow backend.
+      max_classes: class views cover the first this many classes.
+      maximize_every_n_epochs: activation maximisation runs at the first
+        logged step, every this many epochs and at the last epoch.
+      maximize_steps: gradient-ascent steps per activation maximisation.
+      attribution_layer: the conv layer (name) for Grad-CAM; the last conv
+        layer when None (gradient x input saliency without one).
     """
 
     def __init__(self, log_dir, probe, class_names=None, layers=None, exclude=None,
                  every_n_epochs=1, log_initial=True, log_filters=True, max_channels=64,
                  max_tile_pixels=4096, min_spatial=2, min_size=1, max_filters=64,
-                 filter_input="first", input_image_shape=None, top_k=5, background=True):
+                 filter_input="first", input_image_shape=None, top_k=5, background=True,
+                 class_views=True, max_classes=10, maximize_every_n_epochs=5, maximize_steps=64,
+                 attribution_layer=None):
         super().__init__()
         if isinstance(log_dir, os.PathLike):
             log_dir = os.fspath(log_dir)
@@ -365,6 +378,14 @@ class LayerView(keras.callbacks.Callback):
         self.log_initial = bool(log_initial)
         self.log_filters = bool(log_filters)
         self.background = bool(background)
+        self.class_views = bool(class_views)
+        self.max_classes = _positive_int(max_classes, "max_classes")
+        self.maximize_every_n_epochs = _positive_int(maximize_every_n_epochs, "maximize_every_n_epochs")
+        self.maximize_steps = _positive_int(maximize_steps, "maximize_steps")
+        if attribution_layer is not None and not isinstance(attribution_layer, str):
+            raise TypeError("attribution_layer must be a layer name; got %r" % (attribution_layer,))
+        self.attribution_layer = attribution_layer
+        self._class_status = {}
         self._writer = None
         self._worker = None
         self._pending_initial = None
@@ -385,7 +406,7 @@ class LayerView(keras.callbacks.Callback):
             capture = self._capture()  # raises a clear error if the probe does not fit
             # The state before training is snapshotted now and written once
             # the first epoch's number (the step) is known.
-            self._pending_initial = self._snapshot(capture) if self.log_initial else None
+            self._pending_initial = self._snapshot(capture, maximize=True) if self.log_initial else None
             self._started = False
         finally:
             self._add_time("on_train_begin", t0)
@@ -414,7 +435,8 @@ class LayerView(keras.callbacks.Callback):
             return
         t0 = time.perf_counter()
         try:
-            snap = self._guarded(lambda: self._snapshot(self._capture()))
+            due = step % self.maximize_every_n_epochs == 0 or step == last
+            snap = self._guarded(lambda: self._snapshot(self._capture(), maximize=due))
             if snap is not None:
                 self._submit(self._write_snapshot, step, snap)
         finally:
@@ -438,7 +460,7 @@ class LayerView(keras.callbacks.Callback):
         first = self._entries is None
         if first:
             self._check_log_dir()
-        snap = self._snapshot(self._capture())
+        snap = self._snapshot(self._capture(), maximize=first or step % self.maximize_every_n_epochs == 0)
         if first:
             self._write_run_info(step, self._run_info())
         self._write_snapshot(step, snap)
@@ -680,6 +702,7 @@ class LayerView(keras.callbacks.Callback):
             "probe_count": int(next(iter(self._input_dict().values())).shape[0]),
             "class_names": self.class_names,
             "every_n_epochs": self.every_n_epochs,
+            "class_views": dict(self._class_status),
             "layers": layers,
         }
         return info
@@ -690,7 +713,7 @@ class LayerView(keras.callbacks.Callback):
             summary.probes(self._input_dict(), step=step, labels=self._labels,
                            class_names=self.class_names, image_shape=self.input_image_shape)
 
-    def _snapshot(self, capture):
+    def _snapshot(self, capture, maximize=False):
         """Copies what a step needs while the model is still in that state.
 
         Runs on the training thread: layer outputs are already numpy arrays;
@@ -724,7 +747,94 @@ class LayerView(keras.callbacks.Callback):
         except Exception as err:
             self._warn("predictions", "predictions were not logged (%s: %s)" % (type(err).__name__, err))
             outputs = None
+        if self.class_views and outputs is not None:
+            t0 = time.perf_counter()
+            items += self._class_view_items(outputs, maximize)
+            self._add_time("class_views", t0)
         return items, outputs
+
+    def _classes(self, outputs):
+        """The class indices for class views, or a reason why there are none."""
+        first = next(iter(outputs.values()))
+        if first.ndim != 2:
+            return None, "the model's output of shape %s is not a vector of class scores" % (first.shape[1:],)
+        k = first.shape[1]
+        return (list(range(min(k, self.max_classes))) if k > 1 else [0, 1]), None
+
+    def _set_status(self, kind, available, reason=None, **more):
+        status = {"available": bool(available), "reason": reason}
+        status.update(more)
+        self._class_status[kind] = status
+
+    def _class_view_items(self, outputs, maximize):
+        """Back-query, activation maximisation and attribution of the current model."""
+        from tb_layerview import classviews
+
+        items = []
+        classes, reason = self._classes(outputs)
+        single = not isinstance(self._inputs, (list, dict))
+        if reason is None and not single:
+            reason = "class views need a single-input model"
+        tf_backend = keras.backend.backend() == "tensorflow"
+        if reason is not None:
+            for kind in metadata.CLASS_KINDS:
+                self._set_status(kind, False, reason)
+            return items
+        image_shape = self._image_shape()
+        try:
+            plan = classviews.backquery_plan(self.model)
+            images = classviews.backquery(plan, classviews.class_targets(plan, classes))
+            items.append(("class", metadata.KIND_BACKQUERY, images, classes, image_shape, None))
+            self._set_status(metadata.KIND_BACKQUERY, True)
+        except classviews.BackQueryUnavailable as err:
+            self._set_status(metadata.KIND_BACKQUERY, False, str(err))
+        except Exception as err:
+            self._set_status(metadata.KIND_BACKQUERY, False, "back-query failed: %s: %s" % (type(err).__name__, err))
+            self._warn("backquery", "back-query was not logged (%s: %s)" % (type(err).__name__, err))
+        if not tf_backend:
+            for kind in (metadata.KIND_MAXIMIZATION, metadata.KIND_ATTRIBUTION):
+                self._set_status(kind, False, "needs the TensorFlow backend (this is %s)" % keras.backend.backend())
+            return items
+        probe = np.asarray(self._inputs)
+        if not np.issubdtype(probe.dtype, np.floating):
+            why = "the input (dtype %s, e.g. token ids) is not differentiable" % probe.dtype
+            for kind in (metadata.KIND_MAXIMIZATION, metadata.KIND_ATTRIBUTION):
+                self._set_status(kind, False, why)
+            return items
+        if maximize:
+            try:
+                lo, hi = float(np.nanmin(probe)), float(np.nanmax(probe))
+                if not hi > lo:
+                    lo, hi = lo - 1.0, hi + 1.0
+                images, history = classviews.maximize(self.model, classes, steps=self.maximize_steps,
+                                                      value_range=(lo, hi), input_shape=probe.shape[1:])
+                extra = {"scores": history[-1].tolist(), "history": history.tolist(),
+                         "params": {"steps": self.maximize_steps, "value_range": [lo, hi]}}
+                items.append(("class", metadata.KIND_MAXIMIZATION, images, classes, image_shape, extra))
+                self._set_status(metadata.KIND_MAXIMIZATION, True)
+            except Exception as err:
+                self._set_status(metadata.KIND_MAXIMIZATION, False, "%s: %s" % (type(err).__name__, err))
+                self._warn("maximization", "activation maximisation was not logged (%s: %s)"
+                           % (type(err).__name__, err))
+        try:
+            first = next(iter(outputs.values()))
+            predicted = (np.argmax(first, axis=1) if first.shape[1] > 1
+                         else (first[:, 0] >= 0.5).astype(int)).tolist()
+            targets = [{"probe": i, "class": int(c), "which": "predicted"} for i, c in enumerate(predicted)]
+            if self._labels is not None:
+                labels = np.asarray(self._labels)
+                true = np.argmax(labels.reshape(len(labels), -1), axis=1) if labels.ndim > 1 and labels.shape[-1] > 1 \
+                    else labels.reshape(len(labels)).astype(int)
+                targets += [{"probe": i, "class": int(c), "which": "true"} for i, c in enumerate(true)]
+            inputs = np.concatenate([probe] * (len(targets) // len(probe)))
+            maps, info = classviews.attribution(self.model, inputs, [t["class"] for t in targets],
+                                                layer=self.attribution_layer)
+            items.append(("attribution", maps, targets, info))
+            self._set_status(metadata.KIND_ATTRIBUTION, True, method=info["method"], layer=info["layer"])
+        except Exception as err:
+            self._set_status(metadata.KIND_ATTRIBUTION, False, "%s: %s" % (type(err).__name__, err))
+            self._warn("attribution", "attribution maps were not logged (%s: %s)" % (type(err).__name__, err))
+        return items
 
     def _write_snapshot(self, step, snap):
         items, outputs = snap
@@ -732,8 +842,15 @@ class LayerView(keras.callbacks.Callback):
             for item in items:
                 if item[0] == "activations":
                     self._log_layer(item[1], item[2], step)
-                else:
+                elif item[0] == "filters":
                     self._log_filters(item[1], step, *item[2:])
+                elif item[0] == "class":
+                    _, kind, images, classes, image_shape, extra = item
+                    summary.class_images(kind, images, step=step, classes=classes,
+                                         class_names=self.class_names, image_shape=image_shape, extra=extra)
+                else:
+                    _, maps, targets, info = item
+                    summary.attribution_maps(maps, step=step, targets=targets, **info)
             if outputs is not None:
                 try:
                     summary.predictions(outputs, step=step, class_names=self.class_names,

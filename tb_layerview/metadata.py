@@ -23,7 +23,17 @@ LAYER_KINDS = (KIND_ACTIVATIONS, KIND_FILTERS)
 KIND_CONFIG = "config"
 KIND_PROBES = "probes"
 KIND_PREDICTIONS = "predictions"
-RUN_KINDS = (KIND_CONFIG, KIND_PROBES, KIND_PREDICTIONS)
+
+#: Run-level class views: images per class (or per probe) at each step.
+KIND_BACKQUERY = "backquery"
+KIND_MAXIMIZATION = "maximization"
+KIND_ATTRIBUTION = "attribution"
+CLASS_KINDS = (KIND_BACKQUERY, KIND_MAXIMIZATION, KIND_ATTRIBUTION)
+
+RUN_KINDS = (KIND_CONFIG, KIND_PROBES, KIND_PREDICTIONS) + CLASS_KINDS
+
+#: Kinds whose steps hold ``[info_json, png, png, ...]`` (served by /image and /info).
+IMAGE_KINDS = LAYER_KINDS + CLASS_KINDS
 
 KINDS = LAYER_KINDS + RUN_KINDS
 
@@ -35,6 +45,9 @@ _TAG_PREFIX = {
     KIND_CONFIG: "layerview/run/config",
     KIND_PROBES: "layerview/run/probes",
     KIND_PREDICTIONS: "layerview/run/predictions",
+    KIND_BACKQUERY: "layerview/class/backquery",
+    KIND_MAXIMIZATION: "layerview/class/maximization",
+    KIND_ATTRIBUTION: "layerview/class/attribution",
 }
 
 

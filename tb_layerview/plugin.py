@@ -383,6 +383,8 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 "probe_count": probe_count,
                 "has_config": metadata.KIND_CONFIG in entry["run"],
                 "has_probes": probes is not None,
+                "class_views": {k: {"max_step": s.max_step, "count": max(s.max_length - 1, 0)}
+                                for k, s in sorted(entry["run"].items()) if k in metadata.CLASS_KINDS},
                 "layers": layers,
             })
         return {"runs": runs}
@@ -402,7 +404,9 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         series = self._series(ctx, eid, run, layer, kind)
         info, wall = self._json_blob(ctx, eid, series, step)
         self._read_ahead(ctx, eid, series, step, 0, other_probes=False)
-        info.update(run=run, layer=layer, kind=kind, step=step, wall_time=wall)
+        info.update(run=run, kind=kind, step=step, wall_time=wall)
+        if layer is not None:  # class views keep their own "layer" (Grad-CAM's)
+            info["layer"] = layer
         return info
 
     def ranges_impl(self, ctx, eid, run, layer, kind):
@@ -464,13 +468,13 @@ class LayerViewPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def _serve_info(self, request):
         return self._json(request, self.info_impl, _arg(request, "run"),
-                          _arg(request, "layer", required=False), _layer_kind(request),
+                          _arg(request, "layer", required=False), _image_kind(request),
                           _int_arg(request, "step"))
 
     @wrappers.Request.application
     def _serve_ranges(self, request):
         return self._json(request, self.ranges_impl, _arg(request, "run"),
-                          _arg(request, "layer", required=False), _layer_kind(request))
+                          _arg(request, "layer", required=False), _image_kind(request))
 
     @wrappers.Request.application
     def _serve_probes(self, request):
@@ -484,7 +488,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
     @wrappers.Request.application
     def _serve_image(self, request):
         ctx, eid = self._ctx(request)
-        run, layer, kind = _arg(request, "run"), _arg(request, "layer"), _layer_kind(request)
+        run, layer, kind = _arg(request, "run"), _arg(request, "layer", required=False), _image_kind(request)
         step = _int_arg(request, "step")
         probe = _int_arg(request, "probe", required=False, default=0)
         series = self._series(ctx, eid, run, layer, kind)
@@ -533,11 +537,11 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         return serve
 
 
-def _layer_kind(request):
+def _image_kind(request):
     kind = _arg(request, "kind")
-    if kind not in metadata.LAYER_KINDS:
+    if kind not in metadata.IMAGE_KINDS:
         raise errors.InvalidArgumentError("kind must be one of %s; got %r"
-                                          % (", ".join(metadata.LAYER_KINDS), kind))
+                                          % (", ".join(metadata.IMAGE_KINDS), kind))
     return kind
 
 

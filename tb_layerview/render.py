@@ -264,6 +264,15 @@ def vector_shape(d):
     return grid_shape(d)
 
 
+def vector_layout(v):
+    """A 1-D vector as a 2-D tile of :func:`vector_shape`, padded with NaN-free zeros."""
+    v = np.ravel(v)
+    rows, cols = vector_shape(v.size)
+    out = np.zeros(rows * cols, v.dtype)
+    out[:v.size] = v
+    return out.reshape(rows, cols)
+
+
 def render_activations(outputs, max_channels=64, max_tile_pixels=4096, min_spatial=2,
                        channels_first=False):
     """Draws one layer's outputs for a batch of probes.

@@ -286,3 +286,77 @@ def predictions(outputs, step=None, class_names=None, top_k=5, labels=None):
         outputs = {"output": outputs}
     rec = {"probes": prediction_record(outputs, class_names, top_k, labels)}
     return write_blobs(metadata.KIND_PREDICTIONS, [json_bytes(rec)], step=step)
+
+
+def class_image_blobs(images, image_shape=None, extra=None):
+    """Renders per-class (or per-probe) input-shaped images to ``[info_json, png, ...]``.
+
+    Image-shaped inputs become one picture each (``RGBA`` for colour, ``LA``
+    for grey, one range per picture); other inputs are drawn as vectors.
+
+    Args:
+      images: array (K, ...) shaped like K model inputs.
+      image_shape: forces the image shape; guessed from the input otherwise.
+      extra: JSON-ready fields added to the info.
+    """
+    images = render.to_float(images)
+    shape = image_shape or render.image_shape_of(images.shape[1:])
+    pngs, per = [], []
+    if shape is not None:
+        for img in images:
+            pic, info = render.render_input(img, shape)
+            pngs.append(render.encode_png(pic))
+            per.append(info)
+        info = {"layout": "image", "shape": list(shape), "images": per}
+    else:
+        rendered, info = render.render_activations(images)
+        pngs = [render.encode_png(pic) for pic in rendered]
+    info.update(extra or {})
+    return [json_bytes(info)] + pngs
+
+
+def class_images(kind, images, step=None, classes=(), class_names=None, image_shape=None, extra=None):
+    """Writes back-query or activation-maximisation images, one per class.
+
+    Args:
+      kind: ``"backquery"`` or ``"maximization"``.
+      images: array (K, ...) shaped like the model's input, one per class.
+      step: the step.
+      classes: the class index of each image.
+      class_names: names of all classes.
+      image_shape: forces the image shape of a flat input.
+      extra: more JSON-ready fields for the info blob (parameters, scores).
+    """
+    if kind not in (metadata.KIND_BACKQUERY, metadata.KIND_MAXIMIZATION):
+        raise ValueError("class_images writes backquery or maximization; got %r" % (kind,))
+    classes = [int(c) for c in classes]
+    names = [class_names[c] if class_names and c < len(class_names) else str(c) for c in classes]
+    fields = {"classes": classes, "names": names}
+    fields.update(extra or {})
+    return write_blobs(kind, class_image_blobs(images, image_shape, fields), step=step)
+
+
+def attribution_maps(maps, step=None, targets=(), method="", layer=None, weighting=None):
+    """Writes attribution maps (values in [0, 1]), one per (probe, class) target.
+
+    The maps are quantised on the fixed range [0, 1] so that intensities
+    compare across probes and epochs.
+
+    Args:
+      maps: array (M, H, W) or (M, ...) in [0, 1].
+      step: the step.
+      targets: one ``{"probe": i, "class": c, "which": "predicted"|"true"}``
+        per map.
+      method, layer, weighting: as returned by
+        :func:`tb_layerview.classviews.attribution`.
+    """
+    maps = np.clip(render.to_float(maps), 0.0, 1.0)
+    pngs = []
+    for m in maps:
+        if m.ndim != 2:
+            m = render.vector_layout(m)
+        q = render.quantize(m, 0.0, 1.0)
+        pngs.append(render.encode_png(np.stack([q, render.alpha_codes(m)], axis=-1)))
+    info = {"method": method, "layer": layer, "weighting": weighting, "shape": list(maps.shape[1:]),
+            "targets": list(targets), "range": [0.0, 1.0]}
+    return write_blobs(metadata.KIND_ATTRIBUTION, [json_bytes(info)] + pngs, step=step)

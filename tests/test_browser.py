@@ -325,3 +325,24 @@ def test_a_failed_request_shows_a_message_not_a_blank_panel(browser, browser_log
     assert "Cannot reach TensorBoard" in page.text_content(".error")
     assert page.evaluate("() => document.querySelectorAll('canvas.tiles').length") > 0
     page.close()
+
+
+def test_class_views_grid_and_attribution_overlay(browser, tensorboard_url):
+    """Class views show class x epoch grids per run (or why not); attribution overlays the probes."""
+    p = Page(browser, tab_url(tensorboard_url, "run=mlp&run=cnn&view=classes&step=3"))
+    p.wait("() => document.querySelectorAll('table.class-grid').length === 3")
+    counts = p.eval("""() => Object.fromEntries([...document.querySelectorAll('.column')].map(c => [c.dataset.run,
+        [...c.querySelectorAll('.class-view')].map(s => [s.dataset.kind, s.querySelectorAll('img.class-img').length])]))""")
+    assert counts["mlp"] == [["maximization", 3 * 2], ["backquery", 3 * 4]]
+    assert counts["cnn"][1] == ["backquery", 0]
+    reason = p.eval("() => document.querySelector('.column[data-run=\"cnn\"] .class-view[data-kind=\"backquery\"] .placeholder').textContent")
+    assert "Conv2D" in reason and "activation maximisation" in reason
+    p.wait("() => [...document.querySelectorAll('img.class-img')].every(i => i.complete && i.naturalWidth > 0)")
+    p.shot("class_views")
+    p.eval("() => window.layerView.set({view: 'activations', runs: ['cnn'], layer: 'conv1', step: 15, follow: false})")
+    p.wait("() => { const c = document.querySelector('canvas.attribution'); return c && !c.hidden; }")
+    p.shot("attribution")
+    p.eval("() => window.layerView.set({attr: false}, false)")
+    p.wait("() => document.querySelector('canvas.attribution').hidden")
+    assert p.errors == []
+    p.page.close()

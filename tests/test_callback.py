@@ -451,3 +451,35 @@ def test_format_document_names_every_key_and_tag_the_writer_uses(tmp_path):
         first = s["steps"][min(s["steps"])][0]
         for key in json_of(first):
             assert '"%s"' % key in doc or "`%s`" % key in doc, (tag, key)
+
+
+def test_class_views_for_a_sigmoid_mlp_and_a_cnn(tmp_path):
+    """An MLP gets back-query, maximisation and saliency; a CNN Grad-CAM and a reason for no back-query."""
+    mlp = keras.Sequential([keras.Input((64,)), keras.layers.Dense(6, activation="sigmoid", name="hidden"),
+                            keras.layers.Dense(3, activation="sigmoid", name="out")])
+    x = np.random.default_rng(0).random((32, 64), dtype=np.float32)
+    y = np.random.default_rng(1).integers(0, 3, 32)
+    fit(mlp, x, keras.utils.to_categorical(y, 3), tmp_path / "mlp", epochs=2, probe=(x[:2], y[:2]),
+        maximize_every_n_epochs=2, maximize_steps=8, class_names=["a", "b", "c"])
+    cnn = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, activation="relu", name="conv"),
+                            keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax", name="out")])
+    xc = np.random.default_rng(2).random((16, 8, 8, 3), dtype=np.float32)
+    fit(cnn, xc, np.zeros(16, int), tmp_path / "cnn", epochs=1, loss="sparse_categorical_crossentropy",
+        probe=xc[:3], maximize_steps=8)
+    series = read_series(str(tmp_path))
+    bq = run_blob(series, "mlp", metadata.KIND_BACKQUERY)
+    assert sorted(bq) == [0, 1, 2]
+    info = json_of(bq[2][0])
+    assert info["classes"] == [0, 1, 2] and info["names"] == ["a", "b", "c"] and info["shape"] == [8, 8]
+    assert render.decode_png(bq[2][1]).shape == (8, 8, 2)
+    assert sorted(run_blob(series, "mlp", metadata.KIND_MAXIMIZATION)) == [0, 2]
+    att = json_of(run_blob(series, "mlp", metadata.KIND_ATTRIBUTION)[1][0])
+    assert att["method"] == "saliency" and [t["which"] for t in att["targets"]] == ["predicted"] * 2 + ["true"] * 2
+    config = json_of(run_blob(series, "cnn", metadata.KIND_CONFIG)[0][0])
+    assert config["class_views"]["backquery"]["available"] is False
+    assert "layer 'conv' (Conv2D)" in config["class_views"]["backquery"]["reason"]
+    assert config["class_views"]["attribution"] == {"available": True, "reason": None, "method": "gradcam",
+                                                    "layer": "conv"}
+    cam = run_blob(series, "cnn", metadata.KIND_ATTRIBUTION)[1]
+    assert len(cam) == 4 and render.decode_png(cam[1]).shape == (8, 8, 2)
+    assert sorted(run_blob(series, "cnn", metadata.KIND_MAXIMIZATION)) == [0, 1]

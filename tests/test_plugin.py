@@ -236,3 +236,24 @@ def test_reader_side_needs_no_tensorflow(logdir, mode):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == (["3", "False"] if mode == "block" else ["ok"])
+
+
+def test_class_view_series_are_listed_and_served(client):
+    """Back-query (MLP), maximisation and attribution are listed per run and served without a layer."""
+    runs = {r["run"]: r for r in get_json(client, "runs")["runs"]}
+    assert set(runs["mlp"]["class_views"]) == {"backquery", "maximization", "attribution"}
+    assert set(runs["cnn"]["class_views"]) == {"maximization", "attribution"}
+    info = get_json(client, "info", run="mlp", kind="backquery", step=3)
+    assert info["classes"] == [0, 1, 2] and info["shape"] == [8, 8] and "layer" not in info
+    png = get(client, "image", run="mlp", kind="backquery", step=3, probe=2)
+    assert render.decode_png(png.get_data()).shape == (8, 8, 2)
+    att = get_json(client, "info", run="cnn", kind="attribution", step=15)
+    assert att["method"] == "gradcam" and att["layer"] == "conv2" and len(att["targets"]) == 6
+    img = render.decode_png(get(client, "image", run="cnn", kind="attribution", step=15, probe=5).get_data())
+    assert img.shape == (12, 12, 2)
+    steps = get_json(client, "steps", run="cnn", kind="maximization")["steps"]
+    assert [s["step"] for s in steps] == [0, 5, 10, 15]
+    config = get_json(client, "config", run="cnn")
+    assert "relu" in config["class_views"]["backquery"]["reason"] or "Conv2D" in config["class_views"]["backquery"]["reason"]
+    resp = get(client, "image", run="cnn", kind="backquery", step=1)
+    assert resp.status_code == 404 and "has no backquery" in resp.get_data(as_text=True)

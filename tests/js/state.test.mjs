@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
 import {
-  alignLayers, decodeState, defaultState, encodeState, filterLayers, hashParam, moveStep, runColour,
+  alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, moveStep, runColour,
   snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
@@ -69,4 +69,20 @@ test('hashParam and withHashParam keep the host hash items', () => {
 test('runColour is stable per name', () => {
   assert.equal(runColour('cnn'), runColour('cnn'));
   assert.match(runColour('x'), /^#[0-9a-f]{6}$/);
+});
+
+test('gridSteps spreads at most max columns and keeps first, last and current', () => {
+  const steps = [...Array(21).keys()];
+  const g = gridSteps(steps, 7, 5);
+  assert.equal(g.length, 5);
+  assert.deepEqual([g[0], g[g.length - 1]], [0, 20]);
+  assert.ok(g.includes(7));
+  assert.deepEqual(gridSteps([0, 1, 2], 1, 5), [0, 1, 2]);
+});
+
+test('the attribution toggle is in the URL only when off', () => {
+  const s = {...defaultState(), runs: ['r']};
+  assert.equal(new URLSearchParams(encodeState(s)).has('attr'), false);
+  assert.equal(decodeState(encodeState({...s, attr: false})).attr, false);
+  assert.equal(decodeState(encodeState(s)).attr, true);
 });

@@ -1,0 +1,398 @@
+"""Class views: what a network "sees" for each class, and where it looks.
+
+* :func:`backquery` runs a network of Dense layers backwards: the target
+  output of a class goes through each layer's inverse activation, minus the
+  bias, through the transposed kernel, rescaled into the previous layer's
+  range, down to an input-shaped image. Pure numpy; :func:`backquery_plan`
+  extracts the layers from a Keras model or says which layer prevents it.
+* :func:`maximize` is activation maximisation: a regularised gradient ascent
+  on the input for every chosen class at once (TensorFlow backend).
+* :func:`attribution` gives Grad-CAM maps on a convolutional layer, or
+  gradient x input saliency for models without one (TensorFlow backend).
+
+Example::
+
+    from tb_layerview import classviews
+
+    plan = classviews.backquery_plan(mlp)          # raises BackQueryUnavailable for ReLU nets
+    images = classviews.backquery(plan, classviews.class_targets(plan, [0, 1, 2]))
+    x, history = classviews.maximize(cnn, classes=[0, 1], steps=64)
+    maps, info = classviews.attribution(cnn, x_probe, classes=[3, 1])
+"""
+
+import numpy as np
+
+#: Activations whose inverse the back-query knows.
+INVERTIBLE = ("sigmoid", "tanh", "linear", "softmax")
+
+#: Layers the back-query passes through unchanged (in inference mode).
+_PASS_THROUGH = ("Flatten", "Reshape", "Dropout", "InputLayer", "GaussianNoise", "GaussianDropout",
+                 "AlphaDropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D")
+
+#: Open ranges each activation's inverse accepts; the signal is rescaled into
+#: them (the classic 0.01..0.99 for sigmoid).
+_RANGES = {"sigmoid": (0.01, 0.99), "softmax": (0.01, 0.99), "tanh": (-0.99, 0.99), "linear": None}
+
+
+class BackQueryUnavailable(ValueError):
+    """The model is not a chain of Dense layers with invertible activations."""
+
+
+def _activation_name(layer):
+    act = getattr(layer, "activation", None)
+    name = getattr(act, "__name__", None) or (layer.get_config().get("activation") if hasattr(layer, "get_config") else None)
+    return "linear" if name in (None, "linear", "identity") else str(name)
+
+
+def backquery_plan(model):
+    """The Dense layers of ``model`` as ``[(kernel, bias, activation), ...]``, input first.
+
+    Raises:
+      BackQueryUnavailable: naming the first layer that is not a Dense layer
+        with a sigmoid, tanh, linear or softmax activation (or a layer that
+        passes values through, such as Flatten or Dropout), and pointing to
+        activation maximisation.
+    """
+    import keras
+
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) > 1:
+        raise BackQueryUnavailable("back-query needs a single-input model; %r has %d inputs."
+                                   " Use activation maximisation instead." % (model.name, len(inputs)))
+    plan = []
+
+    def visit(m):
+        for layer in m.layers:
+            cls = type(layer).__name__
+            if isinstance(layer, keras.Model):
+                visit(layer)
+            elif isinstance(layer, keras.layers.Dense):
+                act = _activation_name(layer)
+                if act not in INVERTIBLE:
+                    raise BackQueryUnavailable(
+                        "back-query is unavailable: layer %r (Dense) uses the %r activation, which has no"
+                        " inverse (needs sigmoid, tanh, linear or softmax). Use activation maximisation"
+                        " instead." % (layer.name, act))
+                weights = layer.get_weights()
+                bias = weights[1] if len(weights) > 1 else np.zeros(weights[0].shape[1], np.float32)
+                plan.append((np.asarray(weights[0], np.float64), np.asarray(bias, np.float64), act))
+            elif cls == "Activation":
+                act = _activation_name(layer)
+                if act not in INVERTIBLE:
+                    raise BackQueryUnavailable(
+                        "back-query is unavailable: layer %r (Activation) applies %r, which has no inverse."
+                        " Use activation maximisation instead." % (layer.name, act))
+                if plan and plan[-1][2] == "linear":
+                    plan[-1] = (plan[-1][0], plan[-1][1], act)
+                else:
+                    raise BackQueryUnavailable("back-query is unavailable: layer %r (Activation) does not"
+                                               " follow a linear Dense layer." % layer.name)
+            elif cls not in _PASS_THROUGH:
+                raise BackQueryUnavailable(
+                    "back-query is unavailable: layer %r (%s) is not a Dense layer with an invertible"
+                    " activation. Use activation maximisation instead." % (layer.name, cls))
+
+    visit(model)
+    if not plan:
+        raise BackQueryUnavailable("back-query is unavailable: %r has no Dense layer." % model.name)
+    return plan
+
+
+def inverse_activation(name, y):
+    """The inverse of activation ``name`` at ``y`` (softmax: its logarithm)."""
+    y = np.asarray(y, np.float64)
+    if name == "sigmoid":
+        return np.log(y / (1.0 - y))
+    if name == "tanh":
+        return np.arctanh(y)
+    if name == "softmax":
+        return np.log(y)
+    if name == "linear":
+        return y
+    raise ValueError("no inverse for activation %r" % name)
+
+
+def rescale(x, lo, hi):
+    """Linearly maps each row of ``x`` onto [lo, hi] (a constant row maps to lo)."""
+    x = np.asarray(x, np.float64)
+    mn = x.min(axis=-1, keepdims=True)
+    span = x.max(axis=-1, keepdims=True) - mn
+    unit = np.where(span > 0, (x - mn) / np.where(span > 0, span, 1.0), 0.0)
+    return unit * (hi - lo) + lo
+
+
+def class_targets(plan, classes):
+    """Target outputs for ``classes``: high on the class, low elsewhere.
+
+    0.99/0.01 for sigmoid and softmax outputs, 0.99/-0.99 for tanh, 1/0 for
+    linear outputs. A single-unit output has two classes: low (0) and high (1).
+    """
+    kernel, _, act = plan[-1]
+    units = kernel.shape[1]
+    low, high = {"sigmoid": (0.01, 0.99), "softmax": (0.01, 0.99), "tanh": (-0.99, 0.99)}.get(act, (0.0, 1.0))
+    if units == 1:
+        return np.array([[high if c else low] for c in classes], np.float64)
+    out = np.full((len(classes), units), low, np.float64)
+    out[np.arange(len(classes)), list(classes)] = high
+    return out
+
+
+def backquery(plan, targets, input_range=(0.01, 0.99)):
+    """Runs ``targets`` backwards through ``plan`` (see :func:`backquery_plan`).
+
+    For each Dense layer from the output down: the inverse activation, minus
+    the bias, times the transposed kernel, then each sample rescaled into the
+    range the layer below accepts (the input's ``input_range`` at the bottom).
+
+    Returns:
+      float64 array (K, input units).
+    """
+    signal = np.asarray(targets, np.float64)
+    for i in range(len(plan) - 1, -1, -1):
+        kernel, bias, act = plan[i]
+        z = inverse_activation(act, signal) - bias
+        signal = z @ kernel.T
+        below = _RANGES[plan[i - 1][2]] if i > 0 else input_range
+        if below is not None:
+            signal = rescale(signal, *below)
+    return signal
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _blur(x, tf):
+    """A 3x3 binomial blur of each channel of NHWC images."""
+    k = np.outer([1, 2, 1], [1, 2, 1]).astype(np.float32) / 16.0
+    c = x.shape[-1]
+    kernel = tf.constant(np.tile(k[:, :, None, None], (1, 1, c, 1)), x.dtype)
+    return tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME")
+
+
+def maximize(model, classes, input_shape=None, steps=64, learning_rate=0.05, l2=1e-3, jitter=2,
+             blur_every=4, value_range=(0.0, 1.0), seed=0, output_index=0, record_every=8):
+    """Activation maximisation for several classes in one batch.
+
+    Starts from the same seeded noise every call (so epochs are comparable)
+    and ascends, for each class ``c``, ``log(p_c)`` for outputs in [0, 1]
+    (the raw output otherwise), minus ``l2 * ||x||^2``. Regularisers: a random
+    translation of up to ``jitter`` pixels at each step (image inputs), a
+    3x3 blur every ``blur_every`` steps, and clipping to ``value_range``.
+    Shifts are capped at 1/16 of the image side, since rolling wraps pixels
+    around.
+    Gradients are normalised per sample, so ``learning_rate`` is a step in
+    units of the value range.
+
+    Args:
+      model: a differentiable Keras model (TensorFlow backend), single input.
+      classes: output indices to maximise.
+      input_shape: input shape without batch axis; from the model when None.
+      steps, learning_rate, l2, jitter, blur_every: see above.
+      value_range: (low, high) of valid input values.
+      seed: seed of the starting noise.
+      output_index: which output of a multi-output model.
+      record_every: the un-jittered target scores are recorded every this
+        many steps, and after the last.
+
+    Returns:
+      ``(images, history)``: float32 array (K,) + input_shape, and the target
+      scores (log-probabilities for outputs in [0, 1]), one row (K,) per
+      record, the first before any step and the last after the final step.
+    """
+    tf = _tf()
+    if input_shape is None:
+        input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    classes = [int(c) for c in classes]
+    lo, hi = (float(v) for v in value_range)
+    rng = np.random.default_rng(seed)
+    mid, spread = (lo + hi) / 2.0, (hi - lo) * 0.05
+    x = tf.Variable(rng.uniform(mid - spread, mid + spread, (len(classes),) + tuple(input_shape)).astype(np.float32))
+    idx = tf.constant(np.stack([np.arange(len(classes)), classes], axis=1), tf.int32)
+    image = len(input_shape) == 3
+    shift_rng = np.random.default_rng(seed + 1)
+    history = []
+    use_log = []  # decided on the first step: log-probabilities for outputs in [0, 1]
+
+    def scores(inp):
+        out = model(inp, training=False)
+        if isinstance(out, (list, tuple)):
+            out = out[output_index]
+        elif isinstance(out, dict):
+            out = list(out.values())[output_index]
+        out = tf.cast(out, tf.float32)
+        if out.shape[-1] == 1:  # one sigmoid unit: class 1 is "high", class 0 "low"
+            s = tf.where(tf.constant(classes)[:, None] > 0, out, 1.0 - out)[:, 0]
+        else:
+            s = tf.gather_nd(out, idx)
+        if not use_log:
+            use_log.append(bool(tf.reduce_all(out >= 0.0)) and bool(tf.reduce_all(out <= 1.0)))
+        return tf.math.log(s + 1e-7) if use_log[0] else s
+
+    # Rolling wraps pixels around: keep shifts small next to the image size.
+    jitter = min(int(jitter), min(input_shape[:2]) // 16) if image else 0
+    for step in range(steps):
+        if step % record_every == 0:
+            history.append(scores(x).numpy())
+        with tf.GradientTape() as tape:
+            inp = x
+            if jitter:
+                dy, dx = shift_rng.integers(-jitter, jitter + 1, 2)
+                inp = tf.roll(inp, shift=[int(dy), int(dx)], axis=[1, 2])
+            s = scores(inp)
+            loss = tf.reduce_sum(s) - l2 * tf.reduce_sum(tf.square(x))
+        grad = tape.gradient(loss, x)
+        axes = list(range(1, len(grad.shape)))
+        grad = grad / (tf.math.reduce_std(grad, axis=axes, keepdims=True) + 1e-8)
+        x.assign_add(learning_rate * (hi - lo) * grad)
+        if image and blur_every and (step + 1) % blur_every == 0:
+            x.assign(_blur(x, tf))
+        x.assign(tf.clip_by_value(x, lo, hi))
+    history.append(scores(x).numpy())
+    return x.numpy(), np.stack(history)
+
+
+def last_conv_layer(model):
+    """The last layer (depth-first) whose output is (batch, H, W, C), or None."""
+    found = None
+
+    def visit(m):
+        nonlocal found
+        for layer in m.layers:
+            if hasattr(layer, "layers") and layer.layers:
+                visit(layer)
+                continue
+            try:
+                shape = layer.output.shape
+            except Exception:  # subclassed models' sublayers have no symbolic output
+                continue
+            if len(shape) == 4 and "Conv" in type(layer).__name__:
+                found = layer
+
+    visit(model)
+    return found
+
+
+def _upsample(maps, size):
+    """Bilinear resize of (N, h, w) maps to (N, H, W) (pure numpy)."""
+    n, h, w = maps.shape
+    H, W = size
+
+    def axis(src, dst):
+        pos = (np.arange(dst) + 0.5) * src / dst - 0.5
+        pos = np.clip(pos, 0, src - 1)
+        i0 = np.floor(pos).astype(int)
+        i1 = np.minimum(i0 + 1, src - 1)
+        return i0, i1, pos - i0
+
+    y0, y1, fy = axis(h, H)
+    x0, x1, fx = axis(w, W)
+    rows = maps[:, y0] * (1 - fy)[None, :, None] + maps[:, y1] * fy[None, :, None]
+    return rows[:, :, x0] * (1 - fx)[None, None, :] + rows[:, :, x1] * fx[None, None, :]
+
+
+def _normalise(maps):
+    mx = maps.reshape(len(maps), -1).max(axis=1)
+    mx = np.where(mx > 0, mx, 1.0)
+    return maps / mx.reshape((-1,) + (1,) * (maps.ndim - 1))
+
+
+def attribution(model, inputs, classes, layer=None, output_index=0, weighting="elementwise"):
+    """Where the model looks: Grad-CAM on a conv layer, else gradient x input.
+
+    Grad-CAM weighs a convolutional layer's feature maps A_k by the gradient
+    of the class score and keeps the positive part of the sum over channels.
+    ``weighting="elementwise"`` (default) multiplies each feature value by its
+    own gradient (the HiResCAM form of Grad-CAM), which stays faithful when
+    Dense layers follow the convolution (Flatten + Dense heads, where
+    averaged gradients of opposite sign cancel out); ``"mean"`` uses the
+    original per-channel average of the gradients.
+
+    Args:
+      model: a Keras model (TensorFlow backend), single input.
+      inputs: array (N, ...) of probe inputs.
+      classes: the class to explain for each input (N,).
+      layer: the conv layer (object or name) for Grad-CAM; the last conv layer
+        when None; without any, gradient x input saliency is used.
+      output_index: which output of a multi-output model.
+      weighting: ``"elementwise"`` or ``"mean"`` (see above).
+
+    Returns:
+      ``(maps, info)``: float32 maps in [0, 1], (N, H, W) for image inputs
+      (Grad-CAM upsampled to the input size) or shaped like one input
+      otherwise; ``info = {"method": "gradcam"|"saliency", "layer": name,
+      "weighting": ...}``.
+    """
+    if weighting not in ("elementwise", "mean"):
+        raise ValueError('weighting must be "elementwise" or "mean"; got %r' % (weighting,))
+    tf = _tf()
+    x = tf.constant(np.asarray(inputs, np.float32))
+    classes = [int(c) for c in classes]
+    if isinstance(layer, str):
+        layer = _find_layer(model, layer)
+    if layer is None:
+        layer = last_conv_layer(model)
+    idx = tf.constant(np.stack([np.arange(len(classes)), classes], axis=1), tf.int32)
+
+    def score(out):
+        if isinstance(out, (list, tuple)):
+            out = out[output_index]
+        elif isinstance(out, dict):
+            out = list(out.values())[output_index]
+        out = tf.cast(out, tf.float32)
+        if out.shape[-1] == 1:
+            return tf.reduce_sum(tf.where(tf.constant(classes)[:, None] > 0, out, -out))
+        return tf.reduce_sum(tf.gather_nd(out, idx))
+
+    if layer is None:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            s = score(model(x, training=False))
+        grad = tape.gradient(s, x)
+        if grad is None:
+            raise ValueError("the class score does not depend differentiably on the input")
+        sal = np.abs(grad.numpy() * x.numpy())
+        if sal.ndim == 4:
+            sal = sal.sum(axis=-1)
+        return _normalise(sal).astype(np.float32), {"method": "saliency", "layer": None, "weighting": None}
+    captured = {}
+    original = layer.__dict__.get("call")
+    bound = layer.call
+
+    def recording(*args, **kwargs):
+        out = bound(*args, **kwargs)
+        captured.setdefault("out", out)
+        return out
+
+    object.__setattr__(layer, "call", recording)
+    try:
+        with tf.GradientTape() as tape:
+            s = score(model(x, training=False))
+        feats = captured["out"]
+        grads = tape.gradient(s, feats)
+    finally:
+        if original is None:
+            object.__delattr__(layer, "call")
+        else:
+            object.__setattr__(layer, "call", original)
+    feats, grads = feats.numpy().astype(np.float64), grads.numpy().astype(np.float64)
+    if weighting == "mean":
+        grads = np.broadcast_to(grads.mean(axis=(1, 2), keepdims=True), grads.shape)
+    cam = np.maximum((feats * grads).sum(axis=-1), 0.0)
+    if x.shape.rank == 4:
+        cam = _upsample(cam, (int(x.shape[1]), int(x.shape[2])))
+    return _normalise(cam).astype(np.float32), {"method": "gradcam", "layer": layer.name, "weighting": weighting}
+
+
+def _find_layer(model, name):
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+        if hasattr(layer, "layers") and layer.layers:
+            try:
+                return _find_layer(layer, name)
+            except ValueError:
+                pass
+    raise ValueError("no layer named %r in model %r" % (name, model.name))
