@@ -41,7 +41,15 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--class-views", choices=["off", "on", "both"], default="both",
+                   help="LayerView(class_views=...): the issue's reference setting is off")
     args = p.parse_args()
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.class_views]
+    for cv in modes:
+        run(args, cv)
+
+
+def run(args, class_views):
     import keras
 
     from tb_layerview import LayerView
@@ -57,12 +65,12 @@ def main():
             model.compile("adam", "sparse_categorical_crossentropy")
             model.fit(x[:64], y[:64], epochs=1, batch_size=64, verbose=0)  # compile/trace outside timing
             logdir = tempfile.mkdtemp(prefix="lv_bench_")
-            cbs = [LayerView(logdir, probe=(x[:8], y[:8]))] if with_cb else []
+            cbs = [LayerView(logdir, probe=(x[:8], y[:8]), class_views=class_views)] if with_cb else []
             t0 = time.perf_counter()
             model.fit(x, y, epochs=args.epochs, batch_size=64, verbose=0, callbacks=cbs)
             total = time.perf_counter() - t0
             if with_cb:
-                hooks = sum(cbs[0].timings.values())
+                hooks = sum(v for k, v in cbs[0].timings.items() if k.startswith("on_"))
                 size = sum(os.path.getsize(f) for f in glob.glob(os.path.join(logdir, "*")))
                 rows.append(("with", total, hooks, size / (args.epochs + 1)))
             else:
@@ -72,7 +80,8 @@ def main():
     fit = np.median([t for _, t, _, _ in withs])
     hooks = np.median([h for _, _, h, _ in withs])
     per_epoch = np.median([b for _, _, _, b in withs])
-    print("reference CNN, 4096 samples, batch 64, 8 probes, %d epochs, %d repeats" % (args.epochs, args.repeats))
+    print("\nreference CNN, 4096 samples, batch 64, 8 probes, %d epochs, %d repeats, class views %s"
+          % (args.epochs, args.repeats, "on" if class_views else "off"))
     print("fit without callback      : %.2f s" % base)
     print("fit with LayerView        : %.2f s  (ratio %.3f)" % (fit, fit / base))
     print("time in LayerView hooks   : %.3f s = %.2f%% of the fit" % (hooks, 100 * hooks / fit))

@@ -20,6 +20,8 @@ Example::
     maps, info = classviews.attribution(cnn, x_probe, classes=[3, 1])
 """
 
+import weakref
+
 import numpy as np
 
 #: Activations whose inverse the back-query knows.
@@ -205,53 +207,84 @@ def maximize(model, classes, input_shape=None, steps=64, learning_rate=0.05, l2=
     tf = _tf()
     if input_shape is None:
         input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    input_shape = tuple(int(d) for d in input_shape)
     classes = [int(c) for c in classes]
     lo, hi = (float(v) for v in value_range)
     rng = np.random.default_rng(seed)
     mid, spread = (lo + hi) / 2.0, (hi - lo) * 0.05
-    x = tf.Variable(rng.uniform(mid - spread, mid + spread, (len(classes),) + tuple(input_shape)).astype(np.float32))
-    idx = tf.constant(np.stack([np.arange(len(classes)), classes], axis=1), tf.int32)
+    x = tf.constant(rng.uniform(mid - spread, mid + spread, (len(classes),) + input_shape).astype(np.float32))
     image = len(input_shape) == 3
-    shift_rng = np.random.default_rng(seed + 1)
-    history = []
-    use_log = []  # decided on the first step: log-probabilities for outputs in [0, 1]
-
-    def scores(inp):
-        out = model(inp, training=False)
-        if isinstance(out, (list, tuple)):
-            out = out[output_index]
-        elif isinstance(out, dict):
-            out = list(out.values())[output_index]
-        out = tf.cast(out, tf.float32)
-        if out.shape[-1] == 1:  # one sigmoid unit: class 1 is "high", class 0 "low"
-            s = tf.where(tf.constant(classes)[:, None] > 0, out, 1.0 - out)[:, 0]
-        else:
-            s = tf.gather_nd(out, idx)
-        if not use_log:
-            use_log.append(bool(tf.reduce_all(out >= 0.0)) and bool(tf.reduce_all(out <= 1.0)))
-        return tf.math.log(s + 1e-7) if use_log[0] else s
-
     # Rolling wraps pixels around: keep shifts small next to the image size.
     jitter = min(int(jitter), min(input_shape[:2]) // 16) if image else 0
+    shift_rng = np.random.default_rng(seed + 1)
+    first = _class_output(model(x, training=False), output_index)
+    use_log = bool(tf.reduce_all(first >= 0.0)) and bool(tf.reduce_all(first <= 1.0))
+    score, step_fn = _ascent_functions(model, tuple(classes), input_shape, use_log, output_index)
+    history = []
+    lr = tf.constant(learning_rate * (hi - lo), tf.float32)
+    l2_t, lo_t, hi_t = tf.constant(l2, tf.float32), tf.constant(lo, tf.float32), tf.constant(hi, tf.float32)
     for step in range(steps):
         if step % record_every == 0:
-            history.append(scores(x).numpy())
-        with tf.GradientTape() as tape:
-            inp = x
-            if jitter:
-                dy, dx = shift_rng.integers(-jitter, jitter + 1, 2)
-                inp = tf.roll(inp, shift=[int(dy), int(dx)], axis=[1, 2])
-            s = scores(inp)
-            loss = tf.reduce_sum(s) - l2 * tf.reduce_sum(tf.square(x))
-        grad = tape.gradient(loss, x)
-        axes = list(range(1, len(grad.shape)))
-        grad = grad / (tf.math.reduce_std(grad, axis=axes, keepdims=True) + 1e-8)
-        x.assign_add(learning_rate * (hi - lo) * grad)
-        if image and blur_every and (step + 1) % blur_every == 0:
-            x.assign(_blur(x, tf))
-        x.assign(tf.clip_by_value(x, lo, hi))
-    history.append(scores(x).numpy())
+            history.append(score(x).numpy())
+        shift = shift_rng.integers(-jitter, jitter + 1, 2) if jitter else np.zeros(2, int)
+        blur = bool(image and blur_every and (step + 1) % blur_every == 0)
+        x = step_fn(x, tf.constant(shift, tf.int32), lr, l2_t, lo_t, hi_t, blur)
+    history.append(score(x).numpy())
     return x.numpy(), np.stack(history)
+
+
+def _class_output(out, output_index):
+    tf = _tf()
+    if isinstance(out, (list, tuple)):
+        out = out[output_index]
+    elif isinstance(out, dict):
+        out = list(out.values())[output_index]
+    return tf.cast(out, tf.float32)
+
+
+#: Compiled ascent steps per model, so that each logged epoch reuses the trace.
+_ASCENT_CACHE = weakref.WeakKeyDictionary()
+
+
+def _ascent_functions(model, classes, input_shape, use_log, output_index):
+    """(score, step) tf.functions for maximising ``classes`` of ``model``."""
+    tf = _tf()
+    key = (classes, input_shape, use_log, output_index)
+    per_model = _ASCENT_CACHE.setdefault(model, {})
+    if key in per_model:
+        return per_model[key]
+    idx = tf.constant(np.stack([np.arange(len(classes)), classes], axis=1), tf.int32)
+    high = tf.constant(np.array(classes)[:, None] > 0)
+    image = len(input_shape) == 3
+
+    def score_of(inp):
+        out = _class_output(model(inp, training=False), output_index)
+        if out.shape[-1] == 1:  # one sigmoid unit: class 1 is "high", class 0 "low"
+            s = tf.where(high, out, 1.0 - out)[:, 0]
+        else:
+            s = tf.gather_nd(out, idx)
+        return tf.math.log(s + 1e-7) if use_log else s
+
+    @tf.function(reduce_retracing=True)
+    def score(x):
+        return score_of(x)
+
+    @tf.function(reduce_retracing=True)
+    def step(x, shift, lr, l2, lo, hi, blur):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            inp = tf.roll(x, shift=shift, axis=[1, 2]) if image else x
+            loss = tf.reduce_sum(score_of(inp)) - l2 * tf.reduce_sum(tf.square(x))
+        grad = tape.gradient(loss, x)
+        axes = list(range(1, len(input_shape) + 1))
+        grad = grad / (tf.math.reduce_std(grad, axis=axes, keepdims=True) + 1e-8)
+        x = x + lr * grad
+        if blur:
+            x = _blur(x, tf)
+        return tf.clip_by_value(x, lo, hi)
+
+    per_model[key] = (score, step)
+    return score, step
 
 
 def last_conv_layer(model):
