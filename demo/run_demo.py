@@ -20,6 +20,9 @@ import time
 
 import numpy as np
 
+# TensorFlow's start-up chatter (CPU features, missing CUDA) hides the demo's output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 

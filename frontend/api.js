@@ -36,19 +36,22 @@ async function getJson(route, params) {
   return resp.json();
 }
 
+/** `map[key]`, filled with the promise `load()` returns; a failed load is forgotten so it is retried. */
+export function memo(map, key, load) {
+  if (!map.has(key)) {
+    map.set(key, load().catch((err) => {
+      map.delete(key);
+      throw err;
+    }));
+  }
+  return map.get(key);
+}
+
 // Blobs of a logged step never change, so their JSON is cached forever here.
 const immutable = new Map();
 
 function cachedJson(route, params) {
-  const key = routeUrl(route, params);
-  if (!immutable.has(key)) {
-    const p = getJson(route, params).catch((err) => {
-      immutable.delete(key);
-      throw err;
-    });
-    immutable.set(key, p);
-  }
-  return immutable.get(key);
+  return memo(immutable, routeUrl(route, params), () => getJson(route, params));
 }
 
 /** GET /runs: every run with its layers in model order. */

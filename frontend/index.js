@@ -2,11 +2,12 @@
 // render(). It wires state (state.js), data (api.js) and views (views.js).
 
 import * as api from './api.js';
+import {memo} from './api.js';
 import {startLive} from './live.js';
 import {COLORMAPS, NORMS, colormapTable} from './normalise.js';
 import {
-  VIEWS, ZOOMS, alignLayers, decodeState, encodeState, filterLayers, gridSteps, hashParam, moveStep,
-  runColour, snapStep, unionSteps, withHashParam,
+  VIEWS, ZOOMS, alignLayers, decodeState, encodeState, filterLayers, gridSteps, hashParam, layerRows,
+  moveStep, runColour, snapStep, unionSteps, withHashParam,
 } from './state.js';
 import {
   configCard, cropTile, el, emptyState, errorBanner, formatShape, formatTime, paint, pixelsOf,
@@ -254,7 +255,9 @@ class Panel {
 
   renderLayers() {
     const layers = filterLayers(this.layers(), this.layerFilter);
-    const items = layers.map((l) => el('li', {
+    const items = layerRows(layers).map((l) => (l.header !== undefined ? el('li', {
+      class: 'layer-group', style: `padding-left:${0.5 + l.depth}em`, title: l.header, text: `${l.name}/`,
+    }) : el('li', {
       class: 'layer' + (l.path === this.state.layer ? ' selected' : ''),
       'data-path': l.path,
       style: `padding-left:${0.5 + l.depth}em`,
@@ -262,7 +265,7 @@ class Panel {
       'aria-selected': String(l.path === this.state.layer),
       onclick: () => this.set({layer: l.path}),
     }, el('span', {class: 'layer-name', text: l.name, title: l.path}),
-    el('span', {class: 'layer-meta', text: `${l.cls} ${formatShape(l.shape)}`})));
+    el('span', {class: 'layer-meta', text: `${l.cls} ${formatShape(l.shape)}`}))));
     this.layerList.replaceChildren(...items);
     const sel = this.layerList.querySelector('.selected');
     if (sel && sel.scrollIntoView) sel.scrollIntoView({block: 'nearest'});
@@ -502,34 +505,15 @@ class Panel {
   }
 
   config(run) {
-    if (!this.configs.has(run)) {
-      this.configs.set(run, api.fetchConfig(run).catch((e) => {
-        this.configs.delete(run);
-        throw e;
-      }));
-    }
-    return this.configs.get(run);
+    return memo(this.configs, run, () => api.fetchConfig(run));
   }
 
   probeInfo(run) {
-    if (!this.probes.has(run)) {
-      this.probes.set(run, api.fetchProbes(run).catch((e) => {
-        this.probes.delete(run);
-        throw e;
-      }));
-    }
-    return this.probes.get(run);
+    return memo(this.probes, run, () => api.fetchProbes(run));
   }
 
   fixedRanges(run, layer, kind, version) {
-    const key = JSON.stringify([run, layer, kind, version]);
-    if (!this.ranges.has(key)) {
-      this.ranges.set(key, api.fetchRanges(run, layer, kind).catch((e) => {
-        this.ranges.delete(key);
-        throw e;
-      }));
-    }
-    return this.ranges.get(key);
+    return memo(this.ranges, JSON.stringify([run, layer, kind, version]), () => api.fetchRanges(run, layer, kind));
   }
 
   /** Repaints every visible image for the current step and display options. */

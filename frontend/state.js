@@ -172,3 +172,29 @@ export function gridSteps(steps, current, max = 10) {
   }
   return [...picked].sort((a, b) => a - b);
 }
+
+/**
+ * The layer list's rows: each layer, preceded by a header row for its
+ * enclosing nested model whenever that changes (`{header: path, depth}`).
+ */
+export function layerRows(layers) {
+  const rows = [];
+  let parent = '';
+  for (const l of layers) {
+    if (l.parent && l.parent !== parent) {
+      const parts = l.parent.split('/');
+      // Headers for every enclosing level not already open.
+      const open = parent ? parent.split('/') : [];
+      for (let d = 0; d < parts.length; d++) {
+        if (open[d] !== parts[d]) {
+          rows.push({header: parts.slice(0, d + 1).join('/'), name: parts[d], depth: d});
+          open.length = d;
+          open.push(parts[d]);
+        }
+      }
+    }
+    parent = l.parent || '';
+    rows.push(l);
+  }
+  return rows;
+}

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
 import {
-  alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, moveStep, runColour,
+  alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, runColour,
   snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
@@ -85,4 +85,14 @@ test('the attribution toggle is in the URL only when off', () => {
   assert.equal(new URLSearchParams(encodeState(s)).has('attr'), false);
   assert.equal(decodeState(encodeState({...s, attr: false})).attr, false);
   assert.equal(decodeState(encodeState(s)).attr, true);
+});
+
+test('layerRows puts a header before the layers of each nested model', () => {
+  const rows = layerRows([
+    {path: 'in', parent: ''}, {path: 'enc/a', parent: 'enc'}, {path: 'enc/b', parent: 'enc'},
+    {path: 'enc/blk/c', parent: 'enc/blk'}, {path: 'dec/d', parent: 'dec'}, {path: 'out', parent: ''},
+  ]);
+  assert.deepEqual(rows.map((r) => r.header ?? r.path),
+    ['in', 'enc', 'enc/a', 'enc/b', 'enc/blk', 'enc/blk/c', 'dec', 'dec/d', 'out']);
+  assert.deepEqual(rows.filter((r) => r.header).map((r) => r.depth), [0, 1, 0]);
 });
