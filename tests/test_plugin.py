@@ -257,3 +257,26 @@ def test_class_view_series_are_listed_and_served(client):
     assert "relu" in config["class_views"]["backquery"]["reason"] or "Conv2D" in config["class_views"]["backquery"]["reason"]
     resp = get(client, "image", run="cnn", kind="backquery", step=1)
     assert resp.status_code == 404 and "has no backquery" in resp.get_data(as_text=True)
+
+
+def test_random_queries_never_get_a_500(client):
+    """A few thousand random queries over every route: 200, 304, 400 or 404, never 500."""
+    import random
+
+    rnd = random.Random(1234)
+    values = {
+        "run": ["cnn", "mlp", HOSTILE_RUN, "", "nope", "../cnn", "cnn\x00", "ü" * 300, "%2e%2e"],
+        "layer": ["conv1", "predictions", HOSTILE_LAYER, "", "a/b c ü", "../../x", "conv1/"],
+        "kind": list(metadata.KINDS) + ["", "ACTIVATIONS", "x" * 1000],
+        "step": ["0", "3", "15", "-1", "1.5", "", "9" * 50, "0x10", " 1", "١"],
+        "probe": ["0", "2", "3", "-1", "", "nan", "1e2"],
+    }
+    routes = ["runs", "config", "steps", "info", "image", "ranges", "probes", "probe_image", "predictions"]
+    seen = set()
+    for _ in range(1500):
+        route = rnd.choice(routes)
+        params = {k: rnd.choice(v) for k, v in values.items() if rnd.random() < 0.8}
+        resp = get(client, route, **params)
+        seen.add(resp.status_code)
+        assert resp.status_code in (200, 400, 404), (route, params, resp.status_code, resp.get_data()[:200])
+    assert {200, 400, 404} <= seen
