@@ -2,7 +2,7 @@
 
 Usage::
 
-    python demo/run_demo.py [--logdir demo_logs] [--epochs 10] [--models cnn_relu,mlp]
+    python demo/run_demo.py [--logdir demo_logs] [--epochs 20] [--models cnn_relu,mlp]
                             [--port 6006] [--mnist PATH] [--exit]
 
 TensorBoard starts first so that the Layer View tab fills in live while the
@@ -34,7 +34,7 @@ MODELS = ["cnn_relu", "cnn_tanh", "mlp", "tanh", "dense2d"]
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--logdir", default="demo_logs", help="log directory (default: demo_logs)")
-    p.add_argument("--epochs", type=int, default=10, help="epochs per model (default: 10)")
+    p.add_argument("--epochs", type=int, default=20, help="epochs per model (default: 20)")
     p.add_argument("--models", default=",".join(MODELS),
                    help="comma-separated subset of: %s" % ", ".join(MODELS))
     p.add_argument("--port", type=int, default=6006, help="TensorBoard port (default: 6006; 0 picks one)")

@@ -439,6 +439,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
     def predictions_impl(self, ctx, eid, run, step):
         series = self._series(ctx, eid, run, None, metadata.KIND_PREDICTIONS)
         data, wall = self._json_blob(ctx, eid, series, step)
+        self._read_ahead(ctx, eid, series, step, 0, other_probes=False)
         data.update(run=run, step=step, wall_time=wall)
         return data
 
