@@ -6,8 +6,8 @@ import {memo} from './api.js';
 import {startLive} from './live.js';
 import {COLORMAPS, NORMS, colormapTable} from './normalise.js';
 import {
-  VIEWS, ZOOMS, alignLayers, decodeState, encodeState, filterLayers, gridSteps, hashParam, layerRows,
-  moveStep, runColour, snapStep, unionSteps, withHashParam,
+  VIEWS, ZOOMS, alignLayers, assignColours, decodeState, encodeState, filterLayers, gridSteps, hashParam,
+  layerRows, moveStep, snapStep, unionSteps, withHashParam,
 } from './state.js';
 import {
   configCard, cropTile, el, emptyState, errorBanner, formatShape, formatTime, paint, pixelsOf,
@@ -73,6 +73,7 @@ class Panel {
     this.url = new UrlState();
     this.state = decodeState(this.url.read());
     this.runs = []; // from GET /runs
+    this.colours = new Map(); // run -> colour, kept while the page lives
     this.layerFilter = '';
     this.configs = new Map(); // run -> config promise
     this.probes = new Map(); // run -> probes promise
@@ -185,10 +186,15 @@ class Panel {
     return alignLayers(this.selectedRuns());
   }
 
+  colour(run) {
+    return this.colours.get(run) || '#888888';
+  }
+
   /** Called with each fresh GET /runs answer (live updates keep the selection). */
   setRuns(runs) {
     const first = this.runs.length === 0;
     this.runs = runs;
+    this.colours = assignColours(this.colours, runs.map((r) => r.run));
     const names = new Set(runs.map((r) => r.run));
     const s = this.state;
     s.runs = s.runs.filter((n) => names.has(n));
@@ -246,7 +252,7 @@ class Panel {
           this.set({runs: this.runs.map((x) => x.run).filter((n) => sel.includes(n))});
         }});
       return el('li', {class: 'run'},
-        el('label', {}, box, el('span', {class: 'swatch', style: `background:${runColour(r.run)}`}),
+        el('label', {}, box, el('span', {class: 'swatch', style: `background:${this.colour(r.run)}`}),
           el('span', {class: 'run-name', text: r.run, title: r.run})),
         el('span', {class: 'run-meta', text: `${r.steps.length} epochs`}));
     });
@@ -367,7 +373,7 @@ class Panel {
     const s = this.state;
     const layer = run.layers.find((l) => l.path === s.layer);
     const head = el('header', {class: 'column-head'},
-      el('span', {class: 'swatch', style: `background:${runColour(run.run)}`}),
+      el('span', {class: 'swatch', style: `background:${this.colour(run.run)}`}),
       el('span', {class: 'run-name', text: run.run}));
     const body = el('div', {class: 'column-body'});
     const col = {run, layer, node: el('div', {class: 'column', 'data-run': run.run}, head, body), cells: []};

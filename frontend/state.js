@@ -123,14 +123,22 @@ export function filterLayers(layers, filter) {
   return layers.filter((l) => l.path.toLowerCase().includes(f) || (l.cls || '').toLowerCase().includes(f));
 }
 
-const PALETTE = ['#ff7043', '#0077bb', '#cc3311', '#009988', '#ee3377', '#33bbee', '#bbbbbb', '#9c27b0',
-  '#4caf50', '#795548'];
+const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7',
+  '#9c755f', '#bab0ac'];
 
-/** A stable colour per run name. */
-export function runColour(name) {
-  let h = 0;
-  for (const ch of name) h = (h * 31 + ch.codePointAt(0)) >>> 0;
-  return PALETTE[h % PALETTE.length];
+/**
+ * Gives each run name a colour: names already in `colours` keep theirs, new
+ * ones take the palette's colours in order (least used first), so that runs
+ * shown together differ.
+ */
+export function assignColours(colours, names) {
+  const out = new Map(colours);
+  for (const name of names) {
+    if (out.has(name)) continue;
+    const uses = PALETTE.map((c) => [...out.values()].filter((v) => v === c).length);
+    out.set(name, PALETTE[uses.indexOf(Math.min(...uses))]);
+  }
+  return out;
 }
 
 /**

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
 import {
-  alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, runColour,
+  alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
   snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
@@ -66,11 +66,14 @@ test('hashParam and withHashParam keep the host hash items', () => {
   assert.equal(hashParam(withHashParam('', 'lv', 'run=ü <b>'), 'lv'), 'run=ü <b>');
 });
 
-test('runColour is stable per name', () => {
-  assert.equal(runColour('cnn'), runColour('cnn'));
-  assert.match(runColour('x'), /^#[0-9a-f]{6}$/);
+test('assignColours keeps existing colours and gives new runs unused ones', () => {
+  const a = assignColours(new Map(), ['cnn_relu', 'cnn_tanh', 'mlp']);
+  assert.equal(new Set(a.values()).size, 3);
+  const b = assignColours(a, ['aaa_new', 'cnn_relu', 'cnn_tanh', 'mlp']);
+  assert.equal(b.get('cnn_relu'), a.get('cnn_relu'));
+  assert.ok(![...a.values()].includes(b.get('aaa_new')));
+  assert.match(b.get('aaa_new'), /^#[0-9a-f]{6}$/);
 });
-
 test('gridSteps spreads at most max columns and keeps first, last and current', () => {
   const steps = [...Array(21).keys()];
   const g = gridSteps(steps, 7, 5);
