@@ -5,6 +5,7 @@ Public API::
     from tb_layerview import LayerView          # the Keras callback
     import tb_layerview.summary                 # tf.summary-style ops
     import tb_layerview.render                  # pure-numpy image maths
+    import tb_layerview.classviews              # back-query, activation maximisation, attribution
 
 Importing this package does not import TensorFlow or Keras; they are loaded
 on first use of ``LayerView`` or of a summary op.
@@ -14,7 +15,7 @@ import importlib
 
 from tb_layerview.version import VERSION as __version__
 
-__all__ = ["LayerView", "LayerViewWarning", "summary", "render", "metadata", "__version__"]
+__all__ = ["LayerView", "LayerViewWarning", "summary", "render", "metadata", "classviews", "__version__"]
 
 _LAZY = {
     "LayerView": ("tb_layerview.callback", "LayerView"),
@@ -22,6 +23,7 @@ _LAZY = {
     "summary": ("tb_layerview.summary", None),
     "render": ("tb_layerview.render", None),
     "metadata": ("tb_layerview.metadata", None),
+    "classviews": ("tb_layerview.classviews", None),
 }
 
 
