@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import keras
 
+from tb_layerview import capture
 from tb_layerview import metadata
 from tb_layerview import render
 from tb_layerview import summary
@@ -126,15 +127,6 @@ def _to_numpy(t):
     return np.asarray(keras.ops.convert_to_numpy(t))
 
 
-def _first_tensor(out):
-    """The first tensor of a layer output (LSTM states, attention scores...)."""
-    while isinstance(out, (list, tuple)) and out:
-        out = out[0]
-    if isinstance(out, dict) and out:
-        out = next(iter(out.values()))
-    return out
-
-
 def _json_safe(obj, depth=0):
     if depth > 8:
         return repr(obj)
@@ -149,19 +141,6 @@ def _json_safe(obj, depth=0):
     if isinstance(obj, np.generic):
         return obj.item()
     return repr(obj)
-
-
-def _recording_call(call, path, captured, calls):
-    """Wraps a bound ``call`` to record its first output under ``path``."""
-
-    def recording_call(*args, **kwargs):
-        out = call(*args, **kwargs)
-        calls[path] = calls.get(path, 0) + 1
-        if path not in captured:  # shared layers: the first call, as layer.output
-            captured[path] = _first_tensor(out)
-        return out
-
-    return recording_call
 
 
 class _Worker:
@@ -552,13 +531,8 @@ class LayerView(keras.callbacks.Callback):
         return not _matches(self._exclude, path, name)
 
     def _capture(self):
-        """One inference pass of the probe, recording every layer's output.
-
-        Each layer's ``call`` is wrapped on the instance for the duration of
-        the pass and restored afterwards; this works for Sequential,
-        functional, nested and subclassed models alike, where symbolic
-        sub-models would fail on nested graphs ("Graph disconnected") and
-        on subclassed models (no symbolic outputs).
+        """One inference pass of the probe, recording every layer's output
+        (see :mod:`tb_layerview.capture` for why it wraps ``call``).
 
         Returns:
           ``(outputs_by_path, model_outputs)``.
@@ -566,25 +540,11 @@ class LayerView(keras.callbacks.Callback):
         model = self.model
         entries = _walk(model)
         self._entries = entries
-        captured = {}
-        calls = {}
-        patched = []
-        for e in entries:
-            layer = e.layer
-            original = layer.__dict__.get("call")
-            object.__setattr__(layer, "call", _recording_call(layer.call, e.path, captured, calls))
-            patched.append((layer, original))
-        try:
+        with capture.recording({e.path: e.layer for e in entries}) as (captured, calls):
             try:
                 outputs = model(self._model_inputs(), training=False)
             except Exception as err:
                 raise ValueError(self._probe_mismatch(err)) from None
-        finally:
-            for layer, original in patched:
-                if original is None:
-                    object.__delattr__(layer, "call")
-                else:
-                    object.__setattr__(layer, "call", original)
         arrays = {}
         for path, t in captured.items():
             try:

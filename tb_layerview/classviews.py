@@ -24,6 +24,8 @@ import weakref
 
 import numpy as np
 
+from tb_layerview import capture
+
 #: Activations whose inverse the back-query knows.
 INVERTIBLE = ("sigmoid", "tanh", "linear", "softmax")
 
@@ -242,6 +244,17 @@ def _class_output(out, output_index):
     return tf.cast(out, tf.float32)
 
 
+def _class_scores(out, classes):
+    """Each sample's score for its class: ``out[i, classes[i]]``; for a single
+    sigmoid unit, ``out`` for class 1 and ``1 - out`` for class 0."""
+    tf = _tf()
+    if out.shape[-1] == 1:
+        high = tf.constant(np.array(classes)[:, None] > 0)
+        return tf.where(high, out, 1.0 - out)[:, 0]
+    idx = tf.constant(np.stack([np.arange(len(classes)), classes], axis=1), tf.int32)
+    return tf.gather_nd(out, idx)
+
+
 #: Compiled ascent steps per model, so that each logged epoch reuses the trace.
 _ASCENT_CACHE = weakref.WeakKeyDictionary()
 
@@ -253,16 +266,10 @@ def _ascent_functions(model, classes, input_shape, use_log, output_index):
     per_model = _ASCENT_CACHE.setdefault(model, {})
     if key in per_model:
         return per_model[key]
-    idx = tf.constant(np.stack([np.arange(len(classes)), classes], axis=1), tf.int32)
-    high = tf.constant(np.array(classes)[:, None] > 0)
     image = len(input_shape) == 3
 
     def score_of(inp):
-        out = _class_output(model(inp, training=False), output_index)
-        if out.shape[-1] == 1:  # one sigmoid unit: class 1 is "high", class 0 "low"
-            s = tf.where(high, out, 1.0 - out)[:, 0]
-        else:
-            s = tf.gather_nd(out, idx)
+        s = _class_scores(_class_output(model(inp, training=False), output_index), classes)
         return tf.math.log(s + 1e-7) if use_log else s
 
     @tf.function(reduce_retracing=True)
@@ -367,17 +374,9 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
         layer = _find_layer(model, layer)
     if layer is None:
         layer = last_conv_layer(model)
-    idx = tf.constant(np.stack([np.arange(len(classes)), classes], axis=1), tf.int32)
 
     def score(out):
-        if isinstance(out, (list, tuple)):
-            out = out[output_index]
-        elif isinstance(out, dict):
-            out = list(out.values())[output_index]
-        out = tf.cast(out, tf.float32)
-        if out.shape[-1] == 1:
-            return tf.reduce_sum(tf.where(tf.constant(classes)[:, None] > 0, out, -out))
-        return tf.reduce_sum(tf.gather_nd(out, idx))
+        return tf.reduce_sum(_class_scores(_class_output(out, output_index), classes))
 
     if layer is None:
         with tf.GradientTape() as tape:
@@ -390,26 +389,11 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
         if sal.ndim == 4:
             sal = sal.sum(axis=-1)
         return _normalise(sal).astype(np.float32), {"method": "saliency", "layer": None, "weighting": None}
-    captured = {}
-    original = layer.__dict__.get("call")
-    bound = layer.call
-
-    def recording(*args, **kwargs):
-        out = bound(*args, **kwargs)
-        captured.setdefault("out", out)
-        return out
-
-    object.__setattr__(layer, "call", recording)
-    try:
+    with capture.recording({"features": layer}) as (captured, _):
         with tf.GradientTape() as tape:
             s = score(model(x, training=False))
-        feats = captured["out"]
-        grads = tape.gradient(s, feats)
-    finally:
-        if original is None:
-            object.__delattr__(layer, "call")
-        else:
-            object.__setattr__(layer, "call", original)
+    feats = captured["features"]
+    grads = tape.gradient(s, feats)
     feats, grads = feats.numpy().astype(np.float64), grads.numpy().astype(np.float64)
     if weighting == "mean":
         grads = np.broadcast_to(grads.mean(axis=(1, 2), keepdims=True), grads.shape)

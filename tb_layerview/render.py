@@ -220,27 +220,6 @@ def _grid_of(tiles, stats, rgb, gap=GAP):
     return compose(q, alpha, gap)
 
 
-def compose_grid(tiles, stats=None, gap=GAP):
-    """Quantises tiles with their own ranges and lays them out in a grid.
-
-    Args:
-      tiles: list of float arrays, all (h, w) or all (h, w, 3), same size.
-      stats: :func:`batch_stats` of ``tiles[None]`` when the ranges must come
-        from elsewhere (the full-resolution tiles of downsampled ones).
-      gap: pixels between tiles (alpha 0).
-
-    Returns:
-      ``(image, stats)``: uint8 (H, W, 2) for grey or (H, W, 4) for RGB tiles,
-      and the :func:`batch_stats` used.
-    """
-    if len(tiles) == 0:
-        raise ValueError("compose_grid needs at least one tile")
-    arr = np.stack([to_float(t) for t in tiles])[None]
-    if stats is None:
-        stats = batch_stats(arr)
-    return _grid_of(arr, stats, arr.ndim == 5, gap)[0], stats
-
-
 def classify_shape(shape, min_spatial=2):
     """Decides how an output of ``shape`` (batch axis removed) is drawn.
 
