@@ -127,22 +127,6 @@ def _to_numpy(t):
     return np.asarray(keras.ops.convert_to_numpy(t))
 
 
-def _json_safe(obj, depth=0):
-    if depth > 8:
-        return repr(obj)
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v, depth + 1) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return repr(obj)
-
-
 class _Worker:
     """One background thread that renders and writes, in submission order.
 
@@ -629,7 +613,7 @@ class LayerView(keras.callbacks.Callback):
             out = arrays.get(e.path)
             reason = self._skip_reason(e, out)
             try:
-                cfg = _json_safe(layer.get_config())
+                cfg = summary.json_ready(layer.get_config())
             except Exception as err:
                 cfg = {"error": "get_config failed: %s" % err}
             try:

@@ -36,26 +36,33 @@ def _tf():
 
 
 def json_bytes(obj):
-    """JSON-encodes ``obj`` with non-finite floats turned into null."""
+    """JSON-encodes ``obj`` (see :func:`json_ready` for what gets converted)."""
     try:
         text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
-    except (ValueError, TypeError):  # NaN/Inf or numpy scalars: the slow, thorough path
-        text = json.dumps(_finite(obj), separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError):  # NaN/Inf or non-JSON values: the slow, thorough path
+        text = json.dumps(json_ready(obj), separators=(",", ":"), allow_nan=False)
     return text.encode("utf-8")
 
 
-def _finite(obj):
+def json_ready(obj, depth=0):
+    """A JSON-encodable copy of ``obj``: non-finite floats become null, numpy
+    values plain numbers and lists, other objects their ``repr`` (so that any
+    layer's ``get_config()`` can be stored)."""
+    if depth > 16:
+        return repr(obj)
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
+        return {str(k): json_ready(v, depth + 1) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [json_ready(v, depth + 1) for v in obj]
     if isinstance(obj, np.generic):
-        return _finite(obj.item())
+        return json_ready(obj.item(), depth + 1)
     if isinstance(obj, np.ndarray):
-        return _finite(obj.tolist())
-    return obj
+        return json_ready(obj.tolist(), depth + 1)
+    return repr(obj)
 
 
 def write_blobs(kind, blobs, step=None, description="", **fields):

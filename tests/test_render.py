@@ -244,3 +244,15 @@ def test_batch_stats_over_many_tiles_matches_tile_stats():
             one = render.tile_stats(x[i, t])
             assert {k: stats[k][i, t] for k in render.STAT_KEYS} == pytest.approx(one)
     assert stats["min"][2, 4] == 0.0 and stats["inf"][2, 4] == 16
+
+
+def test_json_ready_turns_nan_numpy_and_objects_into_json():
+    """Non-finite floats become null, numpy values numbers, unknown objects their repr."""
+    import json
+
+    from tb_layerview import summary
+
+    out = summary.json_ready({"a": float("nan"), "b": np.float32(1.5), "c": np.arange(2), 3: object,
+                              "d": (np.inf, [np.int64(2)])})
+    assert out == {"a": None, "b": 1.5, "c": [0, 1], "3": repr(object), "d": [None, [2]]}
+    assert json.loads(summary.json_bytes({"x": float("inf")})) == {"x": None}
