@@ -366,10 +366,10 @@ class LayerView(keras.callbacks.Callback):
             if not _is_chief():
                 return
             self._check_log_dir()
-            capture = self._capture()  # raises a clear error if the probe does not fit
+            first_pass = self._capture()  # raises a clear error if the probe does not fit
             # The state before training is snapshotted now and written once
             # the first epoch's number (the step) is known.
-            self._pending_initial = self._snapshot(capture, maximize=True) if self.log_initial else None
+            self._pending_initial = self._snapshot(first_pass, maximize=True) if self.log_initial else None
             self._started = False
         finally:
             self._add_time("on_train_begin", t0)
