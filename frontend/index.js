@@ -420,7 +420,7 @@ class Panel {
     return col;
   }
 
-  /** The class x epoch grids of a run (activation maximisation, back-query). */
+  /** The class x epoch grids of a run (activation maximisation, back-query, units of the layer). */
   classViews(run, body) {
     const views = run.class_views || {};
     for (const kind of ['maximization', 'backquery']) {
@@ -435,25 +435,37 @@ class Panel {
         }).catch(() => {});
         continue;
       }
-      const holder = el('div', {class: 'class-grid-holder', text: 'Loading…'});
-      section.append(holder);
-      api.fetchSteps(run.run, null, kind).then(async (res) => {
-        const steps = gridSteps(res.steps.map((x) => x.step), this.currentStep());
-        const current = snapStep(res.steps.map((x) => x.step), this.currentStep());
-        const info = await api.fetchInfo(run.run, null, kind, steps[steps.length - 1]);
-        const table = el('table', {class: 'class-grid'});
-        table.append(el('tr', {}, el('th', {text: 'class \\ epoch'}),
-          steps.map((st) => el('th', {class: st === current ? 'current' : '', text: String(st)}))));
-        info.classes.forEach((c, i) => {
-          table.append(el('tr', {}, el('th', {class: 'class-name', text: info.names[i] ?? String(c)}),
-            steps.map((st) => el('td', {class: st === current ? 'current' : ''},
-              el('img', {class: 'class-img', alt: `${info.names[i]} at epoch ${st}`, title: `${info.names[i]} · epoch ${st}`,
-                src: api.imageUrl(run.run, null, kind, st, i),
-                onclick: () => this.set({step: st, follow: false}, false)})))));
-        });
-        holder.replaceChildren(table);
-      }).catch((err) => holder.replaceChildren(errorBanner(err.message)));
+      section.append(this.epochGrid(run, kind, null));
     }
+    const layer = run.layers.find((l) => l.path === this.state.layer);
+    if (layer && layer.kinds.units) {
+      body.append(el('section', {class: 'class-view', 'data-kind': 'units'},
+        el('h4', {text: `Units of ${layer.path}`}), this.epochGrid(run, 'units', layer.path)));
+    }
+  }
+
+  /** A row-per-image x column-per-epoch grid of one series; rows are classes or units. */
+  epochGrid(run, kind, layer) {
+    const holder = el('div', {class: 'class-grid-holder', text: 'Loading…'});
+    api.fetchSteps(run.run, layer, kind).then(async (res) => {
+      const all = res.steps.map((x) => x.step);
+      const steps = gridSteps(all, this.currentStep());
+      const current = snapStep(all, this.currentStep());
+      const info = await api.fetchInfo(run.run, layer, kind, steps[steps.length - 1]);
+      const labels = info.units ? info.units.map((u) => `unit ${u}`) : info.classes.map((c, i) => info.names[i] ?? String(c));
+      const table = el('table', {class: 'class-grid'});
+      table.append(el('tr', {}, el('th', {text: `${info.units ? 'unit' : 'class'} \\ epoch`}),
+        steps.map((st) => el('th', {class: st === current ? 'current' : '', text: String(st)}))));
+      labels.forEach((label, i) => {
+        table.append(el('tr', {}, el('th', {class: 'class-name', text: label}),
+          steps.map((st) => el('td', {class: st === current ? 'current' : ''},
+            el('img', {class: 'class-img', alt: `${label} at epoch ${st}`, title: `${label} · epoch ${st}`,
+              src: api.imageUrl(run.run, layer, kind, st, i),
+              onclick: () => this.set({step: st, follow: false}, false)})))));
+      });
+      holder.replaceChildren(table);
+    }).catch((err) => holder.replaceChildren(errorBanner(err.message)));
+    return holder;
   }
 
   /** Draws the attribution map of probe `p` at `step` over its input image. */

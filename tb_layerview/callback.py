@@ -123,6 +123,35 @@ def _positive_int(value, what, minimum=1):
     return int(value)
 
 
+def _unit_spec(value):
+    """Validates ``maximize_units``: {layer: [unit indices] or a count}."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError("maximize_units must be a dict {layer name: unit indices or a count}; got %r"
+                        % (value,))
+    out = {}
+    for name, units in value.items():
+        if not isinstance(name, str):
+            raise TypeError("maximize_units keys must be layer names; got %r" % (name,))
+        if isinstance(units, (int, np.integer)) and not isinstance(units, bool):
+            units = list(range(_positive_int(units, "maximize_units[%r]" % name)))
+        try:
+            units = [int(u) for u in units]
+        except (TypeError, ValueError):
+            raise TypeError("maximize_units[%r] must be unit indices or a count; got %r" % (name, units)) from None
+        if not units or min(units) < 0:
+            raise ValueError("maximize_units[%r] must name units >= 0; got %r" % (name, units))
+        out[name] = units
+    return out
+
+
+def _value_range(probe):
+    """(low, high) of the probe's values, widened when the probe is constant."""
+    lo, hi = float(np.nanmin(probe)), float(np.nanmax(probe))
+    return (lo, hi) if hi > lo else (lo - 1.0, hi + 1.0)
+
+
 def _to_numpy(t):
     return np.asarray(keras.ops.convert_to_numpy(t))
 
@@ -299,6 +328,9 @@ class LayerView(keras.callbacks.Callback):
       maximize_steps: gradient-ascent steps per activation maximisation.
       attribution_layer: the conv layer (name) for Grad-CAM; the last conv
         layer when None (gradient x input saliency without one).
+      maximize_units: ``{layer name or path: units}``, units being a list of
+        unit (channel) indices or a count of first units: activation
+        maximisation of those units, at the same epochs as the classes'.
     """
 
     def __init__(self, log_dir, probe, class_names=None, layers=None, exclude=None,
@@ -306,7 +338,7 @@ class LayerView(keras.callbacks.Callback):
                  max_tile_pixels=4096, min_spatial=2, min_size=1, max_filters=64,
                  filter_input="first", input_image_shape=None, top_k=5, background=True,
                  class_views=True, max_classes=10, maximize_every_n_epochs=5, maximize_steps=64,
-                 attribution_layer=None):
+                 attribution_layer=None, maximize_units=None):
         super().__init__()
         if isinstance(log_dir, os.PathLike):
             log_dir = os.fspath(log_dir)
@@ -348,6 +380,7 @@ class LayerView(keras.callbacks.Callback):
         if attribution_layer is not None and not isinstance(attribution_layer, str):
             raise TypeError("attribution_layer must be a layer name; got %r" % (attribution_layer,))
         self.attribution_layer = attribution_layer
+        self.maximize_units = _unit_spec(maximize_units)
         self._class_status = {}
         self._writer = None
         self._worker = None
@@ -691,10 +724,12 @@ class LayerView(keras.callbacks.Callback):
         except Exception as err:
             self._warn("predictions", "predictions were not logged (%s: %s)" % (type(err).__name__, err))
             outputs = None
+        t0 = time.perf_counter()
         if self.class_views and outputs is not None:
-            t0 = time.perf_counter()
             items += self._class_view_items(outputs, maximize)
-            self._add_time("class_views", t0)
+        if self.maximize_units and maximize:
+            items += self._unit_items()
+        self._add_time("class_views", t0)
         return items, outputs
 
     def _classes(self, outputs):
@@ -747,9 +782,7 @@ class LayerView(keras.callbacks.Callback):
             return items
         if maximize:
             try:
-                lo, hi = float(np.nanmin(probe)), float(np.nanmax(probe))
-                if not hi > lo:
-                    lo, hi = lo - 1.0, hi + 1.0
+                lo, hi = _value_range(probe)
                 images, history = classviews.maximize(self.model, classes, steps=self.maximize_steps,
                                                       value_range=(lo, hi), input_shape=probe.shape[1:])
                 extra = {"scores": history[-1].tolist(), "history": history.tolist(),
@@ -780,6 +813,40 @@ class LayerView(keras.callbacks.Callback):
             self._warn("attribution", "attribution maps were not logged (%s: %s)" % (type(err).__name__, err))
         return items
 
+    def _unit_items(self):
+        """Activation maximisation of the units named in ``maximize_units``."""
+        from tb_layerview import classviews
+
+        items = []
+        probe = np.asarray(self._inputs) if not isinstance(self._inputs, (list, dict)) else None
+        if probe is None or not np.issubdtype(probe.dtype, np.floating) or keras.backend.backend() != "tensorflow":
+            self._warn("units", "maximize_units needs a single float input and the TensorFlow backend;"
+                       " no units were maximised")
+            return items
+        value_range = _value_range(probe)
+        image_shape = self._image_shape()
+        by_name = {}
+        for e in self._entries:
+            by_name.setdefault(e.path, e)
+            by_name.setdefault(e.layer.name, e)
+        for name, units in self.maximize_units.items():
+            entry = by_name.get(name)
+            if entry is None:
+                self._warn("units:" + name, "maximize_units names layer %r, which the model does not have"
+                           " (layers: %s)" % (name, ", ".join(e.path for e in self._entries)))
+                continue
+            try:
+                images, history = classviews.maximize(self.model, layer=entry.layer, units=units,
+                                                      steps=self.maximize_steps, value_range=value_range,
+                                                      input_shape=probe.shape[1:])
+                extra = {"scores": history[-1].tolist(), "history": history.tolist(),
+                         "params": {"steps": self.maximize_steps, "value_range": list(value_range)}}
+                items.append(("units", entry, images, units, image_shape, extra))
+            except Exception as err:
+                self._warn("units:" + name, "units of layer %r were not maximised (%s: %s)"
+                           % (name, type(err).__name__, err))
+        return items
+
     def _write_snapshot(self, step, snap):
         items, outputs = snap
         with self._get_writer().as_default():
@@ -788,6 +855,11 @@ class LayerView(keras.callbacks.Callback):
                     self._log_layer(item[1], item[2], step)
                 elif item[0] == "filters":
                     self._log_filters(item[1], step, *item[2:])
+                elif item[0] == "units":
+                    _, e, images, units, image_shape, extra = item
+                    summary.unit_images(e.path, images, step=step, units=units,
+                                        layer_class=type(e.layer).__name__, layer_index=e.index,
+                                        parent=e.parent, image_shape=image_shape, extra=extra)
                 elif item[0] == "class":
                     _, kind, images, classes, image_shape, extra = item
                     summary.class_images(kind, images, step=step, classes=classes,

@@ -176,13 +176,16 @@ def _blur(x, tf):
     return tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME")
 
 
-def maximize(model, classes, input_shape=None, steps=64, learning_rate=0.05, l2=1e-3, jitter=2,
-             blur_every=4, value_range=(0.0, 1.0), seed=0, output_index=0, record_every=8):
-    """Activation maximisation for several classes in one batch.
+def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05, l2=1e-3, jitter=2,
+             blur_every=4, value_range=(0.0, 1.0), seed=0, output_index=0, record_every=8,
+             layer=None, units=None):
+    """Activation maximisation for several classes (or units) in one batch.
 
     Starts from the same seeded noise every call (so epochs are comparable)
     and ascends, for each class ``c``, ``log(p_c)`` for outputs in [0, 1]
-    (the raw output otherwise), minus ``l2 * ||x||^2``. Regularisers: a random
+    (the raw output otherwise), minus ``l2 * ||x||^2``. With ``layer`` and
+    ``units``, the targets are instead the mean activation of each unit
+    (channel) of that layer, averaged over any spatial or time axes. Regularisers: a random
     translation of up to ``jitter`` pixels at each step (image inputs), a
     3x3 blur every ``blur_every`` steps, and clipping to ``value_range``.
     Shifts are capped at 1/16 of the image side, since rolling wraps pixels
@@ -192,7 +195,7 @@ def maximize(model, classes, input_shape=None, steps=64, learning_rate=0.05, l2=
 
     Args:
       model: a differentiable Keras model (TensorFlow backend), single input.
-      classes: output indices to maximise.
+      classes: output indices to maximise (ignored with ``layer``).
       input_shape: input shape without batch axis; from the model when None.
       steps, learning_rate, l2, jitter, blur_every: see above.
       value_range: (low, high) of valid input values.
@@ -200,6 +203,8 @@ def maximize(model, classes, input_shape=None, steps=64, learning_rate=0.05, l2=
       output_index: which output of a multi-output model.
       record_every: the un-jittered target scores are recorded every this
         many steps, and after the last.
+      layer: a layer (object or name) whose units to maximise instead.
+      units: the unit (last-axis) indices of ``layer``.
 
     Returns:
       ``(images, history)``: float32 array (K,) + input_shape, and the target
@@ -210,18 +215,30 @@ def maximize(model, classes, input_shape=None, steps=64, learning_rate=0.05, l2=
     if input_shape is None:
         input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     input_shape = tuple(int(d) for d in input_shape)
-    classes = [int(c) for c in classes]
+    if isinstance(layer, str):
+        layer = _find_layer(model, layer)
+    if layer is not None:
+        if not units:
+            raise ValueError("maximize(layer=...) needs the units to maximise; got %r" % (units,))
+        targets = [int(u) for u in units]
+    elif classes is None:
+        raise ValueError("maximize needs classes, or a layer and its units")
+    else:
+        targets = [int(c) for c in classes]
     lo, hi = (float(v) for v in value_range)
     rng = np.random.default_rng(seed)
     mid, spread = (lo + hi) / 2.0, (hi - lo) * 0.05
-    x = tf.constant(rng.uniform(mid - spread, mid + spread, (len(classes),) + input_shape).astype(np.float32))
+    x = tf.constant(rng.uniform(mid - spread, mid + spread, (len(targets),) + input_shape).astype(np.float32))
     image = len(input_shape) == 3
     # Rolling wraps pixels around: keep shifts small next to the image size.
     jitter = min(int(jitter), min(input_shape[:2]) // 16) if image else 0
     shift_rng = np.random.default_rng(seed + 1)
-    first = _class_output(model(x, training=False), output_index)
-    use_log = bool(tf.reduce_all(first >= 0.0)) and bool(tf.reduce_all(first <= 1.0))
-    score, step_fn = _ascent_functions(model, tuple(classes), input_shape, use_log, output_index)
+    if layer is None:
+        first = _class_output(model(x, training=False), output_index)
+        use_log = bool(tf.reduce_all(first >= 0.0)) and bool(tf.reduce_all(first <= 1.0))
+    else:
+        use_log = False
+    score, step_fn = _ascent_functions(model, tuple(targets), input_shape, use_log, output_index, layer)
     history = []
     lr = tf.constant(learning_rate * (hi - lo), tf.float32)
     l2_t, lo_t, hi_t = tf.constant(l2, tf.float32), tf.constant(lo, tf.float32), tf.constant(hi, tf.float32)
@@ -259,17 +276,25 @@ def _class_scores(out, classes):
 _ASCENT_CACHE = weakref.WeakKeyDictionary()
 
 
-def _ascent_functions(model, classes, input_shape, use_log, output_index):
-    """(score, step) tf.functions for maximising ``classes`` of ``model``."""
+def _ascent_functions(model, targets, input_shape, use_log, output_index, layer=None):
+    """(score, step) tf.functions maximising ``targets``: classes of ``model``,
+    or units of ``layer``."""
     tf = _tf()
-    key = (classes, input_shape, use_log, output_index)
+    key = (targets, input_shape, use_log, output_index, None if layer is None else id(layer))
     per_model = _ASCENT_CACHE.setdefault(model, {})
     if key in per_model:
         return per_model[key]
     image = len(input_shape) == 3
+    unit_idx = tf.constant(np.stack([np.arange(len(targets)), targets], axis=1), tf.int32)
 
     def score_of(inp):
-        s = _class_scores(_class_output(model(inp, training=False), output_index), classes)
+        if layer is not None:
+            with capture.recording({"units": layer}) as (captured, _):
+                model(inp, training=False)
+            feats = tf.cast(captured["units"], tf.float32)
+            per_unit = tf.reduce_mean(feats, axis=list(range(1, len(feats.shape) - 1))) if len(feats.shape) > 2 else feats
+            return tf.gather_nd(per_unit, unit_idx)
+        s = _class_scores(_class_output(model(inp, training=False), output_index), targets)
         return tf.math.log(s + 1e-7) if use_log else s
 
     @tf.function(reduce_retracing=True)

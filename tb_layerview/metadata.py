@@ -14,10 +14,12 @@ PLUGIN_NAME = "tb_layerview"
 #: Version of the format (plugin metadata and blob layout) written by this code.
 FORMAT_VERSION = 1
 
-#: Per-layer kinds: one series per layer and kind.
+#: Per-layer kinds: one series per layer and kind. ``units`` holds the
+#: activation-maximisation images of chosen units of the layer.
 KIND_ACTIVATIONS = "activations"
 KIND_FILTERS = "filters"
-LAYER_KINDS = (KIND_ACTIVATIONS, KIND_FILTERS)
+KIND_UNITS = "units"
+LAYER_KINDS = (KIND_ACTIVATIONS, KIND_FILTERS, KIND_UNITS)
 
 #: Run-level kinds: one series per run.
 KIND_CONFIG = "config"
@@ -42,6 +44,7 @@ KINDS = LAYER_KINDS + RUN_KINDS
 _TAG_PREFIX = {
     KIND_ACTIVATIONS: "layerview/activations/",
     KIND_FILTERS: "layerview/filters/",
+    KIND_UNITS: "layerview/units/",
     KIND_CONFIG: "layerview/run/config",
     KIND_PROBES: "layerview/run/probes",
     KIND_PREDICTIONS: "layerview/run/predictions",

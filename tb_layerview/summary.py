@@ -367,3 +367,23 @@ def attribution_maps(maps, step=None, targets=(), method="", layer=None, weighti
     info = {"method": method, "layer": layer, "weighting": weighting, "shape": list(maps.shape[1:]),
             "targets": list(targets), "range": [0.0, 1.0]}
     return write_blobs(metadata.KIND_ATTRIBUTION, [json_bytes(info)] + pngs, step=step)
+
+
+def unit_images(name, images, step=None, units=(), layer_class="", layer_index=0, parent="",
+                image_shape=None, extra=None):
+    """Writes activation-maximisation images of chosen units of a layer.
+
+    Args:
+      name: the layer path.
+      images: array (K, ...) shaped like the model's input, one per unit.
+      step: the step.
+      units: the unit (channel) index of each image.
+      layer_class, layer_index, parent: as for :func:`activations`.
+      image_shape: forces the image shape of a flat input.
+      extra: more JSON-ready fields for the info blob.
+    """
+    fields = {"units": [int(u) for u in units]}
+    fields.update(extra or {})
+    return write_blobs(metadata.KIND_UNITS, class_image_blobs(images, image_shape, fields), step=step,
+                       layer=name, layer_class=layer_class, output_shape=np.shape(images)[1:],
+                       layer_index=layer_index, parent=parent, layout="image")

@@ -102,7 +102,8 @@ def write_logs(logdir, cnn_epochs=15):
     cnn.compile("adam", "sparse_categorical_crossentropy")
     cnn.fit(x, y, epochs=cnn_epochs, batch_size=32, verbose=0,
             callbacks=[LayerView(os.path.join(logdir, "cnn"), probe=(x[:3], y[:3]),
-                                 class_names=["top", "bottom"])])
+                                 class_names=["top", "bottom"], maximize_steps=16,
+                                 maximize_units={"conv2": 2})])
     models["cnn"] = cnn
     xm = rng.random((64, 64), dtype=np.float32)
     mlp = keras.Sequential([keras.Input((64,), name="pixels"),

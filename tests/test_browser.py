@@ -329,12 +329,12 @@ def test_a_failed_request_shows_a_message_not_a_blank_panel(browser, browser_log
 
 def test_class_views_grid_and_attribution_overlay(browser, tensorboard_url):
     """Class views show class x epoch grids per run (or why not); attribution overlays the probes."""
-    p = Page(browser, tab_url(tensorboard_url, "run=mlp&run=cnn&view=classes&step=3"))
-    p.wait("() => document.querySelectorAll('table.class-grid').length === 3")
+    p = Page(browser, tab_url(tensorboard_url, "run=mlp&run=cnn&view=classes&step=3&layer=conv2"))
+    p.wait("() => document.querySelectorAll('table.class-grid').length === 4")
     counts = p.eval("""() => Object.fromEntries([...document.querySelectorAll('.column')].map(c => [c.dataset.run,
         [...c.querySelectorAll('.class-view')].map(s => [s.dataset.kind, s.querySelectorAll('img.class-img').length])]))""")
     assert counts["mlp"] == [["maximization", 3 * 2], ["backquery", 3 * 4]]
-    assert counts["cnn"][1] == ["backquery", 0]
+    assert counts["cnn"][1:] == [["backquery", 0], ["units", 2 * 4]]
     reason = p.eval("() => document.querySelector('.column[data-run=\"cnn\"] .class-view[data-kind=\"backquery\"] .placeholder').textContent")
     assert "Conv2D" in reason and "activation maximisation" in reason
     p.wait("() => [...document.querySelectorAll('img.class-img')].every(i => i.complete && i.naturalWidth > 0)")

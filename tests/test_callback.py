@@ -483,3 +483,33 @@ def test_class_views_for_a_sigmoid_mlp_and_a_cnn(tmp_path):
     cam = run_blob(series, "cnn", metadata.KIND_ATTRIBUTION)[1]
     assert len(cam) == 4 and render.decode_png(cam[1]).shape == (8, 8, 2)
     assert sorted(run_blob(series, "cnn", metadata.KIND_MAXIMIZATION)) == [0, 1]
+
+
+def test_maximize_units_logs_images_of_the_chosen_units(tmp_path):
+    """maximize_units={'conv': 2} writes a units series of 2 images at the maximisation epochs."""
+    cnn = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+                            keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax", name="out")])
+    x = np.random.default_rng(2).random((16, 8, 8, 3), dtype=np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(cnn, x, np.zeros(16, int), tmp_path / "units", epochs=2, loss="sparse_categorical_crossentropy",
+            probe=x[:2], maximize_steps=8, maximize_every_n_epochs=2, maximize_units={"conv": 2, "nope": [1]})
+    assert any("maximize_units names layer 'nope'" in str(w.message) for w in caught)
+    series, run = only_run(tmp_path / "units")
+    units = layer_series(series, run)[(metadata.KIND_UNITS, "conv")]
+    assert sorted(units) == [0, 2] and len(units[2]) == 3
+    info = json_of(units[2][0])
+    assert info["units"] == [0, 1] and info["shape"] == [8, 8, 3] and len(info["history"]) == 2
+    assert render.decode_png(units[2][1]).shape == (8, 8, 4)
+
+
+@pytest.mark.parametrize("value, message", [
+    ([1, 2], "maximize_units must be a dict"),
+    ({"conv": "ab"}, "maximize_units\\['conv'\\] must be unit indices or a count; got 'ab'"),
+    ({"conv": 0}, "maximize_units\\['conv'\\] must be an integer >= 1; got 0"),
+    ({"conv": [-1]}, "must name units >= 0; got \\[-1\\]"),
+])
+def test_bad_maximize_units_are_rejected(tmp_path, value, message):
+    """maximize_units is validated up front with the value quoted."""
+    with pytest.raises((TypeError, ValueError), match=message):
+        LayerView(str(tmp_path), probe=np.ones((1, 2), np.float32), maximize_units=value)

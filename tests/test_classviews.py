@@ -125,3 +125,14 @@ def test_saliency_for_models_without_convolutions():
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2, activation="softmax")])
     maps, info = classviews.attribution(model, np.ones((3, 6), np.float32), classes=[0, 1, 0])
     assert info["method"] == "saliency" and maps.shape == (3, 6) and maps.max() == pytest.approx(1.0)
+
+
+def test_unit_maximisation_raises_the_unit_mean_activation(halves_model):
+    """Maximising channels of a conv layer raises each channel's mean activation."""
+    images, history = classviews.maximize(halves_model, layer="conv", units=[0, 1, 2], steps=32)
+    assert images.shape == (3, 8, 8, 1)
+    assert (history[-1] > history[0]).all()
+    with pytest.raises(ValueError, match="needs the units"):
+        classviews.maximize(halves_model, layer="conv", units=[])
+    with pytest.raises(ValueError, match="no layer named 'nope'"):
+        classviews.maximize(halves_model, layer="nope", units=[0])

@@ -44,7 +44,7 @@ def test_runs_lists_every_run_with_layers_in_model_order_and_all_steps(client):
     assert [(l["path"], l["class"], l["index"], l["layout"], sorted(l["kinds"])) for l in cnn["layers"]] == [
         ("conv1", "Conv2D", 0, "grid", ["activations", "filters"]),
         ("pool1", "MaxPooling2D", 1, "grid", ["activations"]),
-        ("conv2", "Conv2D", 2, "grid", ["activations", "filters"]),
+        ("conv2", "Conv2D", 2, "grid", ["activations", "filters", "units"]),
         ("flatten", "Flatten", 3, "vector", ["activations"]),
         ("predictions", "Dense", 4, "vector", ["activations", "filters"]),
     ]
@@ -280,3 +280,12 @@ def test_random_queries_never_get_a_500(client):
         seen.add(resp.status_code)
         assert resp.status_code in (200, 400, 404), (route, params, resp.status_code, resp.get_data()[:200])
     assert {200, 400, 404} <= seen
+
+
+def test_units_series_is_served_per_layer(client):
+    """Unit maximisation images are a per-layer series served by /info and /image."""
+    info = get_json(client, "info", run="cnn", layer="conv2", kind="units", step=15)
+    assert info["units"] == [0, 1] and info["layer"] == "conv2" and info["shape"] == [12, 12, 3]
+    assert [s["step"] for s in get_json(client, "steps", run="cnn", layer="conv2", kind="units")["steps"]] == [0, 5, 10, 15]
+    png = get(client, "image", run="cnn", layer="conv2", kind="units", step=15, probe=1)
+    assert render.decode_png(png.get_data()).shape == (12, 12, 4)
