@@ -176,14 +176,16 @@ def _blur(x, tf):
     return tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME")
 
 
-def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05, l2=1e-3, jitter=2,
+def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05, l2=0.01, jitter=2,
              blur_every=4, value_range=(0.0, 1.0), seed=0, output_index=0, record_every=8,
              layer=None, units=None):
     """Activation maximisation for several classes (or units) in one batch.
 
     Starts from the same seeded noise every call (so epochs are comparable)
     and ascends, for each class ``c``, ``log(p_c)`` for outputs in [0, 1]
-    (the raw output otherwise), minus ``l2 * ||x||^2``. With ``layer`` and
+    (the raw output otherwise), along the gradient normalised per sample,
+    with an L2 decay of ``x`` toward the middle of ``value_range`` by the
+    factor ``1 - l2`` each step. With ``layer`` and
     ``units``, the targets are instead the mean activation of each unit
     (channel) of that layer, averaged over any spatial or time axes. Regularisers: a random
     translation of up to ``jitter`` pixels at each step (image inputs), a
@@ -306,11 +308,15 @@ def _ascent_functions(model, targets, input_shape, use_log, output_index, layer=
         with tf.GradientTape() as tape:
             tape.watch(x)
             inp = tf.roll(x, shift=shift, axis=[1, 2]) if image else x
-            loss = tf.reduce_sum(score_of(inp)) - l2 * tf.reduce_sum(tf.square(x))
+            loss = tf.reduce_sum(score_of(inp))
         grad = tape.gradient(loss, x)
         axes = list(range(1, len(input_shape) + 1))
         grad = grad / (tf.math.reduce_std(grad, axis=axes, keepdims=True) + 1e-8)
-        x = x + lr * grad
+        # The L2 term is applied as a decay toward the middle of the range,
+        # outside the normalised gradient: normalising it too would turn a
+        # flat score (an untrained or dead unit) into a full-speed collapse.
+        mid = (lo + hi) / 2.0
+        x = mid + (x + lr * grad - mid) * (1.0 - l2)
         if blur:
             x = _blur(x, tf)
         return tf.clip_by_value(x, lo, hi)
