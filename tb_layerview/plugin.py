@@ -366,9 +366,14 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 })
             layers.sort(key=lambda l: (l["index"], l["path"]))
             steps, probe_count = [], 0
-            pred = entry["run"].get(metadata.KIND_PREDICTIONS)
-            if pred is not None:
-                index = self._steps_of(ctx, eid, pred)
+            # The predictions series has every logged step; runs written with
+            # the summary ops alone may lack it: then the first layer's steps.
+            timeline = entry["run"].get(metadata.KIND_PREDICTIONS)
+            if timeline is None and layers:
+                first = entry["layers"][layers[0]["path"]]
+                timeline = first.get(metadata.KIND_ACTIVATIONS) or next(iter(first.values()))
+            if timeline is not None:
+                index = self._steps_of(ctx, eid, timeline)
                 steps = [{"step": s, "wall_time": index[s][0]} for s in sorted(index)]
             probes = entry["run"].get(metadata.KIND_PROBES)
             if probes is not None:

@@ -289,3 +289,19 @@ def test_units_series_is_served_per_layer(client):
     assert [s["step"] for s in get_json(client, "steps", run="cnn", layer="conv2", kind="units")["steps"]] == [0, 5, 10, 15]
     png = get(client, "image", run="cnn", layer="conv2", kind="units", step=15, probe=1)
     assert render.decode_png(png.get_data()).shape == (12, 12, 4)
+
+
+def test_runs_written_with_summary_ops_alone_still_list_their_steps(tmp_path):
+    """A custom loop that writes only activations still gets a run with its steps."""
+    import tensorflow as tf
+
+    from tb_layerview import summary
+
+    writer = tf.summary.create_file_writer(str(tmp_path / "loop"))
+    with writer.as_default():
+        for step in (0, 2, 4):
+            summary.activations("feat", np.ones((2, 4, 4, 3)) * step, step=step, layer_class="Custom")
+    writer.close()
+    run = get_json(wsgi_client(str(tmp_path)), "runs")["runs"][0]
+    assert [s["step"] for s in run["steps"]] == [0, 2, 4]
+    assert run["probe_count"] == 2 and run["has_probes"] is False and run["has_config"] is False
