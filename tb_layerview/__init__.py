@@ -6,6 +6,7 @@ Public API::
     import tb_layerview.summary                 # tf.summary-style ops
     import tb_layerview.render                  # pure-numpy image maths
     import tb_layerview.classviews              # back-query, activation maximisation, attribution
+    import tb_layerview.export                  # PNG folders and GIFs from event files (no TF)
 
 Importing this package does not import TensorFlow or Keras; they are loaded
 on first use of ``LayerView`` or of a summary op.
@@ -15,7 +16,8 @@ import importlib
 
 from tb_layerview.version import VERSION as __version__
 
-__all__ = ["LayerView", "LayerViewWarning", "summary", "render", "metadata", "classviews", "__version__"]
+__all__ = ["LayerView", "LayerViewWarning", "summary", "render", "metadata", "classviews", "export",
+           "__version__"]
 
 _LAZY = {
     "LayerView": ("tb_layerview.callback", "LayerView"),
@@ -24,6 +26,7 @@ _LAZY = {
     "render": ("tb_layerview.render", None),
     "metadata": ("tb_layerview.metadata", None),
     "classviews": ("tb_layerview.classviews", None),
+    "export": ("tb_layerview.export", None),
 }
 
 
