@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 extras=$(IFS=,; echo "$*")
 need=()
 if [[ ",$extras," == *",test,"* ]]; then
-  [ -x /usr/bin/chromium ] || need+=(chromium)
+  [ -x /usr/bin/chromium ] || need+=(chromium fonts-liberation)
   command -v node >/dev/null 2>&1 || need+=(nodejs)
 fi
 if [ ${#need[@]} -gt 0 ]; then
