@@ -356,10 +356,14 @@ class Panel {
       this.main.replaceChildren(el('div', {class: 'placeholder', text: 'Select a run on the left.'}));
       return Promise.resolve();
     }
-    const key = JSON.stringify([s.runs, s.layer, s.view, s.probe, s.attr, s.view === 'classes' ? this.currentStep() : null,
-      runs.map((r) => [r.probe_count, r.layers.length, r.steps.length])]);
+    // Rebuild the DOM only when the structure changes; a new epoch during
+    // training just repaints (except the class grids, whose columns are epochs).
+    const classes = s.view === 'classes';
+    const key = JSON.stringify([s.runs, s.layer, s.view, s.probe, s.attr, classes ? this.currentStep() : null,
+      runs.map((r) => [r.probe_count, r.layers.length, classes ? r.steps.length : null])]);
     if (key !== this.structureKey) {
       this.structureKey = key;
+      this.rebuilds = (this.rebuilds || 0) + 1;
       this.columns = runs.map((r) => this.buildColumn(r));
       this.main.replaceChildren(...this.columns.map((c) => c.node));
       this.main.style.gridTemplateColumns = `repeat(${runs.length}, minmax(0, 1fr))`;
@@ -542,6 +546,8 @@ class Panel {
     if (step === null || s.view === 'config') return;
     const jobs = [];
     for (const col of this.columns || []) {
+      // Live updates bring new run objects (new epochs) without a rebuild.
+      col.run = this.runs.find((r) => r.run === col.run.run) || col.run;
       if (!col.layer) continue;
       const hasStep = col.run.steps.some((x) => x.step === step);
       for (const cell of col.cells) {

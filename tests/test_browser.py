@@ -19,6 +19,19 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ARTIFACTS = os.environ.get("TB_LAYERVIEW_ARTIFACTS",
                            os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "artifacts"))
 
+GROW_SCRIPT = r"""
+import sys, numpy as np, keras
+from tb_layerview import LayerView
+keras.utils.set_random_seed(0)
+m = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3, name="conv"),
+                      keras.layers.Flatten(name="flat"), keras.layers.Dense(1, name="out")])
+m.compile("sgd", "mse")
+x = np.random.default_rng(0).random((16, 4, 4, 1), dtype=np.float32)
+start, end = int(sys.argv[2]), int(sys.argv[3])
+m.fit(x, np.zeros((16, 1)), initial_epoch=start, epochs=end, verbose=0,
+      callbacks=[LayerView(sys.argv[1], probe=x[:1], class_views=False)])
+"""
+
 LIVE_SCRIPT = r"""
 import sys, numpy as np, keras
 from tb_layerview import LayerView
@@ -346,3 +359,35 @@ def test_class_views_grid_and_attribution_overlay(browser, tensorboard_url):
     p.wait("() => document.querySelector('canvas.attribution').hidden")
     assert p.errors == []
     p.page.close()
+
+
+def test_new_epochs_of_a_training_run_appear_and_follow_latest_tracks_them(browser, browser_logdir):
+    """While a run trains, its new epochs show up without a reload and "follow latest" moves to them."""
+    run_dir = os.path.join(browser_logdir, "grow")
+    first = subprocess.run([sys.executable, "-c", GROW_SCRIPT, run_dir, "0", "2"], capture_output=True, text=True,
+                           timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    proc, url = start_tensorboard(browser_logdir)
+    try:
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/data/plugin_entry.html?name=tb_layerview#run=grow&layer=conv")
+        page.wait_for_function("() => window.layerView && window.layerView.firstPaintMs !== undefined",
+                               timeout=60000)
+        assert page.evaluate("() => window.layerView.currentStep()") == 2
+        rebuilds = page.evaluate("() => window.layerView.rebuilds")
+        more = subprocess.run([sys.executable, "-c", GROW_SCRIPT, run_dir, "2", "5"], capture_output=True,
+                              text=True, timeout=300)
+        assert more.returncode == 0, more.stderr[-2000:]
+        page.wait_for_function("() => window.layerView.currentStep() === 5", timeout=60000)
+        page.wait_for_function("() => document.querySelector('.epoch-label').textContent.startsWith('epoch 5')")
+        page.wait_for_function("() => !document.querySelector('canvas.tiles').classList.contains('stale')",
+                               timeout=10000)
+        assert "No epoch" not in page.text_content(".cell-status")
+        # New epochs repaint in place: the columns are not rebuilt (scroll and hover survive).
+        assert page.evaluate("() => window.layerView.rebuilds") == rebuilds == 1
+        assert errors == []
+        page.close()
+    finally:
+        stop(proc)
