@@ -122,6 +122,7 @@ def measure(logdir, loader, args):
             "steps": lambda: plugin + "steps?run=%s&layer=%s&kind=activations" % pick()[:2],
             "random info": lambda: plugin + "info?run=%s&layer=%s&kind=activations&step=%d" % pick(),
             "random image": lambda: plugin + "image?run=%s&layer=%s&kind=activations&step=%d&probe=%d" % (pick() + (rnd.randrange(args.probes),)),
+            "ranges": lambda: plugin + "ranges?run=%s&layer=%s&kind=activations" % pick()[:2],
             "predictions": lambda: plugin + "predictions?run=run%d&step=%d" % (rnd.randrange(args.runs), rnd.randrange(args.epochs + 1)),
         }
         results = {}
@@ -139,7 +140,7 @@ def measure(logdir, loader, args):
         results["scrub info"] = scrub("info")
         results["scrub image"] = scrub("image")
         for name, make in routes.items():
-            n = args.requests if name != "runs" else max(20, args.requests // 10)
+            n = args.requests if name not in ("runs", "ranges") else max(20, args.requests // 10)
             for _ in range(5):
                 get(make())  # warm-up
             results[name] = percentiles([get(make()) for _ in range(n)])

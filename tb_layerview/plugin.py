@@ -168,7 +168,7 @@ class _Series:
 
 
 class LayerViewPlugin(base_plugin.TBPlugin):
-    """Serves activations, filters, configs, probes and predictions."""
+    """Serves activations, filters, unit and class views, configs, probes and predictions."""
 
     plugin_name = metadata.PLUGIN_NAME
 
