@@ -172,9 +172,11 @@ def main():
         print("\n--load_fast=%s: all steps loaded after %.0f s" % (loader, r["load_s"]))
         print("  (\"random\": uniformly random run/layer/step; \"scrub\": one layer epoch after epoch)")
         for name, (p50, p95) in r["latency"].items():
-            target = 10 if "image" in name else 50
-            print("  %-12s p50 %6.1f ms   p95 %6.1f ms   (target p95 <= %d ms: %s)"
-                  % (name, p50, p95, target, "met" if p95 <= target else "MISSED"))
+            # The targets: list routes (runs, steps) p95 <= 50 ms, image route p95 <= 10 ms.
+            target = 10 if "image" in name else 50 if name in ("runs", "steps") else None
+            verdict = "no target" if target is None else "target p95 <= %d ms: %s" % (
+                target, "met" if p95 <= target else "MISSED")
+            print("  %-12s p50 %6.1f ms   p95 %6.1f ms   (%s)" % (name, p50, p95, verdict))
         print("  RSS %.0f MiB = %.2f x on-disk size; growth over an empty logdir %.0f MiB = %.2f x (target 1.5 x)"
               % (r["rss"] / 2**20, r["rss"] / size, (r["rss"] - r["base_rss"]) / 2**20,
                  (r["rss"] - r["base_rss"]) / size))
