@@ -50,3 +50,18 @@ def test_importing_the_package_does_not_import_tensorflow():
     code = "import sys, tb_layerview; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["False", "False"], out.stderr[-2000:]
+
+
+def test_frontend_builds_dom_without_html_strings_or_remote_assets():
+    """The panel never parses data as HTML and loads nothing from outside the package."""
+    import re
+
+    folder = os.path.join(ROOT, "frontend")
+    for name in os.listdir(folder):
+        text = open(os.path.join(folder, name), encoding="utf-8").read()
+        assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", text), name
+        assert not re.search(r"https?://", text), name
+        if name.endswith(".js"):
+            assert not re.search(r"\beval\(|new Function\(", text), name
+            for spec in re.findall(r"^import .* from '([^']+)';", text, re.M):
+                assert spec.startswith("./") and spec[2:] in STATIC_FILES, (name, spec)
