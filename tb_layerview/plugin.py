@@ -180,6 +180,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         self._lock = threading.Lock()
         self._listing = {}  # experiment id -> (time, {run: {...}})
         self._index = {}  # (eid, run, tag, max_step, max_wall_time) -> {step: (wall, keys)}
+        self._ranges = {}  # same key -> GET /ranges answer
         # Only a data provider in another process (the Rust data server behind
         # gRPC) makes blob reads slow; an in-process one would just hold each
         # blob twice.
@@ -423,6 +424,11 @@ class LayerViewPlugin(base_plugin.TBPlugin):
     def ranges_impl(self, ctx, eid, run, layer, kind):
         """Per-step and overall per-tile ranges, for normalisation across epochs."""
         series = self._series(ctx, eid, run, layer, kind)
+        key = (eid, series.run, series.tag, series.max_step, series.max_wall_time)
+        with self._lock:
+            hit = self._ranges.get(key)
+        if hit is not None:
+            return hit
         steps = sorted(self._steps_of(ctx, eid, series))
         infos = self._bulk.map(lambda st: self._json_blob(ctx, eid, series, st)[0], steps)
         per_step, lo, hi = [], None, None
@@ -438,9 +444,14 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                              "max": max(tiles_max, default=0.0)})
             lo = tiles_min if lo is None else [min(a, b) for a, b in zip(lo, tiles_min)]
             hi = tiles_max if hi is None else [max(a, b) for a, b in zip(hi, tiles_max)]
-        return {"run": run, "layer": layer, "kind": kind, "steps": per_step,
-                "tile_min": lo or [], "tile_max": hi or [],
-                "min": min(lo or [0.0]), "max": max(hi or [0.0])}
+        result = {"run": run, "layer": layer, "kind": kind, "steps": per_step,
+                  "tile_min": lo or [], "tile_max": hi or [],
+                  "min": min(lo or [0.0]), "max": max(hi or [0.0])}
+        with self._lock:
+            if len(self._ranges) > 1024:
+                self._ranges.clear()
+            self._ranges[key] = result  # a series' data only changes with a new step
+        return result
 
     def probes_impl(self, ctx, eid, run):
         series = self._series(ctx, eid, run, None, metadata.KIND_PROBES)
