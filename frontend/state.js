@@ -98,7 +98,7 @@ export function alignLayers(runs) {
       if (!byPath.has(l.path)) {
         byPath.set(l.path, {
           path: l.path,
-          name: l.path.split('/').pop(),
+          name: l.name ?? l.path.split('/').pop(),
           depth: l.parent ? l.parent.split('/').length : 0,
           parent: l.parent,
           cls: l.class,

@@ -361,8 +361,10 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 any_series = next(iter(kinds.values()))
                 m = any_series.meta
                 act = kinds.get(metadata.KIND_ACTIVATIONS)
+                name = path[len(m.parent) + 1:] if m.parent and path.startswith(m.parent + "/") else path
                 layers.append({
                     "path": path,
+                    "name": name,
                     "class": m.layer_class,
                     "parent": m.parent,
                     "index": m.layer_index,

@@ -56,7 +56,8 @@ def test_hostile_run_and_layer_names_round_trip(client):
     """Names with HTML, spaces and unicode come back intact and address their data."""
     runs = get_json(client, "runs")["runs"]
     odd = next(r for r in runs if r["run"] == HOSTILE_RUN)
-    assert odd["layers"][0]["path"] == HOSTILE_LAYER
+    assert odd["layers"][0]["path"] == HOSTILE_LAYER == odd["layers"][0]["name"]
+    assert (odd["layers"][1]["path"], odd["layers"][1]["name"], odd["layers"][1]["parent"]) == ("a/b c ü", "b c ü", "a")
     info = get_json(client, "info", run=HOSTILE_RUN, layer=HOSTILE_LAYER, kind="activations", step=1)
     assert info["layer"] == HOSTILE_LAYER and info["run"] == HOSTILE_RUN
     resp = get(client, "image", run=HOSTILE_RUN, layer=HOSTILE_LAYER, kind="activations", step=1, probe=1)
