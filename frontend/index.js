@@ -67,6 +67,11 @@ class UrlState {
   }
 }
 
+/** Per-tile stats of the image a cell shows (filters have one image, whatever the probe). */
+function tilesOf(info, cell) {
+  return info.tilesByProbe[cell.kind === 'filters' ? 0 : cell.probe] || [];
+}
+
 class Panel {
   constructor(root) {
     this.root = root;
@@ -588,7 +593,7 @@ class Panel {
       }).catch(() => {});
     }
     if (token !== this.paintToken) return;
-    const tiles = info.tilesByProbe[cell.kind === 'filters' ? 0 : cell.probe] || [];
+    const tiles = tilesOf(info, cell);
     cell.info = info;
     cell.tiles = tiles;
     cell.step = step;
@@ -656,7 +661,7 @@ class Panel {
       const url = api.imageUrl(run, layer, cell.kind, step, cell.probe);
       const [img, info] = await Promise.all([api.loadImage(url), api.fetchInfo(run, layer, cell.kind, step)]);
       const tile = cropTile(pixelsOf(url, img), info, t);
-      const all = info.tilesByProbe[cell.kind === 'filters' ? 0 : cell.probe] || [];
+      const all = tilesOf(info, cell);
       const stats = all[t] || {};
       // One tile alone: express "per layer" and "fixed" as a fixed range for it.
       let range = null;

@@ -745,16 +745,25 @@ class LayerView(keras.callbacks.Callback):
         status.update(more)
         self._class_status[kind] = status
 
+    def _gradient_probe(self):
+        """The probe as one float array to take input gradients of, or why there is none."""
+        if isinstance(self._inputs, (list, dict)):
+            return None, "needs a single-input model"
+        if keras.backend.backend() != "tensorflow":
+            return None, "needs the TensorFlow backend (this is %s)" % keras.backend.backend()
+        probe = np.asarray(self._inputs)
+        if not np.issubdtype(probe.dtype, np.floating):
+            return None, "the input (dtype %s, e.g. token ids) is not differentiable" % probe.dtype
+        return probe, None
+
     def _class_view_items(self, outputs, maximize):
         """Back-query, activation maximisation and attribution of the current model."""
         from tb_layerview import classviews
 
         items = []
         classes, reason = self._classes(outputs)
-        single = not isinstance(self._inputs, (list, dict))
-        if reason is None and not single:
+        if reason is None and isinstance(self._inputs, (list, dict)):
             reason = "class views need a single-input model"
-        tf_backend = keras.backend.backend() == "tensorflow"
         if reason is not None:
             for kind in metadata.CLASS_KINDS:
                 self._set_status(kind, False, reason)
@@ -770,13 +779,8 @@ class LayerView(keras.callbacks.Callback):
         except Exception as err:
             self._set_status(metadata.KIND_BACKQUERY, False, "back-query failed: %s: %s" % (type(err).__name__, err))
             self._warn("backquery", "back-query was not logged (%s: %s)" % (type(err).__name__, err))
-        if not tf_backend:
-            for kind in (metadata.KIND_MAXIMIZATION, metadata.KIND_ATTRIBUTION):
-                self._set_status(kind, False, "needs the TensorFlow backend (this is %s)" % keras.backend.backend())
-            return items
-        probe = np.asarray(self._inputs)
-        if not np.issubdtype(probe.dtype, np.floating):
-            why = "the input (dtype %s, e.g. token ids) is not differentiable" % probe.dtype
+        probe, why = self._gradient_probe()
+        if why is not None:
             for kind in (metadata.KIND_MAXIMIZATION, metadata.KIND_ATTRIBUTION):
                 self._set_status(kind, False, why)
             return items
@@ -818,10 +822,9 @@ class LayerView(keras.callbacks.Callback):
         from tb_layerview import classviews
 
         items = []
-        probe = np.asarray(self._inputs) if not isinstance(self._inputs, (list, dict)) else None
-        if probe is None or not np.issubdtype(probe.dtype, np.floating) or keras.backend.backend() != "tensorflow":
-            self._warn("units", "maximize_units needs a single float input and the TensorFlow backend;"
-                       " no units were maximised")
+        probe, why = self._gradient_probe()
+        if why is not None:
+            self._warn("units", "maximize_units: no units were maximised: %s" % why)
             return items
         value_range = _value_range(probe)
         image_shape = self._image_shape()

@@ -527,24 +527,23 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         return self._png(request, ctx, eid, series, self._latest_step(ctx, eid, series), 1 + probe)
 
     def _png(self, request, ctx, eid, series, step, position):
-        # The ETag names the blob, so a re-written step gets a new one.
         index = self._steps_of(ctx, eid, series)
+        etag = None
         if step in index and position < len(index[step][1]):
+            # The ETag names the blob (its step's wall time included), so a
+            # re-written step gets a new one.
             etag = '"%s"' % hashlib.sha1(repr((series.run, series.tag, step, position,
                                                index[step][0])).encode()).hexdigest()
             if etag in request.headers.get("If-None-Match", ""):
                 resp = wrappers.Response(status=304)
                 resp.headers["ETag"] = etag
-                resp.headers["Cache-Control"] = "private, max-age=%d, immutable" % _IMAGE_MAX_AGE
+                resp.headers["Cache-Control"] = "private, max-age=%d" % _IMAGE_MAX_AGE
                 return resp
-        data, _, wall = self._blob(ctx, eid, series, step, position)
+        data, _, _ = self._blob(ctx, eid, series, step, position)  # 404s for what the index lacks
         self._read_ahead(ctx, eid, series, step, position)
         if not data.startswith(b"\x89PNG"):
             raise errors.NotFoundError("item %d of step %d is not an image" % (position - 1, step))
-        etag = '"%s"' % hashlib.sha1(repr((series.run, series.tag, step, position, wall)).encode()).hexdigest()
-        resp = http_util.Respond(request, data, "image/png", expires=_IMAGE_MAX_AGE,
-                                 headers=[("ETag", etag)])
-        return resp
+        return http_util.Respond(request, data, "image/png", expires=_IMAGE_MAX_AGE, headers=[("ETag", etag)])
 
     def _static_app(self, name):
         mime = STATIC_FILES[name]
