@@ -86,6 +86,11 @@ export const fetchProbes = (run) => getJson('probes', {run});
 /** GET /predictions: model outputs for each probe at a step. */
 export const fetchPredictions = (run, step) => cachedJson('predictions', {run, step});
 
+/** GET /plan: what a step logged, and why not the rest. */
+export const fetchPlan = (run, step) => cachedJson('plan', {run, step});
+/** GET /stats: per-channel statistics of a step (of one layer when `layer` is given). */
+export const fetchStats = (run, step, layer) => cachedJson('stats', {run, step, layer});
+
 /** URL of GET /image (PNG, cached by the browser). */
 export const imageUrl = (run, layer, kind, step, probe) =>
   routeUrl('image', {run, layer, kind, step, probe});

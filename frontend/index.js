@@ -7,7 +7,7 @@ import {startLive} from './live.js';
 import {COLORMAPS, NORMS, colormapTable} from './normalise.js';
 import {
   VIEWS, ZOOMS, alignLayers, assignColours, decodeState, encodeState, filterLayers, gridSteps, hashParam,
-  layerRows, moveStep, snapStep, unionSteps, withHashParam,
+  layerRows, moveStep, nearestShown, planReason, snapStep, unionSteps, withHashParam,
 } from './state.js';
 import {
   configCard, cropTile, el, emptyState, errorBanner, formatShape, formatTime, paint, pixelsOf,
@@ -83,6 +83,7 @@ class Panel {
     this.configs = new Map(); // run -> config promise
     this.probes = new Map(); // run -> probes promise
     this.ranges = new Map(); // key -> ranges promise
+    this.seriesStepLists = new Map(); // key -> steps of one series
     this.playing = null;
     this.paintToken = 0;
     this.structureKey = null;
@@ -416,14 +417,15 @@ class Panel {
     for (const p of probes) {
       const canvas = el('canvas', {class: 'tiles'});
       const status = el('div', {class: 'cell-status'});
-      const cell = {probe: p, kind, canvas, status};
+      const notice = el('div', {class: 'thinned', hidden: true, role: 'note'});
+      const cell = {probe: p, kind, canvas, status, notice};
       const side = kind === 'activations' ? this.probeSide(run, p, cell) : null;
       canvas.addEventListener('mousemove', (e) => this.hover(cell, e));
       canvas.addEventListener('mouseleave', () => {
         this.tooltip.hidden = true;
       });
       canvas.addEventListener('click', (e) => this.enlarge(col, cell, e));
-      body.append(el('div', {class: 'cell'}, side, el('div', {class: 'cell-main'}, canvas, status)));
+      body.append(el('div', {class: 'cell'}, side, el('div', {class: 'cell-main'}, notice, canvas, status)));
       col.cells.push(cell);
     }
     return col;
@@ -539,6 +541,12 @@ class Panel {
     return memo(this.probes, run, () => api.fetchProbes(run));
   }
 
+  /** The steps one series holds (the budget may thin images), per run version. */
+  seriesSteps(run, layer, kind, version) {
+    return memo(this.seriesStepLists, JSON.stringify([run, layer, kind, version]),
+      () => api.fetchSteps(run, layer, kind).then((res) => res.steps.map((x) => x.step)));
+  }
+
   fixedRanges(run, layer, kind, version) {
     return memo(this.ranges, JSON.stringify([run, layer, kind, version]), () => api.fetchRanges(run, layer, kind));
   }
@@ -577,6 +585,27 @@ class Panel {
       cell.canvas.classList.add('stale');
       return;
     }
+    // The budget may have left this layer's images out at this epoch: show
+    // the nearest drawn epoch and say why, never an empty gap.
+    let notice = '';
+    const drawn = await this.seriesSteps(run, layer, cell.kind, col.run.steps.length);
+    if (!drawn.includes(step)) {
+      const reason = col.run.has_plan
+        ? await api.fetchPlan(run, step).then((p) => planReason(p, layer, cell.kind)).catch(() => null) : null;
+      const shownStep = nearestShown(drawn, step);
+      notice = `No ${cell.kind === 'filters' ? 'filters' : 'images'} at epoch ${step}${reason ? ` (${reason})` : ''}.` +
+        (shownStep !== null ? ` Showing epoch ${shownStep}.` : '');
+      if (token !== this.paintToken) return;
+      cell.notice.textContent = notice;
+      cell.notice.hidden = false;
+      if (shownStep === null) {
+        cell.canvas.classList.add('stale');
+        return;
+      }
+      step = shownStep;
+    } else {
+      cell.notice.hidden = true;
+    }
     const url = api.imageUrl(run, layer, cell.kind, step, cell.probe);
     const [img, info] = await Promise.all([api.loadImage(url), api.fetchInfo(run, layer, cell.kind, step)]);
     let fixed = null;
@@ -598,7 +627,7 @@ class Panel {
     cell.tiles = tiles;
     cell.step = step;
     paint(cell.canvas, pixelsOf(url, img), info, tiles, {norm: s.norm, cmap: s.cmap, zoom: s.zoom, fixed, rgb: info.rgb});
-    cell.canvas.classList.remove('stale');
+    cell.canvas.classList.toggle('stale', Boolean(notice));
     if (cell.kind === 'activations') this.paintAttribution(col.run, cell, step, token);
     const shown = info.shown < info.channels ? `${info.shown} of ${info.channels} ${cell.kind === 'filters' ? 'filters' : 'channels'}` : '';
     const notes = [shown, info.scale > 1 ? `downsampled ${info.scale}×` : '', info.slice ? `middle slice ${info.slice.index}` : '', info.note || '']

@@ -206,3 +206,32 @@ export function layerRows(layers) {
   }
   return rows;
 }
+
+/**
+ * The step to show when a series lacks `step` (the budget thinned its
+ * images): the latest of `steps` before it, else the first after it, else null.
+ */
+export function nearestShown(steps, step) {
+  let before = null;
+  let after = null;
+  for (const s of steps) {
+    if (s <= step && (before === null || s > before)) before = s;
+    if (s > step && (after === null || s < after)) after = s;
+  }
+  return before !== null ? before : after;
+}
+
+/**
+ * Why a step's plan record (GET /plan) left `layer`'s `kind` images out, or
+ * null when it does not say.
+ */
+export function planReason(plan, layer, kind) {
+  if (!plan) return null;
+  for (const [reason, layers] of Object.entries(plan.no_images || {})) {
+    if (layers.includes(layer)) return reason;
+  }
+  if (kind === 'filters' && (plan.images || []).includes(layer) && !(plan.filters || []).includes(layer)) {
+    return 'the kernel is frozen and unchanged since it was last drawn';
+  }
+  return null;
+}

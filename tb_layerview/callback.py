@@ -1,9 +1,17 @@
-"""The ``LayerView`` Keras callback."""
+"""The ``LayerView`` Keras callback: hooks, the step loop and the writer thread.
+
+The pieces it drives each live in their own module: the layer walk
+(:mod:`~tb_layerview.walk`), the probe (:mod:`~tb_layerview.probe`),
+argument checks (:mod:`~tb_layerview.args`), the compiled probe pass
+(:mod:`~tb_layerview.capture`), the budget and the plan
+(:mod:`~tb_layerview.plan`), the items a step writes
+(:mod:`~tb_layerview.items`) and the class views
+(:mod:`~tb_layerview.classlog`).
+"""
 
 import json
 import os
 import queue
-import re
 import threading
 import time
 import warnings
@@ -11,14 +19,24 @@ import warnings
 import numpy as np
 import keras
 
+from tb_layerview import args as argcheck
 from tb_layerview import capture
+from tb_layerview import items
+from tb_layerview import kernels
 from tb_layerview import metadata
+from tb_layerview import plan as plan_lib
 from tb_layerview import render
+from tb_layerview import stats as stats_lib
 from tb_layerview import summary
+from tb_layerview import walk as walk_lib
+from tb_layerview.plan import Budget
+from tb_layerview.probe import MAX_PROBES, Probe
 
-#: Probes are drawn for every layer at every logged epoch; more than this is a
-#: mistake (a whole data set passed as probe), not a wish.
-MAX_PROBES = 64
+__all__ = ["LayerView", "LayerViewWarning", "Budget", "MAX_PROBES"]
+
+#: Defaults of the arguments the budget may lower when the user did not set them.
+DEFAULT_MAX_CHANNELS = 64
+DEFAULT_MAX_TILE_PIXELS = 4096
 
 
 class LayerViewWarning(UserWarning):
@@ -42,118 +60,6 @@ def _is_chief():
     if kind == "worker" and index == 0 and not (cluster.get("chief") or cluster.get("master")):
         return True
     return kind is None
-
-
-def _as_array(value, what):
-    try:
-        arr = np.asarray(value)
-    except Exception as e:
-        raise TypeError("%s must be array-like; got %s (%s)" % (what, type(value).__name__, e)) from None
-    if arr.dtype == object:
-        raise TypeError("%s must be a numeric array; got an object array of shape %s"
-                        % (what, arr.shape))
-    if arr.ndim == 0:
-        raise ValueError("%s needs a leading batch axis; got a scalar %r" % (what, arr.item()))
-    return arr
-
-
-def _split_probe(probe):
-    """Returns ``(inputs, labels)``; ``inputs`` is an array, list or dict."""
-    labels = None
-    if isinstance(probe, tuple):
-        if len(probe) != 2:
-            raise ValueError("probe given as a tuple must be (x, y); got a tuple of %d items"
-                             % len(probe))
-        probe, labels = probe
-    if isinstance(probe, dict):
-        inputs = {str(k): _as_array(v, "probe[%r]" % k) for k, v in probe.items()}
-        arrays = list(inputs.values())
-    elif isinstance(probe, list):
-        inputs = [_as_array(v, "probe[%d]" % i) for i, v in enumerate(probe)]
-        arrays = inputs
-    else:
-        inputs = _as_array(probe, "probe")
-        arrays = [inputs]
-    if not arrays:
-        raise ValueError("probe is empty: pass at least one input array")
-    n = arrays[0].shape[0]
-    for a in arrays:
-        if a.shape[0] != n:
-            raise ValueError("probe inputs disagree on the number of samples: %s"
-                             % [a.shape[0] for a in arrays])
-    if n < 1 or n > MAX_PROBES:
-        raise ValueError("probe must hold 1 to %d samples (each is drawn for every layer at every"
-                         " logged epoch); got %d. Pass a slice such as x[:8]" % (MAX_PROBES, n))
-    if labels is not None:
-        labels = _as_array(labels, "probe labels (y)")
-        if labels.shape[0] != n:
-            raise ValueError("probe labels have %d samples but the inputs have %d"
-                             % (labels.shape[0], n))
-    return inputs, labels
-
-
-def _compile_patterns(value, what):
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = [value]
-    try:
-        items = list(value)
-    except TypeError:
-        raise TypeError("%s must be a list of layer names or regular expressions; got %r"
-                        % (what, value)) from None
-    out = []
-    for item in items:
-        if not isinstance(item, str):
-            raise TypeError("%s must hold strings; got %r" % (what, item))
-        try:
-            out.append(re.compile(item))
-        except re.error as e:
-            raise ValueError("%s: %r is not a valid regular expression (%s)" % (what, item, e)) from None
-    return out
-
-
-def _matches(patterns, path, name):
-    return any(p.fullmatch(path) or p.fullmatch(name) or p.pattern in (path, name) for p in patterns)
-
-
-def _positive_int(value, what, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError("%s must be an integer >= %d; got %r" % (what, minimum, value))
-    return int(value)
-
-
-def _unit_spec(value):
-    """Validates ``maximize_units``: {layer: [unit indices] or a count}."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise TypeError("maximize_units must be a dict {layer name: unit indices or a count}; got %r"
-                        % (value,))
-    out = {}
-    for name, units in value.items():
-        if not isinstance(name, str):
-            raise TypeError("maximize_units keys must be layer names; got %r" % (name,))
-        if isinstance(units, (int, np.integer)) and not isinstance(units, bool):
-            units = list(range(_positive_int(units, "maximize_units[%r]" % name)))
-        try:
-            units = [int(u) for u in units]
-        except (TypeError, ValueError):
-            raise TypeError("maximize_units[%r] must be unit indices or a count; got %r" % (name, units)) from None
-        if not units or min(units) < 0:
-            raise ValueError("maximize_units[%r] must name units >= 0; got %r" % (name, units))
-        out[name] = units
-    return out
-
-
-def _value_range(probe):
-    """(low, high) of the probe's values, widened when the probe is constant."""
-    lo, hi = float(np.nanmin(probe)), float(np.nanmax(probe))
-    return (lo, hi) if hi > lo else (lo - 1.0, hi + 1.0)
-
-
-def _to_numpy(t):
-    return np.asarray(keras.ops.convert_to_numpy(t))
 
 
 class _Worker:
@@ -186,86 +92,34 @@ class _Worker:
         self._thread.join()
 
 
-class _Entry:
-    """A layer in model order, with its path and enclosing model."""
+class _Step:
+    """One logged step on its way to the writer."""
 
-    __slots__ = ("layer", "path", "parent", "index", "container")
+    __slots__ = ("step", "items", "plan", "hook_seconds", "first")
 
-    def __init__(self, layer, path, parent, index, container):
-        self.layer, self.path, self.parent, self.index = layer, path, parent, index
-        self.container = container
-
-
-def _walk(model):
-    """Depth-first list of the model's layers; nested models become paths."""
-    entries, seen = [], set()
-
-    def visit(m, prefix):
-        for layer in getattr(m, "layers", []):
-            if id(layer) in seen:
-                continue
-            seen.add(id(layer))
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            path = prefix + layer.name
-            container = isinstance(layer, keras.Model)
-            entries.append(_Entry(layer, path, prefix[:-1], len(entries), container))
-            if container:
-                visit(layer, path + "/")
-
-    visit(model, "")
-    return entries
-
-
-def _kernel_kind(layer):
-    """The :func:`render.kernel_tiles` kind of a layer's kernel, or None."""
-    cls = type(layer).__name__
-    # Separable convolutions keep depthwise_kernel; DepthwiseConv layers call it kernel.
-    k = getattr(layer, "depthwise_kernel", None)
-    if k is None and "Depthwise" in cls:
-        k = getattr(layer, "kernel", None)
-    if k is not None and hasattr(k, "shape"):
-        return ("depthwise" if len(k.shape) == 4 else "depthwise1d"), k
-    kernel = getattr(layer, "kernel", None)
-    if kernel is None or not hasattr(kernel, "shape"):
-        return None, None
-    rank = len(kernel.shape)
-    if isinstance(layer, keras.layers.Dense) and rank == 2:
-        return "dense", kernel
-    if "Conv" not in cls:
-        return None, None
-    if "Transpose" in cls:
-        if rank == 4:
-            return "conv2d_transpose", kernel
-        if rank == 3:
-            return "conv1d_transpose", kernel
-        if rank == 5:
-            return "conv3d_transpose", kernel
-    return {3: "conv1d", 4: "conv2d", 5: "conv3d"}.get(rank), kernel
-
-
-def _normalise_kernel(kind, k):
-    """Brings 1-D/3-D transposed and 1-D depthwise kernels to a render kind."""
-    if kind == "depthwise1d":  # (k, in, mult) -> (1, k, in, mult)
-        return "depthwise", k[None]
-    if kind == "conv1d_transpose":  # (k, out, in) -> (k, in, out)
-        return "conv1d", np.swapaxes(k, -1, -2)
-    if kind == "conv3d_transpose":
-        return "conv3d", np.swapaxes(k, -1, -2)
-    return kind, k
+    def __init__(self, step, items_, plan, hook_seconds=0.0, first=False):
+        self.step, self.items, self.plan, self.hook_seconds, self.first = step, items_, plan, hook_seconds, first
 
 
 class LayerView(keras.callbacks.Callback):
     """Logs every layer's view of a fixed probe, every epoch, for TensorBoard.
 
     At the start of training and after every ``every_n_epochs`` epochs, the
-    probe inputs are passed through the model once (in inference mode) and,
-    for every selected layer, the output of each probe sample is drawn as an
-    8-bit image with per-channel ranges and statistics stored beside it. The
-    kernels of convolution and dense layers are drawn as filters; the model's
-    configuration, the probe inputs and the model's predictions for them are
-    logged too. Open TensorBoard on the same log directory and pick the
+    probe inputs are passed through the model once (in inference mode, one
+    compiled pass on the TensorFlow backend). Every layer's output is reduced
+    to per-channel statistics (always logged), and the outputs the plan
+    chooses are drawn as 8-bit images with per-tile ranges stored beside
+    them. The kernels of convolution and dense layers are drawn as filters;
+    the model's configuration, the probe inputs, the model's predictions for
+    them and the plan of each step (what was logged, and why not the rest)
+    are logged too. Open TensorBoard on the same log directory and pick the
     "Layer View" tab.
+
+    A :class:`~tb_layerview.plan.Budget` bounds the cost: by default 5% of
+    the training time (hooks plus the background writer's CPU) and 2 MB per
+    logged epoch. Within it, the images are thinned (fewer channels, probes
+    and pixels, then layers taking turns) and class views deferred; the
+    statistics never are. Arguments you set explicitly are kept.
 
     Step ``N`` is the state after ``N`` epochs; step ``initial_epoch`` (0 for
     a new run) is the state before training. A logging failure never stops
@@ -297,17 +151,20 @@ class LayerView(keras.callbacks.Callback):
         true labels. 1 to 64 samples.
       class_names: names of the output classes, for predictions.
       layers: layer names, paths (``"encoder/conv1"``) or regular expressions
-        to log; all displayable layers when None.
-      exclude: names, paths or regular expressions of layers to leave out.
+        of the layers to draw; all drawable layers when None. A pattern that
+        matches no layer stops ``fit`` at its start.
+      exclude: names, paths or regular expressions of layers not to draw.
       every_n_epochs: log after every this many epochs (the last epoch is
         always logged).
       log_initial: log the state before training as step ``initial_epoch``.
       log_filters: log kernels of convolution and dense layers.
-      max_channels: channels drawn per layer (the first ones).
-      max_tile_pixels: a bigger channel map is block-averaged to this size.
+      max_channels: channels drawn per layer (the first ones); 64 when None,
+        which the budget may lower.
+      max_tile_pixels: a bigger channel map is block-averaged to this size;
+        4096 when None, which the budget may lower.
       min_spatial: an (H, W, C) output with H or W below this is drawn as a
         vector (e.g. after global pooling).
-      min_size: outputs with fewer values per sample are skipped.
+      min_size: outputs with fewer values per sample are not drawn.
       max_filters: filters (or dense units) drawn per layer.
       filter_input: ``"first"`` draws each filter's first input channel,
         ``"mean"`` the mean over input channels (3-channel filters: RGB).
@@ -315,15 +172,15 @@ class LayerView(keras.callbacks.Callback):
         guessed for perfect squares >= 64 when None.
       top_k: classes kept per probe in the predictions.
       background: render and write on a background thread, so that the
-        training thread only runs the probe's forward pass and copies the
-        kernels; ``on_train_end`` waits for the writes to finish.
+        training thread only runs the probe's pass and copies what it needs;
+        ``on_train_end`` waits for the writes to finish.
       class_views: log what the network "sees" per class: the back-query of
         Dense networks with invertible activations and attribution maps of
-        each probe (every logged epoch), and activation maximisation (every
+        each probe, and activation maximisation (every
         ``maximize_every_n_epochs``); see :mod:`tb_layerview.classviews`.
         Single-input models on the TensorFlow backend.
       max_classes: class views cover the first this many classes.
-      maximize_every_n_epochs: activation maximisation runs at the first
+      maximize_every_n_epochs: activation maximisation is due at the first
         logged step, every this many epochs and at the last epoch.
       maximize_steps: gradient-ascent steps per activation maximisation.
       attribution_layer: the conv layer (name) for Grad-CAM; the last conv
@@ -331,117 +188,120 @@ class LayerView(keras.callbacks.Callback):
       maximize_units: ``{layer name or path: units}``, units being a list of
         unit (channel) indices or a count of first units: activation
         maximisation of those units, at the same epochs as the classes'.
+      budget: a :class:`~tb_layerview.plan.Budget`, a dict of its fields
+        (``{"time_share": 0.05, "bytes_per_epoch": "2MB"}``), or None to log
+        everything the other arguments ask for at every logged epoch.
     """
 
     def __init__(self, log_dir, probe, class_names=None, layers=None, exclude=None,
-                 every_n_epochs=1, log_initial=True, log_filters=True, max_channels=64,
-                 max_tile_pixels=4096, min_spatial=2, min_size=1, max_filters=64,
+                 every_n_epochs=1, log_initial=True, log_filters=True, max_channels=None,
+                 max_tile_pixels=None, min_spatial=2, min_size=1, max_filters=64,
                  filter_input="first", input_image_shape=None, top_k=5, background=True,
                  class_views=True, max_classes=10, maximize_every_n_epochs=5, maximize_steps=64,
-                 attribution_layer=None, maximize_units=None):
+                 attribution_layer=None, maximize_units=None, budget=Budget()):
         super().__init__()
         if isinstance(log_dir, os.PathLike):
             log_dir = os.fspath(log_dir)
         if not isinstance(log_dir, str) or not log_dir:
             raise ValueError("log_dir must be a non-empty path string; got %r" % (log_dir,))
         self.log_dir = log_dir
-        self._inputs, self._labels = _split_probe(probe)
-        if class_names is not None:
-            if isinstance(class_names, str) or not all(isinstance(c, str) for c in class_names):
-                raise TypeError("class_names must be a list of strings; got %r" % (class_names,))
-            class_names = list(class_names)
-        self.class_names = class_names
-        self._include = _compile_patterns(layers, "layers")
-        self._exclude = _compile_patterns(exclude, "exclude") or []
-        self.every_n_epochs = _positive_int(every_n_epochs, "every_n_epochs")
-        self.max_channels = _positive_int(max_channels, "max_channels")
-        self.max_tile_pixels = _positive_int(max_tile_pixels, "max_tile_pixels", 16)
-        self.min_spatial = _positive_int(min_spatial, "min_spatial")
-        self.min_size = _positive_int(min_size, "min_size")
-        self.max_filters = _positive_int(max_filters, "max_filters")
-        self.top_k = _positive_int(top_k, "top_k")
+        self.probe = Probe.parse(probe)
+        self.class_names = argcheck.class_names(class_names)
+        self._include = argcheck.compile_patterns(layers, "layers")
+        self._exclude = argcheck.compile_patterns(exclude, "exclude") or []
+        self.every_n_epochs = argcheck.positive_int(every_n_epochs, "every_n_epochs")
+        self._pinned = set()
+        if max_channels is not None:
+            self._pinned.add("max_channels")
+        if max_tile_pixels is not None:
+            self._pinned.add("max_tile_pixels")
+        self.max_channels = argcheck.positive_int(
+            DEFAULT_MAX_CHANNELS if max_channels is None else max_channels, "max_channels")
+        self.max_tile_pixels = argcheck.positive_int(
+            DEFAULT_MAX_TILE_PIXELS if max_tile_pixels is None else max_tile_pixels, "max_tile_pixels", 16)
+        self.min_spatial = argcheck.positive_int(min_spatial, "min_spatial")
+        self.min_size = argcheck.positive_int(min_size, "min_size")
+        self.max_filters = argcheck.positive_int(max_filters, "max_filters")
+        self.top_k = argcheck.positive_int(top_k, "top_k")
         if filter_input not in ("first", "mean"):
             raise ValueError('filter_input must be "first" or "mean"; got %r' % (filter_input,))
         self.filter_input = filter_input
-        if input_image_shape is not None:
-            shape = tuple(input_image_shape)
-            if len(shape) not in (2, 3) or not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
-                raise ValueError("input_image_shape must be (h, w) or (h, w, c) of positive ints;"
-                                 " got %r" % (input_image_shape,))
-            input_image_shape = shape
-        self.input_image_shape = input_image_shape
+        self.input_image_shape = argcheck.image_shape(input_image_shape)
         self.log_initial = bool(log_initial)
         self.log_filters = bool(log_filters)
         self.background = bool(background)
         self.class_views = bool(class_views)
-        self.max_classes = _positive_int(max_classes, "max_classes")
-        self.maximize_every_n_epochs = _positive_int(maximize_every_n_epochs, "maximize_every_n_epochs")
-        self.maximize_steps = _positive_int(maximize_steps, "maximize_steps")
+        self.max_classes = argcheck.positive_int(max_classes, "max_classes")
+        self.maximize_every_n_epochs = argcheck.positive_int(maximize_every_n_epochs, "maximize_every_n_epochs")
+        self.maximize_steps = argcheck.positive_int(maximize_steps, "maximize_steps")
         if attribution_layer is not None and not isinstance(attribution_layer, str):
             raise TypeError("attribution_layer must be a layer name; got %r" % (attribution_layer,))
         self.attribution_layer = attribution_layer
-        self.maximize_units = _unit_spec(maximize_units)
-        self._class_status = {}
+        self.maximize_units = argcheck.unit_spec(maximize_units)
+        self.budget = Budget.parse(budget)
         self._writer = None
         self._worker = None
         self._pending_initial = None
         self._started = True
-        self._entries = None
+        self._prepared_for = None
+        self._probe_pass = None
         self._warned = set()
-        #: Seconds spent in this callback's hooks, per hook name (for benchmarks).
-        self.timings = {}
+        self._lock = threading.Lock()
+        self._reset_measures()
 
     # ----------------------------------------------------------------- hooks
 
     def on_train_begin(self, logs=None):
         t0 = time.perf_counter()
-        try:
-            if not _is_chief():
-                return
-            self._check_log_dir()
-            first_pass = self._capture()  # raises a clear error if the probe does not fit
-            # The state before training is snapshotted now and written once
-            # the first epoch's number (the step) is known.
-            self._pending_initial = self._snapshot(first_pass, maximize=True) if self.log_initial else None
-            self._started = False
-        finally:
-            self._add_time("on_train_begin", t0)
+        self._reset_measures()
+        if not _is_chief():
+            return
+        self._check_log_dir()
+        self._prepare()  # raises a clear error if the probe or the layer patterns do not fit
+        # The state before training is captured now and written once the
+        # first epoch's number (the step) is known.
+        self._pending_initial = None
+        if self.log_initial:
+            self._pending_initial = self._guarded(self._take_step, None, False)
+        self._first_result = None
+        self._started = False
+        self._hook_seconds += time.perf_counter() - t0
 
     def on_epoch_begin(self, epoch, logs=None):
+        t0 = time.perf_counter()
+        self._epoch_began = t0
         if self._started:
             return
         self._started = True
-        t0 = time.perf_counter()
-        try:
-            info = self._guarded(self._run_info)
-            if info is not None:
-                self._submit(self._write_run_info, epoch, info)
-            if self._pending_initial is not None:
-                self._submit(self._write_snapshot, epoch, self._pending_initial)
-            self._pending_initial = None
-        finally:
-            self._add_time("on_epoch_begin", t0)
+        info = self._guarded(self._run_info)
+        if info is not None:
+            self._submit(self._write_run_info, epoch, info)
+        if self._pending_initial is not None:
+            self._pending_initial.step = epoch
+            self._pending_initial.plan.step = epoch
+            self._submit(self._write_step, self._pending_initial)
+        self._pending_initial = None
+        self._hook_seconds += time.perf_counter() - t0
 
     def on_epoch_end(self, epoch, logs=None):
-        if not _is_chief():
+        t0 = time.perf_counter()
+        if self._epoch_began is not None:
+            self._epochs_timed.append(t0 - self._epoch_began)
+        if not _is_chief() or self._probe_pass is None:
             return
         step = epoch + 1
         last = self.params.get("epochs") if self.params else None
         if step % self.every_n_epochs and step != last:
             return
-        t0 = time.perf_counter()
-        try:
-            due = step % self.maximize_every_n_epochs == 0 or step == last
-            snap = self._guarded(lambda: self._snapshot(self._capture(), maximize=due))
-            if snap is not None:
-                self._submit(self._write_snapshot, step, snap)
-        finally:
-            self._add_time("on_epoch_end", t0)
+        self._update_epoch_time()
+        snap = self._guarded(self._take_step, step, step == last)
+        if snap is not None:
+            snap.hook_seconds = time.perf_counter() - t0
+            self._submit(self._write_step, snap)
+        self._hook_seconds += time.perf_counter() - t0
 
     def on_train_end(self, logs=None):
-        t0 = time.perf_counter()
         self.close()
-        self._add_time("on_train_end", t0)
 
     # ------------------------------------------------------------ public API
 
@@ -449,17 +309,19 @@ class LayerView(keras.callbacks.Callback):
         """Logs the current state at ``step`` (for custom training loops).
 
         Call ``set_model(model)`` once first. The run information (model
-        configuration, probes) is written on the first call.
+        configuration, probes) is written on the first call. Without epochs to
+        time, only the byte bound of the budget applies.
         """
         if self.model is None:
             raise RuntimeError("LayerView.log needs a model: call set_model(model) first")
-        first = self._entries is None
+        first = self._prepared_for is not self.model
         if first:
             self._check_log_dir()
-        snap = self._snapshot(self._capture(), maximize=first or step % self.maximize_every_n_epochs == 0)
+            self._prepare()
+        snap = self._take_step(step, False)
         if first:
             self._write_run_info(step, self._run_info())
-        self._write_snapshot(step, snap)
+        self._write_step(snap)
         self.flush()
 
     def flush(self):
@@ -483,10 +345,26 @@ class LayerView(keras.callbacks.Callback):
                 self._warn("close", "could not close the event file in %r: %s" % (self.log_dir, e))
             self._writer = None
 
+    @property
+    def cost(self):
+        """What LayerView cost so far: ``{"hook_seconds", "writer_cpu_seconds",
+        "bytes", "logged_steps", "epoch_seconds"}`` (the plan records the same
+        per step)."""
+        with self._lock:
+            return {"hook_seconds": self._hook_seconds, "writer_cpu_seconds": self._writer_cpu,
+                    "bytes": self._bytes_written, "logged_steps": self._logged_steps,
+                    "epoch_seconds": list(self._epochs_timed)}
+
     # -------------------------------------------------------------- internals
 
-    def _add_time(self, hook, t0):
-        self.timings[hook] = self.timings.get(hook, 0.0) + time.perf_counter() - t0
+    def _reset_measures(self):
+        self._hook_seconds = 0.0
+        self._writer_cpu = 0.0
+        self._bytes_written = 0
+        self._logged_steps = 0
+        self._epochs_timed = []
+        self._epoch_began = None
+        self._last_cost = None
 
     def _warn(self, key, message):
         if key in self._warned:
@@ -532,45 +410,55 @@ class LayerView(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(self.log_dir)
         return self._writer
 
-    def _model_inputs(self):
-        """The probe in the structure the model's call expects."""
-        inputs = self._inputs
-        if isinstance(inputs, dict):
-            names = [getattr(t, "name", None) for t in (getattr(self.model, "inputs", None) or [])]
-            if names and set(names) <= set(inputs):
-                return {k: inputs[k] for k in names}
-        return inputs
-
     def _selected(self, entry):
-        path, name = entry.path, entry.layer.name
-        if self._include is not None and not _matches(self._include, path, name):
+        path, name = entry.path.split(":", 1)[0], entry.layer.name
+        if self._include is not None and not argcheck.matches(self._include, path, name):
             return False
-        return not _matches(self._exclude, path, name)
+        return not argcheck.matches(self._exclude, path, name)
 
-    def _capture(self):
-        """One inference pass of the probe, recording every layer's output
-        (see :mod:`tb_layerview.capture` for why it wraps ``call``).
+    # ------------------------------------------------------------- preparing
 
-        Returns:
-          ``(outputs_by_path, model_outputs)``.
-        """
+    def _prepare(self):
+        """Walks the model, checks the layer patterns, traces the probe pass."""
         model = self.model
-        entries = _walk(model)
+        if self._prepared_for is model and self._probe_pass is not None:
+            return
+        if not model.built:
+            # A subclassed model never called has no layers to walk yet: one
+            # call of the probe builds it (and checks that the probe fits).
+            self._call_model()
+        entries = walk_lib.walk(model)
+        for what, patterns in (("layers", self._include), ("exclude", self._exclude)):
+            missing = argcheck.unmatched(patterns, entries)
+            if missing:
+                raise ValueError("LayerView: %s=%r matches no layer of model %r; its layers are: %s"
+                                 % (what, missing[0] if len(missing) == 1 else missing, model.name,
+                                    argcheck.abbreviated(e.path for e in entries)))
         self._entries = entries
-        with capture.recording({e.path: e.layer for e in entries}) as (captured, calls):
-            try:
-                outputs = model(self._model_inputs(), training=False)
-            except Exception as err:
-                raise ValueError(self._probe_mismatch(err)) from None
-        arrays = {}
-        for path, t in captured.items():
-            try:
-                arrays[path] = _to_numpy(t)
-            except Exception:
-                arrays[path] = None
-        self._calls = calls
-        self._last_arrays = arrays
-        return arrays, outputs
+        self._by_path = {e.path: e for e in entries}
+        limits = {e.path: stats_lib.saturation_limits(stats_lib.activation_of(e.layer)) for e in entries}
+        self._activation = {e.path: stats_lib.activation_of(e.layer) for e in entries}
+        self._probe_pass = capture.ProbePass(model, entries, self.probe.for_model(model), limits)
+        self._planner = plan_lib.Planner(self.budget, self.max_channels, self.max_tile_pixels,
+                                         self.probe.count, self.max_filters, self._pinned,
+                                         self.every_n_epochs)
+        self._frozen_written = {}
+        self._last_stats = {}
+        self._pass_done = False
+        self._first_result = None
+        self._classlog = None
+        self._logged_index = 0
+        self._first_weighted = next((e.path for e in entries if e.layer.weights and not e.container), None)
+        self._prepared_for = model
+        # The first pass checks that the probe fits (a clear error stops fit
+        # here); its result is the initial step's.
+        self._first_result = self._run_pass()
+
+    def _call_model(self):
+        try:
+            return self.model(self.probe.for_model(self.model), training=False)
+        except Exception as err:
+            raise ValueError(self._probe_mismatch(err)) from None
 
     def _probe_mismatch(self, err):
         def shapes(x):
@@ -585,66 +473,244 @@ class LayerView(keras.callbacks.Callback):
             expected = [tuple(t.shape) for t in self.model.inputs]
         except Exception:
             pass
+        text = str(err).strip()
         return ("LayerView: the probe does not fit the model %r: the model expects inputs %s, the"
                 " probe has shape %s (%s: %s)" % (self.model.name, expected or "(unknown)",
-                                                  shapes(self._inputs), type(err).__name__,
-                                                  str(err).strip().splitlines()[0] if str(err).strip() else ""))
+                                                  shapes(self.probe.inputs), type(err).__name__,
+                                                  text.splitlines()[0] if text else ""))
 
-    def _output_dict(self, outputs):
-        if isinstance(outputs, dict):
-            return {str(k): _to_numpy(v) for k, v in outputs.items()}
-        if isinstance(outputs, (list, tuple)):
-            names = list(getattr(self.model, "output_names", None) or [])
-            if len(names) != len(outputs):
-                names = ["output_%d" % i for i in range(len(outputs))]
-            return {n: _to_numpy(v) for n, v in zip(names, outputs)}
-        return {"output": _to_numpy(outputs)}
-
-    def _input_dict(self):
-        """The probe as {input name: array}, named after the model's inputs."""
-        inputs = self._inputs
-        if isinstance(inputs, dict):
-            return dict(inputs)
-        arrays = inputs if isinstance(inputs, list) else [inputs]
+    def _run_pass(self):
+        """The probe pass; a failure of the first one is the probe not fitting the model."""
+        first = not self._pass_done
         try:
-            names = [t.name for t in self.model.inputs]
-        except Exception:  # subclassed or unbuilt models have no symbolic inputs
-            names = []
-        if len(names) != len(arrays) or len(set(names)) != len(names):
-            names = ["input_%d" % i for i in range(len(arrays))] if len(arrays) > 1 else ["input"]
-        return dict(zip(names, arrays))
+            result = self._probe_pass.run()
+        except Exception as err:
+            if first:
+                raise ValueError(self._probe_mismatch(err)) from None
+            raise
+        self._pass_done = True
+        return result
 
     def _image_shape(self):
-        """The image shape of the (first) input, for dense-unit filters."""
+        """The image shape of the (first) input, for dense-unit filters and class views."""
         if self.input_image_shape is not None:
             return self.input_image_shape
-        first = next(iter(self._input_dict().values()))
+        first = self.probe.arrays[0]
         return render.image_shape_of(first.shape[1:])
 
-    def _skip_reason(self, entry, out):
-        if entry.container:
-            return "nested model: its layers are logged under %s/" % entry.path
+    def _output_skip_reason(self, key, spec):
+        entry = self._by_path[spec.layer_path]
         if not self._selected(entry):
             return "not selected (layers/exclude arguments)"
-        if out is None:
-            return "not called in the forward pass of the probe, or its output is not a tensor"
-        if out.dtype.kind not in "fiub" and str(out.dtype) != "bfloat16":
-            return "output dtype %s cannot be drawn" % out.dtype
-        if out.ndim < 1:
-            return "output has no batch axis (shape %s)" % (out.shape,)
-        per_sample = int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
+        if key not in self._last_stats:
+            return "output dtype %s cannot be drawn" % spec.dtype
+        per_sample = int(np.prod(spec.shape)) if spec.shape else 1
         if per_sample < self.min_size:
             return "output has %d values per sample, fewer than min_size=%d" % (per_sample, self.min_size)
         return None
 
+    def _candidates(self):
+        """The outputs that may get images, as :class:`plan.Candidate`, in model order."""
+        out = []
+        for key, spec in self._probe_pass.specs.items():
+            if self._output_skip_reason(key, spec) is not None:
+                continue
+            entry = self._by_path[spec.layer_path]
+            shape = tuple(max(d, 1) for d in spec.shape)
+            if entry.data_format == "channels_first" and len(shape) in (3, 4):
+                shape = shape[1:] + shape[:1]
+            kernel = kernels.kernel_of(entry.layer) if (self.log_filters and key == entry.path) else None
+            kshape, rgb, unchanged = None, False, False
+            if kernel is not None:
+                kind, arr = kernels.for_rendering(kernel.kind, np.zeros(kernel.shape, np.uint8))
+                kshape = arr.shape
+                rgb = len(arr.shape) == 4 and kind != "depthwise" and arr.shape[2] == 3
+                unchanged = not entry.layer.trainable and key in self._frozen_written
+            out.append(plan_lib.Candidate(key, shape, render.classify_shape(shape, self.min_spatial),
+                                          kshape, rgb, unchanged))
+        order = {e.path: e.index for e in self._entries}
+        out.sort(key=lambda c: (order.get(c.key.split(":", 1)[0], 0), c.key))
+        return out
+
+    # ------------------------------------------------------------ one step
+
+    def _update_epoch_time(self):
+        if self._epochs_timed:
+            recent = self._epochs_timed[-max(self.every_n_epochs, 3):]
+            self._planner.measured.epoch_seconds = float(np.median(recent))
+
+    def _take_step(self, step, last):
+        """Captures one step on the training thread: returns a :class:`_Step`.
+
+        Only the probe pass, the copies of what gets drawn and the class
+        views run here; rendering and writing happen on the writer thread.
+        """
+        result, self._first_result = (self._first_result or self._run_pass()), None
+        self._last_stats = result.stats
+        planner = self._planner
+        planner.measured.forward_seconds = result.seconds
+        outputs = self._output_dict(result.model_outputs)
+        first = step is None
+        candidates = self._candidates()
+        fixed_bytes = planner.measured.fixed_bytes
+        if fixed_bytes is None:
+            channels = sum(a.shape[1] for a in result.stats.values())
+            fixed_bytes = channels * plan_lib.STATS_BYTES_PER_CHANNEL + 2000
+        plan = planner.plan_images(step, self._logged_index, candidates, fixed_bytes)
+        self._logged_index += 1
+        step_items = [items.ChannelStats([(k, self._activation.get(self._probe_pass.specs[k].layer_path), v)
+                                          for k, v in result.stats.items()])]
+        for c in candidates:
+            lp = plan.layers[c.key]
+            if not lp.images:
+                continue
+            entry = self._by_path[self._probe_pass.specs[c.key].layer_path]
+            try:
+                arr = capture.to_numpy(result.tensors[c.key])
+            except Exception as err:
+                self._warn("layer:" + c.key, "activations of layer %r could not be read: %s: %s"
+                           % (c.key, type(err).__name__, err))
+                continue
+            step_items.append(items.Activations(entry, c.key, arr, plan.settings.channels,
+                                                plan.settings.probes, plan.settings.tile_pixels))
+            if lp.filters:
+                kernel = kernels.kernel_of(entry.layer)
+                try:
+                    k = np.array(capture.to_numpy(kernel.variable))
+                except Exception as err:
+                    self._warn("filters:" + entry.path, "filters of layer %r could not be read: %s: %s"
+                               % (entry.path, type(err).__name__, err))
+                    continue
+                step_items.append(items.Filters(entry, kernel.kind, k,
+                                                self._image_shape() if entry.path == self._first_weighted else None))
+                if not entry.layer.trainable:
+                    self._frozen_written[c.key] = step
+        if outputs is not None:
+            step_items.append(items.Predictions(outputs))
+            step_items += self._class_items(plan, outputs, step, first, last)
+        return _Step(step, step_items, plan, first=first)
+
+    def _class_items(self, plan, outputs, step, first, last):
+        from tb_layerview import classlog
+
+        if not (self.class_views or self.maximize_units):
+            return []
+        if self._classlog is None:
+            self._classlog = classlog.ClassViewLog(self.model, self.probe, self.max_classes, self.maximize_steps,
+                                                   self.attribution_layer, self.maximize_units,
+                                                   self._image_shape(), self._warn)
+        log = self._classlog
+        available = log.available(outputs)
+        if not self.class_views:
+            available = [metadata.KIND_MAXIMIZATION] if available else []
+        self._planner.class_share = plan_lib.CLASS_VIEW_SHARE if available else 0.0
+        for kind, seconds in log.seconds.items():
+            self._planner.measured.class_view_seconds[kind] = seconds
+        due = first or last or (step is not None and step % self.maximize_every_n_epochs == 0)
+        n_classes = len(classlog.classes_of(outputs, self.max_classes)[0] or [])
+        n_targets = n_classes + sum(len(u) for u in self.maximize_units.values())
+        decisions = self._planner.allow_class_views(plan, step, due, available, n_targets, self.maximize_steps)
+        if not self.class_views:
+            probe, why = log.gradient_probe()
+            if why is None and decisions.get(metadata.KIND_MAXIMIZATION, {}).get("run"):
+                return log.unit_items(probe)
+            return []
+        return log.step_items(outputs, decisions)
+
+    def _output_dict(self, outputs):
+        try:
+            to_np = capture.to_numpy
+            if isinstance(outputs, dict):
+                return {str(k): to_np(v) for k, v in outputs.items()}
+            if isinstance(outputs, (list, tuple)):
+                names = list(getattr(self.model, "output_names", None) or [])
+                if len(names) != len(outputs):
+                    names = ["output_%d" % i for i in range(len(outputs))]
+                return {n: to_np(v) for n, v in zip(names, outputs)}
+            return {"output": to_np(outputs)}
+        except Exception as err:
+            self._warn("predictions", "predictions were not logged (%s: %s)" % (type(err).__name__, err))
+            return None
+
+    def _write_step(self, snap):
+        """Renders and writes one step (on the writer thread), measuring its cost."""
+        ctx = items.WriteContext(self.class_names, self.probe.labels, self.top_k, self.max_filters,
+                                 self.filter_input, self.min_spatial, self._warn)
+        cpu0 = time.thread_time()
+        image_cpu = fixed_cpu = 0.0
+        image_bytes = fixed_bytes = 0
+        with self._get_writer().as_default():
+            for item in snap.items:
+                c0 = time.thread_time()
+                with summary.tally() as counter:
+                    try:
+                        item.write(snap.step, ctx)
+                    except Exception as err:
+                        self._warn("write:" + item.what(), "%s were not logged: %s: %s"
+                                   % (item.what(), type(err).__name__, err))
+                spent = time.thread_time() - c0
+                if item.image:
+                    image_cpu += spent
+                    image_bytes += counter["bytes"]
+                else:
+                    fixed_cpu += spent
+                    fixed_bytes += counter["bytes"]
+            record = snap.plan.record()
+            record["cost"] = {
+                "hook_seconds": round(snap.hook_seconds, 4),
+                "writer_cpu_seconds": round(time.thread_time() - cpu0, 4),
+                "bytes": image_bytes + fixed_bytes,
+                "image_bytes": image_bytes,
+                "epoch_seconds": self._planner.measured.epoch_seconds,
+            }
+            record["budget"] = self.budget.record() if self.budget else None
+            with summary.tally() as counter:
+                try:
+                    items.Plan(record).write(snap.step, ctx)
+                except Exception as err:
+                    self._warn("write:plan", "the plan record was not logged: %s: %s" % (type(err).__name__, err))
+            fixed_bytes += counter["bytes"]
+        self._writer.flush()
+        self._learn(snap, image_cpu, fixed_cpu, image_bytes, fixed_bytes, time.thread_time() - cpu0)
+
+    def _learn(self, snap, image_cpu, fixed_cpu, image_bytes, fixed_bytes, cpu):
+        """Feeds what a step cost back into the planner's measurements."""
+        m = self._planner.measured
+
+        def ema(old, new):
+            return new if old is None else 0.5 * old + 0.5 * new
+
+        with self._lock:
+            self._writer_cpu += cpu
+            self._bytes_written += image_bytes + fixed_bytes
+            self._logged_steps += 1
+        m.fixed_bytes = ema(m.fixed_bytes, fixed_bytes)
+        m.fixed_seconds = ema(m.fixed_seconds, fixed_cpu + snap.hook_seconds)
+        if image_bytes > 0:
+            m.seconds_per_image_byte = ema(m.seconds_per_image_byte, image_cpu / image_bytes)
+            if snap.plan.estimate_bytes:
+                m.bytes_ratio = ema(m.bytes_ratio, image_bytes / snap.plan.estimate_bytes)
+
+    # ------------------------------------------------------------ run info
+
     def _run_info(self):
         """The model and layer configuration (built on the training thread)."""
-        arrays = self._last_arrays
+        specs = self._probe_pass.specs
+        by_layer = {}
+        for key, spec in specs.items():
+            by_layer.setdefault(spec.layer_path, []).append(key)
+        candidates = {c.key for c in self._candidates()}
         layers = []
         for e in self._entries:
             layer = e.layer
-            out = arrays.get(e.path)
-            reason = self._skip_reason(e, out)
+            keys = by_layer.get(e.path, [])
+            spec = specs.get(e.path)
+            if e.container:
+                reason = "nested model: its layers are logged under %s/" % e.path
+            elif spec is None:
+                reason = "not called in the forward pass of the probe, or its output is not a tensor"
+            else:
+                reason = self._output_skip_reason(e.path, spec)
             try:
                 cfg = summary.json_ready(layer.get_config())
             except Exception as err:
@@ -654,16 +720,21 @@ class LayerView(keras.callbacks.Callback):
             except Exception:
                 params = 0
             kinds = []
-            if reason is None:
+            if e.path in candidates:
                 kinds.append(metadata.KIND_ACTIVATIONS)
-            if self.log_filters and self._selected(e) and _kernel_kind(layer)[0] and not e.container:
+            if self.log_filters and self._selected(e) and kernels.kernel_of(layer) and not e.container:
                 kinds.append(metadata.KIND_FILTERS)
             layers.append({
-                "path": e.path, "name": layer.name, "class": type(layer).__name__,
-                "parent": e.parent, "index": e.index, "nested_model": e.container,
-                "output_shape": list(out.shape[1:]) if out is not None else None,
-                "dtype": str(out.dtype) if out is not None else None,
-                "params": params, "calls": self._calls.get(e.path, 0), "config": cfg,
+                "path": e.path, "name": metadata.display_name(e.path, e.parent),
+                "class": e.layer_class, "parent": e.parent, "index": e.index, "nested_model": e.container,
+                "output_shape": list(spec.shape) if spec is not None else None,
+                "dtype": spec.dtype if spec is not None else None,
+                "outputs": [{"path": k, "shape": list(specs[k].shape), "dtype": specs[k].dtype}
+                            for k in keys],
+                "activation": self._activation.get(e.path),
+                "trainable": bool(getattr(layer, "trainable", True)),
+                "per_time_step": e.per_time_step,
+                "params": params, "calls": self._probe_pass.calls.get(e.path, 0), "config": cfg,
                 "kinds": kinds, "skipped": reason,
             })
         model = self.model
@@ -671,242 +742,38 @@ class LayerView(keras.callbacks.Callback):
             total = int(model.count_params())
         except Exception:
             total = None
-        info = {
+        status = dict(self._classlog.status) if self._classlog is not None else {}
+        return {
             "format_version": metadata.FORMAT_VERSION,
             "model": {"name": model.name, "class": type(model).__name__, "params": total,
                       "backend": keras.backend.backend(), "keras_version": keras.__version__,
                       "dtype_policy": str(getattr(model.dtype_policy, "name", model.dtype_policy))},
-            "probe_count": int(next(iter(self._input_dict().values())).shape[0]),
+            "probe_count": self.probe.count,
             "class_names": self.class_names,
             "every_n_epochs": self.every_n_epochs,
-            "class_views": dict(self._class_status),
+            "class_views": status,
+            "budget": self.budget.record() if self.budget else None,
+            "capture": {"mode": self._probe_pass.mode, "fallback_reason": self._probe_pass.fallback_reason},
             "layers": layers,
         }
-        return info
 
     def _write_run_info(self, step, info):
+        self._check_class_names()
         with self._get_writer().as_default():
             summary.config(info, step=step)
-            summary.probes(self._input_dict(), step=step, labels=self._labels,
+            summary.probes(self.probe.named(self.model), step=step, labels=self.probe.labels,
                            class_names=self.class_names, image_shape=self.input_image_shape)
 
-    def _snapshot(self, capture, maximize=False):
-        """Copies what a step needs while the model is still in that state.
-
-        Runs on the training thread: layer outputs are already numpy arrays;
-        kernels are copied here because training changes them afterwards.
-        Rendering and writing happen later, in :meth:`_write_snapshot`.
-        """
-        arrays, outputs = capture
-        image_shape = self._image_shape()
-        first_weighted = True
-        items = []
-        for e in self._entries:
-            if e.container:
-                continue
-            out = arrays.get(e.path)
-            selected = self._selected(e)
-            if selected and self._skip_reason(e, out) is None:
-                items.append(("activations", e, out))
-            if self.log_filters and selected:
-                kind, kernel = _kernel_kind(e.layer)
-                if kind is not None:
-                    try:
-                        k = np.array(_to_numpy(kernel))
-                        items.append(("filters", e, kind, k, image_shape if first_weighted else None))
-                    except Exception as err:
-                        self._warn("filters:" + e.path, "filters of layer %r could not be read: %s: %s"
-                                   % (e.path, type(err).__name__, err))
-            if e.layer.weights:
-                first_weighted = False
+    def _check_class_names(self):
+        if self.class_names is None:
+            return
+        outputs = self._probe_pass.specs
+        first = next((s for s in outputs.values() if s.layer_path == self._entries[-1].path), None) \
+            if self._entries else None
         try:
-            outputs = self._output_dict(outputs)
-        except Exception as err:
-            self._warn("predictions", "predictions were not logged (%s: %s)" % (type(err).__name__, err))
-            outputs = None
-        t0 = time.perf_counter()
-        if self.class_views and outputs is not None:
-            items += self._class_view_items(outputs, maximize)
-        if self.maximize_units and maximize:
-            items += self._unit_items()
-        self._add_time("class_views", t0)
-        return items, outputs
-
-    def _classes(self, outputs):
-        """The class indices for class views, or a reason why there are none."""
-        first = next(iter(outputs.values()))
-        if first.ndim != 2:
-            return None, "the model's output of shape %s is not a vector of class scores" % (first.shape[1:],)
-        k = first.shape[1]
-        return (list(range(min(k, self.max_classes))) if k > 1 else [0, 1]), None
-
-    def _set_status(self, kind, available, reason=None, **more):
-        status = {"available": bool(available), "reason": reason}
-        status.update(more)
-        self._class_status[kind] = status
-
-    def _gradient_probe(self):
-        """The probe as one float array to take input gradients of, or why there is none."""
-        if isinstance(self._inputs, (list, dict)):
-            return None, "needs a single-input model"
-        if keras.backend.backend() != "tensorflow":
-            return None, "needs the TensorFlow backend (this is %s)" % keras.backend.backend()
-        probe = np.asarray(self._inputs)
-        if not np.issubdtype(probe.dtype, np.floating):
-            return None, "the input (dtype %s, e.g. token ids) is not differentiable" % probe.dtype
-        return probe, None
-
-    def _class_view_items(self, outputs, maximize):
-        """Back-query, activation maximisation and attribution of the current model."""
-        from tb_layerview import classviews
-
-        items = []
-        classes, reason = self._classes(outputs)
-        if reason is None and isinstance(self._inputs, (list, dict)):
-            reason = "class views need a single-input model"
-        if reason is not None:
-            for kind in metadata.CLASS_KINDS:
-                self._set_status(kind, False, reason)
-            return items
-        image_shape = self._image_shape()
-        try:
-            plan = classviews.backquery_plan(self.model)
-            images = classviews.backquery(plan, classviews.class_targets(plan, classes))
-            items.append(("class", metadata.KIND_BACKQUERY, images, classes, image_shape, None))
-            self._set_status(metadata.KIND_BACKQUERY, True)
-        except classviews.BackQueryUnavailable as err:
-            self._set_status(metadata.KIND_BACKQUERY, False, str(err))
-        except Exception as err:
-            self._set_status(metadata.KIND_BACKQUERY, False, "back-query failed: %s: %s" % (type(err).__name__, err))
-            self._warn("backquery", "back-query was not logged (%s: %s)" % (type(err).__name__, err))
-        probe, why = self._gradient_probe()
-        if why is not None:
-            for kind in (metadata.KIND_MAXIMIZATION, metadata.KIND_ATTRIBUTION):
-                self._set_status(kind, False, why)
-            return items
-        if maximize:
-            try:
-                lo, hi = _value_range(probe)
-                images, history = classviews.maximize(self.model, classes, steps=self.maximize_steps,
-                                                      value_range=(lo, hi), input_shape=probe.shape[1:])
-                extra = {"scores": history[-1].tolist(), "history": history.tolist(),
-                         "params": {"steps": self.maximize_steps, "value_range": [lo, hi]}}
-                items.append(("class", metadata.KIND_MAXIMIZATION, images, classes, image_shape, extra))
-                self._set_status(metadata.KIND_MAXIMIZATION, True)
-            except Exception as err:
-                self._set_status(metadata.KIND_MAXIMIZATION, False, "%s: %s" % (type(err).__name__, err))
-                self._warn("maximization", "activation maximisation was not logged (%s: %s)"
-                           % (type(err).__name__, err))
-        try:
-            first = next(iter(outputs.values()))
-            predicted = (np.argmax(first, axis=1) if first.shape[1] > 1
-                         else (first[:, 0] >= 0.5).astype(int)).tolist()
-            targets = [{"probe": i, "class": int(c), "which": "predicted"} for i, c in enumerate(predicted)]
-            if self._labels is not None:
-                labels = np.asarray(self._labels)
-                true = np.argmax(labels.reshape(len(labels), -1), axis=1) if labels.ndim > 1 and labels.shape[-1] > 1 \
-                    else labels.reshape(len(labels)).astype(int)
-                targets += [{"probe": i, "class": int(c), "which": "true"} for i, c in enumerate(true)]
-            inputs = np.concatenate([probe] * (len(targets) // len(probe)))
-            maps, info = classviews.attribution(self.model, inputs, [t["class"] for t in targets],
-                                                layer=self.attribution_layer)
-            items.append(("attribution", maps, targets, info))
-            self._set_status(metadata.KIND_ATTRIBUTION, True, method=info["method"], layer=info["layer"])
-        except Exception as err:
-            self._set_status(metadata.KIND_ATTRIBUTION, False, "%s: %s" % (type(err).__name__, err))
-            self._warn("attribution", "attribution maps were not logged (%s: %s)" % (type(err).__name__, err))
-        return items
-
-    def _unit_items(self):
-        """Activation maximisation of the units named in ``maximize_units``."""
-        from tb_layerview import classviews
-
-        items = []
-        probe, why = self._gradient_probe()
-        if why is not None:
-            self._warn("units", "maximize_units: no units were maximised: %s" % why)
-            return items
-        value_range = _value_range(probe)
-        image_shape = self._image_shape()
-        by_name = {}
-        for e in self._entries:
-            by_name.setdefault(e.path, e)
-            by_name.setdefault(e.layer.name, e)
-        for name, units in self.maximize_units.items():
-            entry = by_name.get(name)
-            if entry is None:
-                self._warn("units:" + name, "maximize_units names layer %r, which the model does not have"
-                           " (layers: %s)" % (name, ", ".join(e.path for e in self._entries)))
-                continue
-            try:
-                images, history = classviews.maximize(self.model, layer=entry.layer, units=units,
-                                                      steps=self.maximize_steps, value_range=value_range,
-                                                      input_shape=probe.shape[1:])
-                extra = {"scores": history[-1].tolist(), "history": history.tolist(),
-                         "params": {"steps": self.maximize_steps, "value_range": list(value_range)}}
-                items.append(("units", entry, images, units, image_shape, extra))
-            except Exception as err:
-                self._warn("units:" + name, "units of layer %r were not maximised (%s: %s)"
-                           % (name, type(err).__name__, err))
-        return items
-
-    def _write_snapshot(self, step, snap):
-        items, outputs = snap
-        with self._get_writer().as_default():
-            for item in items:
-                if item[0] == "activations":
-                    self._log_layer(item[1], item[2], step)
-                elif item[0] == "filters":
-                    self._log_filters(item[1], step, *item[2:])
-                elif item[0] == "units":
-                    _, e, images, units, image_shape, extra = item
-                    summary.unit_images(e.path, images, step=step, units=units,
-                                        layer_class=type(e.layer).__name__, layer_index=e.index,
-                                        parent=e.parent, image_shape=image_shape, extra=extra)
-                elif item[0] == "class":
-                    _, kind, images, classes, image_shape, extra = item
-                    summary.class_images(kind, images, step=step, classes=classes,
-                                         class_names=self.class_names, image_shape=image_shape, extra=extra)
-                else:
-                    _, maps, targets, info = item
-                    summary.attribution_maps(maps, step=step, targets=targets, **info)
-            if outputs is not None:
-                try:
-                    summary.predictions(outputs, step=step, class_names=self.class_names,
-                                        top_k=self.top_k, labels=self._labels)
-                except Exception as err:
-                    self._warn("predictions", "predictions were not logged (%s: %s)"
-                               % (type(err).__name__, err))
-        self._writer.flush()
-
-    def _log_layer(self, e, out, step):
-        try:
-            bad = int(np.count_nonzero(~np.isfinite(render.to_float(out))))
-            if bad:
-                self._warn("nan:" + e.path, "layer %r produced %d NaN/Inf values on the probe at"
-                           " step %d; they are counted and drawn in a distinct colour"
-                           % (e.path, bad, step))
-            fmt = getattr(e.layer, "data_format", None)
-            summary.activations(e.path, out, step=step, layer_class=type(e.layer).__name__,
-                                layer_index=e.index, parent=e.parent,
-                                max_channels=self.max_channels,
-                                max_tile_pixels=self.max_tile_pixels,
-                                min_spatial=self.min_spatial,
-                                channels_first=fmt == "channels_first")
-        except Exception as err:
-            self._warn("layer:" + e.path, "activations of layer %r (%s, output shape %s) were not"
-                       " logged: %s: %s" % (e.path, type(e.layer).__name__,
-                                             getattr(out, "shape", None), type(err).__name__, err))
-
-    def _log_filters(self, e, step, kind, k, image_shape):
-        try:
-            kind, k = _normalise_kernel(kind, k)
-            if kind != "dense" or (image_shape is not None and k.shape[0] != int(np.prod(image_shape))):
-                image_shape = None
-            summary.filters(e.path, k, step=step, kind=kind, layer_class=type(e.layer).__name__,
-                            layer_index=e.index, parent=e.parent, max_filters=self.max_filters,
-                            input_channel=self.filter_input, image_shape=image_shape)
-        except Exception as err:
-            self._warn("filters:" + e.path, "filters of layer %r (%s, kernel shape %s) were not"
-                       " logged: %s: %s" % (e.path, type(e.layer).__name__, tuple(k.shape),
-                                             type(err).__name__, err))
+            out_shape = tuple(int(d) for d in self.model.outputs[0].shape[1:])
+        except Exception:
+            out_shape = first.shape if first is not None else None
+        if out_shape and len(out_shape) == 1 and out_shape[0] > 1 and out_shape[0] != len(self.class_names):
+            self._warn("class_names", "class_names has %d names but the model's output has %d classes"
+                       % (len(self.class_names), out_shape[0]))

@@ -1,12 +1,24 @@
-"""Recording what layers return during one forward pass (writer side).
+"""Running the probe through the model and keeping what every layer returns.
 
-Keras 3 has no forward hooks, and symbolic sub-models fail on nested
-("Graph disconnected") and subclassed models. Wrapping each layer's ``call``
-on the instance for the duration of one eager pass works for all of them;
-the original ``call`` is restored afterwards, whatever happens.
+Keras 3 has no forward hooks, and symbolic sub-models fail on nested ("Graph
+disconnected") and subclassed models. Wrapping each layer's ``call`` on the
+instance while the model runs works for all of them; the original ``call``
+is restored afterwards, whatever happens (:func:`recording`).
+
+:class:`ProbePass` uses that once per logged epoch. On the TensorFlow backend
+the recording pass is traced once into a ``tf.function`` that also reduces
+every layer's output to its per-channel statistics (:mod:`tb_layerview.stats`)
+inside the graph, so each epoch costs one compiled forward pass and only the
+outputs that get images come back as numpy arrays. When tracing is not
+possible (a layer with Python side effects, another backend), the same
+recording runs eagerly.
 """
 
 import contextlib
+import dataclasses
+import time
+
+import numpy as np
 
 
 def first_tensor(out):
@@ -18,39 +30,245 @@ def first_tensor(out):
     return out
 
 
-def _recording_call(call, key, captured, calls):
+def flatten_outputs(out):
+    """A layer output as ``[(suffix, tensor), ...]``.
+
+    The first tensor has the suffix ``""`` (it is *the* output of the layer);
+    the others ``":1"``, ``":2"``... by position, or ``":key"`` for dicts, so
+    ``LSTM(return_state=True)`` gives ``""``, ``":1"``, ``":2"``.
+    """
+    flat = []
+
+    def visit(o, suffix):
+        if isinstance(o, dict):
+            for k, v in o.items():
+                visit(v, "%s:%s" % (suffix, k))
+        elif isinstance(o, (list, tuple)):
+            for i, v in enumerate(o):
+                visit(v, "%s:%d" % (suffix, i))
+        elif o is not None and hasattr(o, "shape"):
+            flat.append([suffix, o])
+
+    visit(out, "")
+    if not flat:
+        return []
+    flat[0][0] = ""
+    return [(s, t) for s, t in flat]
+
+
+def _is_symbolic(t):
+    return type(t).__name__ == "KerasTensor"
+
+
+class Recording:
+    """What :func:`recording` collects: outputs per layer key, and call counts."""
+
+    def __init__(self, per_step):
+        self.first = {}  # key -> [(suffix, tensor)] of the first real call
+        self.steps = {}  # key -> list of per-call [(suffix, tensor)] (per-time-step layers)
+        self.calls = {}
+        self._per_step = per_step
+
+    def add(self, key, out):
+        flat = flatten_outputs(out)
+        if not flat or _is_symbolic(flat[0][1]):
+            return  # a symbolic build call: wait for the real one
+        self.calls[key] = self.calls.get(key, 0) + 1
+        if key in self._per_step:
+            self.steps.setdefault(key, []).append(flat)
+        elif key not in self.first:  # shared layers: the first call, as layer.output
+            self.first[key] = flat
+
+    def output(self, key):
+        """The first output tensor of layer ``key`` (its first call), or None."""
+        flat = self.first.get(key) or (self.steps.get(key) or [None])[0]
+        return flat[0][1] if flat else None
+
+    def outputs(self, stack):
+        """``{key + suffix: tensor}``; per-time-step calls stacked along axis 1 with ``stack``."""
+        out = {}
+        for key, flat in self.first.items():
+            for suffix, t in flat:
+                out[key + suffix] = t
+        for key, calls in self.steps.items():
+            for i, (suffix, _) in enumerate(calls[0]):
+                parts = [c[i][1] for c in calls if len(c) > i]
+                out[key + suffix] = stack(parts)
+        return out
+
+
+def _recording_call(call, key, rec):
     def recording_call(*args, **kwargs):
         out = call(*args, **kwargs)
-        calls[key] = calls.get(key, 0) + 1
-        if key not in captured:  # shared layers: the first call, as layer.output
-            captured[key] = first_tensor(out)
+        rec.add(key, out)
         return out
 
     return recording_call
 
 
 @contextlib.contextmanager
-def recording(layers):
-    """Records the first output of each layer while the block runs.
+def recording(layers, per_step=()):
+    """Records what each layer returns while the block runs.
 
     Args:
       layers: ``{key: layer}``.
+      per_step: keys of layers called once per time step (inside
+        ``TimeDistributed``): every call is kept.
 
     Yields:
-      ``(captured, calls)``: ``{key: first output tensor}`` and
-      ``{key: number of calls}``, filled as the model runs.
+      a :class:`Recording`, filled as the model runs.
     """
-    captured, calls, patched = {}, {}, []
+    rec = Recording(set(per_step))
+    patched = []
     try:
         for key, layer in layers.items():
             original = layer.__dict__.get("call")
             # object.__setattr__: Keras' tracking __setattr__ must not see this.
-            object.__setattr__(layer, "call", _recording_call(layer.call, key, captured, calls))
+            object.__setattr__(layer, "call", _recording_call(layer.call, key, rec))
             patched.append((layer, original))
-        yield captured, calls
+        yield rec
     finally:
-        for layer, original in patched:
+        for layer, original in reversed(patched):
             if original is None:
                 object.__delattr__(layer, "call")
             else:
                 object.__setattr__(layer, "call", original)
+
+
+def graph_stats(t, channels_first=False, limits=None):
+    """Per-channel statistics of a tensor with ``keras.ops`` (any backend,
+    inside or outside a compiled function); :func:`tb_layerview.stats.channel_stats`
+    is the numpy reference. Returns a float32 tensor (len(stats.STATS), C)."""
+    from keras import ops
+
+    x = ops.cast(t, "float32")
+    nd = len(x.shape)
+    if nd <= 1:
+        x = ops.reshape(x, (-1, 1))
+    else:
+        if channels_first and nd in (4, 5):
+            x = ops.moveaxis(x, 1, -1)
+        x = ops.reshape(x, (-1, x.shape[-1]))
+    finite = ops.isfinite(x)
+    count = ops.sum(ops.cast(finite, "float32"), axis=0)
+    denom = ops.maximum(count, 1.0)
+    vals = ops.where(finite, x, 0.0)
+    mean = ops.sum(vals, axis=0) / denom
+    dev = ops.where(finite, x - mean, 0.0)
+    std = ops.sqrt(ops.sum(dev * dev, axis=0) / denom)
+    has = count > 0
+    lo = ops.where(has, ops.min(ops.where(finite, x, np.inf), axis=0), 0.0)
+    hi = ops.where(has, ops.max(ops.where(finite, x, -np.inf), axis=0), 0.0)
+    active = ops.mean(ops.cast(x > 0, "float32"), axis=0)
+    zero = ops.mean(ops.cast(x == 0, "float32"), axis=0)
+    if limits is None:
+        sat = ops.zeros_like(mean)
+    else:
+        sat = ops.mean(ops.cast(ops.logical_or(x <= limits[0], x >= limits[1]), "float32"), axis=0)
+    nan = ops.sum(ops.cast(ops.isnan(x), "float32"), axis=0)
+    inf = ops.sum(ops.cast(ops.isinf(x), "float32"), axis=0)
+    return ops.stack([mean, std, lo, hi, active, zero, sat, nan, inf])
+
+
+def _drawable(t):
+    dtype = str(getattr(t, "dtype", ""))
+    return any(k in dtype for k in ("float", "int", "bool"))
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSpec:
+    """One recorded output: a layer's (first or further) output tensor."""
+
+    key: str        # the output path: the layer path plus a suffix for further outputs
+    layer_path: str
+    shape: tuple    # without the batch axis
+    dtype: str
+
+
+@dataclasses.dataclass
+class PassResult:
+    """One probe pass: statistics of every output, tensors of the requested ones."""
+
+    stats: dict       # output key -> numpy (len(STATS), C)
+    tensors: dict     # output key -> tensor (convert only what is drawn)
+    model_outputs: object
+    seconds: float
+
+
+class ProbePass:
+    """The probe's pass through the model, compiled once where possible.
+
+    Args:
+      model: the Keras model.
+      entries: :class:`tb_layerview.walk.LayerEntry` list of the model.
+      inputs: the probe in the structure the model takes.
+      limits_of: ``{layer path: saturation limits or None}``.
+    """
+
+    def __init__(self, model, entries, inputs, limits_of):
+        self.model = model
+        # A nested model's output is its last layer's: its layers are recorded instead.
+        self._layers = {e.path: e.layer for e in entries if not e.container}
+        self._per_step = [e.path for e in entries if e.per_time_step]
+        self._cf = {e.path: e.data_format == "channels_first" for e in entries}
+        self._limits = limits_of
+        self._inputs = inputs
+        self._fn = None
+        self.mode = None          # "compiled" or "eager"
+        self.fallback_reason = None
+        self.specs = {}           # key -> OutputSpec, from the first pass
+        self.calls = {}
+
+    def _forward(self):
+        from keras import ops
+
+        with recording(self._layers, self._per_step) as rec:
+            out = self.model(self._inputs, training=False)
+        tensors = rec.outputs(lambda parts: ops.stack(parts, axis=1))
+        stats, kept, specs = {}, {}, {}
+        for key, t in tensors.items():
+            layer_path = key.split(":", 1)[0] if key not in self._layers else key
+            specs[key] = OutputSpec(key, layer_path, tuple(int(d) if d is not None else -1 for d in t.shape[1:]),
+                                    str(t.dtype))
+            if not _drawable(t) or len(t.shape) < 1:
+                continue
+            stats[key] = graph_stats(t, self._cf.get(layer_path, False), self._limits.get(layer_path))
+            kept[key] = t
+        self.specs, self.calls = specs, dict(rec.calls)
+        return stats, kept, out
+
+    def _compile(self):
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            return None, "compiled capture is implemented for the TensorFlow backend"
+        import tensorflow as tf
+
+        if not self.model.built:
+            return None, "the model is not built yet"
+        fn = tf.function(self._forward, autograph=False, reduce_retracing=True)
+        try:
+            fn.get_concrete_function()
+        except Exception as e:  # a layer that cannot be traced: stay eager
+            return None, "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        return fn, None
+
+    def run(self):
+        """One pass of the probe: returns a :class:`PassResult`."""
+        t0 = time.perf_counter()
+        if self.mode is None:
+            fn, why = self._compile()
+            self._fn, self.mode, self.fallback_reason = fn, ("compiled" if fn else "eager"), why
+        if self._fn is not None:
+            stats, tensors, out = self._fn()
+        else:
+            stats, tensors, out = self._forward()
+        stats = {k: np.asarray(v) for k, v in stats.items()}
+        return PassResult(stats, tensors, out, time.perf_counter() - t0)
+
+
+def to_numpy(t):
+    """Any backend's tensor as a numpy array."""
+    import keras
+
+    return np.asarray(keras.ops.convert_to_numpy(t))

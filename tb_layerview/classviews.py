@@ -291,9 +291,9 @@ def _ascent_functions(model, targets, input_shape, use_log, output_index, layer=
 
     def score_of(inp):
         if layer is not None:
-            with capture.recording({"units": layer}) as (captured, _):
+            with capture.recording({"units": layer}) as rec:
                 model(inp, training=False)
-            feats = tf.cast(captured["units"], tf.float32)
+            feats = tf.cast(rec.output("units"), tf.float32)
             per_unit = tf.reduce_mean(feats, axis=list(range(1, len(feats.shape) - 1))) if len(feats.shape) > 2 else feats
             return tf.gather_nd(per_unit, unit_idx)
         s = _class_scores(_class_output(model(inp, training=False), output_index), targets)
@@ -420,10 +420,10 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
         if sal.ndim == 4:
             sal = sal.sum(axis=-1)
         return _normalise(sal).astype(np.float32), {"method": "saliency", "layer": None, "weighting": None}
-    with capture.recording({"features": layer}) as (captured, _):
+    with capture.recording({"features": layer}) as rec:
         with tf.GradientTape() as tape:
             s = score(model(x, training=False))
-    feats = captured["features"]
+    feats = rec.output("features")
     grads = tape.gradient(s, feats)
     feats, grads = feats.numpy().astype(np.float64), grads.numpy().astype(np.float64)
     if weighting == "mean":

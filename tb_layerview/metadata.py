@@ -32,7 +32,12 @@ KIND_MAXIMIZATION = "maximization"
 KIND_ATTRIBUTION = "attribution"
 CLASS_KINDS = (KIND_BACKQUERY, KIND_MAXIMIZATION, KIND_ATTRIBUTION)
 
-RUN_KINDS = (KIND_CONFIG, KIND_PROBES, KIND_PREDICTIONS) + CLASS_KINDS
+#: Run-level records written at every logged step: the per-channel statistics
+#: of every layer (never thinned) and the plan that says what was logged.
+KIND_STATS = "stats"
+KIND_PLAN = "plan"
+
+RUN_KINDS = (KIND_CONFIG, KIND_PROBES, KIND_PREDICTIONS) + CLASS_KINDS + (KIND_STATS, KIND_PLAN)
 
 #: Kinds whose steps hold ``[info_json, png, png, ...]`` (served by /image and /info).
 IMAGE_KINDS = LAYER_KINDS + CLASS_KINDS
@@ -51,7 +56,17 @@ _TAG_PREFIX = {
     KIND_BACKQUERY: "layerview/class/backquery",
     KIND_MAXIMIZATION: "layerview/class/maximization",
     KIND_ATTRIBUTION: "layerview/class/attribution",
+    KIND_STATS: "layerview/run/stats",
+    KIND_PLAN: "layerview/run/plan",
 }
+
+
+def display_name(path, parent):
+    """The name a layer is shown under: its path without the enclosing model's
+    prefix (``encoder/conv1`` in ``encoder`` is ``conv1``)."""
+    if parent and path.startswith(parent + "/"):
+        return path[len(parent) + 1:]
+    return path
 
 
 class FormatError(ValueError):

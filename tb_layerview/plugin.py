@@ -206,6 +206,8 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             "/probes": self._serve_probes,
             "/probe_image": self._serve_probe_image,
             "/predictions": self._serve_predictions,
+            "/plan": self._serve_plan,
+            "/stats": self._serve_stats,
         }
         for name in STATIC_FILES:
             apps["/" + name] = self._static_app(name)
@@ -361,7 +363,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 any_series = next(iter(kinds.values()))
                 m = any_series.meta
                 act = kinds.get(metadata.KIND_ACTIVATIONS)
-                name = path[len(m.parent) + 1:] if m.parent and path.startswith(m.parent + "/") else path
+                name = metadata.display_name(path, m.parent)
                 layers.append({
                     "path": path,
                     "name": name,
@@ -397,6 +399,8 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 "probe_count": probe_count,
                 "has_config": metadata.KIND_CONFIG in entry["run"],
                 "has_probes": probes is not None,
+                "has_plan": metadata.KIND_PLAN in entry["run"],
+                "has_stats": metadata.KIND_STATS in entry["run"],
                 "class_views": {k: {"max_step": s.max_step, "count": max(s.max_length - 1, 0)}
                                 for k, s in sorted(entry["run"].items()) if k in metadata.CLASS_KINDS},
                 "layers": layers,
@@ -467,6 +471,36 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         data.update(run=run, step=step, wall_time=wall)
         return data
 
+    def plan_impl(self, ctx, eid, run, step):
+        """The plan record of a step: what was logged, and why not the rest."""
+        series = self._series(ctx, eid, run, None, metadata.KIND_PLAN)
+        data, wall = self._json_blob(ctx, eid, series, step)
+        data.update(run=run, step=step, wall_time=wall)
+        return data
+
+    def stats_impl(self, ctx, eid, run, step, layer):
+        """Per-channel statistics of a step: every layer's totals, one layer's channels."""
+        from tb_layerview import stats
+
+        series = self._series(ctx, eid, run, None, metadata.KIND_STATS)
+        header_blob, _, wall = self._blob(ctx, eid, series, step, 0)
+        data_blob, _, _ = self._blob(ctx, eid, series, step, 1)
+        try:
+            header, data = stats.decode(header_blob, data_blob)
+        except ValueError as e:
+            raise errors.NotFoundError("stored statistics of step %d are corrupt: %s" % (step, e)) from None
+        out = {"run": run, "step": step, "wall_time": wall, "stats": header["stats"],
+               "layers": [{k: l[k] for k in ("path", "activation", "channels", "nan", "inf")}
+                          for l in header["layers"]]}
+        if layer is not None:
+            values = stats.layer_slice(header, data, layer)
+            if values is None:
+                raise errors.NotFoundError("step %d of run %r has no statistics of layer %r" % (step, run, layer))
+            out["layer"] = layer
+            out["values"] = {k: [float(v) if v == v and abs(v) != float("inf") else None for v in vals.tolist()]
+                             for k, vals in values.items()}
+        return out
+
     # ----------------------------------------------------------------- HTTP
 
     @staticmethod
@@ -509,6 +543,15 @@ class LayerViewPlugin(base_plugin.TBPlugin):
     def _serve_predictions(self, request):
         return self._json(request, self.predictions_impl, _arg(request, "run"),
                           _int_arg(request, "step"))
+
+    @wrappers.Request.application
+    def _serve_plan(self, request):
+        return self._json(request, self.plan_impl, _arg(request, "run"), _int_arg(request, "step"))
+
+    @wrappers.Request.application
+    def _serve_stats(self, request):
+        return self._json(request, self.stats_impl, _arg(request, "run"), _int_arg(request, "step"),
+                          _arg(request, "layer", required=False))
 
     @wrappers.Request.application
     def _serve_image(self, request):

@@ -110,7 +110,9 @@ def stats_column(stats, i):
     out = {}
     for k in STAT_KEYS:
         col = stats[k][i]
-        out[k] = [int(v) for v in col] if k in ("nan", "inf") else [float(v) for v in col]
+        # Six significant digits: the ranges only re-normalise 8-bit pixels,
+        # and full float64 text would double the size of every info blob.
+        out[k] = [int(v) for v in col] if k in ("nan", "inf") else [float("%.6g" % v) for v in col]
     return out
 
 

@@ -20,13 +20,35 @@ default writer is set (as ``tf.summary.write`` does). The blob layout of each
 kind is written down in ``docs/format.md``.
 """
 
+import contextlib
 import json
 import math
+import threading
 
 import numpy as np
 
+from tb_layerview import kernels
 from tb_layerview import metadata
+from tb_layerview import probe as probe_lib
 from tb_layerview import render
+
+_TALLY = threading.local()
+
+
+@contextlib.contextmanager
+def tally():
+    """Counts the blob bytes this thread writes inside the block.
+
+    Yields:
+      a dict whose ``"bytes"`` grows with every series written.
+    """
+    counter = {"bytes": 0}
+    previous = getattr(_TALLY, "counter", None)
+    _TALLY.counter = counter
+    try:
+        yield counter
+    finally:
+        _TALLY.counter = previous
 
 
 def _tf():
@@ -84,7 +106,11 @@ def write_blobs(kind, blobs, step=None, description="", **fields):
     meta = metadata.create_summary_metadata(kind, description=description, **fields)
     # Rank 1 is required: the Rust data server drops rank-0 and rank-2 blob tensors.
     tensor = tf.constant(list(blobs), dtype=tf.string, shape=[len(blobs)])
-    return bool(tf.summary.write(tag=tag, tensor=tensor, step=step, metadata=meta))
+    written = bool(tf.summary.write(tag=tag, tensor=tensor, step=step, metadata=meta))
+    counter = getattr(_TALLY, "counter", None)
+    if written and counter is not None:
+        counter["bytes"] += sum(len(b) for b in blobs) + len(tag) + 64
+    return written
 
 
 def activation_blobs(outputs, max_channels=64, max_tile_pixels=4096, min_spatial=2,
@@ -151,7 +177,7 @@ def filters(name, kernel, step=None, kind=None, layer_class="", layer_index=0, p
       name: the layer path.
       kernel: the kernel array as Keras stores it.
       step: the step (epoch).
-      kind: kernel kind for :func:`tb_layerview.render.kernel_tiles`; guessed
+      kind: a kernel kind of :data:`tb_layerview.kernels.KINDS`; guessed
         from the rank when None (2: dense, 3: conv1d, 4: conv2d, 5: conv3d).
       layer_class, layer_index, parent: as for :func:`activations`.
       max_filters: at most this many filters are drawn.
@@ -163,15 +189,32 @@ def filters(name, kernel, step=None, kind=None, layer_class="", layer_index=0, p
       True on success, False if no default writer is set.
     """
     kernel = np.asarray(kernel)
+    stored_shape = kernel.shape
     if kind is None:
-        kind = {2: "dense", 3: "conv1d", 4: "conv2d", 5: "conv3d"}.get(kernel.ndim)
-        if kind is None:
-            raise ValueError("cannot draw a kernel of rank %d (shape %s) as filters"
-                             % (kernel.ndim, kernel.shape))
+        kind = kernels.kind_from_rank(kernel.ndim)
+    kind, kernel = kernels.for_rendering(kind, kernel)
     blobs, _ = filter_blobs(kernel, kind, max_filters, input_channel, image_shape)
     return write_blobs(metadata.KIND_FILTERS, blobs, step=step, description=description,
-                       layer=name, layer_class=layer_class, output_shape=kernel.shape,
+                       layer=name, layer_class=layer_class, output_shape=stored_shape,
                        layer_index=layer_index, parent=parent, layout="tiles")
+
+
+def channel_stats(records, step=None):
+    """Writes the per-channel statistics of every layer at ``step``.
+
+    Args:
+      records: list of ``(layer path, activation name or None, array
+        (len(stats.STATS), C))``, e.g. from :func:`tb_layerview.stats.channel_stats`.
+      step: the step.
+    """
+    from tb_layerview import stats
+
+    return write_blobs(metadata.KIND_STATS, stats.encode(records), step=step)
+
+
+def plan(record, step=None):
+    """Writes the plan of one logged step (what was logged, and why not the rest)."""
+    return write_blobs(metadata.KIND_PLAN, [json_bytes(record)], step=step)
 
 
 def config(model_config, step=None):
@@ -222,12 +265,8 @@ def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_val
 
 def _label_of(y, class_names):
     y = np.asarray(y)
-    if y.size == 1:
-        idx = int(np.ravel(y)[0]) if np.issubdtype(y.dtype, np.integer) or float(np.ravel(y)[0]).is_integer() else None
-        out = {"value": float(np.ravel(y)[0])}
-    else:
-        idx = int(np.argmax(y))  # one-hot or soft labels
-        out = {"value": None}
+    out = {"value": float(np.ravel(y)[0]) if y.size == 1 else None}
+    idx = probe_lib.true_class(y)
     if idx is not None:
         out["class"] = idx
         if class_names and 0 <= idx < len(class_names):

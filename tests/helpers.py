@@ -103,7 +103,7 @@ def write_logs(logdir, cnn_epochs=15):
     cnn.fit(x, y, epochs=cnn_epochs, batch_size=32, verbose=0,
             callbacks=[LayerView(os.path.join(logdir, "cnn"), probe=(x[:3], y[:3]),
                                  class_names=["top", "bottom"], maximize_steps=16,
-                                 maximize_units={"conv2": 2})])
+                                 maximize_units={"conv2": 2}, budget=None)])
     models["cnn"] = cnn
     xm = rng.random((64, 64), dtype=np.float32)
     mlp = keras.Sequential([keras.Input((64,), name="pixels"),
@@ -111,7 +111,7 @@ def write_logs(logdir, cnn_epochs=15):
                             keras.layers.Dense(3, activation="sigmoid", name="output")], name="mlp")
     mlp.compile("sgd", "mse")
     mlp.fit(xm, np.zeros((64, 3)), epochs=3, verbose=0,
-            callbacks=[LayerView(os.path.join(logdir, "mlp"), probe=xm[:2])])
+            callbacks=[LayerView(os.path.join(logdir, "mlp"), probe=xm[:2], budget=None)])
     models["mlp"] = mlp
     # Keras' TensorFlow backend refuses such layer names in graph scopes, but
     # names reach the log from custom loops through the summary ops as well.

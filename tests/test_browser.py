@@ -29,7 +29,7 @@ m.compile("sgd", "mse")
 x = np.random.default_rng(0).random((16, 4, 4, 1), dtype=np.float32)
 start, end = int(sys.argv[2]), int(sys.argv[3])
 m.fit(x, np.zeros((16, 1)), initial_epoch=start, epochs=end, verbose=0,
-      callbacks=[LayerView(sys.argv[1], probe=x[:1], class_views=False)])
+      callbacks=[LayerView(sys.argv[1], probe=x[:1], class_views=False, budget=None)])
 """
 
 LIVE_SCRIPT = r"""
@@ -39,7 +39,7 @@ m = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="tanh"
                       keras.layers.Dense(1, name="late_out")])
 m.compile("sgd", "mse")
 x = np.random.default_rng(0).random((16, 5), dtype=np.float32)
-m.fit(x, np.zeros((16, 1)), epochs=2, verbose=0, callbacks=[LayerView(sys.argv[1], probe=x[:2])])
+m.fit(x, np.zeros((16, 1)), epochs=2, verbose=0, callbacks=[LayerView(sys.argv[1], probe=x[:2], budget=None)])
 """
 
 

@@ -18,6 +18,7 @@ ACT, FIL = metadata.KIND_ACTIVATIONS, metadata.KIND_FILTERS
 
 def fit(model, x, y, log_dir, epochs=2, loss="mse", optimizer="sgd", fit_kwargs=None, **lv):
     model.compile(optimizer=optimizer, loss=loss)
+    lv.setdefault("budget", None)  # these tests check that everything asked for is logged
     cb = LayerView(str(log_dir), **lv)
     model.fit(x, y, epochs=epochs, batch_size=16, verbose=0, callbacks=[cb], **(fit_kwargs or {}))
     return cb
@@ -144,7 +145,7 @@ def test_multi_input_multi_output_and_shared_layers(tmp_path):
     xa, xb = np.ones((16, 4), np.float32), np.zeros((16, 4), np.float32)
     model.compile("sgd", ["mse", "mse"])
     model.fit([xa, xb], [np.zeros((16, 2)), np.zeros((16, 1))], epochs=1, verbose=0,
-              callbacks=[LayerView(str(tmp_path / "multi"), probe=[xa[:2], xb[:2]])])
+              callbacks=[LayerView(str(tmp_path / "multi"), probe=[xa[:2], xb[:2]], budget=None)])
     series, run = only_run(tmp_path / "multi")
     assert {k for k in layer_series(series, run) if k[0] == ACT} == {
         (ACT, "shared"), (ACT, "concat"), (ACT, "out1"), (ACT, "out2")}
@@ -164,7 +165,7 @@ def test_dict_probe_for_named_inputs(tmp_path):
     probe = {"right": np.ones((2, 3), np.float32), "left": np.zeros((2, 2), np.float32)}
     model.compile("sgd", "mse")
     model.fit({"left": np.zeros((8, 2)), "right": np.ones((8, 3))}, np.zeros((8, 1)), epochs=1,
-              verbose=0, callbacks=[LayerView(str(tmp_path / "dict"), probe=probe)])
+              verbose=0, callbacks=[LayerView(str(tmp_path / "dict"), probe=probe, budget=None)])
     series, run = only_run(tmp_path / "dict")
     assert (ACT, "cat") in layer_series(series, run)
 
@@ -409,7 +410,7 @@ def test_custom_training_loop_with_log_and_summary_ops(tmp_path):
     import tb_layerview
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
-    lv = LayerView(str(tmp_path / "loop"), probe=np.ones((2, 3), np.float32))
+    lv = LayerView(str(tmp_path / "loop"), probe=np.ones((2, 3), np.float32), budget=None)
     lv.set_model(model)
     for step in range(3):
         lv.log(step)
@@ -431,7 +432,7 @@ def test_any_gfile_path_works_as_log_dir():
     x = np.ones((8, 2), np.float32)
     model.compile("sgd", "mse")
     model.fit(x, np.zeros((8, 1)), epochs=1, verbose=0,
-              callbacks=[LayerView("ram://lv_test/run", probe=x[:1])])
+              callbacks=[LayerView("ram://lv_test/run", probe=x[:1], budget=None)])
     files = tf.io.gfile.listdir("ram://lv_test/run")
     assert any(f.startswith("events.out.tfevents") for f in files)
     assert not any(f.startswith(".tb_layerview") for f in files)

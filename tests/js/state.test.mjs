@@ -4,7 +4,7 @@ import {test} from 'node:test';
 
 import {
   alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
-  snapStep, unionSteps, withHashParam,
+  nearestShown, planReason, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
 test('encodeState/decodeState round-trip every field, names with odd characters included', () => {
@@ -98,4 +98,19 @@ test('layerRows puts a header before the layers of each nested model', () => {
   assert.deepEqual(rows.map((r) => r.header ?? r.path),
     ['in', 'enc', 'enc/a', 'enc/b', 'enc/blk', 'enc/blk/c', 'dec', 'dec/d', 'out']);
   assert.deepEqual(rows.filter((r) => r.header).map((r) => r.depth), [0, 1, 0]);
+});
+
+test('nearestShown picks the latest earlier step, else the first later one', () => {
+  assert.equal(nearestShown([0, 4, 8], 7), 4);
+  assert.equal(nearestShown([0, 4, 8], 8), 8);
+  assert.equal(nearestShown([4, 8], 2), 4);
+  assert.equal(nearestShown([], 2), null);
+});
+
+test('planReason finds the reason a plan gives for a layer, and frozen filters', () => {
+  const plan = {images: ['a', 'b'], filters: ['a'], no_images: {'images every 3 logged epochs': ['c', 'd']}};
+  assert.equal(planReason(plan, 'd', 'activations'), 'images every 3 logged epochs');
+  assert.equal(planReason(plan, 'b', 'filters'), 'the kernel is frozen and unchanged since it was last drawn');
+  assert.equal(planReason(plan, 'a', 'activations'), null);
+  assert.equal(planReason(null, 'a', 'activations'), null);
 });

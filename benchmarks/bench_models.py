@@ -1,0 +1,170 @@
+"""LayerView's cost at its defaults on real architectures, measured within one run.
+
+For each model, fits with and without the callback alternate (so the
+machine's noise hits both alike) and the script prints the median ratio of
+whole-fit times, the event bytes per logged epoch, the share of training
+time LayerView measured for itself (hooks plus the writer thread's CPU, from
+the plan records) and whether every layer's statistics are at every logged
+epoch.
+
+Models: the seed CNN (Conv2D 32/64/64, Dense 128/256/10, 32x32x3, 4096
+samples, batch 64); keras.applications MobileNetV2 (96x96x3, 1024 samples,
+batch 32), VGG16 and ResNet50 (64x64x3, 512 samples, batch 32), all with
+``weights=None`` and 10 classes; 8 labelled probes, logging every epoch.
+
+Usage: python benchmarks/bench_models.py [--models cnn,mobilenetv2] [--epochs 3]
+       [--pairs 2] [--class-views on|off] [--budget default|off]
+"""
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+MODELS = {
+    # name: (builder, input shape, samples, batch)
+    "cnn": ("seed", (32, 32, 3), 4096, 64),
+    "mobilenetv2": ("MobileNetV2", (96, 96, 3), 1024, 32),
+    "vgg16": ("VGG16", (64, 64, 3), 512, 32),
+    "resnet50": ("ResNet50", (64, 64, 3), 512, 32),
+}
+
+
+def build(name):
+    import keras
+
+    kind, shape, _, _ = MODELS[name]
+    if kind == "seed":
+        return keras.Sequential([
+            keras.Input(shape),
+            keras.layers.Conv2D(32, 3, activation="relu", name="conv1"),
+            keras.layers.MaxPooling2D(name="pool1"),
+            keras.layers.Conv2D(64, 3, activation="relu", name="conv2"),
+            keras.layers.MaxPooling2D(name="pool2"),
+            keras.layers.Conv2D(64, 3, activation="relu", name="conv3"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(128, activation="relu", name="dense1"),
+            keras.layers.Dense(256, activation="relu", name="dense2"),
+            keras.layers.Dense(10, activation="softmax", name="predictions"),
+        ])
+    return getattr(keras.applications, kind)(weights=None, input_shape=shape, classes=10)
+
+
+def event_bytes(logdir):
+    return sum(os.path.getsize(f) for f in glob.glob(os.path.join(logdir, "events.out.tfevents.*")))
+
+
+def read_back(logdir):
+    """{kind: {step: [blobs]}} of the run-level series, through TensorBoard's reader."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    import helpers
+
+    parent = os.path.dirname(logdir)
+    series = helpers.read_series(parent)
+    return series[os.path.basename(logdir)]
+
+
+def bench(name, args):
+    import keras
+
+    from tb_layerview import LayerView, metadata, stats
+
+    _, shape, samples, batch = MODELS[name]
+    rng = np.random.default_rng(0)
+    x = rng.random((samples,) + shape, dtype=np.float32)
+    y = rng.integers(0, 10, samples)
+    rows = []
+    last_logdir = None
+    for pair in range(args.pairs):
+        order = (False, True) if pair % 2 == 0 else (True, False)
+        for with_cb in order:
+            keras.utils.set_random_seed(pair)
+            model = build(name)
+            model.compile("adam", "sparse_categorical_crossentropy")
+            # Trace the train step outside the timing, as any second fit would.
+            model.fit(x[:batch], y[:batch], epochs=1, batch_size=batch, verbose=0)
+            root = tempfile.mkdtemp(prefix="lv_models_")
+            logdir = os.path.join(root, name)
+            cbs = []
+            if with_cb:
+                kw = {"class_views": args.class_views == "on"}
+                if args.budget == "off":
+                    kw["budget"] = None
+                cbs = [LayerView(logdir, probe=(x[:8], y[:8]), **kw)]
+            t0 = time.perf_counter()
+            model.fit(x, y, epochs=args.epochs, batch_size=batch, verbose=0, callbacks=cbs)
+            total = time.perf_counter() - t0
+            if with_cb:
+                rows.append({"with": True, "seconds": total, "bytes": event_bytes(logdir),
+                             "cost": cbs[0].cost, "logdir": logdir})
+                if last_logdir:
+                    shutil.rmtree(os.path.dirname(last_logdir), ignore_errors=True)
+                last_logdir = logdir
+            else:
+                rows.append({"with": False, "seconds": total})
+                shutil.rmtree(root, ignore_errors=True)
+            print("  %-12s pair %d %-7s %.2f s" % (name, pair, "with" if with_cb else "without", total),
+                  flush=True)
+    without = [r["seconds"] for r in rows if not r["with"]]
+    withs = [r for r in rows if r["with"]]
+    pairs = [w["seconds"] / wo for w, wo in zip([r["seconds"] for r in withs], without)]
+    steps = args.epochs + 1
+    per_epoch = np.median([r["bytes"] / steps for r in withs])
+    series = read_back(last_logdir)
+    by_kind = {}
+    for tag, s in series.items():
+        by_kind.setdefault(s["meta"].kind, {})[tag] = s
+    stats_steps = next(iter(by_kind[metadata.KIND_STATS].values()))["steps"]
+    complete = True
+    layer_count = 0
+    for step, blobs in stats_steps.items():
+        header, data = stats.decode(blobs[0], blobs[1])
+        layer_count = len(header["layers"])
+        complete &= data.shape[1] == sum(l["channels"] for l in header["layers"])
+    complete &= sorted(stats_steps) == list(range(steps))
+    plans = next(iter(by_kind[metadata.KIND_PLAN].values()))["steps"]
+    shares = []
+    for step in sorted(plans):
+        rec = json.loads(plans[step][0])
+        cost = rec.get("cost") or {}
+        if cost.get("epoch_seconds"):
+            shares.append((cost["hook_seconds"] + cost["writer_cpu_seconds"]) / cost["epoch_seconds"])
+    last_plan = json.loads(plans[max(plans)][0])
+    cost = withs[-1]["cost"]
+    print("\n%s: %d epochs, %d samples, batch %d, 8 probes, class views %s, budget %s"
+          % (name, args.epochs, samples, batch, args.class_views, args.budget))
+    print("  whole fit with / without LayerView: median %.3f (pairs: %s)"
+          % (np.median(pairs), ", ".join("%.3f" % p for p in pairs)))
+    print("  fit without: %.1f s (median)" % np.median(without))
+    print("  events per logged epoch: %.0f KB (%d steps incl. step 0)" % (per_epoch / 1000, steps))
+    print("  LayerView's own measure per logged epoch (hooks + writer CPU / epoch): median %.1f%%"
+          % (100 * np.median(shares) if shares else float("nan")))
+    print("  training-thread hooks %.2f s, writer CPU %.2f s in the last fit"
+          % (cost["hook_seconds"], cost["writer_cpu_seconds"]))
+    print("  statistics: %d outputs at every one of %d steps: %s" % (layer_count, steps, complete))
+    print("  last plan: %s" % (last_plan.get("note") or "everything"))
+    shutil.rmtree(os.path.dirname(last_logdir), ignore_errors=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="cnn,mobilenetv2")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--pairs", type=int, default=2)
+    p.add_argument("--class-views", choices=["on", "off"], default="on")
+    p.add_argument("--budget", choices=["default", "off"], default="default")
+    args = p.parse_args()
+    for name in args.models.split(","):
+        bench(name.strip(), args)
+
+
+if __name__ == "__main__":
+    main()

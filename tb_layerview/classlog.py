@@ -1,0 +1,176 @@
+"""Class views as LayerView logs them: which ones a model supports, and the
+items of one step (:mod:`tb_layerview.classviews` has the algorithms).
+
+Every decision is kept in ``status`` ({kind: {"available", "reason", ...}}),
+which the run's configuration carries so the panel can say why a view is
+missing.
+"""
+
+import time
+
+import numpy as np
+
+from tb_layerview import classviews
+from tb_layerview import items
+from tb_layerview import metadata
+from tb_layerview import probe as probe_lib
+
+
+def classes_of(outputs, max_classes):
+    """The class indices for class views, or why there are none."""
+    first = next(iter(outputs.values()))
+    if first.ndim != 2:
+        return None, "the model's output of shape %s is not a vector of class scores" % (first.shape[1:],)
+    k = first.shape[1]
+    return (list(range(min(k, max_classes))) if k > 1 else [0, 1]), None
+
+
+class ClassViewLog:
+    """Builds the class-view items of each logged step.
+
+    Args:
+      model: the Keras model.
+      probe: the :class:`tb_layerview.probe.Probe`.
+      max_classes, maximize_steps, attribution_layer, maximize_units: as for
+        ``LayerView``.
+      image_shape: the input's image shape for drawing, or None.
+      warn: ``warn(key, message)``.
+    """
+
+    def __init__(self, model, probe, max_classes, maximize_steps, attribution_layer, maximize_units,
+                 image_shape, warn):
+        self.model, self.probe = model, probe
+        self.max_classes, self.maximize_steps = max_classes, maximize_steps
+        self.attribution_layer, self.maximize_units = attribution_layer, maximize_units
+        self.image_shape, self.warn = image_shape, warn
+        self.status = {}
+        #: Seconds the last run of each kind took.
+        self.seconds = {}
+
+    def _set(self, kind, available, reason=None, **more):
+        status = {"available": bool(available), "reason": reason}
+        status.update(more)
+        self.status[kind] = status
+
+    def gradient_probe(self):
+        """The probe as one float array to take input gradients of, or why there is none."""
+        import keras
+
+        arr = self.probe.single
+        if arr is None:
+            return None, "needs a single-input model"
+        if keras.backend.backend() != "tensorflow":
+            return None, "needs the TensorFlow backend (this is %s)" % keras.backend.backend()
+        if not np.issubdtype(np.asarray(arr).dtype, np.floating):
+            return None, "the input (dtype %s, e.g. token ids) is not differentiable" % np.asarray(arr).dtype
+        return np.asarray(arr), None
+
+    def available(self, outputs):
+        """The gradient kinds (attribution, maximisation) this model supports now."""
+        classes, reason = classes_of(outputs, self.max_classes)
+        if reason is None and self.probe.single is None:
+            reason = "class views need a single-input model"
+        if reason is None:
+            reason = self.gradient_probe()[1]
+        if reason is not None:
+            return []
+        return [metadata.KIND_ATTRIBUTION, metadata.KIND_MAXIMIZATION]
+
+    def step_items(self, outputs, decisions):
+        """Items of one step. ``decisions``: {kind: {"run": bool, "reason": str}}
+        from the plan for attribution and maximisation."""
+        out = []
+        classes, reason = classes_of(outputs, self.max_classes)
+        if reason is None and self.probe.single is None:
+            reason = "class views need a single-input model"
+        if reason is not None:
+            for kind in metadata.CLASS_KINDS:
+                self._set(kind, False, reason)
+            return out
+        try:
+            plan = classviews.backquery_plan(self.model)
+            images = classviews.backquery(plan, classviews.class_targets(plan, classes))
+            out.append(items.ClassImages(metadata.KIND_BACKQUERY, images, classes, self.image_shape))
+            self._set(metadata.KIND_BACKQUERY, True)
+        except classviews.BackQueryUnavailable as err:
+            self._set(metadata.KIND_BACKQUERY, False, str(err))
+        except Exception as err:
+            self._set(metadata.KIND_BACKQUERY, False, "back-query failed: %s: %s" % (type(err).__name__, err))
+            self.warn("backquery", "back-query was not logged (%s: %s)" % (type(err).__name__, err))
+        probe, why = self.gradient_probe()
+        if why is not None:
+            for kind in (metadata.KIND_MAXIMIZATION, metadata.KIND_ATTRIBUTION):
+                self._set(kind, False, why)
+            return out
+        if decisions.get(metadata.KIND_MAXIMIZATION, {}).get("run"):
+            t0 = time.perf_counter()
+            try:
+                lo, hi = self.probe.value_range()
+                images, history = classviews.maximize(self.model, classes, steps=self.maximize_steps,
+                                                      value_range=(lo, hi), input_shape=probe.shape[1:])
+                extra = {"scores": history[-1].tolist(), "history": history.tolist(),
+                         "params": {"steps": self.maximize_steps, "value_range": [lo, hi]}}
+                out.append(items.ClassImages(metadata.KIND_MAXIMIZATION, images, classes, self.image_shape, extra))
+                self._set(metadata.KIND_MAXIMIZATION, True)
+            except Exception as err:
+                self._set(metadata.KIND_MAXIMIZATION, False, "%s: %s" % (type(err).__name__, err))
+                self.warn("maximization", "activation maximisation was not logged (%s: %s)"
+                          % (type(err).__name__, err))
+            self.seconds[metadata.KIND_MAXIMIZATION] = time.perf_counter() - t0
+            out += self.unit_items(probe)
+        elif metadata.KIND_MAXIMIZATION not in self.status:
+            self._set(metadata.KIND_MAXIMIZATION, True, None,
+                      note=decisions.get(metadata.KIND_MAXIMIZATION, {}).get("reason"))
+        if decisions.get(metadata.KIND_ATTRIBUTION, {}).get("run"):
+            t0 = time.perf_counter()
+            try:
+                out.append(self.attribution_item(probe, outputs))
+            except Exception as err:
+                self._set(metadata.KIND_ATTRIBUTION, False, "%s: %s" % (type(err).__name__, err))
+                self.warn("attribution", "attribution maps were not logged (%s: %s)" % (type(err).__name__, err))
+            self.seconds[metadata.KIND_ATTRIBUTION] = time.perf_counter() - t0
+        return out
+
+    def attribution_item(self, probe, outputs):
+        first = next(iter(outputs.values()))
+        predicted = [probe_lib.predicted_class(row) for row in first]
+        targets = [{"probe": i, "class": c, "which": "predicted"} for i, c in enumerate(predicted)]
+        true = self.probe.true_classes()
+        if true is not None and all(c is not None for c in true):
+            targets += [{"probe": i, "class": c, "which": "true"} for i, c in enumerate(true)]
+        inputs = np.concatenate([probe] * (len(targets) // len(probe)))
+        maps, info = classviews.attribution(self.model, inputs, [t["class"] for t in targets],
+                                            layer=self.attribution_layer)
+        self._set(metadata.KIND_ATTRIBUTION, True, method=info["method"], layer=info["layer"])
+        return items.Attribution(maps, targets, info)
+
+    def unit_items(self, probe):
+        """Activation maximisation of the units named in ``maximize_units``."""
+        from tb_layerview import walk
+
+        out = []
+        if not self.maximize_units:
+            return out
+        value_range = self.probe.value_range()
+        by_name = {}
+        entries = walk.walk(self.model)
+        for e in entries:
+            by_name.setdefault(e.path, e)
+            by_name.setdefault(e.layer.name, e)
+        for name, units in self.maximize_units.items():
+            entry = by_name.get(name)
+            if entry is None:
+                self.warn("units:" + name, "maximize_units names layer %r, which the model does not have"
+                          " (layers: %s)" % (name, ", ".join(e.path for e in entries)))
+                continue
+            try:
+                images, history = classviews.maximize(self.model, layer=entry.layer, units=units,
+                                                      steps=self.maximize_steps, value_range=value_range,
+                                                      input_shape=probe.shape[1:])
+                extra = {"scores": history[-1].tolist(), "history": history.tolist(),
+                         "params": {"steps": self.maximize_steps, "value_range": list(value_range)}}
+                out.append(items.Units(entry, images, units, self.image_shape, extra))
+            except Exception as err:
+                self.warn("units:" + name, "units of layer %r were not maximised (%s: %s)"
+                          % (name, type(err).__name__, err))
+        return out

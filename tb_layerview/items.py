@@ -1,0 +1,178 @@
+"""What one logged step writes: small typed records, each knowing how to write itself.
+
+The callback builds these on the training thread (copies of arrays taken
+while the model is in that step's state) and writes them later, on the
+background thread, by calling :meth:`write` on each. ``image`` items are
+the thinnable part of a step; the rest is its fixed cost.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from tb_layerview import render
+from tb_layerview import summary
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteContext:
+    """Settings every item may need when it is written."""
+
+    class_names: object = None
+    labels: object = None
+    top_k: int = 5
+    max_filters: int = 64
+    filter_input: str = "first"
+    min_spatial: int = 2
+    warn: object = None  # warn(key, message)
+
+
+@dataclasses.dataclass
+class Activations:
+    """One output's activation images at one step."""
+
+    entry: object
+    key: str
+    array: np.ndarray
+    channels: int
+    probes: int
+    tile_pixels: int
+    image = True
+
+    def write(self, step, ctx):
+        bad = int(np.count_nonzero(~np.isfinite(render.to_float(self.array))))
+        if bad:
+            ctx.warn("nan:" + self.key, "layer %r produced %d NaN/Inf values on the probe at step %d;"
+                     " they are counted and drawn in a distinct colour" % (self.key, bad, step))
+        summary.activations(self.key, self.array[:self.probes], step=step,
+                            layer_class=self.entry.layer_class, layer_index=self.entry.index,
+                            parent=self.entry.parent, max_channels=self.channels,
+                            max_tile_pixels=self.tile_pixels, min_spatial=ctx.min_spatial,
+                            channels_first=self.entry.data_format == "channels_first")
+
+    def what(self):
+        return "activations of layer %r (%s, output shape %s)" % (
+            self.key, self.entry.layer_class, tuple(self.array.shape))
+
+
+@dataclasses.dataclass
+class Filters:
+    """A layer's kernel drawn as filters at one step."""
+
+    entry: object
+    kind: str
+    kernel: np.ndarray
+    image_shape: object = None
+    image = True
+
+    def write(self, step, ctx):
+        image_shape = self.image_shape
+        if self.kind != "dense" or (image_shape is not None
+                                    and self.kernel.shape[0] != int(np.prod(image_shape))):
+            image_shape = None
+        summary.filters(self.entry.path, self.kernel, step=step, kind=self.kind,
+                        layer_class=self.entry.layer_class, layer_index=self.entry.index,
+                        parent=self.entry.parent, max_filters=ctx.max_filters,
+                        input_channel=ctx.filter_input, image_shape=image_shape)
+
+    def what(self):
+        return "filters of layer %r (%s, kernel shape %s)" % (
+            self.entry.path, self.entry.layer_class, tuple(self.kernel.shape))
+
+
+@dataclasses.dataclass
+class ChannelStats:
+    """Per-channel statistics of every output (never thinned)."""
+
+    records: list
+    image = False
+
+    def write(self, step, ctx):
+        summary.channel_stats(self.records, step=step)
+
+    def what(self):
+        return "the per-channel statistics"
+
+
+@dataclasses.dataclass
+class Predictions:
+    """The model's outputs for the probes."""
+
+    outputs: dict
+    image = False
+
+    def write(self, step, ctx):
+        summary.predictions(self.outputs, step=step, class_names=ctx.class_names, top_k=ctx.top_k,
+                            labels=ctx.labels)
+
+    def what(self):
+        return "predictions"
+
+
+@dataclasses.dataclass
+class ClassImages:
+    """Back-query or activation-maximisation images, one per class."""
+
+    kind: str
+    images: np.ndarray
+    classes: list
+    image_shape: object = None
+    extra: dict = None
+    image = False
+
+    def write(self, step, ctx):
+        summary.class_images(self.kind, self.images, step=step, classes=self.classes,
+                             class_names=ctx.class_names, image_shape=self.image_shape, extra=self.extra)
+
+    def what(self):
+        return self.kind
+
+
+@dataclasses.dataclass
+class Attribution:
+    """Attribution maps of the probes for their predicted (and true) classes."""
+
+    maps: np.ndarray
+    targets: list
+    info: dict
+    image = False
+
+    def write(self, step, ctx):
+        summary.attribution_maps(self.maps, step=step, targets=self.targets, **self.info)
+
+    def what(self):
+        return "attribution maps"
+
+
+@dataclasses.dataclass
+class Units:
+    """Activation maximisation of chosen units of a layer."""
+
+    entry: object
+    images: np.ndarray
+    units: list
+    image_shape: object = None
+    extra: dict = None
+    image = False
+
+    def write(self, step, ctx):
+        summary.unit_images(self.entry.path, self.images, step=step, units=self.units,
+                            layer_class=self.entry.layer_class, layer_index=self.entry.index,
+                            parent=self.entry.parent, image_shape=self.image_shape, extra=self.extra)
+
+    def what(self):
+        return "units of layer %r" % self.entry.path
+
+
+@dataclasses.dataclass
+class Plan:
+    """The step's plan record (written last, with what the step cost)."""
+
+    record: dict
+    image = False
+
+    def write(self, step, ctx):
+        summary.plan(self.record, step=step)
+
+    def what(self):
+        return "the plan record"

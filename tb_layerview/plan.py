@@ -1,0 +1,432 @@
+"""What LayerView logs at each epoch, and why not the rest: the budget and the plan.
+
+A :class:`Budget` bounds LayerView's cost: the share of training time it may
+take (the forward pass of the probe and the hooks on the training thread,
+plus the CPU time of the background writer) and the bytes it writes per
+logged epoch. A :class:`Planner` turns the budget, the layers' shapes and
+what it measured at the previous epochs into an :class:`EpochPlan`: which
+layers get images, with how many channels, probes and pixels, and which class
+views run. Everything here is plain Python, so the decisions can be tested
+with exact numbers.
+
+How the plan decides (the README has the user's version):
+
+1. Statistics of every layer, the predictions and the plan itself are always
+   written: they are the fixed cost.
+2. What is left of the byte budget, and of the time budget at the measured
+   cost per image byte, is the room for images. The planner takes the first
+   rung of :data:`LADDER` (channels, probes and pixels per tile) whose images
+   of all layers fit the room. When even the last rung does not fit, layers
+   take turns: layer ``j`` gets images when ``logged_index % cadence == j %
+   cadence``, with the smallest cadence that fits.
+3. Class views draw on a credit that grows by their share of the time budget
+   each epoch; attribution runs when the credit covers it, activation
+   maximisation when it is due and the credit covers its (estimated, then
+   measured) cost. Until the first epoch has been timed, no maximisation runs.
+4. Explicit user arguments (``max_channels``, ``max_tile_pixels``, ``layers``,
+   ``every_n_epochs``...) are never overridden; ``budget=None`` turns all of
+   this off.
+"""
+
+import dataclasses
+import math
+import re
+
+#: Rungs tried in order: (channels, probes, pixels per tile); None keeps the
+#: user's value. User arguments cap every rung.
+LADDER = (
+    (None, None, None),
+    (32, 4, 1024),
+    (16, 2, 576),
+    (8, 1, 256),
+)
+
+#: Share of the time budget for class views when the model has them.
+CLASS_VIEW_SHARE = 0.4
+
+#: Bytes per pixel of an 8-bit LA activation PNG before calibration.
+BYTES_PER_PIXEL = 1.0
+
+#: JSON bytes per tile and probe (seven statistics) in an image info blob.
+JSON_BYTES_PER_TILE = 70
+
+#: Bytes of one channel's statistics in the always-logged series.
+STATS_BYTES_PER_CHANNEL = 30
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(i?)[bB]?\s*$")
+
+
+def parse_bytes(value, what="bytes_per_epoch"):
+    """Bytes from an int or a string such as ``"2MB"``, ``"500 KiB"``."""
+    if isinstance(value, bool):
+        raise ValueError("%s must be a number of bytes or a size such as '2MB'; got %r" % (what, value))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError("%s must be positive; got %r" % (what, value))
+        return int(value)
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if m:
+            num, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
+            base = 1024 if binary else 1000
+            out = int(num * base ** " KMG".index(unit or " "))
+            if out > 0:
+                return out
+    raise ValueError("%s must be a number of bytes or a size such as '2MB'; got %r" % (what, value))
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """LayerView's cost budget.
+
+    Attributes:
+      time_share: the share of training time LayerView may take (0.05 = 5%),
+        or None for no time bound.
+      bytes_per_epoch: bytes written per logged epoch (an int, or a string
+        such as ``"2MB"``), or None for no size bound.
+
+    Example::
+
+        LayerView("logs/run", probe, budget=Budget(time_share=0.02, bytes_per_epoch="1MB"))
+    """
+
+    time_share: object = 0.05
+    bytes_per_epoch: object = 2_000_000
+
+    def __post_init__(self):
+        if self.time_share is not None:
+            if isinstance(self.time_share, bool) or not isinstance(self.time_share, (int, float)) \
+                    or not 0 < self.time_share <= 1:
+                raise ValueError("budget time_share must be a fraction in (0, 1], e.g. 0.05; got %r"
+                                 % (self.time_share,))
+            object.__setattr__(self, "time_share", float(self.time_share))
+        if self.bytes_per_epoch is not None:
+            object.__setattr__(self, "bytes_per_epoch", parse_bytes(self.bytes_per_epoch,
+                                                                    "budget bytes_per_epoch"))
+
+    @classmethod
+    def parse(cls, value):
+        """A Budget from what ``LayerView(budget=...)`` accepts: a Budget, a
+        dict of its fields, True / "auto" (the defaults), or None / False (off)."""
+        if value is None or value is False:
+            return None
+        if value is True or value == "auto":
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            unknown = set(value) - {"time_share", "bytes_per_epoch"}
+            if unknown:
+                raise ValueError("budget has unknown keys %s; expected time_share, bytes_per_epoch"
+                                 % sorted(unknown))
+            return cls(**value)
+        raise TypeError("budget must be a tb_layerview.Budget, a dict, True or None; got %r" % (value,))
+
+    def record(self):
+        return {"time_share": self.time_share, "bytes_per_epoch": self.bytes_per_epoch}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How images are drawn at one epoch."""
+
+    channels: int
+    probes: int
+    tile_pixels: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """An output the plan may draw.
+
+    Attributes:
+      key: the output path.
+      shape: output shape of one sample (channels last).
+      layout: ``render.classify_shape`` of it.
+      kernel_shape: shape of the layer's kernel in render layout, or None.
+      kernel_rgb: the kernel's filters are drawn in RGB.
+      kernel_unchanged: the kernel is frozen and was already written.
+    """
+
+    key: str
+    shape: tuple
+    layout: str
+    kernel_shape: tuple = None
+    kernel_rgb: bool = False
+    kernel_unchanged: bool = False
+
+
+def tiles_and_pixels(shape, layout, channels, tile_pixels):
+    """(tiles, pixels per tile) drawn for one probe of an output."""
+    shape = tuple(max(int(d), 1) for d in shape)
+    if layout in ("grid", "volume"):
+        h, w, c = (shape[0], shape[1], shape[-1]) if layout == "grid" else (shape[1], shape[2], shape[-1])
+        return min(c, channels), _downsampled(h, w, tile_pixels)
+    if layout == "heat":
+        return 1, _downsampled(shape[0], shape[1], tile_pixels)
+    d = math.prod(shape)
+    cols = d if d <= 32 else math.ceil(math.sqrt(d))
+    rows = math.ceil(d / cols)
+    return 1, _downsampled(rows, cols, tile_pixels)
+
+
+def _downsampled(h, w, max_pixels):
+    f = 1
+    while math.ceil(h / f) * math.ceil(w / f) > max_pixels:
+        f += 1
+    return math.ceil(h / f) * math.ceil(w / f)
+
+
+def image_bytes(c, settings, max_filters, bytes_per_pixel=BYTES_PER_PIXEL):
+    """Estimated bytes of one output's activation images (and filters) at ``settings``."""
+    tiles, pixels = tiles_and_pixels(c.shape, c.layout, settings.channels, settings.tile_pixels)
+    total = settings.probes * (tiles * pixels * bytes_per_pixel + tiles * JSON_BYTES_PER_TILE) + 300
+    if c.kernel_shape is not None and not c.kernel_unchanged:
+        total += filter_bytes(c.kernel_shape, max_filters, c.kernel_rgb, bytes_per_pixel)
+    return int(total)
+
+
+def filter_bytes(kernel_shape, max_filters, rgb=False, bytes_per_pixel=BYTES_PER_PIXEL):
+    """Estimated bytes of a kernel's filter image."""
+    shape = tuple(int(d) for d in kernel_shape)
+    if len(shape) == 2:  # dense: units reshaped to the image, or one matrix
+        pixels = min(shape[0] * min(shape[1], max_filters), 4096 * max_filters)
+        tiles = min(shape[1], max_filters)
+    else:
+        tiles = min(shape[-1], max_filters)
+        pixels = tiles * math.prod(shape[:-2][-2:])
+    return int(pixels * bytes_per_pixel * (2 if rgb else 1) + tiles * JSON_BYTES_PER_TILE + 300)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPlan:
+    """What one output gets at one epoch; ``reason`` says why not images."""
+
+    key: str
+    images: bool
+    filters: bool
+    reason: str = None
+
+
+@dataclasses.dataclass
+class EpochPlan:
+    """The decisions for one logged epoch, written to the run's ``plan`` series."""
+
+    step: int
+    settings: Settings
+    cadence: int
+    layers: dict
+    class_views: dict
+    limited_by: str = None
+    room_bytes: float = None
+    estimate_bytes: int = 0
+    note: str = ""
+
+    def images_for(self, key):
+        plan = self.layers.get(key)
+        return plan is not None and plan.images
+
+    def record(self):
+        """The JSON-ready form (see docs/format.md, ``plan``)."""
+        imaged = [k for k, p in self.layers.items() if p.images]
+        reasons = {}
+        for k, p in self.layers.items():
+            if not p.images and p.reason:
+                reasons.setdefault(p.reason, []).append(k)
+        return {
+            "step": self.step,
+            "settings": dataclasses.asdict(self.settings),
+            "cadence": self.cadence,
+            "limited_by": self.limited_by,
+            "room_bytes": None if self.room_bytes is None else int(max(self.room_bytes, 0)),
+            "estimate_bytes": int(self.estimate_bytes),
+            "images": imaged,
+            "filters": [k for k, p in self.layers.items() if p.filters],
+            "no_images": reasons,
+            "class_views": self.class_views,
+            "note": self.note,
+        }
+
+
+@dataclasses.dataclass
+class Measurements:
+    """What the callback measured so far (None: not yet known)."""
+
+    epoch_seconds: float = None       # training time of one epoch, LayerView excluded
+    fixed_seconds: float = None       # probe pass, statistics, predictions per logged epoch
+    seconds_per_image_byte: float = None
+    bytes_ratio: float = 1.0          # written image bytes / estimated image bytes
+    fixed_bytes: float = None         # statistics, predictions and plan bytes per logged epoch
+    forward_seconds: float = None     # one probe pass
+    class_view_seconds: dict = dataclasses.field(default_factory=dict)  # kind -> last cost
+
+
+class Planner:
+    """Decides each logged epoch's :class:`EpochPlan` within a :class:`Budget`.
+
+    Args:
+      budget: a :class:`Budget`, or None for no budget (the user's settings
+        at every logged epoch).
+      channels, tile_pixels: the user's ``max_channels`` / ``max_tile_pixels``.
+      probes: the number of probe samples.
+      max_filters: the user's ``max_filters``.
+      pinned: names of the arguments the user gave explicitly
+        (``"max_channels"``, ``"max_tile_pixels"``): the budget keeps them.
+      every_n_epochs: epochs per logged epoch.
+    """
+
+    def __init__(self, budget, channels, tile_pixels, probes, max_filters, pinned=(), every_n_epochs=1):
+        self.budget = budget
+        self.user = Settings(channels, probes, tile_pixels)
+        self.max_filters = max_filters
+        self.pinned = set(pinned)
+        self.every_n_epochs = every_n_epochs
+        self.measured = Measurements()
+        self.credit = 0.0
+        self.overdue_maximization = False
+        #: Share of the time budget kept for class views (0 when the model has none).
+        self.class_share = 0.0
+
+    # ------------------------------------------------------------- images
+
+    def rungs(self):
+        """The settings of each rung of :data:`LADDER`, user arguments kept."""
+        out = []
+        for ch, pr, px in LADDER:
+            s = Settings(
+                self.user.channels if ch is None or "max_channels" in self.pinned else min(ch, self.user.channels),
+                self.user.probes if pr is None else min(pr, self.user.probes),
+                self.user.tile_pixels if px is None or "max_tile_pixels" in self.pinned
+                else min(px, self.user.tile_pixels))
+            if s not in out:
+                out.append(s)
+        return out
+
+    def image_room(self, fixed_bytes):
+        """(room in image bytes per logged epoch, what limits it), or (None, None) without bounds."""
+        if self.budget is None:
+            return None, None
+        rooms = []
+        if self.budget.bytes_per_epoch is not None:
+            rooms.append((self.budget.bytes_per_epoch - fixed_bytes, "bytes"))
+        m = self.measured
+        if (self.budget.time_share is not None and m.epoch_seconds is not None
+                and m.seconds_per_image_byte):
+            allowed = self.budget.time_share * m.epoch_seconds * self.every_n_epochs
+            share = allowed * (1 - self.class_share) - (m.fixed_seconds or 0.0)
+            rooms.append((share / m.seconds_per_image_byte, "time"))
+        if not rooms:
+            return None, None
+        return min(rooms)
+
+    def plan_images(self, step, logged_index, candidates, fixed_bytes):
+        """Chooses settings and which outputs get images; returns an :class:`EpochPlan`
+        (class views still empty)."""
+        ratio = self.measured.bytes_ratio or 1.0
+        bpp = BYTES_PER_PIXEL * ratio
+        room, limit = self.image_room(fixed_bytes)
+        rungs = self.rungs()
+        chosen, cadence, total = rungs[0], 1, 0
+        if room is None:
+            total = sum(image_bytes(c, chosen, self.max_filters, bpp) for c in candidates)
+            layers = {c.key: LayerPlan(c.key, True, c.kernel_shape is not None and not c.kernel_unchanged,
+                                       None) for c in candidates}
+            return EpochPlan(step, chosen, 1, layers, {}, estimate_bytes=total)
+        for s in rungs:
+            total = sum(image_bytes(c, s, self.max_filters, bpp) for c in candidates)
+            chosen = s
+            if total <= room:
+                break
+        else:
+            cadence = len(candidates) + 1 if room <= 0 else max(1, min(math.ceil(total / room), len(candidates)))
+        layers = {}
+        why = {"bytes": "the %s bytes per epoch budget" % _size(self.budget.bytes_per_epoch),
+               "time": "the %g%% time budget" % (100 * (self.budget.time_share or 0))}.get(limit, "the budget")
+        estimate = 0
+        for j, c in enumerate(candidates):
+            if cadence > len(candidates):
+                layers[c.key] = LayerPlan(c.key, False, False,
+                                          "no images: statistics alone fill %s" % why)
+                continue
+            mine = (j % cadence) == (logged_index % cadence)
+            if mine:
+                estimate += image_bytes(c, chosen, self.max_filters, bpp)
+                layers[c.key] = LayerPlan(c.key, True, c.kernel_shape is not None and not c.kernel_unchanged)
+            else:
+                layers[c.key] = LayerPlan(c.key, False, False,
+                                          "images every %d logged epochs for this layer, to stay within %s"
+                                          % (cadence, why))
+        if cadence == 1:
+            estimate = total
+        note = ""
+        if chosen != rungs[0] or cadence > 1:
+            note = "images thinned to stay within %s: %d channels, %d probes, %d pixels per tile%s" % (
+                why, chosen.channels, chosen.probes, chosen.tile_pixels,
+                ", each layer every %d logged epochs" % cadence if 1 < cadence <= len(candidates) else "")
+        return EpochPlan(step, chosen, cadence, layers, {},
+                         limited_by=limit if (chosen != rungs[0] or cadence > 1) else None,
+                         room_bytes=room, estimate_bytes=estimate, note=note)
+
+    # -------------------------------------------------------- class views
+
+    def class_view_costs(self, kind, classes, steps):
+        """The expected seconds of a class view: measured, or estimated from the probe pass."""
+        m = self.measured
+        if kind in m.class_view_seconds:
+            return m.class_view_seconds[kind]
+        fwd = m.forward_seconds or 0.0
+        per_sample = fwd / max(self.user.probes, 1)
+        if kind == "maximization":
+            return steps * 3.0 * max(classes, 1) * per_sample
+        return 6.0 * fwd  # attribution: a gradient pass over twice the probes
+
+    def allow_class_views(self, plan, step, due_maximization, available, classes, steps):
+        """Fills ``plan.class_views`` ({kind: {"run", "reason"}}) for attribution and
+        maximisation. ``available``: the kinds the model supports."""
+        out = {}
+        timed = self.budget is not None and self.budget.time_share is not None
+        if timed and self.measured.epoch_seconds is not None:
+            allowed = self.budget.time_share * self.measured.epoch_seconds * self.every_n_epochs
+            self.credit += allowed * CLASS_VIEW_SHARE
+        if due_maximization:
+            self.overdue_maximization = True
+        for kind in ("attribution", "maximization"):
+            if kind not in available:
+                continue
+            if kind == "maximization" and not self.overdue_maximization:
+                out[kind] = {"run": False, "reason": "not due (every maximize_every_n_epochs epochs)"}
+                continue
+            if not timed:
+                out[kind] = {"run": True, "reason": None}
+                continue
+            cost = self.class_view_costs(kind, classes, steps)
+            if self.measured.epoch_seconds is None and kind == "maximization":
+                out[kind] = {"run": False, "reason": "waits until an epoch has been timed (time budget)"}
+                continue
+            if self.measured.epoch_seconds is None or self.credit >= cost:
+                self.credit -= cost if self.measured.epoch_seconds is not None else 0.0
+                out[kind] = {"run": True, "reason": None, "cost_seconds": round(cost, 4)}
+            else:
+                per_epoch = (self.budget.time_share * self.measured.epoch_seconds * CLASS_VIEW_SHARE)
+                wait = math.ceil((cost - self.credit) / per_epoch) if per_epoch > 0 else None
+                out[kind] = {"run": False, "cost_seconds": round(cost, 4),
+                             "reason": "deferred to stay within the %g%% time budget: it takes about %.2g s,"
+                                       " the budget gives class views %.2g s per epoch%s"
+                                       % (100 * self.budget.time_share, cost, per_epoch,
+                                          " (next in about %d epochs)" % wait if wait else "")}
+        if out.get("maximization", {}).get("run"):
+            self.overdue_maximization = False
+        # Credit is not hoarded beyond the dearest view, or it would burst later.
+        cap = max([self.class_view_costs(k, classes, steps) for k in available] or [0.0])
+        self.credit = min(self.credit, cap)
+        plan.class_views = out
+        return out
+
+
+def _size(n):
+    if n is None:
+        return "unbounded"
+    for unit, f in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= f:
+            return "%g %s" % (round(n / f, 2), unit)
+    return "%d B" % n

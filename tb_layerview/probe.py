@@ -1,0 +1,166 @@
+"""The probe: the fixed inputs LayerView passes through the model each epoch.
+
+One place for what a probe is: its checks, the structure the model's call
+expects, the names of its inputs, and the true class of each sample.
+"""
+
+import dataclasses
+
+import numpy as np
+
+#: Probes are drawn for every layer at every logged epoch; more than this is a
+#: mistake (a whole data set passed as probe), not a wish.
+MAX_PROBES = 64
+
+
+def _as_array(value, what):
+    try:
+        arr = np.asarray(value)
+    except Exception as e:
+        raise TypeError("%s must be array-like; got %s (%s)" % (what, type(value).__name__, e)) from None
+    if arr.dtype == object:
+        raise TypeError("%s must be a numeric array; got an object array of shape %s"
+                        % (what, arr.shape))
+    if arr.ndim == 0:
+        raise ValueError("%s needs a leading batch axis; got a scalar %r" % (what, arr.item()))
+    return arr
+
+
+def true_class(y):
+    """The class index of one label: an integer (or integral float) class id,
+    or the argmax of a one-hot / soft label vector; None for a fractional
+    scalar (a regression target)."""
+    y = np.asarray(y)
+    if y.size == 1:
+        v = np.ravel(y)[0]
+        if np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_):
+            return int(v)
+        v = float(v)
+        return int(v) if np.isfinite(v) and v.is_integer() else None
+    return int(np.argmax(np.ravel(y)))
+
+
+def predicted_class(scores):
+    """The predicted class of one output vector: argmax, or ``score >= 0.5``
+    for a single sigmoid unit."""
+    s = np.ravel(np.asarray(scores, dtype=np.float64))
+    if s.size == 1:
+        return int(s[0] >= 0.5)
+    return int(np.argmax(np.nan_to_num(s, nan=-np.inf)))
+
+
+@dataclasses.dataclass
+class Probe:
+    """Checked probe inputs, with optional labels.
+
+    Attributes:
+      inputs: an array, a list of arrays or a dict of arrays.
+      labels: array (N, ...) or None.
+    """
+
+    inputs: object
+    labels: object = None
+
+    @classmethod
+    def parse(cls, probe):
+        """Checks a probe as given to ``LayerView``: an array, a list or dict
+        of arrays, or an ``(x, y)`` tuple.
+
+        Raises:
+          TypeError, ValueError: naming the problem and quoting the value.
+        """
+        labels = None
+        if isinstance(probe, tuple):
+            if len(probe) != 2:
+                raise ValueError("probe given as a tuple must be (x, y); got a tuple of %d items"
+                                 % len(probe))
+            probe, labels = probe
+        if isinstance(probe, dict):
+            inputs = {str(k): _as_array(v, "probe[%r]" % k) for k, v in probe.items()}
+            arrays = list(inputs.values())
+        elif isinstance(probe, list):
+            inputs = [_as_array(v, "probe[%d]" % i) for i, v in enumerate(probe)]
+            arrays = inputs
+        else:
+            inputs = _as_array(probe, "probe")
+            arrays = [inputs]
+        if not arrays:
+            raise ValueError("probe is empty: pass at least one input array")
+        n = arrays[0].shape[0]
+        for a in arrays:
+            if a.shape[0] != n:
+                raise ValueError("probe inputs disagree on the number of samples: %s"
+                                 % [a.shape[0] for a in arrays])
+        if n < 1 or n > MAX_PROBES:
+            raise ValueError("probe must hold 1 to %d samples (each is drawn for every layer at every"
+                             " logged epoch); got %d. Pass a slice such as x[:8]" % (MAX_PROBES, n))
+        if labels is not None:
+            labels = _as_array(labels, "probe labels (y)")
+            if labels.shape[0] != n:
+                raise ValueError("probe labels have %d samples but the inputs have %d"
+                                 % (labels.shape[0], n))
+        return cls(inputs, labels)
+
+    @property
+    def arrays(self):
+        if isinstance(self.inputs, dict):
+            return list(self.inputs.values())
+        return list(self.inputs) if isinstance(self.inputs, list) else [self.inputs]
+
+    @property
+    def count(self):
+        return int(self.arrays[0].shape[0])
+
+    @property
+    def single(self):
+        """The probe's one input array, or None for a multi-input probe."""
+        return None if isinstance(self.inputs, (list, dict)) else self.inputs
+
+    def for_model(self, model):
+        """The probe in the structure the model's call expects.
+
+        A functional model built with ``inputs=[i]`` takes a one-item list; a
+        bare array would make Keras warn that the structure does not match.
+        """
+        inputs = self.inputs
+        struct = getattr(model, "_inputs_struct", None)
+        if isinstance(inputs, dict):
+            names = [getattr(t, "name", None) for t in (getattr(model, "inputs", None) or [])]
+            if names and set(names) <= set(inputs):
+                return {k: inputs[k] for k in names}
+            return inputs
+        if not isinstance(inputs, list) and isinstance(struct, (list, tuple)) and len(struct) == 1:
+            return [inputs]
+        if not isinstance(inputs, list) and isinstance(struct, dict) and len(struct) == 1:
+            return {next(iter(struct)): inputs}
+        return inputs
+
+    def named(self, model):
+        """The probe as ``{input name: array}``, named after the model's input
+        layers (``Input(name=...)``), or ``input`` / ``input_<i>``."""
+        if isinstance(self.inputs, dict):
+            return dict(self.inputs)
+        arrays = self.arrays
+        names = []
+        try:
+            for t in model.inputs:
+                history = getattr(t, "_keras_history", None)
+                op = getattr(history, "operation", None) if history is not None else None
+                names.append(getattr(op, "name", None) or t.name)
+        except Exception:  # subclassed or unbuilt models have no symbolic inputs
+            names = []
+        if len(names) != len(arrays) or len(set(names)) != len(names):
+            names = ["input_%d" % i for i in range(len(arrays))] if len(arrays) > 1 else ["input"]
+        return dict(zip(names, arrays))
+
+    def true_classes(self):
+        """The true class of every sample (None where a label is no class), or None without labels."""
+        if self.labels is None:
+            return None
+        return [true_class(y) for y in np.asarray(self.labels)]
+
+    def value_range(self):
+        """(low, high) of the single input's values, widened when constant."""
+        arr = self.single
+        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        return (lo, hi) if hi > lo else (lo - 1.0, hi + 1.0)

@@ -1,0 +1,162 @@
+"""Per-channel statistics of every layer: definitions, reference maths, encoding.
+
+Every logged epoch, each layer's output on the probe is reduced to a few
+numbers per channel (the last axis, or axis 1 of ``channels_first`` layers;
+a Dense layer's channels are its units). They are always logged, whatever
+the budget leaves of the images, because they are small. The statistics,
+over all probe samples and positions of a channel:
+
+* ``mean``, ``std``, ``min``, ``max``: of the finite values (0 if none);
+* ``active``: fraction of values > 0 (a unit whose ``active`` is 0 was never
+  positive on any probe: *dead* for ReLU-like activations);
+* ``zero``: fraction of values exactly 0;
+* ``sat``: fraction of values within ``SATURATION_MARGIN`` of the range
+  (of its width) of a bounded activation: sigmoid and hard sigmoid (0, 1),
+  tanh (-1, 1), softsign (-1, 1), ReLU6 (upper bound 6 only: its lower
+  bound is inactivity); 0 for unbounded activations;
+* ``nan``, ``inf``: counts of NaN and +-Inf values.
+
+The computation inside the compiled probe pass lives in
+:mod:`tb_layerview.capture`; :func:`channel_stats` is the same maths in numpy,
+the reference the tests hold it to. This module needs neither TensorFlow nor
+Keras: the reader decodes with it.
+"""
+
+import json
+import zlib
+
+import numpy as np
+
+#: Order of the statistics in the encoded array.
+STATS = ("mean", "std", "min", "max", "active", "zero", "sat", "nan", "inf")
+
+#: A value this close to a bound (as a fraction of the range) is saturated.
+SATURATION_MARGIN = 0.01
+
+#: (low, high) bounds of bounded activations; None: no bound on that side.
+_BOUNDS = {
+    "sigmoid": (0.0, 1.0),
+    "hard_sigmoid": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "softsign": (-1.0, 1.0),
+    "relu6": (None, 6.0),
+}
+
+
+def saturation_limits(activation):
+    """``(low, high)`` thresholds beyond which a value of ``activation`` is
+    saturated, or None for an unbounded activation. A side without a bound is
+    ``-inf`` / ``+inf``."""
+    bounds = _BOUNDS.get(activation)
+    if bounds is None:
+        return None
+    lo, hi = bounds
+    width = (hi - (lo if lo is not None else 0.0))
+    margin = SATURATION_MARGIN * width
+    return (-np.inf if lo is None else lo + margin, hi - margin)
+
+
+def activation_of(layer):
+    """The name of a layer's output activation (``"relu"``, ``"sigmoid"``...), or None."""
+    cls = type(layer).__name__
+    if cls == "ReLU":
+        max_value = getattr(layer, "max_value", None)
+        return "relu6" if max_value is not None and float(max_value) == 6.0 else "relu"
+    act = getattr(layer, "activation", None)
+    if act is None:
+        return None
+    name = getattr(act, "__name__", None) or (act if isinstance(act, str) else None)
+    if name in (None, "linear", "identity"):
+        return None
+    return str(name)
+
+
+def channel_axis(ndim, channels_first=False):
+    """The channel axis of an output of rank ``ndim`` (batch axis included)."""
+    if ndim <= 1:
+        return None
+    return 1 if channels_first and ndim in (4, 5) else ndim - 1
+
+
+def channel_stats(x, channels_first=False, limits=None):
+    """Per-channel statistics of one layer output (numpy reference).
+
+    Args:
+      x: array (N, ...): the layer's output on N probe samples.
+      channels_first: the channel axis is 1 (for rank 4 and 5 outputs).
+      limits: :func:`saturation_limits` of the layer's activation, or None.
+
+    Returns:
+      float64 array (len(STATS), C), rows in :data:`STATS` order.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    axis = channel_axis(x.ndim, channels_first)
+    flat = x.reshape(-1, 1) if axis is None else np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+    finite = np.isfinite(flat)
+    count = finite.sum(axis=0)
+    n = max(flat.shape[0], 1)
+    vals = np.where(finite, flat, 0.0)
+    mean = vals.sum(axis=0) / np.maximum(count, 1)
+    std = np.sqrt(np.where(finite, flat - mean, 0.0).__pow__(2).sum(axis=0) / np.maximum(count, 1))
+    lo = np.where(count > 0, np.where(finite, flat, np.inf).min(axis=0), 0.0)
+    hi = np.where(count > 0, np.where(finite, flat, -np.inf).max(axis=0), 0.0)
+    with np.errstate(invalid="ignore"):
+        active = (flat > 0).sum(axis=0) / n
+        zero = (flat == 0).sum(axis=0) / n
+        if limits is None:
+            sat = np.zeros(flat.shape[1])
+        else:
+            sat = ((flat <= limits[0]) | (flat >= limits[1])).sum(axis=0) / n
+    return np.stack([mean, std, lo, hi, active, zero, sat,
+                     np.isnan(flat).sum(axis=0), np.isinf(flat).sum(axis=0)]).astype(np.float64)
+
+
+def encode(records):
+    """Encodes one step's statistics of all layers to ``[header_json, data]``.
+
+    Args:
+      records: list of ``(path, activation, array (len(STATS), C))``.
+
+    Returns:
+      two blobs: the JSON header ``{"stats": [...], "layers": [{"path",
+      "activation", "channels", "offset", "nan", "inf"}...]}`` and the
+      zlib-compressed little-endian float32 array (len(STATS), total channels).
+    """
+    layers, parts, offset = [], [], 0
+    for path, activation, arr in records:
+        arr = np.asarray(arr, dtype=np.float64).reshape(len(STATS), -1)
+        c = arr.shape[1]
+        layers.append({"path": path, "activation": activation, "channels": int(c), "offset": offset,
+                       "nan": int(arr[STATS.index("nan")].sum()), "inf": int(arr[STATS.index("inf")].sum())})
+        parts.append(arr)
+        offset += c
+    data = np.concatenate(parts, axis=1) if parts else np.zeros((len(STATS), 0))
+    header = {"stats": list(STATS), "layers": layers, "dtype": "<f4", "compression": "zlib"}
+    raw = np.ascontiguousarray(data.astype("<f4")).tobytes()
+    return [json.dumps(header, separators=(",", ":")).encode("utf-8"), zlib.compress(raw, 1)]
+
+
+def decode(header_blob, data_blob):
+    """Inverse of :func:`encode`: ``(header, array (len(STATS), total channels))``.
+
+    Raises:
+      ValueError: the blobs are not a statistics record.
+    """
+    try:
+        header = json.loads(header_blob.decode("utf-8"))
+        names = header["stats"]
+        total = sum(int(l["channels"]) for l in header["layers"])
+        raw = zlib.decompress(data_blob) if header.get("compression") == "zlib" else data_blob
+        data = np.frombuffer(raw, dtype=header.get("dtype", "<f4")).reshape(len(names), total)
+    except (ValueError, KeyError, TypeError, zlib.error) as e:
+        raise ValueError("not a tb_layerview statistics record: %s" % e) from None
+    return header, data
+
+
+def layer_slice(header, data, path):
+    """``{stat: array (C,)}`` of one layer from a decoded record, or None."""
+    for layer in header["layers"]:
+        if layer["path"] == path:
+            part = data[:, layer["offset"]:layer["offset"] + layer["channels"]]
+            return {name: part[i] for i, name in enumerate(header["stats"])}
+    return None

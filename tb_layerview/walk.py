@@ -1,0 +1,75 @@
+"""The layer walk: every layer of a model in order, with its path.
+
+Nested models (and a model wrapped in ``TimeDistributed``) are entered, so
+their layers get paths such as ``encoder/conv1``. Shared layers appear once.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LayerEntry:
+    """One layer in model order.
+
+    Attributes:
+      layer: the Keras layer.
+      path: ``"conv1"``, or ``"encoder/conv1"`` inside a nested model.
+      parent: path of the enclosing nested model; empty at the top level.
+      index: position in model order (depth-first).
+      container: a nested model, whose layers follow under ``path/``.
+      per_time_step: the layer runs once per time step inside a
+        ``TimeDistributed`` wrapper; its calls are stacked along axis 1.
+    """
+
+    layer: object
+    path: str
+    parent: str
+    index: int
+    container: bool
+    per_time_step: bool = False
+
+    @property
+    def layer_class(self):
+        return type(self.layer).__name__
+
+    @property
+    def data_format(self):
+        return getattr(self.layer, "data_format", None)
+
+
+def _is_model(layer):
+    return any(c.__name__ in ("Model", "Functional", "Sequential") for c in type(layer).__mro__)
+
+
+def _time_distributed_inner(layer):
+    if type(layer).__name__ != "TimeDistributed":
+        return None
+    inner = getattr(layer, "layer", None)
+    return inner if inner is not None and _is_model(inner) else None
+
+
+def walk(model):
+    """Depth-first list of :class:`LayerEntry` for ``model`` (input layers left out)."""
+    entries, seen = [], set()
+
+    def visit(m, prefix, per_step):
+        for layer in getattr(m, "layers", []):
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            if type(layer).__name__ == "InputLayer":
+                continue
+            path = prefix + layer.name
+            container = _is_model(layer)
+            entries.append(LayerEntry(layer, path, prefix[:-1], len(entries), container, per_step))
+            if container:
+                visit(layer, path + "/", per_step)
+            inner = _time_distributed_inner(layer)
+            if inner is not None and id(inner) not in seen:
+                seen.add(id(inner))
+                inner_path = path + "/" + inner.name
+                entries.append(LayerEntry(inner, inner_path, path, len(entries), True, True))
+                visit(inner, inner_path + "/", True)
+
+    visit(model, "", False)
+    return entries
