@@ -43,6 +43,10 @@ def parse_args(argv=None):
                    help="path to mnist_train.csv or mnist.npz for the 784-200-10 MLP (default:"
                         " scikit-learn's digits upsampled to 28x28)")
     p.add_argument("--samples", type=int, default=2000, help="training samples per model")
+    p.add_argument("--budget", choices=["off", "default"], default="off",
+                   help="LayerView's cost budget: 'off' (default here: the demo's models train in a"
+                        " fraction of a second per epoch, and the demo shows everything) or 'default'"
+                        " (5%% of training time, 2 MB per epoch: watch it thin the images)")
     p.add_argument("--no-tensorboard", action="store_true", help="only train")
     p.add_argument("--exit", action="store_true", help="stop TensorBoard after training")
     p.add_argument("--keep-logs", action="store_true", help="do not clear --logdir first")
@@ -83,6 +87,7 @@ def start_tensorboard(logdir, host, port):
 def train_all(args):
     import keras
 
+    import tb_layerview
     from tb_layerview import LayerView
     import models
 
@@ -91,6 +96,7 @@ def train_all(args):
 
     def fit(run, model, x, y, probe, class_names, loss, optimizer, batch=32, **lv):
         model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+        lv.setdefault("budget", None if args.budget == "off" else tb_layerview.Budget())
         cb = LayerView(os.path.join(args.logdir, run), probe=probe, class_names=class_names, **lv)
         print("training %-14s (%d epochs)" % (run, args.epochs), flush=True)
         t0 = time.time()

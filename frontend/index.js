@@ -84,6 +84,7 @@ class Panel {
     this.probes = new Map(); // run -> probes promise
     this.ranges = new Map(); // key -> ranges promise
     this.seriesStepLists = new Map(); // key -> steps of one series
+    this.expandedGroups = new Set(); // blocks of a long layer list the user opened
     this.playing = null;
     this.paintToken = 0;
     this.structureKey = null;
@@ -265,26 +266,49 @@ class Panel {
     this.runList.replaceChildren(...items);
   }
 
-  renderLayers() {
+  /** The layer list's rows as shown: filtered, long lists grouped by block (groups folded until opened). */
+  visibleRows() {
     const layers = filterLayers(this.layers(), this.layerFilter);
-    const items = layerRows(layers).map((l) => (l.header !== undefined ? el('li', {
-      class: 'layer-group', style: `padding-left:${0.5 + l.depth}em`, title: l.header, text: `${l.name}/`,
-    }) : el('li', {
-      class: 'layer' + (l.path === this.state.layer ? ' selected' : ''),
-      'data-path': l.path,
-      style: `padding-left:${0.5 + l.depth}em`,
-      role: 'option',
-      'aria-selected': String(l.path === this.state.layer),
-      onclick: () => this.set({layer: l.path}),
-    }, el('span', {class: 'layer-name', text: l.name, title: l.path}),
-    el('span', {class: 'layer-meta', text: `${l.cls} ${formatShape(l.shape)}`}))));
+    const filtering = Boolean(this.layerFilter.trim());
+    return layerRows(layers, {expanded: filtering ? undefined : this.expandedGroups, selected: this.state.layer});
+  }
+
+  renderLayers() {
+    const items = this.visibleRows().map((l) => {
+      if (l.header !== undefined) {
+        return el('li', {class: 'layer-group', style: `padding-left:${0.5 + l.depth}em`, title: l.header, text: `${l.name}/`});
+      }
+      if (l.group !== undefined) {
+        return el('li', {
+          class: 'layer-block' + (l.collapsed ? ' collapsed' : ''), style: `padding-left:${0.5 + l.depth}em`,
+          title: `${l.group}: ${l.count} layers (click to ${l.collapsed ? 'open' : 'fold'})`,
+          'aria-expanded': String(!l.collapsed), 'data-group': l.group,
+          text: `${l.collapsed ? '▸' : '▾'} ${l.name} (${l.count})`,
+          onclick: () => {
+            if (l.collapsed) this.expandedGroups.add(l.group);
+            else this.expandedGroups.delete(l.group);
+            this.renderLayers();
+          },
+        });
+      }
+      return el('li', {
+        class: 'layer' + (l.path === this.state.layer ? ' selected' : ''),
+        'data-path': l.path,
+        style: `padding-left:${0.5 + l.depth}em`,
+        role: 'option',
+        'aria-selected': String(l.path === this.state.layer),
+        onclick: () => this.set({layer: l.path}),
+      }, el('span', {class: 'layer-name', text: l.name, title: l.path}),
+      el('span', {class: 'layer-meta', text: `${l.cls} ${formatShape(l.shape)}`}));
+    });
     this.layerList.replaceChildren(...items);
     const sel = this.layerList.querySelector('.selected');
     if (sel && sel.scrollIntoView) sel.scrollIntoView({block: 'nearest'});
   }
 
   moveLayer(delta) {
-    const layers = filterLayers(this.layers(), this.layerFilter);
+    // Through the layers on screen: folded blocks are stepped over.
+    const layers = this.visibleRows().filter((r) => r.header === undefined && r.group === undefined);
     if (!layers.length) return;
     let i = layers.findIndex((l) => l.path === this.state.layer);
     i = Math.max(0, Math.min(layers.length - 1, i < 0 ? 0 : i + delta));
@@ -635,21 +659,25 @@ class Panel {
     cell.status.textContent = notes;
   }
 
-  /** Warms the browser cache with the neighbouring epochs. */
+  /** Warms the browser cache with the neighbouring epochs each series holds. */
   prefetch() {
     const steps = this.steps();
     const step = this.currentStep();
     const i = steps.indexOf(step);
     if (i < 0 || this.state.view === 'config') return;
-    for (const d of [1, -1, 2]) {
-      const next = steps[i + d];
-      if (next === undefined) continue;
-      for (const col of this.columns || []) {
-        if (!col.layer) continue;
-        for (const cell of col.cells) {
-          api.loadImage(api.imageUrl(col.run.run, col.layer.path, cell.kind, next, cell.probe)).catch(() => {});
-          api.fetchInfo(col.run.run, col.layer.path, cell.kind, next).catch(() => {});
-        }
+    for (const col of this.columns || []) {
+      if (!col.layer) continue;
+      for (const cell of col.cells) {
+        const run = col.run.run;
+        const layer = col.layer.path;
+        this.seriesSteps(run, layer, cell.kind, col.run.steps.length).then((drawn) => {
+          for (const d of [1, -1, 2]) {
+            const next = steps[i + d];
+            if (next === undefined || !drawn.includes(next)) continue;
+            api.loadImage(api.imageUrl(run, layer, cell.kind, next, cell.probe)).catch(() => {});
+            api.fetchInfo(run, layer, cell.kind, next).catch(() => {});
+          }
+        }).catch(() => {});
       }
     }
   }

@@ -182,13 +182,40 @@ export function gridSteps(steps, current, max = 10) {
 }
 
 /**
+ * The block a layer name belongs to in a flat model of hundreds of layers:
+ * the name up to its first token with a digit (`block_3_expand_BN` ->
+ * `block_3`, `conv2_block1_1_conv` -> `conv2`, `block4_pool` -> `block4`),
+ * or null when no token has one.
+ */
+export function blockKey(name) {
+  const tokens = String(name).split('_');
+  const i = tokens.findIndex((t) => /\d/.test(t));
+  if (i < 0 || (i === tokens.length - 1 && i === 0)) return null;
+  return tokens.slice(0, i + 1).join('_');
+}
+
+/** Lists longer than this group consecutive layers of one block. */
+export const GROUP_MIN_LAYERS = 30;
+
+/**
  * The layer list's rows: each layer, preceded by a header row for its
  * enclosing nested model whenever that changes (`{header: path, depth}`).
+ * In lists of more than GROUP_MIN_LAYERS layers, two or more consecutive
+ * layers of one block (blockKey) under the same parent also get a group row
+ * (`{group: key, name, depth, count, collapsed}`); the layers of a group in
+ * `opts.collapsed` (or not in `opts.expanded`, when given) are left out,
+ * except `opts.selected`.
  */
-export function layerRows(layers) {
+export function layerRows(layers, opts = {}) {
+  const collapsedSet = opts.collapsed || new Set();
+  // With `opts.expanded`, every group not in it is collapsed instead.
+  const isCollapsed = (id) => (opts.expanded ? !opts.expanded.has(id) : collapsedSet.has(id));
+  const grouping = layers.length > GROUP_MIN_LAYERS;
+  const keys = layers.map((l) => (grouping ? blockKey(l.name ?? l.path.split('/').pop()) : null));
   const rows = [];
   let parent = '';
-  for (const l of layers) {
+  for (let i = 0; i < layers.length; i++) {
+    const l = layers[i];
     if (l.parent && l.parent !== parent) {
       const parts = l.parent.split('/');
       // Headers for every enclosing level not already open.
@@ -202,7 +229,19 @@ export function layerRows(layers) {
       }
     }
     parent = l.parent || '';
-    rows.push(l);
+    const key = keys[i];
+    const same = (j) => j >= 0 && j < layers.length && keys[j] === key && (layers[j].parent || '') === parent;
+    if (key === null || (!same(i - 1) && !same(i + 1))) {
+      rows.push(l);
+      continue;
+    }
+    const id = (parent ? parent + '/' : '') + key;
+    if (!same(i - 1)) {
+      let count = 0;
+      while (same(i + count)) count++;
+      rows.push({group: id, name: key, depth: l.depth || 0, count, collapsed: isCollapsed(id)});
+    }
+    if (!isCollapsed(id) || l.path === opts.selected) rows.push({...l, depth: (l.depth || 0) + 1, group: undefined, inGroup: id});
   }
   return rows;
 }

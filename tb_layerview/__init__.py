@@ -3,6 +3,7 @@
 Public API::
 
     from tb_layerview import LayerView          # the Keras callback
+    from tb_layerview import Budget             # its cost bound
     import tb_layerview.summary                 # tf.summary-style ops
     import tb_layerview.render                  # pure-numpy image maths
     import tb_layerview.classviews              # back-query, activation maximisation, attribution
@@ -16,12 +17,13 @@ import importlib
 
 from tb_layerview.version import VERSION as __version__
 
-__all__ = ["LayerView", "LayerViewWarning", "summary", "render", "metadata", "classviews", "export",
+__all__ = ["LayerView", "LayerViewWarning", "Budget", "summary", "render", "metadata", "classviews", "export",
            "__version__"]
 
 _LAZY = {
     "LayerView": ("tb_layerview.callback", "LayerView"),
     "LayerViewWarning": ("tb_layerview.callback", "LayerViewWarning"),
+    "Budget": ("tb_layerview.plan", "Budget"),
     "summary": ("tb_layerview.summary", None),
     "render": ("tb_layerview.render", None),
     "metadata": ("tb_layerview.metadata", None),

@@ -282,7 +282,7 @@ class Planner:
         self.pinned = set(pinned)
         self.every_n_epochs = every_n_epochs
         self.measured = Measurements()
-        self.credit = 0.0
+        self.credit = {}  # class-view kind -> seconds of budget saved up
         self.overdue_maximization = False
         #: Share of the time budget kept for class views (0 when the model has none).
         self.class_share = 0.0
@@ -382,12 +382,14 @@ class Planner:
 
     def allow_class_views(self, plan, step, due_maximization, available, classes, steps):
         """Fills ``plan.class_views`` ({kind: {"run", "reason"}}) for attribution and
-        maximisation. ``available``: the kinds the model supports."""
+        maximisation. ``available``: the kinds the model supports; each has its
+        own credit, an equal part of the class views' share of the time budget."""
         out = {}
         timed = self.budget is not None and self.budget.time_share is not None
-        if timed and self.measured.epoch_seconds is not None:
-            allowed = self.budget.time_share * self.measured.epoch_seconds * self.every_n_epochs
-            self.credit += allowed * CLASS_VIEW_SHARE
+        epoch = self.measured.epoch_seconds
+        per_epoch = 0.0
+        if timed and epoch is not None and available:
+            per_epoch = self.budget.time_share * epoch * self.every_n_epochs * CLASS_VIEW_SHARE / len(available)
         if due_maximization:
             self.overdue_maximization = True
         for kind in ("attribution", "maximization"):
@@ -400,25 +402,27 @@ class Planner:
                 out[kind] = {"run": True, "reason": None}
                 continue
             cost = self.class_view_costs(kind, classes, steps)
-            if self.measured.epoch_seconds is None and kind == "maximization":
-                out[kind] = {"run": False, "reason": "waits until an epoch has been timed (time budget)"}
+            if epoch is None:
+                if kind == "maximization":
+                    out[kind] = {"run": False, "reason": "waits until an epoch has been timed (time budget)"}
+                else:
+                    out[kind] = {"run": True, "reason": None, "cost_seconds": round(cost, 4)}
                 continue
-            if self.measured.epoch_seconds is None or self.credit >= cost:
-                self.credit -= cost if self.measured.epoch_seconds is not None else 0.0
+            # Credit is not hoarded beyond the view's cost, or it would burst later.
+            credit = min(self.credit.get(kind, 0.0) + per_epoch, cost)
+            if credit >= cost - 1e-12:
+                self.credit[kind] = credit - cost
                 out[kind] = {"run": True, "reason": None, "cost_seconds": round(cost, 4)}
             else:
-                per_epoch = (self.budget.time_share * self.measured.epoch_seconds * CLASS_VIEW_SHARE)
-                wait = math.ceil((cost - self.credit) / per_epoch) if per_epoch > 0 else None
+                self.credit[kind] = credit
+                wait = math.ceil((cost - credit) / per_epoch) if per_epoch > 0 else None
                 out[kind] = {"run": False, "cost_seconds": round(cost, 4),
                              "reason": "deferred to stay within the %g%% time budget: it takes about %.2g s,"
-                                       " the budget gives class views %.2g s per epoch%s"
+                                       " the budget gives it %.2g s per epoch%s"
                                        % (100 * self.budget.time_share, cost, per_epoch,
                                           " (next in about %d epochs)" % wait if wait else "")}
         if out.get("maximization", {}).get("run"):
             self.overdue_maximization = False
-        # Credit is not hoarded beyond the dearest view, or it would burst later.
-        cap = max([self.class_view_costs(k, classes, steps) for k in available] or [0.0])
-        self.credit = min(self.credit, cap)
         plan.class_views = out
         return out
 

@@ -425,7 +425,11 @@ def kernel_tiles(kernel, kind, max_filters=64, input_channel="first", image_shap
     return tiles, total, note
 
 
-def encode_png(img, compress_level=1):
+#: zlib level of every PNG (benchmarks/bench_png.py measures the others).
+PNG_COMPRESS_LEVEL = 1
+
+
+def encode_png(img, compress_level=None):
     """Encodes a uint8 (H, W, 1|2|3|4) or (H, W) array as PNG bytes (Pillow)."""
     from PIL import Image
 
@@ -436,7 +440,8 @@ def encode_png(img, compress_level=1):
     if img.ndim == 3:
         mode = {2: "LA", 3: "RGB", 4: "RGBA"}[img.shape[2]]
     buf = io.BytesIO()
-    Image.fromarray(img, mode=mode).save(buf, format="PNG", compress_level=compress_level)
+    level = PNG_COMPRESS_LEVEL if compress_level is None else compress_level
+    Image.fromarray(img, mode=mode).save(buf, format="PNG", compress_level=level)
     return buf.getvalue()
 
 

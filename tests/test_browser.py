@@ -391,3 +391,57 @@ def test_new_epochs_of_a_training_run_appear_and_follow_latest_tracks_them(brows
         page.close()
     finally:
         stop(proc)
+
+
+THIN_SCRIPT = r"""
+import sys, numpy as np, keras
+from tb_layerview import LayerView
+keras.utils.set_random_seed(0)
+layers = [keras.Input((8, 8, 3))]
+for b in range(1, 13):  # a long, flat list of blocks, as in keras.applications models
+    layers += [keras.layers.Conv2D(4, 3, padding="same", name="block_%d_conv" % b),
+               keras.layers.ReLU(name="block_%d_relu" % b), keras.layers.BatchNormalization(name="block_%d_bn" % b)]
+layers += [keras.layers.GlobalAveragePooling2D(name="gap"), keras.layers.Dense(2, name="out")]
+m = keras.Sequential(layers)
+m.compile("sgd", "mse")
+x = np.random.default_rng(0).random((16, 8, 8, 3), dtype=np.float32)
+m.fit(x, np.zeros((16, 2)), epochs=4, verbose=0,
+      callbacks=[LayerView(sys.argv[1], probe=x[:2], class_views=False,
+                           budget={"time_share": None, "bytes_per_epoch": 6000})])
+"""
+
+
+def test_thinned_images_say_why_and_long_layer_lists_fold_into_blocks(browser, tmp_path):
+    """A budget-thinned layer shows the nearest drawn epoch with the plan's reason; 38 layers fold into blocks."""
+    logdir = str(tmp_path / "thin_logs")
+    out = subprocess.run([sys.executable, "-c", THIN_SCRIPT, os.path.join(logdir, "thin")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    from helpers import read_series
+
+    series = read_series(logdir)["thin"]
+    steps = {s["meta"].layer: sorted(s["steps"]) for s in series.values() if s["meta"].kind == "activations"}
+    missing = next(st for st in range(5) if st not in steps["block_5_conv"])
+    proc, url = start_tensorboard(logdir)
+    try:
+        p = Page(browser, tab_url(url, "run=thin&layer=block_5_conv&step=%d&probe=0" % missing))
+        p.wait("() => document.querySelector('.thinned') && !document.querySelector('.thinned').hidden")
+        notice = p.eval("() => document.querySelector('.thinned').textContent")
+        assert notice.startswith("No images at epoch %d (images every " % missing), notice
+        assert "to stay within the 6 KB bytes per epoch budget). Showing epoch" in notice
+        p.wait("() => document.querySelector('canvas.tiles').width > 0")
+        blocks = p.eval("() => [...document.querySelectorAll('li.layer-block')].map(e => e.textContent)")
+        assert len(blocks) == 12 and blocks[0] == "▸ block_1 (3)", blocks
+        visible = p.eval("() => [...document.querySelectorAll('li.layer .layer-name')].map(e => e.textContent)")
+        assert visible == ["block_5_conv", "gap", "out"]  # folded blocks keep the selected layer
+        p.frame.click("li.layer-block[data-group='block_2']")
+        visible = p.eval("() => [...document.querySelectorAll('li.layer .layer-name')].map(e => e.textContent)")
+        assert visible[:3] == ["block_2_conv", "block_2_relu", "block_2_bn"]
+        p.frame.fill("input.layer-filter", "relu")
+        visible = p.eval("() => [...document.querySelectorAll('li.layer .layer-name')].map(e => e.textContent)")
+        assert len(visible) == 12  # a search opens every block
+        p.shot("thinned")
+        assert p.errors == [], p.errors
+        p.page.close()
+    finally:
+        stop(proc)

@@ -514,3 +514,215 @@ def test_bad_maximize_units_are_rejected(tmp_path, value, message):
     """maximize_units is validated up front with the value quoted."""
     with pytest.raises((TypeError, ValueError), match=message):
         LayerView(str(tmp_path), probe=np.ones((1, 2), np.float32), maximize_units=value)
+
+
+# ---------------------------------------------------------------------------
+# Silent gaps found with models from peers' test suites, one test each.
+
+
+class _NeverCalled(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.d1 = keras.layers.Dense(4, activation="relu", name="d1")
+        self.d2 = keras.layers.Dense(2, name="d2")
+
+    def call(self, x):
+        return self.d2(self.d1(x))
+
+
+def test_subclassed_model_not_called_before_fit_gets_step_zero(tmp_path):
+    """A subclassed model fit without a prior call still has step 0, and its layers are not 'not called'."""
+    x = np.random.default_rng(0).random((32, 3)).astype("float32")
+    cb = fit(_NeverCalled(), x, np.zeros((32, 2)), tmp_path / "sub", probe=x[:2])
+    series, run = only_run(tmp_path / "sub")
+    got = layer_series(series, run)
+    assert sorted(got[(ACT, "d1")]) == [0, 1, 2]
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    for layer in config["layers"]:
+        assert layer["skipped"] is None and layer["calls"] == 1, layer
+    assert cb.cost["logged_steps"] == 3
+
+
+def test_layer_with_several_outputs_logs_every_output(tmp_path):
+    """LSTM(return_sequences, return_state) logs its states; a custom layer's dict outputs all appear."""
+
+    class Split(keras.layers.Layer):
+        def call(self, x):
+            return {"low": x[:, :2], "high": x[:, 2:]}
+
+    inp = keras.Input((5, 3))
+    seq, h, c = keras.layers.LSTM(4, return_sequences=True, return_state=True, name="lstm")(inp)
+    parts = Split(name="split")(keras.layers.Flatten(name="flat")(seq))
+    out = keras.layers.Dense(2, name="out")(keras.layers.Concatenate(name="cat")([parts["low"], parts["high"], h, c]))
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(0).random((16, 5, 3)).astype("float32")
+    fit(model, x, np.zeros((16, 2)), tmp_path / "multi_out", probe=x[:2], epochs=1)
+    series, run = only_run(tmp_path / "multi_out")
+    got = layer_series(series, run)
+    for key in ("lstm", "lstm:1", "lstm:2", "split", "split:high"):
+        assert sorted(got[(ACT, key)]) == [0, 1], key
+    assert json_of(got[(ACT, "lstm:1")][1][0])["shape"] == [4]
+    assert json_of(got[(ACT, "split:high")][1][0])["shape"] == [18]
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    lstm = next(l for l in config["layers"] if l["path"] == "lstm")
+    assert [o["path"] for o in lstm["outputs"]] == ["lstm", "lstm:1", "lstm:2"]
+
+
+def test_model_wrapped_in_time_distributed_is_logged_inside(tmp_path):
+    """The layers of a model inside TimeDistributed get series, their calls stacked over time."""
+    inner = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, name="conv"),
+                              keras.layers.Flatten(name="flat")], name="frame")
+    inp = keras.Input((4, 6, 6, 1))
+    feats = keras.layers.TimeDistributed(inner, name="td")(inp)
+    out = keras.layers.Dense(1, name="out")(keras.layers.GlobalAveragePooling1D(name="gap")(feats))
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(0).random((8, 4, 6, 6, 1)).astype("float32")
+    fit(model, x, np.zeros((8, 1)), tmp_path / "td", probe=x[:2], epochs=1)
+    series, run = only_run(tmp_path / "td")
+    got = layer_series(series, run)
+    assert (ACT, "td/frame/conv") in got and (ACT, "td/frame/flat") in got
+    assert json_of(got[(ACT, "td/frame/conv")][1][0])["shape"] == [4, 4, 4, 2]  # (T, H, W, C)
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    conv = next(l for l in config["layers"] if l["path"] == "td/frame/conv")
+    assert conv["per_time_step"] is True and conv["skipped"] is None and conv["calls"] == 4
+
+
+def test_functional_model_with_list_inputs_and_a_bare_probe_does_not_warn(tmp_path):
+    """Model(inputs=[i1]) with a bare-array probe, as the README shows, makes Keras warn nothing."""
+    i1 = keras.Input((4,), name="features")
+    model = keras.Model(inputs=[i1], outputs=keras.layers.Dense(2, name="out")(i1))
+    x = np.ones((16, 4), np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(model, x, np.zeros((16, 2)), tmp_path / "listin", probe=x[:2], epochs=1)
+    assert not [w for w in caught if "structure" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_sequential_probe_input_is_named_after_its_input_layer(tmp_path):
+    """The probe of a Sequential model is named after its InputLayer, not an internal tensor name."""
+    model = keras.Sequential([keras.Input((4,), name="features"), keras.layers.Dense(2, name="out")])
+    x = np.ones((16, 4), np.float32)
+    fit(model, x, np.zeros((16, 2)), tmp_path / "seqname", probe=x[:2], epochs=1)
+    series, run = only_run(tmp_path / "seqname")
+    probes = json_of(run_blob(series, run, metadata.KIND_PROBES)[0][0])
+    assert probes["inputs"] == ["features"]
+
+
+# ---------------------------------------------------------------------------
+# Statistics, the budget and the plan.
+
+
+def test_statistics_of_every_output_at_every_step_match_numpy(tmp_path):
+    """The in-graph per-channel statistics equal tb_layerview.stats.channel_stats on the same outputs."""
+    from tb_layerview import capture, stats
+
+    model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3, activation="relu", name="conv"),
+                              keras.layers.Flatten(name="flat"),
+                              keras.layers.Dense(4, activation="sigmoid", name="out")])
+    x = np.random.default_rng(1).normal(size=(16, 6, 6, 2)).astype("float32")
+    fit(model, x, np.zeros((16, 4)), tmp_path / "st", probe=x[:3], epochs=2)
+    series, run = only_run(tmp_path / "st")
+    steps = run_blob(series, run, metadata.KIND_STATS)
+    assert sorted(steps) == [0, 1, 2]
+    header, data = stats.decode(*steps[2])
+    assert [l["path"] for l in header["layers"]] == ["conv", "flat", "out"]
+    with capture.recording({"conv": model.get_layer("conv"), "out": model.get_layer("out")}) as rec:
+        model(x[:3], training=False)
+    conv_ref = stats.channel_stats(np.asarray(rec.output("conv")))
+    out_ref = stats.channel_stats(np.asarray(rec.output("out")), limits=stats.saturation_limits("sigmoid"))
+    got = stats.layer_slice(header, data, "conv")
+    np.testing.assert_allclose(np.stack([got[k] for k in stats.STATS]), conv_ref, rtol=1e-4, atol=1e-5)
+    got = stats.layer_slice(header, data, "out")
+    np.testing.assert_allclose(np.stack([got[k] for k in stats.STATS]), out_ref, rtol=1e-4, atol=1e-5)
+    assert header["layers"][2]["activation"] == "sigmoid"
+
+
+def test_a_byte_budget_thins_images_but_never_statistics(tmp_path):
+    """A tight byte budget: layers take turns for images, every step keeps every layer's statistics,
+    the plan says why, and the event bytes per step stay near the budget."""
+    from tb_layerview import stats
+
+    model = keras.Sequential([keras.Input((16, 16, 3)),
+                              keras.layers.Conv2D(16, 3, activation="relu", name="c1"),
+                              keras.layers.Conv2D(16, 3, activation="relu", name="c2"),
+                              keras.layers.Conv2D(16, 3, activation="relu", name="c3"),
+                              keras.layers.GlobalAveragePooling2D(name="gap"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    x = np.random.default_rng(0).random((32, 16, 16, 3)).astype("float32")
+    budget = {"time_share": None, "bytes_per_epoch": 12000}
+    fit(model, x, np.zeros(32, int), tmp_path / "thin", probe=x[:4], epochs=4,
+        loss="sparse_categorical_crossentropy", budget=budget, class_views=False)
+    series, run = only_run(tmp_path / "thin")
+    got = layer_series(series, run)
+    image_steps = {k: sorted(v) for k, v in got.items() if k[0] == ACT}
+    assert all(len(s) < 5 for s in image_steps.values()), image_steps
+    assert set().union(*image_steps.values()) == {0, 1, 2, 3, 4}
+    for step, blobs in run_blob(series, run, metadata.KIND_STATS).items():
+        header, _ = stats.decode(*blobs)
+        assert [l["path"] for l in header["layers"]] == ["c1", "c2", "c3", "gap", "out"]
+    plans = run_blob(series, run, metadata.KIND_PLAN)
+    assert sorted(plans) == [0, 1, 2, 3, 4]
+    for step, blobs in plans.items():
+        plan = json_of(blobs[0])
+        assert plan["limited_by"] == "bytes" and plan["cadence"] > 1
+        missing = {k for k, s in image_steps.items() if step not in s}
+        named = {layer for layers in plan["no_images"].values() for layer in layers}
+        assert {k[1] for k in missing} <= named
+        assert plan["cost"]["bytes"] <= 1.5 * budget["bytes_per_epoch"], plan["cost"]
+
+
+def test_user_arguments_override_the_budget(tmp_path):
+    """An explicit max_channels is kept however tight the byte budget."""
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(12, 3, name="c1"),
+                              keras.layers.Flatten(name="flat"), keras.layers.Dense(2, name="out")])
+    x = np.ones((8, 8, 8, 3), np.float32)
+    fit(model, x, np.zeros((8, 2)), tmp_path / "pin", probe=x[:2], epochs=1, max_channels=12,
+        budget={"time_share": None, "bytes_per_epoch": 3000}, class_views=False)
+    series, run = only_run(tmp_path / "pin")
+    for blobs in run_blob(series, run, metadata.KIND_PLAN).values():
+        assert json_of(blobs[0])["settings"]["channels"] == 12
+
+
+def test_keras_applications_model_keeps_statistics_and_the_byte_budget(tmp_path):
+    """MobileNetV2 (weights=None) on 32x32: every layer's statistics at every step, bytes within budget."""
+    from tb_layerview import stats
+
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=3)
+    x = np.random.default_rng(0).random((32, 32, 32, 3)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, 32)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    lv = LayerView(str(tmp_path / "mnet"), probe=(x[:4], y[:4]), budget={"bytes_per_epoch": "400KB"})
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[lv])
+    series, run = only_run(tmp_path / "mnet")
+    n_layers = len([l for l in model.layers if type(l).__name__ != "InputLayer"])
+    steps = run_blob(series, run, metadata.KIND_STATS)
+    assert sorted(steps) == [0, 1, 2]
+    for blobs in steps.values():
+        header, data = stats.decode(*blobs)
+        assert len(header["layers"]) == n_layers
+        assert data.shape[1] == sum(l["channels"] for l in header["layers"])
+    for blobs in run_blob(series, run, metadata.KIND_PLAN).values():
+        assert json_of(blobs[0])["cost"]["bytes"] <= 1.5 * 400_000
+
+
+def test_a_layers_pattern_that_matches_nothing_stops_fit_with_the_layer_list(tmp_path):
+    """layers=["conv_1"] on a model without it: a ValueError quoting the pattern and listing the layers."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="hidden"),
+                              keras.layers.Dense(2, name="out")])
+    x = np.ones((8, 4), np.float32)
+    with pytest.raises(ValueError) as err:
+        fit(model, x, np.zeros((8, 2)), tmp_path / "nomatch", probe=x[:2], layers=["conv_1"])
+    assert str(err.value) == ("LayerView: layers='conv_1' matches no layer of model '%s'; its layers are:"
+                              " hidden, out" % model.name)
+
+
+def test_class_names_of_the_wrong_length_warn_once_with_both_numbers(tmp_path):
+    """Two class names for a three-class output: one LayerViewWarning naming 2 and 3."""
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax", name="out")])
+    x = np.ones((8, 4), np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(model, x, np.zeros(8, int), tmp_path / "names", probe=x[:2], class_names=["a", "b"],
+            loss="sparse_categorical_crossentropy", epochs=2, class_views=False)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, LayerViewWarning)]
+    assert msgs == ["tb_layerview: class_names has 2 names but the model's output has 3 classes"]

@@ -4,7 +4,7 @@ import {test} from 'node:test';
 
 import {
   alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
-  nearestShown, planReason, snapStep, unionSteps, withHashParam,
+  blockKey, nearestShown, planReason, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
 test('encodeState/decodeState round-trip every field, names with odd characters included', () => {
@@ -113,4 +113,30 @@ test('planReason finds the reason a plan gives for a layer, and frozen filters',
   assert.equal(planReason(plan, 'b', 'filters'), 'the kernel is frozen and unchanged since it was last drawn');
   assert.equal(planReason(plan, 'a', 'activations'), null);
   assert.equal(planReason(null, 'a', 'activations'), null);
+});
+
+test('blockKey cuts a layer name after its first token with a digit', () => {
+  assert.equal(blockKey('block_3_expand_BN'), 'block_3');
+  assert.equal(blockKey('conv2_block1_1_conv'), 'conv2');
+  assert.equal(blockKey('block4_pool'), 'block4');
+  assert.equal(blockKey('expanded_conv_depthwise'), null);
+  assert.equal(blockKey('Conv1'), null);
+});
+
+test('long layer lists group consecutive layers of a block, and collapsed groups hide all but the selection', () => {
+  const layers = [];
+  for (let b = 1; b <= 10; b++) {
+    for (const part of ['expand', 'bn', 'relu']) layers.push({path: `block_${b}_${part}`, name: `block_${b}_${part}`, parent: ''});
+  }
+  layers.push({path: 'out', name: 'out', parent: ''});
+  const rows = layerRows(layers);
+  assert.equal(rows.filter((r) => r.group).length, 10);
+  assert.deepEqual(rows.slice(0, 2).map((r) => r.group ?? r.path), ['block_1', 'block_1_expand']);
+  assert.equal(rows[0].count, 3);
+  assert.equal(rows[1].depth, 1);
+  const folded = layerRows(layers, {collapsed: new Set(['block_2']), selected: 'block_2_bn'});
+  const b2 = folded.findIndex((r) => r.group === 'block_2');
+  assert.equal(folded[b2].collapsed, true);
+  assert.deepEqual(folded.slice(b2 + 1, b2 + 3).map((r) => r.group ?? r.path), ['block_2_bn', 'block_3']);
+  assert.equal(layerRows(layers.slice(0, 6)).filter((r) => r.group).length, 0); // short lists stay flat
 });

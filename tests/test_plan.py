@@ -1,0 +1,142 @@
+"""The budget and the planner, with exact numbers (no model, no TensorFlow)."""
+
+import pytest
+
+from tb_layerview import plan as P
+
+
+def cand(key, shape, layout="grid", kernel=None, unchanged=False):
+    return P.Candidate(key, tuple(shape), layout, kernel, False, unchanged)
+
+
+def test_budget_parses_sizes_dicts_and_off():
+    """Budget accepts '2MB', '500 KiB', dicts, True and None, and quotes bad values."""
+    assert P.Budget(bytes_per_epoch="2MB").bytes_per_epoch == 2_000_000
+    assert P.Budget(bytes_per_epoch="500 KiB").bytes_per_epoch == 512_000
+    assert P.Budget.parse({"time_share": 0.02}) == P.Budget(time_share=0.02)
+    assert P.Budget.parse(True) == P.Budget()
+    assert P.Budget.parse(None) is None and P.Budget.parse(False) is None
+    with pytest.raises(ValueError, match=r"time_share must be a fraction in \(0, 1\].*got 5"):
+        P.Budget(time_share=5)
+    with pytest.raises(ValueError, match=r"bytes_per_epoch must be a number of bytes.*got '2 parsecs'"):
+        P.Budget(bytes_per_epoch="2 parsecs")
+    with pytest.raises(ValueError, match=r"unknown keys \['seconds'\]"):
+        P.Budget.parse({"seconds": 3})
+
+
+def test_tiles_and_pixels_follow_the_renderer():
+    """Grid tiles are capped by channels and block-averaged to the pixel cap; vectors are near-square."""
+    assert P.tiles_and_pixels((48, 48, 96), "grid", 64, 4096) == (64, 48 * 48)
+    assert P.tiles_and_pixels((96, 96, 16), "grid", 64, 4096) == (16, 48 * 48)  # factor 2
+    assert P.tiles_and_pixels((10,), "vector", 64, 4096) == (1, 10)
+    assert P.tiles_and_pixels((100,), "vector", 64, 4096) == (1, 100)  # 10 x 10
+    assert P.tiles_and_pixels((20, 30), "heat", 64, 100) == (1, 7 * 10)  # factor 3
+
+
+def test_image_bytes_estimate_is_pixels_plus_json_plus_filters():
+    """The estimate: probes x (tiles x pixels x bpp + tiles x 70) + 300, plus the filter image."""
+    s = P.Settings(channels=4, probes=2, tile_pixels=4096)
+    c = cand("conv", (8, 8, 4))
+    assert P.image_bytes(c, s, 64) == 2 * (4 * 64 + 4 * 70) + 300
+    ck = cand("conv", (8, 8, 4), kernel=(3, 3, 1, 4))
+    assert P.image_bytes(ck, s, 64) == 2 * (4 * 64 + 4 * 70) + 300 + (4 * 9 + 4 * 70 + 300)
+    assert P.image_bytes(cand("conv", (8, 8, 4), kernel=(3, 3, 1, 4), unchanged=True), s, 64) == 1372
+
+
+def planner(budget, probes=8, channels=64, pixels=4096, pinned=()):
+    return P.Planner(budget, channels, pixels, probes, 64, pinned)
+
+
+def test_without_a_budget_every_layer_gets_images_at_the_users_settings():
+    """budget=None: rung 0, cadence 1, every candidate drawn."""
+    pl = planner(None)
+    plan = pl.plan_images(3, 0, [cand("a", (32, 32, 64)), cand("b", (10,), "vector")], fixed_bytes=0)
+    assert plan.settings == P.Settings(64, 8, 4096) and plan.cadence == 1
+    assert [k for k, p in plan.layers.items() if p.images] == ["a", "b"]
+    assert plan.record()["limited_by"] is None
+
+
+def test_the_first_rung_that_fits_the_byte_room_is_chosen():
+    """A layer too big at rung 0 but fitting at rung 1 (32 channels, 4 probes, 1024 pixels)."""
+    c = cand("a", (64, 64, 64))
+    rung0 = P.image_bytes(c, P.Settings(64, 8, 4096), 64)
+    rung1 = P.image_bytes(c, P.Settings(32, 4, 1024), 64)
+    assert (rung0, rung1) == (8 * (64 * 4096 + 64 * 70) + 300, 4 * (32 * 1024 + 32 * 70) + 300)
+    pl = planner(P.Budget(time_share=None, bytes_per_epoch=rung1 + 1000))
+    plan = pl.plan_images(1, 0, [c], fixed_bytes=1000)
+    assert plan.settings == P.Settings(32, 4, 1024) and plan.cadence == 1
+    assert plan.layers["a"].images and plan.limited_by == "bytes"
+    assert "32 channels, 4 probes, 1024 pixels per tile" in plan.note
+
+
+def test_layers_take_turns_when_even_the_last_rung_is_too_big():
+    """Three equal layers, room for one at the last rung: cadence 3, layer j at logged index j mod 3."""
+    cs = [cand(k, (64, 64, 64)) for k in ("a", "b", "c")]
+    last = P.image_bytes(cs[0], P.Settings(8, 1, 256), 64)
+    pl = planner(P.Budget(time_share=None, bytes_per_epoch=last + 10))
+    got = []
+    for i in range(4):
+        plan = pl.plan_images(i, i, cs, fixed_bytes=10)
+        assert plan.cadence == 3 and plan.settings == P.Settings(8, 1, 256)
+        got.append([k for k, p in plan.layers.items() if p.images])
+        assert plan.estimate_bytes == last
+    assert got == [["a"], ["b"], ["c"], ["a"]]
+    reason = plan.layers["b"].reason
+    assert reason == "images every 3 logged epochs for this layer, to stay within the %s bytes per epoch budget" \
+        % P._size(last + 10)
+
+
+def test_user_arguments_are_kept_by_every_rung():
+    """An explicit max_channels=48 stays 48; max_tile_pixels below a rung's value caps it."""
+    pl = planner(P.Budget(), channels=48, pixels=300, pinned=("max_channels",))
+    assert {s.channels for s in pl.rungs()} == {48}
+    rungs = pl.rungs()
+    assert rungs == [P.Settings(48, 8, 300), P.Settings(48, 4, 300), P.Settings(48, 2, 300), P.Settings(48, 1, 256)]
+
+
+def test_statistics_alone_over_budget_means_no_images_but_says_why():
+    """Fixed bytes above the byte budget: no layer gets images, each with the reason."""
+    pl = planner(P.Budget(time_share=None, bytes_per_epoch=1000))
+    plan = pl.plan_images(1, 0, [cand("a", (4, 4, 2))], fixed_bytes=5000)
+    assert not plan.layers["a"].images
+    assert plan.layers["a"].reason.startswith("no images: statistics alone fill")
+
+
+def test_time_budget_turns_measured_costs_into_room():
+    """Room = (share x epoch - fixed seconds) / seconds per byte, when smaller than the byte room."""
+    pl = planner(P.Budget(time_share=0.05, bytes_per_epoch=10**9))
+    pl.measured.epoch_seconds = 10.0
+    pl.measured.fixed_seconds = 0.1
+    pl.measured.seconds_per_image_byte = 1e-6
+    room, limit = pl.image_room(fixed_bytes=0)
+    assert limit == "time" and room == pytest.approx((0.5 - 0.1) / 1e-6)
+    pl.class_share = P.CLASS_VIEW_SHARE
+    room, _ = pl.image_room(fixed_bytes=0)
+    assert room == pytest.approx((0.5 * 0.6 - 0.1) / 1e-6)
+
+
+def test_class_views_wait_for_credit_and_maximisation_for_a_timed_epoch():
+    """Each class view saves up its part of the time budget and runs when it covers its cost."""
+    pl = planner(P.Budget(time_share=0.1, bytes_per_epoch=None))
+    pl.measured.forward_seconds = 0.08  # 8 probes: 0.01 s per sample
+    kinds = ["attribution", "maximization"]
+    first = pl.allow_class_views(P.EpochPlan(0, None, 1, {}, {}), 0, True, kinds, classes=10, steps=10)
+    assert first["maximization"] == {"run": False, "reason": "waits until an epoch has been timed (time budget)"}
+    assert first["attribution"]["run"] is True
+    # Each kind gets 0.1 x 10 s x 0.4 / 2 = 0.2 s per epoch. Attribution costs
+    # 6 x 0.08 = 0.48 s; maximisation 10 steps x 3 x 10 classes x 0.01 s = 3 s.
+    pl.measured.epoch_seconds = 10.0
+    attribution, maximization = [], []
+    for step in range(1, 17):
+        d = pl.allow_class_views(P.EpochPlan(step, None, 1, {}, {}), step, False, kinds, 10, 10)
+        if d["attribution"]["run"]:
+            attribution.append(step)
+        if d["maximization"]["run"]:
+            maximization.append(step)
+        if step == 1:
+            assert d["maximization"]["reason"] == ("deferred to stay within the 10% time budget: it takes about"
+                                                   " 3 s, the budget gives it 0.2 s per epoch (next in about 14 epochs)")
+    assert attribution == [3, 6, 9, 12, 15]  # saved credit is capped at the cost
+    assert maximization == [15]
+    later = pl.allow_class_views(P.EpochPlan(17, None, 1, {}, {}), 17, False, kinds, 10, 10)
+    assert later["maximization"]["reason"].startswith("not due")
