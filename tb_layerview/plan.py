@@ -332,19 +332,22 @@ class Planner:
             layers = {c.key: LayerPlan(c.key, True, c.kernel_shape is not None and not c.kernel_unchanged,
                                        None) for c in candidates}
             return EpochPlan(step, chosen, 1, layers, {}, estimate_bytes=total)
+        sizes = []
         for s in rungs:
-            total = sum(image_bytes(c, s, self.max_filters, bpp) for c in candidates)
+            sizes = [image_bytes(c, s, self.max_filters, bpp) for c in candidates]
+            total = sum(sizes)
             chosen = s
             if total <= room:
                 break
         else:
-            cadence = len(candidates) + 1 if room <= 0 else max(1, min(math.ceil(total / room), len(candidates)))
+            # 0: no room at all for images at this step.
+            cadence = 0 if room <= 0 else self.cadence_for(sizes, room)
         layers = {}
         why = {"bytes": "the %s bytes per epoch budget" % _size(self.budget.bytes_per_epoch),
                "time": "the %g%% time budget" % (100 * (self.budget.time_share or 0))}.get(limit, "the budget")
         estimate = 0
         for j, c in enumerate(candidates):
-            if cadence > len(candidates):
+            if cadence == 0:
                 layers[c.key] = LayerPlan(c.key, False, False,
                                           "no images: statistics alone fill %s" % why)
                 continue
@@ -362,10 +365,21 @@ class Planner:
         if chosen != rungs[0] or cadence > 1:
             note = "images thinned to stay within %s: %d channels, %d probes, %d pixels per tile%s" % (
                 why, chosen.channels, chosen.probes, chosen.tile_pixels,
-                ", each layer every %d logged epochs" % cadence if 1 < cadence <= len(candidates) else "")
+                ", each layer every %d logged epochs" % cadence if cadence > 1 else
+                ", none this step" if cadence == 0 else "")
         return EpochPlan(step, chosen, cadence, layers, {},
                          limited_by=limit if (chosen != rungs[0] or cadence > 1) else None,
                          room_bytes=room, estimate_bytes=estimate, note=note)
+
+    @staticmethod
+    def cadence_for(sizes, room):
+        """The smallest cadence k whose heaviest group (outputs ``j`` with the
+        same ``j % k``) fits ``room``; ``len(sizes)`` at most."""
+        n = len(sizes)
+        k = max(1, min(math.ceil(sum(sizes) / room), n))
+        while k < n and max(sum(sizes[g::k]) for g in range(k)) > room:
+            k += 1
+        return k
 
     # -------------------------------------------------------- class views
 

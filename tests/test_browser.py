@@ -407,7 +407,7 @@ m.compile("sgd", "mse")
 x = np.random.default_rng(0).random((16, 8, 8, 3), dtype=np.float32)
 m.fit(x, np.zeros((16, 2)), epochs=4, verbose=0,
       callbacks=[LayerView(sys.argv[1], probe=x[:2], class_views=False,
-                           budget={"time_share": None, "bytes_per_epoch": 6000})])
+                           budget={"time_share": None, "bytes_per_epoch": 14000})])
 """
 
 
@@ -428,7 +428,7 @@ def test_thinned_images_say_why_and_long_layer_lists_fold_into_blocks(browser, t
         p.wait("() => document.querySelector('.thinned') && !document.querySelector('.thinned').hidden")
         notice = p.eval("() => document.querySelector('.thinned').textContent")
         assert notice.startswith("No images at epoch %d (images every " % missing), notice
-        assert "to stay within the 6 KB bytes per epoch budget). Showing epoch" in notice
+        assert "to stay within the 14 KB bytes per epoch budget). Showing epoch" in notice
         p.wait("() => document.querySelector('canvas.tiles').width > 0")
         blocks = p.eval("() => [...document.querySelectorAll('li.layer-block')].map(e => e.textContent)")
         assert len(blocks) == 12 and blocks[0] == "▸ block_1 (3)", blocks

@@ -98,7 +98,7 @@ def test_statistics_alone_over_budget_means_no_images_but_says_why():
     """Fixed bytes above the byte budget: no layer gets images, each with the reason."""
     pl = planner(P.Budget(time_share=None, bytes_per_epoch=1000))
     plan = pl.plan_images(1, 0, [cand("a", (4, 4, 2))], fixed_bytes=5000)
-    assert not plan.layers["a"].images
+    assert not plan.layers["a"].images and plan.cadence == 0
     assert plan.layers["a"].reason.startswith("no images: statistics alone fill")
 
 
@@ -140,3 +140,10 @@ def test_class_views_wait_for_credit_and_maximisation_for_a_timed_epoch():
     assert maximization == [15]
     later = pl.allow_class_views(P.EpochPlan(17, None, 1, {}, {}), 17, False, kinds, 10, 10)
     assert later["maximization"]["reason"].startswith("not due")
+
+
+def test_cadence_is_raised_until_the_heaviest_group_fits():
+    """Sizes 5, 1, 5, 1 in room 6: k=2 puts 10 in one group, k=3 gives groups of 6, 2 and 5."""
+    assert P.Planner.cadence_for([5, 1, 5, 1], 6) == 3
+    assert P.Planner.cadence_for([1, 1, 1, 1], 2) == 2
+    assert P.Planner.cadence_for([10, 10], 1) == 2  # never more than one output per epoch
