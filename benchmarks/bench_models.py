@@ -30,18 +30,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 MODELS = {
-    # name: (builder, input shape, samples, batch)
-    "cnn": ("seed", (32, 32, 3), 4096, 64),
-    "mobilenetv2": ("MobileNetV2", (96, 96, 3), 1024, 32),
-    "vgg16": ("VGG16", (64, 64, 3), 512, 32),
-    "resnet50": ("ResNet50", (64, 64, 3), 512, 32),
+    # name: (builder, input shape, samples, batch, default epochs)
+    "cnn": ("seed", (32, 32, 3), 4096, 64, 6),
+    "mobilenetv2": ("MobileNetV2", (96, 96, 3), 1024, 32, 3),
+    "vgg16": ("VGG16", (64, 64, 3), 512, 32, 2),
+    "resnet50": ("ResNet50", (64, 64, 3), 512, 32, 2),
 }
 
 
 def build(name):
     import keras
 
-    kind, shape, _, _ = MODELS[name]
+    kind, shape = MODELS[name][:2]
     if kind == "seed":
         return keras.Sequential([
             keras.Input(shape),
@@ -77,7 +77,8 @@ def bench(name, args):
 
     from tb_layerview import LayerView, metadata, stats
 
-    _, shape, samples, batch = MODELS[name]
+    _, shape, samples, batch, default_epochs = MODELS[name]
+    epochs = args.epochs or default_epochs
     rng = np.random.default_rng(0)
     x = rng.random((samples,) + shape, dtype=np.float32)
     y = rng.integers(0, 10, samples)
@@ -100,7 +101,7 @@ def bench(name, args):
                     kw["budget"] = None
                 cbs = [LayerView(logdir, probe=(x[:8], y[:8]), **kw)]
             t0 = time.perf_counter()
-            model.fit(x, y, epochs=args.epochs, batch_size=batch, verbose=0, callbacks=cbs)
+            model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, callbacks=cbs)
             total = time.perf_counter() - t0
             if with_cb:
                 rows.append({"with": True, "seconds": total, "bytes": event_bytes(logdir),
@@ -115,8 +116,8 @@ def bench(name, args):
                   flush=True)
     without = [r["seconds"] for r in rows if not r["with"]]
     withs = [r for r in rows if r["with"]]
-    pairs = [w["seconds"] / wo for w, wo in zip([r["seconds"] for r in withs], without)]
-    steps = args.epochs + 1
+    pairs = [w["seconds"] / wo for w, wo in zip(withs, without)]
+    steps = epochs + 1
     per_epoch = np.median([r["bytes"] / steps for r in withs])
     series = read_back(last_logdir)
     by_kind = {}
@@ -140,7 +141,7 @@ def bench(name, args):
     last_plan = json.loads(plans[max(plans)][0])
     cost = withs[-1]["cost"]
     print("\n%s: %d epochs, %d samples, batch %d, 8 probes, class views %s, budget %s"
-          % (name, args.epochs, samples, batch, args.class_views, args.budget))
+          % (name, epochs, samples, batch, args.class_views, args.budget))
     print("  whole fit with / without LayerView: median %.3f (pairs: %s)"
           % (np.median(pairs), ", ".join("%.3f" % p for p in pairs)))
     print("  fit without: %.1f s (median)" % np.median(without))
@@ -157,7 +158,8 @@ def bench(name, args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="cnn,mobilenetv2")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs per fit (default: cnn 6, mobilenetv2 3, vgg16 and resnet50 2)")
     p.add_argument("--pairs", type=int, default=2)
     p.add_argument("--class-views", choices=["on", "off"], default="on")
     p.add_argument("--budget", choices=["default", "off"], default="default")

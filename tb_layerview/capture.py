@@ -5,13 +5,16 @@ disconnected") and subclassed models. Wrapping each layer's ``call`` on the
 instance while the model runs works for all of them; the original ``call``
 is restored afterwards, whatever happens (:func:`recording`).
 
-:class:`ProbePass` uses that once per logged epoch. On the TensorFlow backend
-the recording pass is traced once into a ``tf.function`` that also reduces
-every layer's output to its per-channel statistics (:mod:`tb_layerview.stats`)
-inside the graph, so each epoch costs one compiled forward pass and only the
-outputs that get images come back as numpy arrays. When tracing is not
-possible (a layer with Python side effects, another backend), the same
-recording runs eagerly.
+:class:`ProbePass` uses that once per logged epoch, reducing every layer's
+output to its per-channel statistics (:mod:`tb_layerview.stats`) right
+after the layer ran, so only the outputs that get images come back as numpy
+arrays. On the TensorFlow backend the pass can be traced once into a
+``tf.function`` (:meth:`ProbePass.compile`): each later pass is then one
+compiled forward pass with the statistics inside the graph, several times
+faster than eager on models of hundreds of layers, for a one-time cost of a
+few eager passes. The callback compiles when enough logged epochs remain to
+pay that back. When tracing is not possible (a layer with Python side
+effects, another backend), the same recording runs eagerly.
 """
 
 import contextlib
@@ -135,6 +138,31 @@ def recording(layers, per_step=()):
                 object.__setattr__(layer, "call", original)
 
 
+def eager_stats(t, channels_first=False, limits=None):
+    """:func:`graph_stats` for eager execution: a few fused reductions when the
+    output is all finite (the usual case), the full masked form otherwise."""
+    from keras import ops
+
+    x = ops.cast(t, "float32")
+    nd = len(x.shape)
+    if nd <= 1:
+        x = ops.reshape(x, (-1, 1))
+    else:
+        if channels_first and nd in (4, 5):
+            x = ops.moveaxis(x, 1, -1)
+        x = ops.reshape(x, (-1, x.shape[-1]))
+    if not bool(ops.all(ops.isfinite(x))):
+        return graph_stats(t, channels_first, limits)
+    mean = ops.mean(x, axis=0)
+    std = ops.sqrt(ops.maximum(ops.mean(x * x, axis=0) - mean * mean, 0.0))
+    zeros = ops.zeros_like(mean)
+    sat = zeros if limits is None else \
+        ops.mean(ops.cast(ops.logical_or(x <= limits[0], x >= limits[1]), "float32"), axis=0)
+    return ops.stack([mean, std, ops.min(x, axis=0), ops.max(x, axis=0),
+                      ops.mean(ops.cast(x > 0, "float32"), axis=0), ops.mean(ops.cast(x == 0, "float32"), axis=0),
+                      sat, zeros, zeros])
+
+
 def graph_stats(t, channels_first=False, limits=None):
     """Per-channel statistics of a tensor with ``keras.ops`` (any backend,
     inside or outside a compiled function); :func:`tb_layerview.stats.channel_stats`
@@ -214,14 +242,14 @@ class ProbePass:
         self._limits = limits_of
         self._inputs = inputs
         self._fn = None
-        self.mode = None          # "compiled" or "eager"
         self.fallback_reason = None
         self.specs = {}           # key -> OutputSpec, from the first pass
         self.calls = {}
 
-    def _forward(self):
+    def _forward(self, eager=True):
         from keras import ops
 
+        stats_of = eager_stats if eager else graph_stats
         with recording(self._layers, self._per_step) as rec:
             out = self.model(self._inputs, training=False)
         tensors = rec.outputs(lambda parts: ops.stack(parts, axis=1))
@@ -232,33 +260,40 @@ class ProbePass:
                                     str(t.dtype))
             if not _drawable(t) or len(t.shape) < 1:
                 continue
-            stats[key] = graph_stats(t, self._cf.get(layer_path, False), self._limits.get(layer_path))
+            stats[key] = stats_of(t, self._cf.get(layer_path, False), self._limits.get(layer_path))
             kept[key] = t
         self.specs, self.calls = specs, dict(rec.calls)
         return stats, kept, out
 
-    def _compile(self):
+    def compile(self):
+        """Traces the recording pass into a ``tf.function`` (TensorFlow backend).
+
+        Returns:
+          None on success, else why the pass stays eager.
+        """
         import keras
 
         if keras.backend.backend() != "tensorflow":
-            return None, "compiled capture is implemented for the TensorFlow backend"
+            self.fallback_reason = "compiled capture is implemented for the TensorFlow backend"
+            return self.fallback_reason
         import tensorflow as tf
 
-        if not self.model.built:
-            return None, "the model is not built yet"
-        fn = tf.function(self._forward, autograph=False, reduce_retracing=True)
+        fn = tf.function(lambda: self._forward(eager=False), autograph=False)
         try:
             fn.get_concrete_function()
         except Exception as e:  # a layer that cannot be traced: stay eager
-            return None, "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-        return fn, None
+            self.fallback_reason = "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            return self.fallback_reason
+        self._fn, self.fallback_reason = fn, None
+        return None
+
+    @property
+    def mode(self):
+        return "compiled" if self._fn is not None else "eager"
 
     def run(self):
         """One pass of the probe: returns a :class:`PassResult`."""
         t0 = time.perf_counter()
-        if self.mode is None:
-            fn, why = self._compile()
-            self._fn, self.mode, self.fallback_reason = fn, ("compiled" if fn else "eager"), why
         if self._fn is not None:
             stats, tensors, out = self._fn()
         else:

@@ -22,7 +22,8 @@ How the plan decides (the README has the user's version):
 3. Class views draw on a credit that grows by their share of the time budget
    each epoch; attribution runs when the credit covers it, activation
    maximisation when it is due and the credit covers its (estimated, then
-   measured) cost. Until the first epoch has been timed, no maximisation runs.
+   measured) cost. Until the first epoch has been timed, no class view that
+   needs gradients runs.
 4. Explicit user arguments (``max_channels``, ``max_tile_pixels``, ``layers``,
    ``every_n_epochs``...) are never overridden; ``budget=None`` turns all of
    this off.
@@ -416,11 +417,8 @@ class Planner:
                 out[kind] = {"run": True, "reason": None}
                 continue
             cost = self.class_view_costs(kind, classes, steps)
-            if epoch is None:
-                if kind == "maximization":
-                    out[kind] = {"run": False, "reason": "waits until an epoch has been timed (time budget)"}
-                else:
-                    out[kind] = {"run": True, "reason": None, "cost_seconds": round(cost, 4)}
+            if epoch is None:  # its cost could be any share of an epoch not timed yet
+                out[kind] = {"run": False, "reason": "waits until an epoch has been timed (time budget)"}
                 continue
             # Credit is not hoarded beyond the view's cost, or it would burst later.
             credit = min(self.credit.get(kind, 0.0) + per_epoch, cost)

@@ -613,18 +613,21 @@ def test_sequential_probe_input_is_named_after_its_input_layer(tmp_path):
 
 
 def test_statistics_of_every_output_at_every_step_match_numpy(tmp_path):
-    """The in-graph per-channel statistics equal tb_layerview.stats.channel_stats on the same outputs."""
+    """Eager and compiled per-channel statistics equal tb_layerview.stats.channel_stats on the same outputs;
+    a fit long enough to pay back tracing switches to the compiled pass after step 0."""
     from tb_layerview import capture, stats
 
     model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3, activation="relu", name="conv"),
                               keras.layers.Flatten(name="flat"),
                               keras.layers.Dense(4, activation="sigmoid", name="out")])
     x = np.random.default_rng(1).normal(size=(16, 6, 6, 2)).astype("float32")
-    fit(model, x, np.zeros((16, 4)), tmp_path / "st", probe=x[:3], epochs=2)
+    fit(model, x, np.zeros((16, 4)), tmp_path / "st", probe=x[:3], epochs=8)
     series, run = only_run(tmp_path / "st")
     steps = run_blob(series, run, metadata.KIND_STATS)
-    assert sorted(steps) == [0, 1, 2]
-    header, data = stats.decode(*steps[2])
+    assert sorted(steps) == list(range(9))
+    modes = [json_of(b[0])["capture"]["mode"] for _, b in sorted(run_blob(series, run, metadata.KIND_PLAN).items())]
+    assert modes == ["eager"] + ["compiled"] * 8
+    header, data = stats.decode(*steps[8])
     assert [l["path"] for l in header["layers"]] == ["conv", "flat", "out"]
     with capture.recording({"conv": model.get_layer("conv"), "out": model.get_layer("out")}) as rec:
         model(x[:3], training=False)
@@ -726,3 +729,20 @@ def test_class_names_of_the_wrong_length_warn_once_with_both_numbers(tmp_path):
             loss="sparse_categorical_crossentropy", epochs=2, class_views=False)
     msgs = [str(w.message) for w in caught if issubclass(w.category, LayerViewWarning)]
     assert msgs == ["tb_layerview: class_names has 2 names but the model's output has 3 classes"]
+
+
+@pytest.mark.parametrize("non_finite", [False, True])
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_eager_and_graph_statistics_equal_the_numpy_reference(non_finite, channels_first):
+    """capture.eager_stats and graph_stats give stats.channel_stats, NaN/Inf and channels_first included."""
+    from tb_layerview import capture, stats
+
+    x = np.random.default_rng(3).normal(size=(4, 3, 5, 6)).astype("float32")
+    x[:, 0] = 0.0
+    if non_finite:
+        x[1, 2, 3, 4], x[0, 1, 1, 1], x[2, 0, 0, 0] = np.nan, np.inf, -np.inf
+    limits = stats.saturation_limits("tanh")
+    ref = stats.channel_stats(x, channels_first=channels_first, limits=limits)
+    for fn in (capture.eager_stats, capture.graph_stats):
+        got = np.asarray(fn(tf.constant(x), channels_first, limits))
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5, err_msg=fn.__name__)

@@ -122,7 +122,7 @@ def test_class_views_wait_for_credit_and_maximisation_for_a_timed_epoch():
     kinds = ["attribution", "maximization"]
     first = pl.allow_class_views(P.EpochPlan(0, None, 1, {}, {}), 0, True, kinds, classes=10, steps=10)
     assert first["maximization"] == {"run": False, "reason": "waits until an epoch has been timed (time budget)"}
-    assert first["attribution"]["run"] is True
+    assert first["attribution"]["run"] is False
     # Each kind gets 0.1 x 10 s x 0.4 / 2 = 0.2 s per epoch. Attribution costs
     # 6 x 0.08 = 0.48 s; maximisation 10 steps x 3 x 10 classes x 0.01 s = 3 s.
     pl.measured.epoch_seconds = 10.0
