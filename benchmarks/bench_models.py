@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 MODELS = {
     # name: (builder, input shape, samples, batch, default epochs)
     "cnn": ("seed", (32, 32, 3), 4096, 64, 6),
-    "mobilenetv2": ("MobileNetV2", (96, 96, 3), 1024, 32, 3),
+    "mobilenetv2": ("MobileNetV2", (96, 96, 3), 1024, 32, 5),
     "vgg16": ("VGG16", (64, 64, 3), 512, 32, 2),
     "resnet50": ("ResNet50", (64, 64, 3), 512, 32, 2),
 }
@@ -159,7 +159,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="cnn,mobilenetv2")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per fit (default: cnn 6, mobilenetv2 3, vgg16 and resnet50 2)")
+                   help="epochs per fit (default: cnn 6, mobilenetv2 5, vgg16 and resnet50 2)")
     p.add_argument("--pairs", type=int, default=2)
     p.add_argument("--class-views", choices=["on", "off"], default="on")
     p.add_argument("--budget", choices=["default", "off"], default="default")
