@@ -57,12 +57,13 @@ def main():
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.add_init_script("try { localStorage.setItem('tb_layerview.debug', '1'); } catch (e) {}")  # the panel's debug switch
             page.goto(url + "/#tb_layerview&lv=" + quote(state, safe=""))
             frame = panel_frame(page)
-            frame.wait_for_function("() => window.layerView && window.layerView.firstPaintMs !== undefined",
+            frame.wait_for_function("() => window.layerView && window.layerView.debug.firstPaintMs !== undefined",
                                     timeout=60000)
-            in_panel = frame.evaluate("() => window.layerView.firstPaintMs")
-            since_nav = frame.evaluate("() => performance.timeOrigin + window.layerView.firstPaintMs") - \
+            in_panel = frame.evaluate("() => window.layerView.debug.firstPaintMs")
+            since_nav = frame.evaluate("() => performance.timeOrigin + window.layerView.debug.firstPaintMs") - \
                 page.evaluate("() => performance.timeOrigin")
             cold = frame.evaluate(SCRUB, 1)
             warm = frame.evaluate(SCRUB, 3)

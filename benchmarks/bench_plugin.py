@@ -1,16 +1,22 @@
-"""Plugin latency and TensorBoard memory on a large synthetic log directory.
+"""Plugin latency and TensorBoard memory on a large log directory.
 
-Writes 3 runs x 200 epochs x 30 layers x 4 probes with tb_layerview's real
-writer (summary ops), starts ``tensorboard`` under each loader, waits until
-every step is loaded, then reports p50/p95 latency of each route and the
-TensorBoard process tree's RSS next to the log directory's size on disk
-(and next to the RSS of the same TensorBoard on an empty log directory).
+``--source model`` (the default) writes 3 runs x 100 epochs of
+keras.applications MobileNetV2 (weights=None, 32x32x3, alpha 0.35: 155
+layers) with the real LayerView callback at its default byte budget (2 MB
+per logged epoch; no time bound, so that every epoch carries as many images
+as the bytes allow), one batch per epoch. ``--source synthetic`` writes
+3 runs x 200 epochs x 30 layers x 4 probes with the summary ops instead.
+Then it starts ``tensorboard`` under each loader, waits until every step is
+loaded, and reports p50/p95 latency of each route and the TensorBoard
+process tree's RSS next to the log directory's size on disk (and next to
+the RSS of the same TensorBoard on an empty log directory).
 
 Targets: list routes p95 <= 50 ms, image route p95 <= 10 ms,
-RSS <= 1.5 x bytes on disk.
+RSS growth <= 1.5 x bytes on disk.
 
-Usage: python benchmarks/bench_plugin.py [--runs 3] [--epochs 200] [--layers 30]
-       [--probes 4] [--requests 200] [--logdir DIR] [--loaders true,false]
+Usage: python benchmarks/bench_plugin.py [--source model|synthetic] [--runs 3]
+       [--epochs 100] [--layers 30] [--probes 4] [--requests 200] [--logdir DIR]
+       [--loaders true,false]
 """
 
 import argparse
@@ -20,6 +26,7 @@ import random
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -52,6 +59,24 @@ def write_logdir(logdir, runs, epochs, layers, probes):
                         summary.filters("layer%02d" % i, rng.standard_normal((3, 3, 3, shape[2])), step=step)
                 summary.predictions(rng.random((probes, 10)), step=step)
         writer.close()
+
+
+def write_model_logdir(logdir, runs, epochs, probes):
+    """Real fits of MobileNetV2 with the LayerView callback, one batch per epoch."""
+    import keras
+
+    from tb_layerview import LayerView
+
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 32, 32, 3), dtype=np.float32)
+    y = rng.integers(0, 10, 32)
+    for r in range(runs):
+        keras.utils.set_random_seed(r)
+        model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=10)
+        model.compile("adam", "sparse_categorical_crossentropy")
+        lv = LayerView(os.path.join(logdir, "run%d" % r), probe=(x[:probes], y[:probes]),
+                       budget={"time_share": None, "bytes_per_epoch": "2MB"}, class_views=False)
+        model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=[lv])
 
 
 def dir_size(path):
@@ -105,7 +130,8 @@ def measure(logdir, loader, args):
             return False
         runs = json.loads(body)["runs"]
         return (len(runs) == args.runs and all(len(r["steps"]) == args.epochs + 1 for r in runs)
-                and all(l["kinds"]["activations"]["max_step"] == args.epochs for r in runs for l in r["layers"]))
+                and all(max(k["max_step"] for k in l["kinds"].values()) >= args.epochs - 20
+                        for r in runs for l in r["layers"]))
 
     try:
         wait_for(loaded, timeout=1800, interval=2)
@@ -113,9 +139,23 @@ def measure(logdir, loader, args):
         time.sleep(2)
         rss = tree_rss(proc.pid)
         rnd = random.Random(0)
+        # Every (run, layer, step) that holds images: the budget may thin them.
+        listing = json.loads(http_get(plugin + "runs")[2])["runs"]
+        drawn = []
+        for r in listing:
+            for l in r["layers"]:
+                if "activations" in l["kinds"]:
+                    q = "steps?run=%s&layer=%s&kind=activations" % (r["run"], urllib.parse.quote(l["path"]))
+                    for st in json.loads(http_get(plugin + q)[2])["steps"]:
+                        drawn.append((r["run"], l["path"], st["step"]))
+        by_layer = {}
+        for run, layer, step in drawn:
+            by_layer.setdefault((run, layer), []).append(step)
+        scrub_layers = sorted(by_layer, key=lambda k: -len(by_layer[k]))[:args.runs]
 
         def pick():
-            return "run%d" % rnd.randrange(args.runs), "layer%02d" % rnd.randrange(args.layers), rnd.randrange(args.epochs + 1)
+            run, layer, step = drawn[rnd.randrange(len(drawn))]
+            return run, urllib.parse.quote(layer), step
 
         routes = {
             "runs": lambda: plugin + "runs",
@@ -124,15 +164,17 @@ def measure(logdir, loader, args):
             "random image": lambda: plugin + "image?run=%s&layer=%s&kind=activations&step=%d&probe=%d" % (pick() + (rnd.randrange(args.probes),)),
             "ranges": lambda: plugin + "ranges?run=%s&layer=%s&kind=activations" % pick()[:2],
             "predictions": lambda: plugin + "predictions?run=run%d&step=%d" % (rnd.randrange(args.runs), rnd.randrange(args.epochs + 1)),
+            "plan": lambda: plugin + "plan?run=run%d&step=%d" % (rnd.randrange(args.runs), rnd.randrange(args.epochs + 1)),
+            "stats": lambda: plugin + "stats?run=%s&step=%d&layer=%s" % (lambda p: (p[0], p[2], p[1]))(pick()),
         }
         results = {}
 
         def scrub(kind):
             # The panel's pattern: one layer, epoch after epoch (read-ahead helps here).
             ms = []
-            for r in range(args.runs):
-                for step in range(args.epochs + 1):
-                    q = "run=run%d&layer=layer%02d&kind=activations&step=%d" % (r, 1 + r, step)
+            for run, layer in scrub_layers:
+                for step in sorted(by_layer[(run, layer)]):
+                    q = "run=%s&layer=%s&kind=activations&step=%d" % (run, urllib.parse.quote(layer), step)
                     ms.append(get(plugin + ("image?%s&probe=0" % q if kind == "image" else "info?" + q)))
                     time.sleep(0.005)
             return percentiles(ms)
@@ -151,20 +193,28 @@ def measure(logdir, loader, args):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--source", choices=["model", "synthetic"], default="model")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=200)
+    p.add_argument("--epochs", type=int, default=None, help="default: 100 (model), 200 (synthetic)")
     p.add_argument("--layers", type=int, default=30)
     p.add_argument("--probes", type=int, default=4)
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--logdir", default=None, help="reuse/keep this log directory")
     p.add_argument("--loaders", default="true,false")
     args = p.parse_args()
+    if args.epochs is None:
+        args.epochs = 100 if args.source == "model" else 200
     logdir = args.logdir or tempfile.mkdtemp(prefix="lv_bench_plugin_")
     if not os.path.isdir(logdir) or not os.listdir(logdir):
         t0 = time.time()
-        write_logdir(logdir, args.runs, args.epochs, args.layers, args.probes)
-        print("wrote %d runs x %d epochs x %d layers x %d probes in %.0f s" %
-              (args.runs, args.epochs + 1, args.layers, args.probes, time.time() - t0))
+        if args.source == "model":
+            write_model_logdir(logdir, args.runs, args.epochs, args.probes)
+            what = "MobileNetV2 (155 layers) with the LayerView callback"
+        else:
+            write_logdir(logdir, args.runs, args.epochs, args.layers, args.probes)
+            what = "%d synthetic layers" % args.layers
+        print("wrote %d runs x %d steps of %s, %d probes, in %.0f s" %
+              (args.runs, args.epochs + 1, what, args.probes, time.time() - t0))
     size = dir_size(logdir)
     print("log directory: %s, %.1f MiB on disk" % (logdir, size / 2**20))
     for loader in args.loaders.split(","):

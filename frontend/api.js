@@ -60,25 +60,8 @@ export const fetchRuns = () => getJson('runs');
 export const fetchConfig = (run) => getJson('config', {run});
 /** GET /steps: steps and wall times of one series. */
 export const fetchSteps = (run, layer, kind) => getJson('steps', {run, layer, kind});
-/**
- * Turns the columnar statistics of one probe ({min: [...], max: [...], ...})
- * into one object per tile ([{min, max, ...}, ...]).
- */
-export function tileStats(columns) {
-  const keys = Object.keys(columns || {});
-  const n = keys.length ? columns[keys[0]].length : 0;
-  const tiles = [];
-  for (let t = 0; t < n; t++) {
-    const s = {};
-    for (const k of keys) s[k] = columns[k][t];
-    tiles.push(s);
-  }
-  return tiles;
-}
-
-/** GET /info: layout and per-tile statistics of one image step; `probes[i][t]` is tile t of probe i. */
-export const fetchInfo = (run, layer, kind, step) => cachedJson('info', {run, layer, kind, step})
-  .then((info) => (info.tilesByProbe ? info : Object.assign(info, {tilesByProbe: (info.probes || []).map(tileStats)})));
+/** GET /info: layout and tile statistics of one image step (`probes[i]`: one array per statistic). */
+export const fetchInfo = (run, layer, kind, step) => cachedJson('info', {run, layer, kind, step});
 /** GET /ranges: per-tile ranges over all steps, for fixed normalisation. */
 export const fetchRanges = (run, layer, kind) => getJson('ranges', {run, layer, kind});
 /** GET /probes: the probe inputs. */

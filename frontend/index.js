@@ -1,76 +1,24 @@
 // Entry module of the Layer View panel: TensorBoard imports it and calls
-// render(). It wires state (state.js), data (api.js) and views (views.js).
+// render(). Panel keeps the state flow (state.js, url.js) and the toolbar and
+// layer list; the data and its caches are model.js's, a run's column is
+// column.js's, the class grids classgrid.js's, the enlarged view enlarge.js's.
 
 import * as api from './api.js';
-import {memo} from './api.js';
+import {buildColumn, paintCell} from './column.js';
+import {closeModal} from './enlarge.js';
 import {startLive} from './live.js';
-import {COLORMAPS, NORMS, colormapTable} from './normalise.js';
+import {Model} from './model.js';
+import {COLORMAPS, NORMS, tileStats} from './normalise.js';
 import {
-  VIEWS, ZOOMS, alignLayers, assignColours, decodeState, encodeState, filterLayers, gridSteps, hashParam,
-  layerRows, moveStep, nearestShown, planReason, snapStep, unionSteps, withHashParam,
+  VIEWS, ZOOMS, alignLayers, assignColours, decodeState, encodeState, filterLayers, layerRows, moveStep, snapStep,
+  unionSteps,
 } from './state.js';
-import {
-  configCard, cropTile, el, emptyState, errorBanner, formatShape, formatTime, paint, pixelsOf,
-  predictionCorrect, predictionText, singleLayout, statsLines, tileUnder,
-} from './views.js';
+import {UrlState} from './url.js';
+import {el, emptyState, errorBanner, formatShape, formatTime, statsLines, tileUnder} from './views.js';
 
 const PLAY_INTERVAL_MS = 400;
 const VIEW_LABELS = {activations: 'Activations', filters: 'Filters', classes: 'Class views', config: 'Config'};
-const CLASS_KIND_LABELS = {maximization: 'Activation maximisation', backquery: 'Back-query'};
 const DEFAULT_SELECTED_RUNS = 3;
-const URL_KEY = 'lv';
-
-/**
- * Where the view state lives in the URL. Inside TensorBoard it is mirrored
- * into the top page's hash (`#tb_layerview&lv=...`, which TensorBoard keeps)
- * so that a copied link or a reload reproduces the view; the panel opened on
- * its own keeps it in its own hash.
- */
-class UrlState {
-  constructor() {
-    this.host = null;
-    try {
-      if (window.parent !== window && window.parent.location.href) this.host = window.parent;
-    } catch (err) {
-      this.host = null; // cross-origin host: keep the state in our own URL only
-    }
-  }
-
-  read() {
-    if (this.host) {
-      const text = hashParam(this.host.location.hash, URL_KEY);
-      if (text !== null) return text;
-    }
-    return location.hash.replace(/^#/, '');
-  }
-
-  write(text, push) {
-    // Only one window pushes: the iframe and its host share one session
-    // history, and two entries per change would make Back take two presses.
-    const own = location.pathname + location.search + '#' + text;
-    const targets = [[window, own, push && !this.host]];
-    if (this.host) {
-      const loc = this.host.location;
-      targets.push([this.host, loc.pathname + loc.search + withHashParam(loc.hash, URL_KEY, text), push]);
-    }
-    for (const [win, url, pushHere] of targets) {
-      const current = win.location.pathname + win.location.search + win.location.hash;
-      if (url === current) continue;
-      if (pushHere) win.history.pushState(win.history.state, '', url);
-      else win.history.replaceState(win.history.state, '', url);
-    }
-  }
-
-  onChange(callback) {
-    window.addEventListener('popstate', callback);
-    if (this.host) this.host.addEventListener('popstate', callback);
-  }
-}
-
-/** Per-tile stats of the image a cell shows (filters have one image, whatever the probe). */
-function tilesOf(info, cell) {
-  return info.tilesByProbe[cell.kind === 'filters' ? 0 : cell.probe] || [];
-}
 
 class Panel {
   constructor(root) {
@@ -80,14 +28,13 @@ class Panel {
     this.runs = []; // from GET /runs
     this.colours = new Map(); // run -> colour, kept while the page lives
     this.layerFilter = '';
-    this.configs = new Map(); // run -> config promise
-    this.probes = new Map(); // run -> probes promise
-    this.ranges = new Map(); // key -> ranges promise
-    this.seriesStepLists = new Map(); // key -> steps of one series
+    this.model = new Model(); // every cache of plugin data
     this.expandedGroups = new Set(); // blocks of a long layer list the user opened
     this.playing = null;
     this.paintToken = 0;
     this.structureKey = null;
+    // Counters for tests and benchmarks, only with the debug switch (render()).
+    this.debug = debugEnabled() ? {rebuilds: 0, firstPaintMs: undefined} : null;
     this.build();
   }
 
@@ -131,7 +78,7 @@ class Panel {
     this.main = el('div', {class: 'columns'});
     this.tooltip = el('pre', {class: 'tooltip', hidden: true});
     this.modal = el('div', {class: 'modal', hidden: true, onclick: (e) => {
-      if (e.target === this.modal) this.closeModal();
+      if (e.target === this.modal) closeModal(this);
     }});
 
     const toolbar = el('div', {class: 'toolbar'},
@@ -198,7 +145,8 @@ class Panel {
   }
 
   /** Called with each fresh GET /runs answer (live updates keep the selection). */
-  setRuns(runs) {
+  setRuns(runs, readAhead) {
+    if (Array.isArray(readAhead)) this.model.readAhead = readAhead; // the server's policy
     const first = this.runs.length === 0;
     this.runs = runs;
     this.colours = assignColours(this.colours, runs.map((r) => r.run));
@@ -358,7 +306,7 @@ class Panel {
   onKey(e) {
     const tag = (e.target && e.target.tagName) || '';
     if (['INPUT', 'SELECT', 'TEXTAREA'].includes(tag) && e.target.type !== 'range' && e.target.type !== 'checkbox') return;
-    if (e.key === 'Escape') return this.closeModal();
+    if (e.key === 'Escape') return closeModal(this);
     if (e.key === 'ArrowRight' || e.key === 'ArrowLeft') {
       e.preventDefault();
       this.moveEpoch(e.key === 'ArrowRight' ? 1 : -1);
@@ -393,187 +341,24 @@ class Panel {
       runs.map((r) => [r.probe_count, r.layers.length, classes ? r.steps.length : null])]);
     if (key !== this.structureKey) {
       this.structureKey = key;
-      this.rebuilds = (this.rebuilds || 0) + 1;
-      this.columns = runs.map((r) => this.buildColumn(r));
+      if (this.debug) this.debug.rebuilds += 1;
+      this.columns = runs.map((r) => buildColumn(this, r));
       this.main.replaceChildren(...this.columns.map((c) => c.node));
       this.main.style.gridTemplateColumns = `repeat(${runs.length}, minmax(0, 1fr))`;
     }
     const painted = this.paint();
-    this.prefetch();
+    if (s.view !== 'config') this.model.prefetch(this.columns, this.steps(), this.currentStep());
     return painted;
   }
 
-  buildColumn(run) {
-    const s = this.state;
-    const layer = run.layers.find((l) => l.path === s.layer);
-    const head = el('header', {class: 'column-head'},
-      el('span', {class: 'swatch', style: `background:${this.colour(run.run)}`}),
-      el('span', {class: 'run-name', text: run.run}));
-    const body = el('div', {class: 'column-body'});
-    const col = {run, layer, node: el('div', {class: 'column', 'data-run': run.run}, head, body), cells: []};
-    if (s.view === 'classes') {
-      col.layer = null; // nothing per layer to paint
-      this.classViews(run, body);
-      return col;
-    }
-    if (!layer) {
-      body.append(el('div', {class: 'placeholder', text: `Layer “${s.layer ?? ''}” is not in this run.`}));
-      return col;
-    }
-    body.append(el('div', {class: 'layer-title'},
-      el('strong', {text: layer.path}), ` ${layer.class} ${formatShape(layer.output_shape)}`));
-    if (s.view === 'config') {
-      const holder = el('div', {class: 'config-holder', text: 'Loading…'});
-      body.append(holder);
-      this.config(run.run).then((cfg) => {
-        holder.replaceChildren(configCard((cfg.layers || []).find((l) => l.path === layer.path)));
-      }).catch((err) => holder.replaceChildren(errorBanner(err.message)));
-      return col;
-    }
-    const kind = s.view;
-    if (!layer.kinds[kind]) {
-      body.append(el('div', {class: 'placeholder',
-        text: kind === 'filters' ? 'This layer has no filters (only convolution and dense kernels are drawn).'
-          : 'No activations were logged for this layer (see its configuration for why).'}));
-      return col;
-    }
-    const probes = kind === 'filters' ? [0] : (s.probe < 0 ? [...Array(run.probe_count).keys()] : [Math.min(s.probe, Math.max(run.probe_count - 1, 0))]);
-    for (const p of probes) {
-      const canvas = el('canvas', {class: 'tiles'});
-      const status = el('div', {class: 'cell-status'});
-      const notice = el('div', {class: 'thinned', hidden: true, role: 'note'});
-      const cell = {probe: p, kind, canvas, status, notice};
-      const side = kind === 'activations' ? this.probeSide(run, p, cell) : null;
-      canvas.addEventListener('mousemove', (e) => this.hover(cell, e));
-      canvas.addEventListener('mouseleave', () => {
-        this.tooltip.hidden = true;
-      });
-      canvas.addEventListener('click', (e) => this.enlarge(col, cell, e));
-      body.append(el('div', {class: 'cell'}, side, el('div', {class: 'cell-main'}, notice, canvas, status)));
-      col.cells.push(cell);
-    }
-    return col;
-  }
 
-  /** The class x epoch grids of a run (activation maximisation, back-query, units of the layer). */
-  classViews(run, body) {
-    const views = run.class_views || {};
-    for (const kind of ['maximization', 'backquery']) {
-      const section = el('section', {class: 'class-view', 'data-kind': kind}, el('h4', {text: CLASS_KIND_LABELS[kind]}));
-      body.append(section);
-      if (!views[kind]) {
-        const why = el('div', {class: 'placeholder', text: `No ${CLASS_KIND_LABELS[kind].toLowerCase()} in this run.`});
-        section.append(why);
-        this.config(run.run).then((cfg) => {
-          const status = (cfg.class_views || {})[kind];
-          if (status && status.reason) why.textContent = status.reason;
-        }).catch(() => {});
-        continue;
-      }
-      section.append(this.epochGrid(run, kind, null));
-    }
-    const layer = run.layers.find((l) => l.path === this.state.layer);
-    if (layer && layer.kinds.units) {
-      body.append(el('section', {class: 'class-view', 'data-kind': 'units'},
-        el('h4', {text: `Units of ${layer.path}`}), this.epochGrid(run, 'units', layer.path)));
-    }
-  }
 
-  /** A row-per-image x column-per-epoch grid of one series; rows are classes or units. */
-  epochGrid(run, kind, layer) {
-    const holder = el('div', {class: 'class-grid-holder', text: 'Loading…'});
-    api.fetchSteps(run.run, layer, kind).then(async (res) => {
-      const all = res.steps.map((x) => x.step);
-      const steps = gridSteps(all, this.currentStep());
-      const current = snapStep(all, this.currentStep());
-      const info = await api.fetchInfo(run.run, layer, kind, steps[steps.length - 1]);
-      const labels = info.units ? info.units.map((u) => `unit ${u}`) : info.classes.map((c, i) => info.names[i] ?? String(c));
-      const table = el('table', {class: 'class-grid'});
-      table.append(el('tr', {}, el('th', {text: `${info.units ? 'unit' : 'class'} \\ epoch`}),
-        steps.map((st) => el('th', {class: st === current ? 'current' : '', text: String(st)}))));
-      labels.forEach((label, i) => {
-        table.append(el('tr', {}, el('th', {class: 'class-name', text: label}),
-          steps.map((st) => el('td', {class: st === current ? 'current' : ''},
-            el('img', {class: 'class-img', alt: `${label} at epoch ${st}`, title: `${label} · epoch ${st}`,
-              src: api.imageUrl(run.run, layer, kind, st, i),
-              onclick: () => this.set({step: st, follow: false}, false)})))));
-      });
-      holder.replaceChildren(table);
-    }).catch((err) => holder.replaceChildren(errorBanner(err.message)));
-    return holder;
-  }
 
-  /** Draws the attribution map of probe `p` at `step` over its input image. */
-  async paintAttribution(run, cell, step, token) {
-    const overlay = cell.overlay;
-    if (!overlay) return;
-    if (!this.state.attr || !(run.class_views || {}).attribution) {
-      overlay.hidden = true;
-      return;
-    }
-    try {
-      const info = await api.fetchInfo(run.run, null, 'attribution', step);
-      const i = info.targets.findIndex((t) => t.probe === cell.probe && t.which === 'predicted');
-      if (i < 0) return;
-      const url = api.imageUrl(run.run, null, 'attribution', step, i);
-      const px = pixelsOf(url, await api.loadImage(url));
-      if (token !== this.paintToken) return;
-      const table = colormapTable('magma');
-      const out = new ImageData(px.width, px.height);
-      for (let k = 0; k < px.width * px.height; k++) {
-        const v = px.data[k * 4];
-        out.data.set([table[v * 3], table[v * 3 + 1], table[v * 3 + 2], Math.round(v * 0.7)], k * 4);
-      }
-      overlay.width = px.width;
-      overlay.height = px.height;
-      overlay.getContext('2d').putImageData(out, 0, 0);
-      overlay.hidden = false;
-      overlay.title = `${info.method}${info.layer ? ' on ' + info.layer : ''} for class ${info.targets[i].class}`;
-    } catch (err) {
-      overlay.hidden = true; // no attribution at this step
-    }
-  }
 
-  probeSide(run, p, cell) {
-    const side = el('div', {class: 'probe'});
-    cell.prediction = el('pre', {class: 'prediction'});
-    if (!run.has_probes) {
-      side.append(el('div', {class: 'probe-index', text: `probe ${p}`}), cell.prediction);
-      return side;
-    }
-    this.probeInfo(run.run).then((info) => {
-      const head = el('div', {class: 'probe-index', text: `probe ${p}`});
-      if (info.drawn_input !== null && info.drawn_input !== undefined) {
-        const img = el('img', {class: 'probe-img', alt: `probe ${p}`, src: api.probeImageUrl(run.run, p)});
-        cell.overlay = el('canvas', {class: 'attribution', hidden: true});
-        side.prepend(head, el('div', {class: 'probe-stack'}, img, cell.overlay));
-        if (cell.step !== undefined) this.paintAttribution(run, cell, cell.step, this.paintToken);
-      } else {
-        const values = info.probes[p] ? Object.values(info.probes[p].inputs)[0].values.slice(0, 6) : [];
-        side.prepend(head, el('div', {class: 'probe-values', text: values.map((v) => v.toFixed(2)).join(' ')}));
-      }
-    }).catch(() => side.prepend(el('div', {class: 'probe-index', text: `probe ${p}`})));
-    side.append(cell.prediction);
-    return side;
-  }
 
-  config(run) {
-    return memo(this.configs, run, () => api.fetchConfig(run));
-  }
 
-  probeInfo(run) {
-    return memo(this.probes, run, () => api.fetchProbes(run));
-  }
 
-  /** The steps one series holds (the budget may thin images), per run version. */
-  seriesSteps(run, layer, kind, version) {
-    return memo(this.seriesStepLists, JSON.stringify([run, layer, kind, version]),
-      () => api.fetchSteps(run, layer, kind).then((res) => res.steps.map((x) => x.step)));
-  }
 
-  fixedRanges(run, layer, kind, version) {
-    return memo(this.ranges, JSON.stringify([run, layer, kind, version]), () => api.fetchRanges(run, layer, kind));
-  }
 
   /** Repaints every visible image for the current step and display options. */
   async paint() {
@@ -588,99 +373,19 @@ class Panel {
       if (!col.layer) continue;
       const hasStep = col.run.steps.some((x) => x.step === step);
       for (const cell of col.cells) {
-        jobs.push(this.paintCell(token, col, cell, step, hasStep));
+        jobs.push(paintCell(this, token, col, cell, step, hasStep));
       }
     }
     try {
       await Promise.all(jobs);
       if (token === this.paintToken) this.clearError();
-      if (this.firstPaintMs === undefined && jobs.length) this.firstPaintMs = performance.now();
+      if (this.debug && this.debug.firstPaintMs === undefined && jobs.length) this.debug.firstPaintMs = performance.now();
     } catch (err) {
       if (token === this.paintToken) this.showError(err);
     }
   }
 
-  async paintCell(token, col, cell, step, hasStep) {
-    const s = this.state;
-    const run = col.run.run;
-    const layer = col.layer.path;
-    if (!hasStep) {
-      cell.status.textContent = `No epoch ${step} in this run.`;
-      cell.canvas.classList.add('stale');
-      return;
-    }
-    // The budget may have left this layer's images out at this epoch: show
-    // the nearest drawn epoch and say why, never an empty gap.
-    let notice = '';
-    const drawn = await this.seriesSteps(run, layer, cell.kind, col.run.steps.length);
-    if (!drawn.includes(step)) {
-      const reason = col.run.has_plan
-        ? await api.fetchPlan(run, step).then((p) => planReason(p, layer, cell.kind)).catch(() => null) : null;
-      const shownStep = nearestShown(drawn, step);
-      notice = `No ${cell.kind === 'filters' ? 'filters' : 'images'} at epoch ${step}${reason ? ` (${reason})` : ''}.` +
-        (shownStep !== null ? ` Showing epoch ${shownStep}.` : '');
-      if (token !== this.paintToken) return;
-      cell.notice.textContent = notice;
-      cell.notice.hidden = false;
-      if (shownStep === null) {
-        cell.canvas.classList.add('stale');
-        return;
-      }
-      step = shownStep;
-    } else {
-      cell.notice.hidden = true;
-    }
-    const url = api.imageUrl(run, layer, cell.kind, step, cell.probe);
-    const [img, info] = await Promise.all([api.loadImage(url), api.fetchInfo(run, layer, cell.kind, step)]);
-    let fixed = null;
-    if (s.norm === 'fixed') {
-      fixed = await this.fixedRanges(run, layer, cell.kind, col.run.steps.length);
-    }
-    if (cell.prediction && cell.kind === 'activations') {
-      api.fetchPredictions(run, step).then((pred) => {
-        if (token !== this.paintToken) return;
-        const entry = pred.probes[cell.probe];
-        cell.prediction.textContent = predictionText(entry, null);
-        const ok = predictionCorrect(entry);
-        cell.prediction.className = 'prediction' + (ok === true ? ' correct' : ok === false ? ' wrong' : '');
-      }).catch(() => {});
-    }
-    if (token !== this.paintToken) return;
-    const tiles = tilesOf(info, cell);
-    cell.info = info;
-    cell.tiles = tiles;
-    cell.step = step;
-    paint(cell.canvas, pixelsOf(url, img), info, tiles, {norm: s.norm, cmap: s.cmap, zoom: s.zoom, fixed, rgb: info.rgb});
-    cell.canvas.classList.toggle('stale', Boolean(notice));
-    if (cell.kind === 'activations') this.paintAttribution(col.run, cell, step, token);
-    const shown = info.shown < info.channels ? `${info.shown} of ${info.channels} ${cell.kind === 'filters' ? 'filters' : 'channels'}` : '';
-    const notes = [shown, info.scale > 1 ? `downsampled ${info.scale}×` : '', info.slice ? `middle slice ${info.slice.index}` : '', info.note || '']
-      .filter(Boolean).join(' · ');
-    cell.status.textContent = notes;
-  }
 
-  /** Warms the browser cache with the neighbouring epochs each series holds. */
-  prefetch() {
-    const steps = this.steps();
-    const step = this.currentStep();
-    const i = steps.indexOf(step);
-    if (i < 0 || this.state.view === 'config') return;
-    for (const col of this.columns || []) {
-      if (!col.layer) continue;
-      for (const cell of col.cells) {
-        const run = col.run.run;
-        const layer = col.layer.path;
-        this.seriesSteps(run, layer, cell.kind, col.run.steps.length).then((drawn) => {
-          for (const d of [1, -1, 2]) {
-            const next = steps[i + d];
-            if (next === undefined || !drawn.includes(next)) continue;
-            api.loadImage(api.imageUrl(run, layer, cell.kind, next, cell.probe)).catch(() => {});
-            api.fetchInfo(run, layer, cell.kind, next).catch(() => {});
-          }
-        }).catch(() => {});
-      }
-    }
-  }
 
   hover(cell, e) {
     if (!cell.info) return;
@@ -690,64 +395,25 @@ class Panel {
       return;
     }
     const what = cell.kind === 'filters' ? 'filter' : (cell.info.layout === 'grid' || cell.info.layout === 'volume' ? 'channel' : 'values');
-    this.tooltip.textContent = statsLines(`${what} ${t}`, cell.tiles[t] || {});
+    this.tooltip.textContent = statsLines(`${what} ${t}`, tileStats(cell.tiles, t));
     this.tooltip.hidden = false;
     this.tooltip.style.left = `${e.clientX + 14}px`;
     this.tooltip.style.top = `${e.clientY + 14}px`;
   }
 
-  /** Shows one channel large, with a filmstrip of it across all epochs. */
-  async enlarge(col, cell, e) {
-    if (!cell.info) return;
-    const t = tileUnder(cell.canvas, cell.info, e);
-    if (t < 0) return;
-    const s = this.state;
-    const run = col.run.run;
-    const layer = col.layer.path;
-    const title = `${run} · ${layer} · ${cell.kind === 'filters' ? 'filter' : 'channel'} ${t}` +
-      (cell.kind === 'activations' ? ` · probe ${cell.probe}` : '');
-    const strip = el('div', {class: 'filmstrip'});
-    const big = el('canvas', {class: 'tiles big'});
-    this.modal.replaceChildren(el('div', {class: 'modal-body', role: 'dialog', 'aria-label': title},
-      el('div', {class: 'modal-head'}, el('strong', {text: title}),
-        el('button', {text: 'Close', onclick: () => this.closeModal()})),
-      big, el('h4', {text: 'Across epochs'}), strip));
-    this.modal.hidden = false;
-    const fixed = s.norm === 'fixed' ? await this.fixedRanges(run, layer, cell.kind, col.run.steps.length) : null;
-    const draw = async (canvas, step, zoom) => {
-      const url = api.imageUrl(run, layer, cell.kind, step, cell.probe);
-      const [img, info] = await Promise.all([api.loadImage(url), api.fetchInfo(run, layer, cell.kind, step)]);
-      const tile = cropTile(pixelsOf(url, img), info, t);
-      const all = tilesOf(info, cell);
-      const stats = all[t] || {};
-      // One tile alone: express "per layer" and "fixed" as a fixed range for it.
-      let range = null;
-      if (s.norm === 'layer') {
-        range = {min: Math.min(...all.map((x) => x.min ?? 0)), max: Math.max(...all.map((x) => x.max ?? 0))};
-      } else if (s.norm === 'fixed' && fixed) {
-        range = {min: fixed.tile_min[t], max: fixed.tile_max[t]};
-      }
-      paint(canvas, tile, singleLayout(tile.width, tile.height), [stats],
-        {norm: range ? 'fixed' : 'channel', cmap: s.cmap, zoom, fixed: range, rgb: info.rgb, minSide: 1});
-      canvas.dataset.painted = 'true';
-    };
-    const bigZoom = Math.max(2, Math.floor(320 / Math.max(cell.info.tile_w, cell.info.tile_h)));
-    await draw(big, cell.step, bigZoom).catch((err) => this.showError(err));
-    for (const x of col.run.steps) {
-      const c = el('canvas', {class: 'tiles', title: `epoch ${x.step}`});
-      const fig = el('figure', {class: x.step === cell.step ? 'current' : ''}, c, el('figcaption', {text: String(x.step)}));
-      fig.addEventListener('click', () => {
-        this.closeModal();
-        this.set({step: x.step, follow: false}, false);
-      });
-      strip.append(fig);
-      draw(c, x.step, Math.max(1, Math.floor(64 / Math.max(cell.info.tile_w, cell.info.tile_h)))).catch(() => {});
-    }
-  }
 
-  closeModal() {
-    this.modal.hidden = true;
-    this.modal.replaceChildren();
+}
+
+/**
+ * The debug switch: `localStorage.setItem('tb_layerview.debug', '1')` in the
+ * TensorBoard page's console (then reload) exposes the panel as
+ * `window.layerView`, with `debug.rebuilds` and `debug.firstPaintMs`.
+ */
+function debugEnabled() {
+  try {
+    return window.localStorage.getItem('tb_layerview.debug') === '1';
+  } catch (err) {
+    return false; // storage blocked: no debugging hooks
   }
 }
 
@@ -760,7 +426,7 @@ export async function render() {
   const root = document.createElement('div');
   document.body.append(root);
   const panel = new Panel(root);
-  window.layerView = panel; // handy for debugging and for the browser tests
+  if (panel.debug) window.layerView = panel;
   startLive(panel, api.fetchRuns);
   return panel;
 }

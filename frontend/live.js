@@ -17,7 +17,7 @@ export function startLive(panel, fetchRuns, pollMs = POLL_MS) {
       const text = JSON.stringify(data.runs);
       if (text !== last) {
         last = text;
-        panel.setRuns(data.runs);
+        panel.setRuns(data.runs, data.read_ahead);
       }
       panel.clearError();
     } catch (err) {

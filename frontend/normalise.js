@@ -48,22 +48,23 @@ export function colormapTable(name) {
 
 /**
  * The display range [lo, hi] of tile `t` under a normalisation mode.
- * tiles: [{min, max}] of the image; fixed: {min, max, tile_min, tile_max}
- * over all epochs of the run (GET /ranges). Diverging maps centre the range
- * on zero.
+ * stats: the image's statistics as GET /info serves them, one array per
+ * statistic ({min: [...], max: [...], ...}, index = tile); fixed: {min, max,
+ * tile_min, tile_max} over all epochs of the run (GET /ranges). Diverging
+ * maps centre the range on zero.
  */
-export function displayRange(tiles, t, mode, fixed, diverging) {
+export function displayRange(stats, t, mode, fixed, diverging) {
   let lo;
   let hi;
   if (mode === 'layer') {
-    lo = Math.min(...tiles.map((s) => s.min ?? 0));
-    hi = Math.max(...tiles.map((s) => s.max ?? 0));
+    lo = Math.min(...stats.min.map((v) => v ?? 0));
+    hi = Math.max(...stats.max.map((v) => v ?? 0));
   } else if (mode === 'fixed' && fixed) {
     lo = fixed.tile_min?.[t] ?? fixed.min;
     hi = fixed.tile_max?.[t] ?? fixed.max;
   } else {
-    lo = tiles[t].min ?? 0;
-    hi = tiles[t].max ?? 0;
+    lo = stats.min[t] ?? 0;
+    hi = stats.max[t] ?? 0;
   }
   if (diverging) {
     // Centre on zero; an all-zero tile gets a unit range so zero sits mid-scale.
@@ -72,6 +73,37 @@ export function displayRange(tiles, t, mode, fixed, diverging) {
     hi = m;
   }
   return [lo, hi];
+}
+
+/** The statistics of tile `t` as one object ({min, max, mean, ...}). */
+export function tileStats(stats, t) {
+  const out = {};
+  for (const [k, values] of Object.entries(stats || {})) out[k] = values[t];
+  return out;
+}
+
+/** Statistics of a single tile in the served form (one-item arrays). */
+export function oneTile(stat) {
+  const out = {};
+  for (const [k, v] of Object.entries(stat || {})) out[k] = [v];
+  return out;
+}
+
+/**
+ * An attribution overlay: each stored byte v of a grey map (RGBA `data` as
+ * a canvas gives it) becomes the colormap's colour with alpha v * opacity.
+ */
+export function overlayPixels(data, table, opacity = 0.7) {
+  const n = data.length / 4;
+  const out = new Uint8ClampedArray(n * 4);
+  for (let k = 0; k < n; k++) {
+    const v = data[k * 4];
+    out[k * 4] = table[v * 3];
+    out[k * 4 + 1] = table[v * 3 + 1];
+    out[k * 4 + 2] = table[v * 3 + 2];
+    out[k * 4 + 3] = Math.round(v * opacity);
+  }
+  return out;
 }
 
 /**

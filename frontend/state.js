@@ -159,6 +159,15 @@ export function hashParam(hash, key) {
   return null;
 }
 
+/**
+ * The view state in the panel's own hash: a link copied from TensorBoard
+ * (`#tb_layerview&lv=<state>`) or the panel's own form (`#<state>`).
+ */
+export function ownHashState(hash) {
+  const lv = hashParam(hash, 'lv');
+  return lv !== null ? lv : hash.replace(/^#/, '');
+}
+
 /** Returns `hash` with `key` set to `value` (other items kept, in order). */
 export function withHashParam(hash, key, value) {
   const items = hash.replace(/^#/, '').split('&').filter((item) => item && !item.startsWith(key + '='));

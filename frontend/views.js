@@ -84,11 +84,12 @@ function tableFor(name) {
 
 /**
  * Paints a stored image into `canvas` with the chosen normalisation and
- * colormap. `tiles` are the per-tile stats of this image; `fixed` the run's
+ * colormap. `stats` are the image's tile statistics as served (one array per
+ * statistic); `fixed` the run's
  * ranges over all epochs (for norm === 'fixed'). Returns the magnification
  * used on screen.
  */
-export function paint(canvas, pixels, layout, tiles, opts) {
+export function paint(canvas, pixels, layout, stats, opts) {
   const {norm, cmap, fixed, rgb} = opts;
   const w = pixels.width;
   const h = pixels.height;
@@ -104,9 +105,9 @@ export function paint(canvas, pixels, layout, tiles, opts) {
     return zoom;
   }
   const diverging = cmap === 'diverging';
-  const maps = tiles.map((s, t) => {
-    const [dlo, dhi] = displayRange(tiles, t, norm, fixed, diverging);
-    return byteMap(s.min ?? 0, s.max ?? 0, dlo, dhi);
+  const maps = stats.min.map((lo, t) => {
+    const [dlo, dhi] = displayRange(stats, t, norm, fixed, diverging);
+    return byteMap(lo ?? 0, stats.max[t] ?? 0, dlo, dhi);
   });
   const out = colourise(pixels.data, w, h, layout, maps, tableFor(cmap));
   ctx.putImageData(new ImageData(out, w, h), 0, 0);

@@ -37,9 +37,10 @@ def main():
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.add_init_script("try { localStorage.setItem('tb_layerview.debug', '1'); } catch (e) {}")  # the panel's debug switch
             page.goto(url + "/#tb_layerview&lv=" + quote(args.state, safe=""))
             frame = panel_frame(page)
-            frame.wait_for_function("() => window.layerView && window.layerView.firstPaintMs !== undefined",
+            frame.wait_for_function("() => window.layerView && window.layerView.debug.firstPaintMs !== undefined",
                                     timeout=60000)
             page.wait_for_timeout(1000)
             page.screenshot(path=args.out)

@@ -72,19 +72,16 @@ def read_series(logdir):
     ctx = tb_context.RequestContext()
     listing = provider.list_blob_sequences(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME)
     data = provider.read_blob_sequences(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME,
-                                        downsample=10**9)
+                                        downsample=metadata.ALL_STEPS)
     out = {}
-    for run, tags in listing.items():
-        for tag, ts in tags.items():
-            try:
-                meta = metadata.parse_plugin_data(ts.plugin_content)
-            except metadata.FormatError:
-                continue
-            if meta.kind not in metadata.IMAGE_KINDS:
+    for run, entry in metadata.index_series(listing).items():
+        series = [s for kinds in entry["layers"].values() for s in kinds.values()] + list(entry["run"].values())
+        for s in series:
+            if s.meta.kind not in metadata.IMAGE_KINDS:
                 continue
             steps = {d.step: [provider.read_blob(ctx, blob_key=v.blob_key) for v in d.values]
-                     for d in data.get(run, {}).get(tag, [])}
-            out.setdefault(run, []).append((meta, steps))
+                     for d in data.get(run, {}).get(s.tag, [])}
+            out.setdefault(run, []).append((s.meta, steps))
     return out
 
 
@@ -115,7 +112,9 @@ def export(logdir, out, runs=None, layers=None, kinds=("activations",), probes=N
             os.makedirs(folder, exist_ok=True)
             frames = {}
             for step in sorted(steps):
-                for i, blob in enumerate(steps[step][1:]):
+                blobs = steps[step]
+                for i in range(metadata.image_count(len(blobs))):
+                    blob = blobs[metadata.image_position(i)]
                     if probes is not None and i not in probes:
                         continue
                     img = Image.fromarray(viewable(blob, scale), "RGBA")

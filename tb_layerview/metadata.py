@@ -4,6 +4,8 @@ Both sides import this module; it needs neither TensorFlow nor Keras. The blob
 layout of every kind is described in ``docs/format.md``.
 """
 
+import urllib.parse
+
 from tensorboard.compat.proto import summary_pb2
 
 from tb_layerview.proto import plugin_data_pb2
@@ -11,8 +13,14 @@ from tb_layerview.proto import plugin_data_pb2
 #: The TensorBoard plugin name under which every series is written.
 PLUGIN_NAME = "tb_layerview"
 
-#: Version of the format (plugin metadata and blob layout) written by this code.
-FORMAT_VERSION = 1
+#: Version of the format (plugin metadata, tag grammar and blob layout)
+#: written by this code. Version 2 percent-encodes layer paths in tags;
+#: readers identify series by their metadata, so version 1 logs read alike.
+FORMAT_VERSION = 2
+
+#: Characters a layer path keeps in a tag; any other is percent-encoded
+#: (TensorBoard's data server cannot parse blob keys of tags with '"' or '\\').
+_TAG_SAFE = "/:._-"
 
 #: Per-layer kinds: one series per layer and kind. ``units`` holds the
 #: activation-maximisation images of chosen units of the layer.
@@ -61,6 +69,60 @@ _TAG_PREFIX = {
 }
 
 
+#: The blob layout of every image kind: ``[info_json, png_0, png_1, ...]``.
+INFO_POSITION = 0
+
+
+def image_position(index):
+    """Position of image ``index`` (a probe, class, unit or target) in a step's blobs."""
+    return 1 + int(index)
+
+
+def image_count(length):
+    """Images in a step of ``length`` blobs of an image kind."""
+    return max(int(length) - 1, 0)
+
+
+#: ``downsample`` that reads every step of a series from a data provider.
+ALL_STEPS = 10**9
+
+
+class Series:
+    """One (run, tag) series of tb_layerview data, identified by its metadata."""
+
+    __slots__ = ("run", "tag", "meta", "max_step", "max_wall_time", "max_length")
+
+    def __init__(self, run, tag, meta, ts):
+        self.run, self.tag, self.meta = run, tag, meta
+        self.max_step, self.max_wall_time, self.max_length = ts.max_step, ts.max_wall_time, ts.max_length
+
+
+def index_series(listing):
+    """Groups a data provider's ``list_blob_sequences`` answer by run.
+
+    The one series listing of the reader side (plugin, export, tests): series
+    whose metadata this version cannot read are left out, not fatal.
+
+    Returns:
+      ``{run: {"layers": {path: {kind: Series}}, "run": {kind: Series}}}``.
+    """
+    out = {}
+    for run, tags in listing.items():
+        entry = {"layers": {}, "run": {}}
+        for tag, ts in tags.items():
+            try:
+                meta = parse_plugin_data(ts.plugin_content)
+            except FormatError:
+                continue
+            series = Series(run, tag, meta, ts)
+            if meta.kind in LAYER_KINDS:
+                entry["layers"].setdefault(meta.layer, {})[meta.kind] = series
+            else:
+                entry["run"][meta.kind] = series
+        out[run] = entry
+    return out
+
+
 def display_name(path, parent):
     """The name a layer is shown under: its path without the enclosing model's
     prefix (``encoder/conv1`` in ``encoder`` is ``conv1``)."""
@@ -80,7 +142,7 @@ def tag_for(kind, layer=""):
     if kind in LAYER_KINDS:
         if not layer:
             raise ValueError("series kind %r needs a layer name" % kind)
-        return _TAG_PREFIX[kind] + layer
+        return _TAG_PREFIX[kind] + urllib.parse.quote(layer, safe=_TAG_SAFE)
     return _TAG_PREFIX[kind]
 
 

@@ -28,8 +28,6 @@ from tb_layerview import metadata
 #: 0 means all of them.
 DEFAULT_SAMPLES = 0
 
-#: ``downsample`` passed to the data provider when every step is wanted.
-_ALL = 10**9
 
 #: Seconds a listing of series is reused before asking the provider again.
 _LISTING_TTL = 1.0
@@ -40,6 +38,10 @@ _IMAGE_MAX_AGE = 365 * 24 * 3600
 #: Bytes of blobs kept in memory by the plugin (immutable, so never stale),
 #: when blobs come from a data server in another process.
 _BLOB_CACHE_BYTES = 64 * 2**20
+
+#: Steps read ahead around a requested one, as offsets in the series' steps.
+#: The panel follows the same policy: GET /runs sends it as ``read_ahead``.
+READ_AHEAD = (1, -1, 2)
 
 #: Threads reading ahead the neighbours of a requested image.
 _READ_AHEAD_THREADS = 4
@@ -117,6 +119,11 @@ STATIC_FILES = {
     "views.js": "text/javascript",
     "normalise.js": "text/javascript",
     "live.js": "text/javascript",
+    "url.js": "text/javascript",
+    "model.js": "text/javascript",
+    "column.js": "text/javascript",
+    "classgrid.js": "text/javascript",
+    "enlarge.js": "text/javascript",
     "style.css": "text/css",
 }
 
@@ -159,14 +166,6 @@ def _int_arg(request, name, minimum=0, required=True, default=None):
     return value
 
 
-class _Series:
-    __slots__ = ("run", "tag", "meta", "max_step", "max_wall_time", "max_length")
-
-    def __init__(self, run, tag, meta, ts):
-        self.run, self.tag, self.meta = run, tag, meta
-        self.max_step, self.max_wall_time, self.max_length = ts.max_step, ts.max_wall_time, ts.max_length
-
-
 class LayerViewPlugin(base_plugin.TBPlugin):
     """Serves activations, filters, unit and class views, configs, probes and predictions."""
 
@@ -176,7 +175,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         self._provider = context.data_provider
         hint = (context.sampling_hints or {}).get(metadata.PLUGIN_NAME)
         # A hint of 0 means "keep all"; reading with downsample=0 would return nothing.
-        self._downsample = _ALL if not hint else int(hint)
+        self._downsample = metadata.ALL_STEPS if not hint else int(hint)
         self._lock = threading.Lock()
         self._listing = {}  # experiment id -> (time, {run: {...}})
         self._index = {}  # (eid, run, tag, max_step, max_wall_time) -> {step: (wall, keys)}
@@ -223,7 +222,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
     # -------------------------------------------------------------- reading
 
     def _listing_for(self, ctx, eid):
-        """{run: {"layers": {path: {kind: _Series}}, "run": {kind: _Series}}}."""
+        """{run: {"layers": {path: {kind: Series}}, "run": {kind: Series}}} (metadata.index_series)."""
         now = time.monotonic()
         with self._lock:
             cached = self._listing.get(eid)
@@ -231,20 +230,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 return cached[1]
         raw = self._provider.list_blob_sequences(ctx, experiment_id=eid,
                                                  plugin_name=metadata.PLUGIN_NAME)
-        out = {}
-        for run, tags in raw.items():
-            entry = {"layers": {}, "run": {}}
-            for tag, ts in tags.items():
-                try:
-                    meta = metadata.parse_plugin_data(ts.plugin_content)
-                except metadata.FormatError:
-                    continue  # a series this reader cannot read is left out, not fatal
-                series = _Series(run, tag, meta, ts)
-                if meta.kind in metadata.LAYER_KINDS:
-                    entry["layers"].setdefault(meta.layer, {})[meta.kind] = series
-                else:
-                    entry["run"][meta.kind] = series
-            out[run] = entry
+        out = metadata.index_series(raw)
         with self._lock:
             self._listing[eid] = (now, out)
         return out
@@ -324,7 +310,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         wanted = []
         if other_probes:
             wanted = [index[step][1][p] for p in range(1, len(index[step][1])) if p != position]
-        for j in (i + 1, i - 1, i + 2):
+        for j in (i + d for d in READ_AHEAD):
             if 0 <= j < len(steps) and position < len(index[steps[j]][1]):
                 wanted.append(index[steps[j]][1][position])
         for key in wanted:
@@ -388,9 +374,9 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 steps = [{"step": s, "wall_time": index[s][0]} for s in sorted(index)]
             probes = entry["run"].get(metadata.KIND_PROBES)
             if probes is not None:
-                probe_count = max(probes.max_length - 1, 0)
+                probe_count = metadata.image_count(probes.max_length)
             else:  # written by summary ops alone: count the images of a step
-                probe_count = max([k[metadata.KIND_ACTIVATIONS].max_length - 1
+                probe_count = max([metadata.image_count(k[metadata.KIND_ACTIVATIONS].max_length)
                                    for k in entry["layers"].values()
                                    if metadata.KIND_ACTIVATIONS in k] or [0])
             runs.append({
@@ -401,11 +387,11 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 "has_probes": probes is not None,
                 "has_plan": metadata.KIND_PLAN in entry["run"],
                 "has_stats": metadata.KIND_STATS in entry["run"],
-                "class_views": {k: {"max_step": s.max_step, "count": max(s.max_length - 1, 0)}
+                "class_views": {k: {"max_step": s.max_step, "count": metadata.image_count(s.max_length)}
                                 for k, s in sorted(entry["run"].items()) if k in metadata.CLASS_KINDS},
                 "layers": layers,
             })
-        return {"runs": runs}
+        return {"runs": runs, "read_ahead": list(READ_AHEAD)}
 
     def config_impl(self, ctx, eid, run):
         series = self._series(ctx, eid, run, None, metadata.KIND_CONFIG)
@@ -560,14 +546,15 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         step = _int_arg(request, "step")
         probe = _int_arg(request, "probe", required=False, default=0)
         series = self._series(ctx, eid, run, layer, kind)
-        return self._png(request, ctx, eid, series, step, 1 + probe)
+        return self._png(request, ctx, eid, series, step, metadata.image_position(probe))
 
     @wrappers.Request.application
     def _serve_probe_image(self, request):
         ctx, eid = self._ctx(request)
         run, probe = _arg(request, "run"), _int_arg(request, "probe")
         series = self._series(ctx, eid, run, None, metadata.KIND_PROBES)
-        return self._png(request, ctx, eid, series, self._latest_step(ctx, eid, series), 1 + probe)
+        return self._png(request, ctx, eid, series, self._latest_step(ctx, eid, series),
+                         metadata.image_position(probe))
 
     def _png(self, request, ctx, eid, series, step, position):
         index = self._steps_of(ctx, eid, series)

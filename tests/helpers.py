@@ -25,16 +25,14 @@ def read_series(logdir):
     provider, _ = provider_for(logdir)
     ctx = tb_context.RequestContext()
     listing = provider.list_blob_sequences(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME)
+    data = provider.read_blob_sequences(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME,
+                                        downsample=metadata.ALL_STEPS)
     out = {}
-    for run, tags in listing.items():
-        data = provider.read_blob_sequences(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME,
-                                            downsample=10**9)
-        for tag, ts in tags.items():
-            steps = {}
-            for datum in data[run][tag]:
-                steps[datum.step] = [provider.read_blob(ctx, blob_key=v.blob_key) for v in datum.values]
-            out.setdefault(run, {})[tag] = {"meta": metadata.parse_plugin_data(ts.plugin_content),
-                                            "steps": steps}
+    for run, entry in metadata.index_series(listing).items():
+        for s in [s for kinds in entry["layers"].values() for s in kinds.values()] + list(entry["run"].values()):
+            steps = {d.step: [provider.read_blob(ctx, blob_key=v.blob_key) for v in d.values]
+                     for d in data[run][s.tag]}
+            out.setdefault(run, {})[s.tag] = {"meta": s.meta, "steps": steps}
     return out
 
 
@@ -71,6 +69,9 @@ def wsgi_client(logdir, sampling_hints=None):
 
 HOSTILE_RUN = "odd run <b>ü</b>"
 HOSTILE_LAYER = "<img src=x onerror=alert(1)>"
+#: A layer path with every character that once broke one loader and not the other.
+ODD_LAYER = 'q"uo\\te \'x\' <b> 50% ü'
+
 
 
 def write_logs(logdir, cnn_epochs=15):
@@ -124,6 +125,8 @@ def write_logs(logdir, cnn_epochs=15):
         for step in range(3):
             summary.activations(HOSTILE_LAYER, rng.random((2, 5, 5, 2)), step=step, layer_class="Odd")
             summary.activations("a/b c ü", rng.random((2, 7)), step=step, layer_index=1, parent="a")
+            summary.activations(ODD_LAYER, rng.random((2, 4, 4, 2)), step=step, layer_index=2)
+            summary.filters(ODD_LAYER, rng.random((3, 3, 2, 4)), step=step, layer_index=2)
             summary.filters(HOSTILE_LAYER, rng.random((3, 3, 2, 4)), step=step)
             summary.predictions(rng.random((2, 3)), step=step)
     writer.close()

@@ -19,6 +19,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ARTIFACTS = os.environ.get("TB_LAYERVIEW_ARTIFACTS",
                            os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "artifacts"))
 
+#: The panel's debug switch (README): exposes window.layerView to the tests.
+DEBUG_INIT = "try { localStorage.setItem('tb_layerview.debug', '1'); } catch (e) {}"
+
+
+def debug_page(browser, **kwargs):
+    page = browser.new_page(**kwargs)
+    page.add_init_script(DEBUG_INIT)
+    return page
+
+
 GROW_SCRIPT = r"""
 import sys, numpy as np, keras
 from tb_layerview import LayerView
@@ -82,7 +92,7 @@ class Page:
     """A TensorBoard page with the Layer View tab, collecting errors and dialogs."""
 
     def __init__(self, browser, url):
-        self.page = browser.new_page(viewport={"width": 1280, "height": 800})
+        self.page = debug_page(browser, viewport={"width": 1280, "height": 800})
         self.errors, self.dialogs = [], []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
@@ -278,7 +288,7 @@ def test_empty_logdir_shows_how_to_add_the_callback(browser, tmp_path):
     """With no data yet the panel shows a code snippet for the callback, not a blank page."""
     proc, url = start_tensorboard(str(tmp_path))
     try:
-        page = browser.new_page()
+        page = debug_page(browser)
         page.goto(url + "/data/plugin_entry.html?name=tb_layerview")
         page.wait_for_selector("pre.snippet", timeout=30000)
         assert "LayerView(" in page.text_content("pre.snippet")
@@ -293,7 +303,7 @@ def test_scrubbing_through_every_epoch_repaints_every_frame(browser, tensorboard
     Speed is measured by benchmarks/bench_panel.py, not asserted here.
     """
     p = Page(browser, tab_url(tensorboard_url, "run=cnn&layer=conv1&probe=-1"))
-    p.wait("() => window.layerView.firstPaintMs !== undefined")
+    p.wait("() => window.layerView.debug.firstPaintMs !== undefined")
     seen = p.eval("""async () => {
       const lv = window.layerView;
       const seen = new Set();
@@ -313,9 +323,9 @@ def test_dark_mode_follows_the_system(browser, tensorboard_url):
     """With the system in dark mode the panel is dark; in light mode it is light."""
     colours = {}
     for scheme in ("dark", "light"):
-        page = browser.new_page(color_scheme=scheme, viewport={"width": 1280, "height": 800})
+        page = debug_page(browser, color_scheme=scheme, viewport={"width": 1280, "height": 800})
         page.goto(tensorboard_url + "/data/plugin_entry.html?name=tb_layerview#run=cnn&layer=conv1")
-        page.wait_for_function("() => window.layerView && window.layerView.firstPaintMs !== undefined")
+        page.wait_for_function("() => window.layerView && window.layerView.debug.firstPaintMs !== undefined")
         colours[scheme] = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
         if scheme == "dark":
             os.makedirs(ARTIFACTS, exist_ok=True)
@@ -328,9 +338,9 @@ def test_a_failed_request_shows_a_message_not_a_blank_panel(browser, browser_log
     """When TensorBoard goes away, the panel says so and keeps what it showed."""
     proc, url = start_tensorboard(browser_logdir)
     try:
-        page = browser.new_page()
+        page = debug_page(browser)
         page.goto(url + "/data/plugin_entry.html?name=tb_layerview#run=cnn&layer=conv1")
-        page.wait_for_function("() => window.layerView && window.layerView.firstPaintMs !== undefined",
+        page.wait_for_function("() => window.layerView && window.layerView.debug.firstPaintMs !== undefined",
                                timeout=60000)
     finally:
         stop(proc)
@@ -369,14 +379,14 @@ def test_new_epochs_of_a_training_run_appear_and_follow_latest_tracks_them(brows
     assert first.returncode == 0, first.stderr[-2000:]
     proc, url = start_tensorboard(browser_logdir)
     try:
-        page = browser.new_page()
+        page = debug_page(browser)
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url + "/data/plugin_entry.html?name=tb_layerview#run=grow&layer=conv")
-        page.wait_for_function("() => window.layerView && window.layerView.firstPaintMs !== undefined",
+        page.wait_for_function("() => window.layerView && window.layerView.debug.firstPaintMs !== undefined",
                                timeout=60000)
         assert page.evaluate("() => window.layerView.currentStep()") == 2
-        rebuilds = page.evaluate("() => window.layerView.rebuilds")
+        rebuilds = page.evaluate("() => window.layerView.debug.rebuilds")
         more = subprocess.run([sys.executable, "-c", GROW_SCRIPT, run_dir, "2", "5"], capture_output=True,
                               text=True, timeout=300)
         assert more.returncode == 0, more.stderr[-2000:]
@@ -386,7 +396,7 @@ def test_new_epochs_of_a_training_run_appear_and_follow_latest_tracks_them(brows
                                timeout=10000)
         assert "No epoch" not in page.text_content(".cell-status")
         # New epochs repaint in place: the columns are not rebuilt (scroll and hover survive).
-        assert page.evaluate("() => window.layerView.rebuilds") == rebuilds == 1
+        assert page.evaluate("() => window.layerView.debug.rebuilds") == rebuilds == 1
         assert errors == []
         page.close()
     finally:
@@ -445,3 +455,20 @@ def test_thinned_images_say_why_and_long_layer_lists_fold_into_blocks(browser, t
         p.page.close()
     finally:
         stop(proc)
+
+
+def test_standalone_panel_url_honours_a_tensorboard_style_hash(browser, tensorboard_url):
+    """data/plugin_entry.html?name=tb_layerview#tb_layerview&lv=... opens that view, with no failed request."""
+    from urllib.parse import quote
+
+    page = debug_page(browser)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("response", lambda r: errors.append("%d %s" % (r.status, r.url)) if r.status >= 400 else None)
+    page.goto(tensorboard_url + "/data/plugin_entry.html?name=tb_layerview#tb_layerview&lv="
+              + quote("run=cnn&layer=conv2&step=3&follow=0", safe=""))
+    page.wait_for_function("() => window.layerView && window.layerView.debug.firstPaintMs !== undefined", timeout=60000)
+    state = page.evaluate("() => ({...window.layerView.state, current: window.layerView.currentStep()})")
+    assert state["runs"] == ["cnn"] and state["layer"] == "conv2" and state["current"] == 3
+    assert errors == []
+    page.close()

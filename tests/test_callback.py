@@ -746,3 +746,20 @@ def test_eager_and_graph_statistics_equal_the_numpy_reference(non_finite, channe
     for fn in (capture.eager_stats, capture.graph_stats):
         got = np.asarray(fn(tf.constant(x), channels_first, limits))
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5, err_msg=fn.__name__)
+
+
+def test_kernels_of_frozen_layers_are_drawn_once(tmp_path):
+    """A frozen conv layer's filters are written at the first step only; its activations every step."""
+    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(2, 3, name="frozen"),
+                              keras.layers.Conv2D(2, 3, name="trained"), keras.layers.Flatten(name="flat"),
+                              keras.layers.Dense(2, name="out")])
+    model.get_layer("frozen").trainable = False
+    x = np.ones((8, 6, 6, 3), np.float32)
+    fit(model, x, np.zeros((8, 2)), tmp_path / "frozen", probe=x[:2], epochs=3)
+    series, run = only_run(tmp_path / "frozen")
+    got = layer_series(series, run)
+    assert sorted(got[(FIL, "frozen")]) == [0]
+    assert sorted(got[(FIL, "trained")]) == [0, 1, 2, 3]
+    assert sorted(got[(ACT, "frozen")]) == [0, 1, 2, 3]
+    plan = json_of(run_blob(series, run, metadata.KIND_PLAN)[2][0])
+    assert "frozen" in plan["images"] and "frozen" not in plan["filters"]

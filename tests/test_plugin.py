@@ -306,3 +306,34 @@ def test_runs_written_with_summary_ops_alone_still_list_their_steps(tmp_path):
     run = get_json(wsgi_client(str(tmp_path)), "runs")["runs"][0]
     assert [s["step"] for s in run["steps"]] == [0, 2, 4]
     assert run["probe_count"] == 2 and run["has_probes"] is False and run["has_config"] is False
+
+
+def test_a_format_version_1_log_with_raw_layer_tags_still_reads(tmp_path):
+    """A version-1 series (layer path unencoded in its tag) is listed and served by its metadata."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorboard.compat.proto import summary_pb2
+
+    from tb_layerview import summary
+    from tb_layerview.proto import plugin_data_pb2
+    from helpers import wsgi_client
+
+    blobs, info = summary.activation_blobs(np.ones((1, 4, 4, 2), np.float32))
+    content = plugin_data_pb2.LayerViewPluginData(version=1, kind="activations", layer="old layer/x",
+                                                  layer_class="Conv2D", output_shape=[4, 4, 2],
+                                                  layout=info["layout"]).SerializeToString()
+    meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME, content=content),
+        data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+    writer = tf.summary.create_file_writer(str(tmp_path / "v1run"))
+    with writer.as_default():
+        for step in range(2):
+            tf.summary.write("layerview/activations/old layer/x", tf.constant(blobs, shape=[len(blobs)]),
+                             step=step, metadata=meta)
+    writer.close()
+    client = wsgi_client(str(tmp_path))
+    runs = json.loads(client.get("/data/plugin/tb_layerview/runs").get_data())["runs"]
+    assert [l["path"] for l in runs[0]["layers"]] == ["old layer/x"]
+    resp = client.get("/data/plugin/tb_layerview/info?run=v1run&layer=old%20layer%2Fx&kind=activations&step=1")
+    assert resp.status_code == 200 and json.loads(resp.get_data())["shape"] == [4, 4, 2]
+    assert metadata.tag_for("activations", "old layer/x") == "layerview/activations/old%20layer/x"

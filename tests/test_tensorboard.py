@@ -146,3 +146,68 @@ def test_explicit_samples_per_plugin_still_wins(logdir):
         assert len(steps) == 5 and steps[-1]["step"] == 15
     finally:
         stop(proc)
+
+
+def test_both_loaders_answer_identically_for_odd_layer_names(logdir):
+    """Layers named with '"', '\\', "'", '<', '%', spaces and non-ASCII letters: every route gives the
+    same status and content under --load_fast=true and false (no request succeeds under only one)."""
+    from helpers import ODD_LAYER
+
+    servers = [start_tensorboard(logdir, "--load_fast=%s" % lf) for lf in ("true", "false")]
+    try:
+        for _, url in servers:
+            wait_for(lambda: any(l["path"] == ODD_LAYER for r in json.loads(http_get(url + PLUGIN + "runs")[2])["runs"]
+                                 for l in r["layers"]), timeout=120)
+        run = quote(HOSTILE_RUN, safe="")
+        paths = []
+        for layer in (ODD_LAYER, HOSTILE_LAYER, "a/b c ü"):
+            lq = quote(layer, safe="")
+            for kind in ("activations", "filters"):
+                paths += ["steps?run=%s&layer=%s&kind=%s" % (run, lq, kind),
+                          "info?run=%s&layer=%s&kind=%s&step=1" % (run, lq, kind),
+                          "image?run=%s&layer=%s&kind=%s&step=1&probe=0" % (run, lq, kind),
+                          "ranges?run=%s&layer=%s&kind=%s" % (run, lq, kind)]
+        answers = []
+        for _, url in servers:
+            answers.append([http_get(url + PLUGIN + p)[::2] for p in paths])
+        fast, python = answers
+        assert [s for s, _ in fast] == [s for s, _ in python]
+        assert sum(s == 200 for s, _ in fast) >= 12
+        for path, (s1, b1), (_, b2) in zip(paths, fast, python):
+            if path.startswith("image") or s1 != 200:
+                assert b1 == b2, path
+            else:
+                one, two = json.loads(b1), json.loads(b2)
+                one.pop("wall_time", None), two.pop("wall_time", None)
+                assert one == two, path
+        layers = [l["path"] for r in json.loads(http_get(servers[0][1] + PLUGIN + "runs")[2])["runs"]
+                  if r["run"] == HOSTILE_RUN for l in r["layers"]]
+        assert ODD_LAYER in layers
+    finally:
+        for proc, _ in servers:
+            stop(proc)
+
+
+def _keys(obj):
+    """Every dict key in a JSON value, at any depth."""
+    if isinstance(obj, dict):
+        return set(obj) | set().union(*(_keys(v) for v in obj.values()))
+    if isinstance(obj, list):
+        return set().union(*(_keys(v) for v in obj)) if obj else set()
+    return set()
+
+
+def test_documented_json_examples_name_exactly_the_served_fields(server):
+    """Each JSON example of docs/http_api.md uses only keys the real answer has, and its top-level
+    keys are all of the answer's (the doc describes what is served, not an older shape)."""
+    text = open(DOC, encoding="utf-8").read()
+    blocks = re.findall(r"^Example: `GET (/data/plugin/tb_layerview/[^`]+)`\n\n```json\n(.*?)```", text, re.M | re.S)
+    assert len(blocks) >= 9
+    for path, block in blocks:
+        status, _, body = http_get(server + path)
+        served = json.loads(body)
+        documented = set(re.findall(r'"([A-Za-z_]+)":', block))
+        assert documented <= _keys(served), (path, documented - _keys(served))
+        top = set(re.findall(r'^[{ ]"([A-Za-z_]+)":', block, re.M))
+        if isinstance(served, dict):
+            assert set(served) <= top | documented, (path, set(served) - top - documented)

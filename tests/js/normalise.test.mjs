@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
-import {byteMap, colormapTable, colourise, displayRange, displayZoom, tileAt, tileRect} from '../../frontend/normalise.js';
+import {
+  byteMap, colormapTable, colourise, displayRange, displayZoom, oneTile, overlayPixels, tileAt, tileRect, tileStats,
+} from '../../frontend/normalise.js';
 
 test('byteMap is the identity for per-channel display of the stored range', () => {
   const m = byteMap(-1, 3, -1, 3);
@@ -29,7 +31,7 @@ test('byteMap clamps outside the display range and handles constant tiles', () =
 });
 
 test('displayRange per channel, per layer, fixed and diverging', () => {
-  const tiles = [{min: 0, max: 2}, {min: -1, max: 5}];
+  const tiles = {min: [0, -1], max: [2, 5]}; // as GET /info serves them
   assert.deepEqual(displayRange(tiles, 1, 'channel', null, false), [-1, 5]);
   assert.deepEqual(displayRange(tiles, 0, 'layer', null, false), [-1, 5]);
   const fixed = {min: -3, max: 9, tile_min: [-2, -3], tile_max: [4, 9]};
@@ -67,7 +69,7 @@ test('colourise maps data through the LUT and marks NaN/Inf and gaps', () => {
 });
 
 test('an all-zero tile under a diverging map sits mid-scale', () => {
-  const [lo, hi] = displayRange([{min: 0, max: 0}], 0, 'channel', null, true);
+  const [lo, hi] = displayRange({min: [0], max: [0]}, 0, 'channel', null, true);
   assert.deepEqual([lo, hi], [-1, 1]);
   assert.equal(byteMap(0, 0, lo, hi)[0], 128);
 });
@@ -76,4 +78,17 @@ test('displayZoom blows tiny images up and leaves big ones at the user zoom', ()
   assert.equal(displayZoom(2, 1, 2), 96);
   assert.equal(displayZoom(200, 50, 2), 2);
   assert.equal(displayZoom(40, 10, 1), 2);
+});
+
+test('tileStats picks one tile out of the served columns, and oneTile puts it back', () => {
+  const stats = {min: [0, -1], max: [2, 5], nan: [0, 3]};
+  assert.deepEqual(tileStats(stats, 1), {min: -1, max: 5, nan: 3});
+  assert.deepEqual(oneTile(tileStats(stats, 1)), {min: [-1], max: [5], nan: [3]});
+});
+
+test('overlayPixels colours each map byte and makes it as opaque as it is strong', () => {
+  const table = new Uint8Array(256 * 3);
+  table.set([10, 20, 30], 255 * 3);
+  const out = overlayPixels(new Uint8ClampedArray([255, 255, 255, 255, 0, 0, 0, 255]), table, 0.7);
+  assert.deepEqual([...out], [10, 20, 30, 179, 0, 0, 0, 0]);
 });

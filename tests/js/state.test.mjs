@@ -4,7 +4,7 @@ import {test} from 'node:test';
 
 import {
   alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
-  blockKey, nearestShown, planReason, snapStep, unionSteps, withHashParam,
+  blockKey, nearestShown, ownHashState, planReason, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
 test('encodeState/decodeState round-trip every field, names with odd characters included', () => {
@@ -139,4 +139,11 @@ test('long layer lists group consecutive layers of a block, and collapsed groups
   assert.equal(folded[b2].collapsed, true);
   assert.deepEqual(folded.slice(b2 + 1, b2 + 3).map((r) => r.group ?? r.path), ['block_2_bn', 'block_3']);
   assert.equal(layerRows(layers.slice(0, 6)).filter((r) => r.group).length, 0); // short lists stay flat
+});
+
+test('the standalone panel reads a TensorBoard-style hash and its own', () => {
+  const state = encodeState({...defaultState(), runs: ['a b'], layer: 'conv1', step: 3, follow: false});
+  assert.equal(ownHashState('#tb_layerview&lv=' + encodeURIComponent(state)), state);
+  assert.equal(ownHashState('#' + state), state);
+  assert.deepEqual(decodeState(ownHashState('#tb_layerview&lv=' + encodeURIComponent(state))).runs, ['a b']);
 });

@@ -1,0 +1,175 @@
+// A run's column in the panel: its layer's cells (one per probe, or the
+// filters), each painted for the current epoch, with the probe's input, its
+// prediction and its attribution overlay beside the activations.
+
+import * as api from './api.js';
+import {classViews} from './classgrid.js';
+import {enlarge} from './enlarge.js';
+import {colormapTable, overlayPixels} from './normalise.js';
+import {nearestShown, planReason} from './state.js';
+import {configCard, el, errorBanner, formatShape, paint, pixelsOf, predictionCorrect, predictionText} from './views.js';
+
+/** Tile statistics of the image a cell shows (filters have one image, whatever the probe). */
+export function tilesOf(info, cell) {
+  return (info.probes || [])[cell.kind === 'filters' ? 0 : cell.probe] || {min: [], max: []};
+}
+
+export function buildColumn(panel, run) {
+  const s = panel.state;
+  const layer = run.layers.find((l) => l.path === s.layer);
+  const head = el('header', {class: 'column-head'},
+    el('span', {class: 'swatch', style: `background:${panel.colour(run.run)}`}),
+    el('span', {class: 'run-name', text: run.run}));
+  const body = el('div', {class: 'column-body'});
+  const col = {run, layer, node: el('div', {class: 'column', 'data-run': run.run}, head, body), cells: []};
+  if (s.view === 'classes') {
+    col.layer = null; // nothing per layer to paint
+    classViews(panel, run, body);
+    return col;
+  }
+  if (!layer) {
+    body.append(el('div', {class: 'placeholder', text: `Layer “${s.layer ?? ''}” is not in this run.`}));
+    return col;
+  }
+  body.append(el('div', {class: 'layer-title'},
+    el('strong', {text: layer.path}), ` ${layer.class} ${formatShape(layer.output_shape)}`));
+  if (s.view === 'config') {
+    const holder = el('div', {class: 'config-holder', text: 'Loading…'});
+    body.append(holder);
+    panel.model.config(run.run).then((cfg) => {
+      holder.replaceChildren(configCard((cfg.layers || []).find((l) => l.path === layer.path)));
+    }).catch((err) => holder.replaceChildren(errorBanner(err.message)));
+    return col;
+  }
+  const kind = s.view;
+  if (!layer.kinds[kind]) {
+    body.append(el('div', {class: 'placeholder',
+      text: kind === 'filters' ? 'This layer has no filters (only convolution and dense kernels are drawn).'
+        : 'No activations were logged for this layer (see its configuration for why).'}));
+    return col;
+  }
+  const probes = kind === 'filters' ? [0] : (s.probe < 0 ? [...Array(run.probe_count).keys()] : [Math.min(s.probe, Math.max(run.probe_count - 1, 0))]);
+  for (const p of probes) {
+    const canvas = el('canvas', {class: 'tiles'});
+    const status = el('div', {class: 'cell-status'});
+    const notice = el('div', {class: 'thinned', hidden: true, role: 'note'});
+    const cell = {probe: p, kind, canvas, status, notice};
+    const side = kind === 'activations' ? probeSide(panel, run, p, cell) : null;
+    canvas.addEventListener('mousemove', (e) => panel.hover(cell, e));
+    canvas.addEventListener('mouseleave', () => {
+      panel.tooltip.hidden = true;
+    });
+    canvas.addEventListener('click', (e) => enlarge(panel, col, cell, e));
+    body.append(el('div', {class: 'cell'}, side, el('div', {class: 'cell-main'}, notice, canvas, status)));
+    col.cells.push(cell);
+  }
+  return col;
+}
+
+export function probeSide(panel, run, p, cell) {
+  const side = el('div', {class: 'probe'});
+  cell.prediction = el('pre', {class: 'prediction'});
+  if (!run.has_probes) {
+    side.append(el('div', {class: 'probe-index', text: `probe ${p}`}), cell.prediction);
+    return side;
+  }
+  panel.model.probeInfo(run.run).then((info) => {
+    const head = el('div', {class: 'probe-index', text: `probe ${p}`});
+    if (info.drawn_input !== null && info.drawn_input !== undefined) {
+      const img = el('img', {class: 'probe-img', alt: `probe ${p}`, src: api.probeImageUrl(run.run, p)});
+      cell.overlay = el('canvas', {class: 'attribution', hidden: true});
+      side.prepend(head, el('div', {class: 'probe-stack'}, img, cell.overlay));
+      if (cell.step !== undefined) paintAttribution(panel, run, cell, cell.step, panel.paintToken);
+    } else {
+      const values = info.probes[p] ? Object.values(info.probes[p].inputs)[0].values.slice(0, 6) : [];
+      side.prepend(head, el('div', {class: 'probe-values', text: values.map((v) => v.toFixed(2)).join(' ')}));
+    }
+  }).catch(() => side.prepend(el('div', {class: 'probe-index', text: `probe ${p}`})));
+  side.append(cell.prediction);
+  return side;
+}
+
+export async function paintCell(panel, token, col, cell, step, hasStep) {
+  const s = panel.state;
+  const run = col.run.run;
+  const layer = col.layer.path;
+  if (!hasStep) {
+    cell.status.textContent = `No epoch ${step} in this run.`;
+    cell.canvas.classList.add('stale');
+    return;
+  }
+  // The budget may have left this layer's images out at this epoch: show
+  // the nearest drawn epoch and say why, never an empty gap.
+  let notice = '';
+  const drawn = await panel.model.seriesSteps(run, layer, cell.kind, col.run.steps.length);
+  if (!drawn.includes(step)) {
+    const reason = col.run.has_plan
+      ? await api.fetchPlan(run, step).then((p) => planReason(p, layer, cell.kind)).catch(() => null) : null;
+    const shownStep = nearestShown(drawn, step);
+    notice = `No ${cell.kind === 'filters' ? 'filters' : 'images'} at epoch ${step}${reason ? ` (${reason})` : ''}.` +
+      (shownStep !== null ? ` Showing epoch ${shownStep}.` : '');
+    if (token !== panel.paintToken) return;
+    cell.notice.textContent = notice;
+    cell.notice.hidden = false;
+    if (shownStep === null) {
+      cell.canvas.classList.add('stale');
+      return;
+    }
+    step = shownStep;
+  } else {
+    cell.notice.hidden = true;
+  }
+  const url = api.imageUrl(run, layer, cell.kind, step, cell.probe);
+  const [img, info] = await Promise.all([api.loadImage(url), api.fetchInfo(run, layer, cell.kind, step)]);
+  let fixed = null;
+  if (s.norm === 'fixed') {
+    fixed = await panel.model.fixedRanges(run, layer, cell.kind, col.run.steps.length);
+  }
+  if (cell.prediction && cell.kind === 'activations') {
+    api.fetchPredictions(run, step).then((pred) => {
+      if (token !== panel.paintToken) return;
+      const entry = pred.probes[cell.probe];
+      cell.prediction.textContent = predictionText(entry, null);
+      const ok = predictionCorrect(entry);
+      cell.prediction.className = 'prediction' + (ok === true ? ' correct' : ok === false ? ' wrong' : '');
+    }).catch(() => {});
+  }
+  if (token !== panel.paintToken) return;
+  const tiles = tilesOf(info, cell);
+  cell.info = info;
+  cell.tiles = tiles;
+  cell.step = step;
+  paint(cell.canvas, pixelsOf(url, img), info, tiles, {norm: s.norm, cmap: s.cmap, zoom: s.zoom, fixed, rgb: info.rgb});
+  cell.canvas.classList.toggle('stale', Boolean(notice));
+  if (cell.kind === 'activations') paintAttribution(panel, col.run, cell, step, token);
+  const shown = info.shown < info.channels ? `${info.shown} of ${info.channels} ${cell.kind === 'filters' ? 'filters' : 'channels'}` : '';
+  const notes = [shown, info.scale > 1 ? `downsampled ${info.scale}×` : '', info.slice ? `middle slice ${info.slice.index}` : '', info.note || '']
+    .filter(Boolean).join(' · ');
+  cell.status.textContent = notes;
+}
+
+/** Draws the attribution map of probe `p` at `step` over its input image. */
+export async function paintAttribution(panel, run, cell, step, token) {
+  const overlay = cell.overlay;
+  if (!overlay) return;
+  if (!panel.state.attr || !(run.class_views || {}).attribution) {
+    overlay.hidden = true;
+    return;
+  }
+  try {
+    const info = await api.fetchInfo(run.run, null, 'attribution', step);
+    const i = info.targets.findIndex((t) => t.probe === cell.probe && t.which === 'predicted');
+    if (i < 0) return;
+    const url = api.imageUrl(run.run, null, 'attribution', step, i);
+    const px = pixelsOf(url, await api.loadImage(url));
+    if (token !== panel.paintToken) return;
+    const out = new ImageData(overlayPixels(px.data, colormapTable('magma')), px.width, px.height);
+    overlay.width = px.width;
+    overlay.height = px.height;
+    overlay.getContext('2d').putImageData(out, 0, 0);
+    overlay.hidden = false;
+    overlay.title = `${info.method}${info.layer ? ' on ' + info.layer : ''} for class ${info.targets[i].class}`;
+  } catch (err) {
+    overlay.hidden = true; // no attribution at this step
+  }
+}

@@ -1,0 +1,54 @@
+// The enlarged view of one tile, with a filmstrip of it across every epoch.
+
+import * as api from './api.js';
+import {tilesOf} from './column.js';
+import {displayRange, oneTile, tileStats} from './normalise.js';
+import {cropTile, el, paint, pixelsOf, singleLayout, tileUnder} from './views.js';
+
+/** Shows one channel large, with a filmstrip of it across all epochs. */
+export async function enlarge(panel, col, cell, e) {
+  if (!cell.info) return;
+  const t = tileUnder(cell.canvas, cell.info, e);
+  if (t < 0) return;
+  const s = panel.state;
+  const run = col.run.run;
+  const layer = col.layer.path;
+  const title = `${run} · ${layer} · ${cell.kind === 'filters' ? 'filter' : 'channel'} ${t}` +
+    (cell.kind === 'activations' ? ` · probe ${cell.probe}` : '');
+  const strip = el('div', {class: 'filmstrip'});
+  const big = el('canvas', {class: 'tiles big'});
+  panel.modal.replaceChildren(el('div', {class: 'modal-body', role: 'dialog', 'aria-label': title},
+    el('div', {class: 'modal-head'}, el('strong', {text: title}),
+      el('button', {text: 'Close', onclick: () => closeModal(panel)})),
+    big, el('h4', {text: 'Across epochs'}), strip));
+  panel.modal.hidden = false;
+  const fixed = s.norm === 'fixed' ? await panel.model.fixedRanges(run, layer, cell.kind, col.run.steps.length) : null;
+  const draw = async (canvas, step, zoom) => {
+    const url = api.imageUrl(run, layer, cell.kind, step, cell.probe);
+    const [img, info] = await Promise.all([api.loadImage(url), api.fetchInfo(run, layer, cell.kind, step)]);
+    const tile = cropTile(pixelsOf(url, img), info, t);
+    const all = tilesOf(info, cell);
+    // One tile alone: its range under the chosen normalisation, as a fixed one.
+    const [lo, hi] = displayRange(all, t, s.norm, fixed, false);
+    paint(canvas, tile, singleLayout(tile.width, tile.height), oneTile(tileStats(all, t)),
+      {norm: 'fixed', cmap: s.cmap, zoom, fixed: {min: lo, max: hi}, rgb: info.rgb, minSide: 1});
+    canvas.dataset.painted = 'true';
+  };
+  const bigZoom = Math.max(2, Math.floor(320 / Math.max(cell.info.tile_w, cell.info.tile_h)));
+  await draw(big, cell.step, bigZoom).catch((err) => panel.showError(err));
+  for (const x of col.run.steps) {
+    const c = el('canvas', {class: 'tiles', title: `epoch ${x.step}`});
+    const fig = el('figure', {class: x.step === cell.step ? 'current' : ''}, c, el('figcaption', {text: String(x.step)}));
+    fig.addEventListener('click', () => {
+      closeModal(panel);
+      panel.set({step: x.step, follow: false}, false);
+    });
+    strip.append(fig);
+    draw(c, x.step, Math.max(1, Math.floor(64 / Math.max(cell.info.tile_w, cell.info.tile_h)))).catch(() => {});
+  }
+}
+
+export function closeModal(panel) {
+  panel.modal.hidden = true;
+  panel.modal.replaceChildren();
+}
