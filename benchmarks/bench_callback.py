@@ -12,6 +12,7 @@ Usage: python benchmarks/bench_callback.py [--epochs 4] [--repeats 2]
 import argparse
 import glob
 import os
+import sys
 import tempfile
 import time
 
@@ -21,20 +22,11 @@ import numpy as np  # noqa: E402
 
 
 def build():
-    import keras
+    """The seed CNN, as benchmarks/bench_models.py builds it."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_models
 
-    return keras.Sequential([
-        keras.Input((32, 32, 3)),
-        keras.layers.Conv2D(32, 3, activation="relu", name="conv1"),
-        keras.layers.MaxPooling2D(name="pool1"),
-        keras.layers.Conv2D(64, 3, activation="relu", name="conv2"),
-        keras.layers.MaxPooling2D(name="pool2"),
-        keras.layers.Conv2D(64, 3, activation="relu", name="conv3"),
-        keras.layers.Flatten(name="flatten"),
-        keras.layers.Dense(128, activation="relu", name="dense1"),
-        keras.layers.Dense(256, activation="relu", name="dense2"),
-        keras.layers.Dense(10, activation="softmax", name="predictions"),
-    ])
+    return bench_models.build("cnn")
 
 
 def main():

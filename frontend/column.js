@@ -43,9 +43,18 @@ export function buildColumn(panel, run) {
   }
   const kind = s.view;
   if (!layer.kinds[kind]) {
-    body.append(el('div', {class: 'placeholder',
+    const why = el('div', {class: 'placeholder',
       text: kind === 'filters' ? 'This layer has no filters (only convolution and dense kernels are drawn).'
-        : 'No activations were logged for this layer (see its configuration for why).'}));
+        : 'No activations were logged for this layer (see its configuration for why).'});
+    body.append(why);
+    const step = panel.currentStep();
+    if (run.has_plan && step !== null) {
+      // Not drawn yet: the budget's plan says why.
+      api.fetchPlan(run.run, step).then((plan) => {
+        const reason = planReason(plan, layer.path, kind);
+        if (reason) why.textContent = `No ${kind === 'filters' ? 'filters' : 'images'} of this layer yet (${reason}).`;
+      }).catch(() => {});
+    }
     return col;
   }
   const probes = kind === 'filters' ? [0] : (s.probe < 0 ? [...Array(run.probe_count).keys()] : [Math.min(s.probe, Math.max(run.probe_count - 1, 0))]);

@@ -98,7 +98,7 @@ export function alignLayers(runs) {
       if (!byPath.has(l.path)) {
         byPath.set(l.path, {
           path: l.path,
-          name: l.name ?? l.path.split('/').pop(),
+          name: l.name, // GET /runs gives the display name (metadata.display_name)
           depth: l.parent ? l.parent.split('/').length : 0,
           parent: l.parent,
           cls: l.class,
@@ -220,7 +220,7 @@ export function layerRows(layers, opts = {}) {
   // With `opts.expanded`, every group not in it is collapsed instead.
   const isCollapsed = (id) => (opts.expanded ? !opts.expanded.has(id) : collapsedSet.has(id));
   const grouping = layers.length > GROUP_MIN_LAYERS;
-  const keys = layers.map((l) => (grouping ? blockKey(l.name ?? l.path.split('/').pop()) : null));
+  const keys = layers.map((l) => (grouping ? blockKey(l.name ?? l.path) : null));
   const rows = [];
   let parent = '';
   for (let i = 0; i < layers.length; i++) {

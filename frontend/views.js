@@ -199,7 +199,6 @@ export function predictionCorrect(entry) {
   if (!entry || !entry.label || entry.label.class === undefined) return null;
   const rec = Object.values(entry.outputs || {})[0];
   if (!rec) return null;
-  if (rec.type === 'classes') return rec.top[0][0] === entry.label.class;
-  if (rec.type === 'binary') return (rec.value >= 0.5 ? 1 : 0) === entry.label.class;
-  return null;
+  // The writer decides the predicted class (tb_layerview.probe.predicted_class).
+  return rec.predicted === undefined ? null : rec.predicted === entry.label.class;
 }

@@ -138,19 +138,25 @@ def recording(layers, per_step=()):
                 object.__setattr__(layer, "call", original)
 
 
-def eager_stats(t, channels_first=False, limits=None):
-    """:func:`graph_stats` for eager execution: a few fused reductions when the
-    output is all finite (the usual case), the full masked form otherwise."""
+def _channel_matrix(t, channels_first):
+    """An output as float32 (positions, channels): the channel axis last, the rest flattened."""
     from keras import ops
 
     x = ops.cast(t, "float32")
     nd = len(x.shape)
     if nd <= 1:
-        x = ops.reshape(x, (-1, 1))
-    else:
-        if channels_first and nd in (4, 5):
-            x = ops.moveaxis(x, 1, -1)
-        x = ops.reshape(x, (-1, x.shape[-1]))
+        return ops.reshape(x, (-1, 1))
+    if channels_first and nd in (4, 5):
+        x = ops.moveaxis(x, 1, -1)
+    return ops.reshape(x, (-1, x.shape[-1]))
+
+
+def eager_stats(t, channels_first=False, limits=None):
+    """:func:`graph_stats` for eager execution: a few fused reductions when the
+    output is all finite (the usual case), the full masked form otherwise."""
+    from keras import ops
+
+    x = _channel_matrix(t, channels_first)
     if not bool(ops.all(ops.isfinite(x))):
         return graph_stats(t, channels_first, limits)
     mean = ops.mean(x, axis=0)
@@ -169,14 +175,7 @@ def graph_stats(t, channels_first=False, limits=None):
     is the numpy reference. Returns a float32 tensor (len(stats.STATS), C)."""
     from keras import ops
 
-    x = ops.cast(t, "float32")
-    nd = len(x.shape)
-    if nd <= 1:
-        x = ops.reshape(x, (-1, 1))
-    else:
-        if channels_first and nd in (4, 5):
-            x = ops.moveaxis(x, 1, -1)
-        x = ops.reshape(x, (-1, x.shape[-1]))
+    x = _channel_matrix(t, channels_first)
     finite = ops.isfinite(x)
     count = ops.sum(ops.cast(finite, "float32"), axis=0)
     denom = ops.maximum(count, 1.0)

@@ -361,6 +361,12 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                     "kinds": {k: {"max_step": s.max_step, "max_wall_time": s.max_wall_time}
                               for k, s in sorted(kinds.items())},
                 })
+            # Layers the budget has not drawn yet have no series, but the run's
+            # configuration lists them: they are listed too, without kinds.
+            listed = {l["path"] for l in layers}
+            for l in self._config_layers(ctx, eid, entry):
+                if l["path"] not in listed:
+                    layers.append(l)
             layers.sort(key=lambda l: (l["index"], l["path"]))
             steps, probe_count = [], 0
             # The predictions series has every logged step; runs written with
@@ -392,6 +398,37 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 "layers": layers,
             })
         return {"runs": runs, "read_ahead": list(READ_AHEAD)}
+
+    def _config_layers(self, ctx, eid, entry):
+        """The drawable layers of a run's configuration, as /runs entries without kinds."""
+        series = entry["run"].get(metadata.KIND_CONFIG)
+        if series is None:
+            return []
+        key = ("config_layers", eid, series.run, series.tag, series.max_step, series.max_wall_time)
+        with self._lock:
+            hit = self._ranges.get(key)
+        if hit is not None:
+            return hit
+        try:
+            config, _ = self._json_blob(ctx, eid, series, self._latest_step(ctx, eid, series))
+        except errors.PublicError:
+            return []
+        out = []
+        for l in config.get("layers", []) if isinstance(config, dict) else []:
+            try:
+                for output in l.get("outputs") or []:
+                    if l.get("nested_model") or l.get("skipped"):
+                        continue
+                    path = output["path"]
+                    out.append({"path": path, "name": metadata.display_name(path, l.get("parent", "")),
+                                "class": l.get("class", ""), "parent": l.get("parent", ""),
+                                "index": int(l.get("index", 0)), "output_shape": output.get("shape"),
+                                "layout": None, "kinds": {}})
+            except (TypeError, KeyError, ValueError):
+                continue  # a malformed record is left out
+        with self._lock:
+            self._ranges[key] = out
+        return out
 
     def config_impl(self, ctx, eid, run):
         series = self._series(ctx, eid, run, None, metadata.KIND_CONFIG)

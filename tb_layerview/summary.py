@@ -294,8 +294,10 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None):
     Returns:
       list (one entry per probe) of ``{"outputs": {name: record}}``: a record
       is ``{"type": "classes", "top": [[class, value], ...], "kind":
-      "probabilities"|"scores"}`` for outputs of shape (K,) with K >= 2,
-      ``{"type": "binary", "value": p}`` for (1,) outputs in [0, 1], otherwise
+      "probabilities"|"scores", "predicted": class}`` for outputs of shape
+      (K,) with K >= 2, ``{"type": "binary", "value": p, "predicted": 0|1}``
+      for (1,) outputs in [0, 1] (``predicted`` by
+      :func:`tb_layerview.probe.predicted_class`), otherwise
       ``{"type": "values", "shape": [...], "values": [...]}`` (first 64).
     """
     names = list(outputs)
@@ -310,12 +312,12 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None):
                 probs = bool(np.all(y >= 0) and np.all(y <= 1) and abs(y.sum() - 1) < 1e-3)
                 top = [[int(c), float(y[c])] for c in order]
                 rec = {"type": "classes", "kind": "probabilities" if probs else "scores",
-                       "top": top}
+                       "top": top, "predicted": probe_lib.predicted_class(y)}
                 if class_names:
                     rec["names"] = [class_names[c] if c < len(class_names) else str(c)
                                     for c, _ in top]
             elif y.size == 1 and 0.0 <= float(y.ravel()[0]) <= 1.0:
-                rec = {"type": "binary", "value": float(y.ravel()[0])}
+                rec = {"type": "binary", "value": float(y.ravel()[0]), "predicted": probe_lib.predicted_class(y)}
             else:
                 rec = {"type": "values", "shape": list(y.shape),
                        "values": y.ravel()[:64].tolist()}

@@ -44,9 +44,10 @@ test('unionSteps, snapStep and moveStep work on the sorted union of steps', () =
 
 test('alignLayers keeps the first run order, adds layers of other runs, records depth', () => {
   const runs = [
-    {run: 'a', layers: [{path: 'conv1', class: 'Conv2D', parent: '', kinds: {activations: {}}, output_shape: [4, 4, 2]},
-      {path: 'enc/d', class: 'Dense', parent: 'enc', kinds: {filters: {}}}]},
-    {run: 'b', layers: [{path: 'conv1', class: 'Conv2D', parent: '', kinds: {filters: {}}}, {path: 'head', class: 'Dense', parent: '', kinds: {}}]},
+    {run: 'a', layers: [{path: 'conv1', name: 'conv1', class: 'Conv2D', parent: '', kinds: {activations: {}}, output_shape: [4, 4, 2]},
+      {path: 'enc/d', name: 'd', class: 'Dense', parent: 'enc', kinds: {filters: {}}}]},
+    {run: 'b', layers: [{path: 'conv1', name: 'conv1', class: 'Conv2D', parent: '', kinds: {filters: {}}},
+      {path: 'head', name: 'head', class: 'Dense', parent: '', kinds: {}}]},
   ];
   const layers = alignLayers(runs);
   assert.deepEqual(layers.map((l) => l.path), ['conv1', 'enc/d', 'head']);
