@@ -29,6 +29,7 @@ from tb_layerview import render
 from tb_layerview import stats as stats_lib
 from tb_layerview import summary
 from tb_layerview import walk as walk_lib
+from tb_layerview import writer as writer_lib
 from tb_layerview.plan import Budget
 from tb_layerview.probe import MAX_PROBES, Probe
 
@@ -400,22 +401,12 @@ class LayerView(keras.callbacks.Callback):
         self._worker.submit(fn, *args)
 
     def _check_log_dir(self):
-        import tensorflow as tf
-
-        probe_file = self.log_dir.rstrip("/") + "/.tb_layerview_write_check"
-        try:
-            tf.io.gfile.makedirs(self.log_dir)
-            with tf.io.gfile.GFile(probe_file, "w") as f:
-                f.write("ok")
-            tf.io.gfile.remove(probe_file)
-        except Exception as e:
-            raise OSError("LayerView cannot write to log_dir %r: %s" % (self.log_dir, e)) from None
+        writer_lib.check_writable(self.log_dir)
 
     def _get_writer(self):
-        import tensorflow as tf
-
+        """The run's event file, written with TensorBoard's own writer (no TensorFlow)."""
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
+            self._writer = writer_lib.EventWriter(self.log_dir)
         return self._writer
 
     def _selected(self, entry):
@@ -596,8 +587,9 @@ class LayerView(keras.callbacks.Callback):
             fixed_bytes = channels * plan_lib.STATS_BYTES_PER_CHANNEL + 2000
         plan = planner.plan_images(step, self._logged_index, candidates, fixed_bytes)
         self._logged_index += 1
-        step_items = [items.ChannelStats([(k, self._activation.get(self._probe_pass.specs[k].layer_path), v)
-                                          for k, v in result.stats.items()])]
+        records = [(k, self._activation.get(self._probe_pass.specs[k].layer_path), v)
+                   for k, v in result.stats.items()]
+        step_items = [items.ChannelStats(records), items.HealthScalars(records)]
         for c in candidates:
             lp = plan.layers[c.key]
             if not lp.images:
@@ -684,7 +676,7 @@ class LayerView(keras.callbacks.Callback):
         cpu0 = time.thread_time()
         image_cpu = fixed_cpu = 0.0
         image_bytes = fixed_bytes = 0
-        with self._get_writer().as_default():
+        with writer_lib.writing_to(self._get_writer()):
             for item in snap.items:
                 c0 = time.thread_time()
                 with summary.tally() as counter:
@@ -806,7 +798,7 @@ class LayerView(keras.callbacks.Callback):
 
     def _write_run_info(self, step, info):
         self._check_class_names()
-        with self._get_writer().as_default():
+        with writer_lib.writing_to(self._get_writer()):
             summary.config(info, step=step)
             summary.probes(self.probe.named(self.model), step=step, labels=self.probe.labels,
                            class_names=self.class_names, image_shape=self.input_image_shape)

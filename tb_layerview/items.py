@@ -95,6 +95,23 @@ class ChannelStats:
 
 
 @dataclasses.dataclass
+class HealthScalars:
+    """Dead and saturated unit fractions of every layer, for TensorBoard's Scalars tab."""
+
+    records: list  # (output path, activation, stats array)
+    image = False
+
+    def write(self, step, ctx):
+        from tb_layerview import stats
+
+        for path, activation, values in self.records:
+            summary.health_scalars(path, stats.health(activation, values), step=step)
+
+    def what(self):
+        return "the health scalars"
+
+
+@dataclasses.dataclass
 class Predictions:
     """The model's outputs for the probes."""
 

@@ -62,6 +62,8 @@ def activation_of(layer):
     if cls == "ReLU":
         max_value = getattr(layer, "max_value", None)
         return "relu6" if max_value is not None and float(max_value) == 6.0 else "relu"
+    if cls in ("LeakyReLU", "ELU", "PReLU"):
+        return {"LeakyReLU": "leaky_relu", "ELU": "elu", "PReLU": "leaky_relu"}[cls]
     act = getattr(layer, "activation", None)
     if act is None:
         return None
@@ -69,6 +71,35 @@ def activation_of(layer):
     if name in (None, "linear", "identity"):
         return None
     return str(name)
+
+
+#: Activations whose output is "off" at <= 0: a unit never positive on the probe is dead.
+RECTIFIERS = ("relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish", "celu")
+
+#: A unit is saturated when at least this fraction of its values on the probe
+#: lie within SATURATION_MARGIN of a bound of its activation.
+SATURATED_UNIT = 0.9
+
+
+def health(activation, values):
+    """Unit health of one layer output from its statistics.
+
+    Args:
+      activation: the layer's activation name (:func:`activation_of`).
+      values: array (len(STATS), C) of :func:`channel_stats`.
+
+    Returns:
+      ``{"dead": fraction of units never positive on the probe, or None when
+      the activation is no rectifier; "saturated": fraction of units with
+      ``sat >= SATURATED_UNIT``, or None when the activation is unbounded;
+      "nan": NaN count; "inf": Inf count}``.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(len(STATS), -1)
+    c = max(v.shape[1], 1)
+    row = {name: v[i] for i, name in enumerate(STATS)}
+    dead = float(np.count_nonzero(row["active"] == 0) / c) if activation in RECTIFIERS else None
+    saturated = float(np.count_nonzero(row["sat"] >= SATURATED_UNIT) / c) if activation in _BOUNDS else None
+    return {"dead": dead, "saturated": saturated, "nan": int(row["nan"].sum()), "inf": int(row["inf"].sum())}
 
 
 def channel_axis(ndim, channels_first=False):

@@ -16,7 +16,9 @@ exactly like ``tf.summary.image``::
             tb_layerview.summary.filters("conv1", conv1.kernel, step=step)
 
 Every function returns True when a summary was written and False when no
-default writer is set (as ``tf.summary.write`` does). The blob layout of each
+default writer is set (as ``tf.summary.write`` does). Inside
+``tb_layerview.writer.writing_to(EventWriter(logdir))`` they write with
+TensorBoard's own writer instead, without TensorFlow. The blob layout of each
 kind is written down in ``docs/format.md``.
 """
 
@@ -31,6 +33,7 @@ from tb_layerview import kernels
 from tb_layerview import metadata
 from tb_layerview import probe as probe_lib
 from tb_layerview import render
+from tb_layerview import writer as writer_lib
 
 _TALLY = threading.local()
 
@@ -101,12 +104,18 @@ def write_blobs(kind, blobs, step=None, description="", **fields):
     Returns:
       True on success, False if no default summary writer is set.
     """
-    tf = _tf()
     tag = metadata.tag_for(kind, fields.get("layer", ""))
     meta = metadata.create_summary_metadata(kind, description=description, **fields)
-    # Rank 1 is required: the Rust data server drops rank-0 and rank-2 blob tensors.
-    tensor = tf.constant(list(blobs), dtype=tf.string, shape=[len(blobs)])
-    written = bool(tf.summary.write(tag=tag, tensor=tensor, step=step, metadata=meta))
+    direct = writer_lib.active()
+    if direct is not None:  # TensorBoard's own writer: no TensorFlow needed
+        if step is None:
+            raise ValueError("step is required when writing without TensorFlow; got None")
+        written = direct.write(tag, list(blobs), step, meta)
+    else:
+        tf = _tf()
+        # Rank 1 is required: the Rust data server drops rank-0 and rank-2 blob tensors.
+        tensor = tf.constant(list(blobs), dtype=tf.string, shape=[len(blobs)])
+        written = bool(tf.summary.write(tag=tag, tensor=tensor, step=step, metadata=meta))
     counter = getattr(_TALLY, "counter", None)
     if written and counter is not None:
         counter["bytes"] += sum(len(b) for b in blobs) + len(tag) + 64
@@ -210,6 +219,41 @@ def channel_stats(records, step=None):
     from tb_layerview import stats
 
     return write_blobs(metadata.KIND_STATS, stats.encode(records), step=step)
+
+
+#: Prefix of the health scalars: TensorBoard's Scalars tab folds them into one section.
+HEALTH_SECTION = "layerview_health"
+
+
+def health_scalars(path, health, step=None):
+    """Writes a layer's dead and saturated unit fractions as ordinary scalars.
+
+    They appear in TensorBoard's Scalars tab under ``layerview_health/dead/<layer>``
+    and ``layerview_health/saturated/<layer>`` (only those that apply to the
+    layer's activation; see :func:`tb_layerview.stats.health`).
+    """
+    from tensorboard.compat.proto import summary_pb2
+    from tensorboard.plugins.scalar import metadata as scalar_metadata
+
+    written = False
+    for what in ("dead", "saturated"):
+        value = health.get(what)
+        if value is None:
+            continue
+        tag = "%s/%s/%s" % (HEALTH_SECTION, what, metadata.tag_for(metadata.KIND_ACTIVATIONS, path).split("/", 2)[2])
+        meta = scalar_metadata.create_summary_metadata(
+            display_name="%s units of %s" % (what, path), description="fraction of %s units on the probe" % what)
+        meta.data_class = summary_pb2.DATA_CLASS_SCALAR
+        direct = writer_lib.active()
+        if direct is not None:
+            if step is None:
+                raise ValueError("step is required when writing without TensorFlow; got None")
+            written = direct.scalar(tag, value, step, meta) or written
+        else:
+            tf = _tf()
+            written = bool(tf.summary.write(tag=tag, tensor=tf.constant(value, tf.float32), step=step,
+                                            metadata=meta)) or written
+    return written
 
 
 def plan(record, step=None):

@@ -763,3 +763,53 @@ def test_kernels_of_frozen_layers_are_drawn_once(tmp_path):
     assert sorted(got[(ACT, "frozen")]) == [0, 1, 2, 3]
     plan = json_of(run_blob(series, run, metadata.KIND_PLAN)[2][0])
     assert "frozen" in plan["images"] and "frozen" not in plan["filters"]
+
+
+# ---------------------------------------------------------------------------
+# Training health from the statistics.
+
+
+def test_a_planted_dead_relu_layer_is_flagged_from_its_first_epoch_and_in_the_scalars(tmp_path):
+    """A ReLU conv with a large negative bias: every channel dead at every step, in the stats and as a
+    layerview_health/dead scalar read back through TensorBoard's data provider; a healthy layer is not."""
+    from tensorboard import context as tb_context
+
+    from tb_layerview import stats
+    from helpers import provider_for
+
+    model = keras.Sequential([
+        keras.Input((6, 6, 2)),
+        keras.layers.Conv2D(4, 3, activation="relu", bias_initializer=keras.initializers.Constant(-100.0),
+                            name="dead_conv"),
+        keras.layers.Conv2D(3, 1, activation="relu", name="alive", bias_initializer="ones"),
+        keras.layers.Flatten(name="flat"),
+        keras.layers.Dense(2, activation="sigmoid", name="out"),
+    ])
+    x = np.random.default_rng(0).random((16, 6, 6, 2)).astype("float32")
+    fit(model, x, np.zeros((16, 2)), tmp_path / "dead", probe=x[:4], epochs=2)
+    series, run = only_run(tmp_path / "dead")
+    for step, blobs in run_blob(series, run, metadata.KIND_STATS).items():
+        header, data = stats.decode(*blobs)
+        dead = stats.health("relu", np.stack([stats.layer_slice(header, data, "dead_conv")[k] for k in stats.STATS]))
+        alive = stats.health("relu", np.stack([stats.layer_slice(header, data, "alive")[k] for k in stats.STATS]))
+        assert (dead["dead"], alive["dead"]) == (1.0, 0.0), step
+    provider, _ = provider_for(str(tmp_path))
+    ctx = tb_context.RequestContext()
+    scalars = provider.list_scalars(ctx, experiment_id="", plugin_name="scalars")[run]
+    assert {"layerview_health/dead/dead_conv", "layerview_health/dead/alive",
+            "layerview_health/saturated/out"} <= set(scalars)
+    read = provider.read_scalars(ctx, experiment_id="", plugin_name="scalars", downsample=100,
+                                 run_tag_filter=None)[run]["layerview_health/dead/dead_conv"]
+    assert [(d.step, d.value) for d in read] == [(0, 1.0), (1, 1.0), (2, 1.0)]
+
+
+def test_a_sigmoid_layer_driven_into_saturation_is_flagged():
+    """Inputs of +-50 through a sigmoid: every unit saturated; a tanh at 0 is not."""
+    from tb_layerview import stats
+
+    x = np.where(np.random.default_rng(0).random((8, 5)) > 0.5, 50.0, -50.0)
+    y = 1 / (1 + np.exp(-x))
+    sat = stats.health("sigmoid", stats.channel_stats(y, limits=stats.saturation_limits("sigmoid")))
+    assert sat["saturated"] == 1.0 and sat["dead"] is None
+    calm = stats.health("tanh", stats.channel_stats(np.zeros((8, 5)), limits=stats.saturation_limits("tanh")))
+    assert calm["saturated"] == 0.0

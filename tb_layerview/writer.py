@@ -1,0 +1,103 @@
+"""Writing event files with TensorBoard's own pieces, without TensorFlow.
+
+:class:`EventWriter` builds each ``Summary`` from TensorBoard's protos and
+hands it to TensorBoard's ``EventFileWriter``, which writes the same
+records TensorFlow's summary writer does (a ``file_version`` event, then one
+event per summary). Files go through ``tensorboard.compat.tf.io.gfile``: the
+real ``tf.io.gfile`` when TensorFlow is installed (every scheme it knows,
+``gs://``, ``s3://``, ``ram://``...), TensorBoard's own file systems
+otherwise (local paths, ``s3://`` with boto3, and any fsspec URL once its
+implementation is installed, e.g. ``gcsfs`` for ``gs://``).
+
+The ``LayerView`` callback always writes this way; the ``tf.summary``-style
+ops of :mod:`tb_layerview.summary` write into it inside :func:`writing_to`,
+and into TensorFlow's default writer otherwise.
+"""
+
+import contextlib
+import threading
+import time
+
+_ACTIVE = threading.local()
+
+
+class EventWriter:
+    """An event file in ``logdir``, written without TensorFlow.
+
+    Example::
+
+        from tb_layerview import summary, writer
+
+        w = writer.EventWriter("logs/run1")
+        with writer.writing_to(w):
+            summary.activations("conv1", outputs, step=3)
+        w.close()
+    """
+
+    def __init__(self, logdir, flush_secs=120):
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self.logdir = logdir
+        self._writer = EventFileWriter(logdir, max_queue_size=64, flush_secs=flush_secs)
+
+    def write(self, tag, values, step, metadata):
+        """Writes a rank-1 string tensor of ``values`` (bytes) at ``step``."""
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.util import tensor_util
+
+        tensor = tensor_util.make_tensor_proto(list(values), shape=[len(values)])
+        self.write_value(summary_pb2.Summary.Value(tag=tag, tensor=tensor, metadata=metadata), step,
+                         event_pb2, summary_pb2)
+        return True
+
+    def scalar(self, tag, value, step, metadata):
+        """Writes a float32 scalar at ``step`` (TensorBoard's Scalars dashboard)."""
+        from tensorboard.compat.proto import event_pb2, summary_pb2
+        from tensorboard.util import tensor_util
+
+        import numpy as np
+
+        tensor = tensor_util.make_tensor_proto(np.float32(value))
+        self.write_value(summary_pb2.Summary.Value(tag=tag, tensor=tensor, metadata=metadata), step,
+                         event_pb2, summary_pb2)
+        return True
+
+    def write_value(self, value, step, event_pb2, summary_pb2):
+        event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=[value]))
+        self._writer.add_event(event)
+
+    def flush(self):
+        self._writer.flush()
+
+    def close(self):
+        self._writer.close()
+
+
+def active():
+    """The :class:`EventWriter` this thread writes into, or None."""
+    return getattr(_ACTIVE, "writer", None)
+
+
+@contextlib.contextmanager
+def writing_to(event_writer):
+    """Makes the summary ops of this thread write into ``event_writer``."""
+    previous = active()
+    _ACTIVE.writer = event_writer
+    try:
+        yield event_writer
+    finally:
+        _ACTIVE.writer = previous
+
+
+def check_writable(logdir):
+    """Creates ``logdir`` and writes a file into it, or raises OSError naming the directory."""
+    from tensorboard.compat import tf
+
+    probe_file = logdir.rstrip("/") + "/.tb_layerview_write_check"
+    try:
+        tf.io.gfile.makedirs(logdir)
+        with tf.io.gfile.GFile(probe_file, "w") as f:
+            f.write("ok")
+        tf.io.gfile.remove(probe_file)
+    except Exception as e:
+        raise OSError("LayerView cannot write to log_dir %r: %s" % (logdir, e)) from None

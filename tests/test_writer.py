@@ -1,0 +1,55 @@
+"""tb_layerview.writer: event files written without TensorFlow read back exactly like TensorFlow's."""
+
+import numpy as np
+import pytest
+
+from tb_layerview import summary, writer
+from helpers import read_series
+
+
+def _write_all(rng_seed):
+    rng = np.random.default_rng(rng_seed)
+    for step in range(3):
+        summary.activations("conv1", rng.random((2, 5, 5, 3)), step=step, layer_class="Conv2D")
+        summary.activations('odd "name" ü', rng.random((2, 7)), step=step, layer_index=1)
+        summary.filters("conv1", rng.random((3, 3, 3, 4)), step=step)
+        summary.channel_stats([("conv1", "relu", rng.random((9, 3)))], step=step)
+        summary.predictions(rng.random((2, 4)), step=step)
+    summary.config({"layers": []}, step=0)
+
+
+def test_event_writer_files_read_back_like_tensorflows(tmp_path):
+    """The same summaries through tf.summary and through EventWriter: identical series, metadata and blobs."""
+    import tensorflow as tf
+
+    tf_writer = tf.summary.create_file_writer(str(tmp_path / "tf"))
+    with tf_writer.as_default():
+        _write_all(0)
+    tf_writer.close()
+    tb_writer = writer.EventWriter(str(tmp_path / "tb"))
+    with writer.writing_to(tb_writer):
+        _write_all(0)
+    tb_writer.close()
+    series = read_series(str(tmp_path))
+    assert set(series["tf"]) == set(series["tb"]) and len(series["tf"]) == 6
+    for tag, s in series["tf"].items():
+        other = series["tb"][tag]
+        assert other["meta"] == s["meta"], tag
+        assert other["steps"] == s["steps"], tag
+
+
+def test_writing_without_tensorflow_needs_an_explicit_step(tmp_path):
+    """Outside TensorFlow there is no global step: a missing step is a clear error."""
+    w = writer.EventWriter(str(tmp_path / "run"))
+    with writer.writing_to(w), pytest.raises(ValueError, match="step is required when writing without"
+                                                                   " TensorFlow; got None"):
+        summary.predictions(np.ones((1, 2)))
+    w.close()
+
+
+def test_an_unwritable_log_dir_is_refused_with_its_name(tmp_path):
+    """check_writable raises OSError naming the directory."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match="LayerView cannot write to log_dir '%s/sub'" % blocker):
+        writer.check_writable(str(blocker / "sub"))
