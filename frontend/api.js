@@ -74,6 +74,9 @@ export const fetchPlan = (run, step) => cachedJson('plan', {run, step});
 /** GET /stats: per-channel statistics of a step (of one layer when `layer` is given). */
 export const fetchStats = (run, step, layer) => cachedJson('stats', {run, step, layer});
 
+/** GET /health: unit problems of a run, or (with layer and stat) a channel x step matrix. */
+export const fetchHealth = (run, layer, stat) => getJson('health', {run, layer, stat});
+
 /** URL of GET /image (PNG, cached by the browser). */
 export const imageUrl = (run, layer, kind, step, probe) =>
   routeUrl('image', {run, layer, kind, step, probe});

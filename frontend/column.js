@@ -5,6 +5,7 @@
 import * as api from './api.js';
 import {classViews} from './classgrid.js';
 import {enlarge} from './enlarge.js';
+import {healthView} from './health.js';
 import {colormapTable, overlayPixels} from './normalise.js';
 import {nearestShown, planReason} from './state.js';
 import {configCard, el, errorBanner, formatShape, paint, pixelsOf, predictionCorrect, predictionText} from './views.js';
@@ -22,6 +23,11 @@ export function buildColumn(panel, run) {
     el('span', {class: 'run-name', text: run.run}));
   const body = el('div', {class: 'column-body'});
   const col = {run, layer, node: el('div', {class: 'column', 'data-run': run.run}, head, body), cells: []};
+  if (s.view === 'health') {
+    col.layer = null; // the view draws itself, nothing per probe to paint
+    healthView(panel, run, body);
+    return col;
+  }
   if (s.view === 'classes') {
     col.layer = null; // nothing per layer to paint
     classViews(panel, run, body);

@@ -17,7 +17,7 @@ import {UrlState} from './url.js';
 import {el, emptyState, errorBanner, formatShape, formatTime, statsLines, tileUnder} from './views.js';
 
 const PLAY_INTERVAL_MS = 400;
-const VIEW_LABELS = {activations: 'Activations', filters: 'Filters', classes: 'Class views', config: 'Config'};
+const VIEW_LABELS = {activations: 'Activations', filters: 'Filters', classes: 'Class views', health: 'Health', config: 'Config'};
 const DEFAULT_SELECTED_RUNS = 3;
 
 class Panel {
@@ -336,8 +336,9 @@ class Panel {
     }
     // Rebuild the DOM only when the structure changes; a new epoch during
     // training just repaints (except the class grids, whose columns are epochs).
-    const classes = s.view === 'classes';
-    const key = JSON.stringify([s.runs, s.layer, s.view, s.probe, s.attr, classes ? this.currentStep() : null,
+    // Class grids and the Health view have epochs as columns: they are rebuilt as epochs come and go.
+    const classes = s.view === 'classes' || s.view === 'health';
+    const key = JSON.stringify([s.runs, s.layer, s.view, s.probe, s.attr, s.hstat, classes ? this.currentStep() : null,
       runs.map((r) => [r.probe_count, r.layers.length, classes ? r.steps.length : null])]);
     if (key !== this.structureKey) {
       this.structureKey = key;

@@ -15,6 +15,7 @@ export class Model {
     this.probes = new Map(); // run -> probes promise
     this.ranges = new Map(); // key -> ranges promise
     this.seriesStepLists = new Map(); // key -> steps of one series
+    this.healths = new Map(); // key -> health answers, per run version
     this.readAhead = DEFAULT_READ_AHEAD;
   }
 
@@ -34,6 +35,11 @@ export class Model {
 
   fixedRanges(run, layer, kind, version) {
     return memo(this.ranges, JSON.stringify([run, layer, kind, version]), () => api.fetchRanges(run, layer, kind));
+  }
+
+  /** GET /health of a run (or of one layer's statistic), per run version. */
+  health(run, version, layer, stat) {
+    return memo(this.healths, JSON.stringify([run, version, layer, stat]), () => api.fetchHealth(run, layer, stat));
   }
 
   /** Warms the caches with the neighbouring epochs each visible series holds. */

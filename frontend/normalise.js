@@ -183,3 +183,42 @@ export function colourise(src, width, height, layout, maps, table, background) {
   }
   return out;
 }
+
+/** [lo, hi] of the finite numbers of a matrix (rows of values or nulls); [0, 1] when there are none. */
+export function matrixRange(rows) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const row of rows) {
+    for (const v of row || []) {
+      if (v === null || !Number.isFinite(v)) continue;
+      if (v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+  }
+  return lo <= hi ? [lo, hi] : [0, 1];
+}
+
+/**
+ * RGBA pixels of a heatmap: one column per row of `rows` (an epoch), one
+ * pixel row per channel, coloured by `table` over [lo, hi]; null values
+ * (no statistics at that epoch) are transparent.
+ */
+export function heatmapPixels(rows, channels, lo, hi, table) {
+  const w = rows.length;
+  const out = new Uint8ClampedArray(w * channels * 4);
+  const span = hi > lo ? hi - lo : 1;
+  for (let x = 0; x < w; x++) {
+    const row = rows[x] || [];
+    for (let y = 0; y < channels; y++) {
+      const v = row[y];
+      if (v === null || v === undefined || !Number.isFinite(v)) continue;
+      const q = Math.max(0, Math.min(255, Math.round(((v - lo) / span) * 255)));
+      const k = (y * w + x) * 4;
+      out[k] = table[q * 3];
+      out[k + 1] = table[q * 3 + 1];
+      out[k + 2] = table[q * 3 + 2];
+      out[k + 3] = 255;
+    }
+  }
+  return out;
+}

@@ -2,7 +2,9 @@
 
 import {COLORMAPS, NORMS} from './normalise.js';
 
-export const VIEWS = ['activations', 'filters', 'classes', 'config'];
+export const VIEWS = ['activations', 'filters', 'classes', 'health', 'config'];
+/** Statistics the Health view's heatmap can show (GET /stats names). */
+export const HEALTH_STATS = ['active', 'zero', 'sat', 'mean', 'std', 'min', 'max', 'nan', 'inf'];
 export const ZOOMS = [1, 2, 3, 4, 6, 8];
 
 export function defaultState() {
@@ -17,6 +19,7 @@ export function defaultState() {
     zoom: 2,
     follow: true, // jump to the newest epoch as it arrives
     attr: true, // overlay attribution maps on the probes
+    hstat: 'active', // the statistic of the Health view's heatmap
   };
 }
 
@@ -38,6 +41,7 @@ export function encodeState(state) {
   q.set('cmap', state.cmap);
   q.set('zoom', String(state.zoom));
   if (!state.attr) q.set('attr', '0');
+  if (state.hstat !== 'active') q.set('hstat', state.hstat);
   return q.toString();
 }
 
@@ -59,6 +63,7 @@ export function decodeState(text) {
   const zoom = intOr(q.get('zoom'), s.zoom, 1, 16);
   s.zoom = ZOOMS.includes(zoom) ? zoom : s.zoom;
   s.attr = q.get('attr') !== '0';
+  if (HEALTH_STATS.includes(q.get('hstat'))) s.hstat = q.get('hstat');
   return s;
 }
 

@@ -124,6 +124,7 @@ STATIC_FILES = {
     "column.js": "text/javascript",
     "classgrid.js": "text/javascript",
     "enlarge.js": "text/javascript",
+    "health.js": "text/javascript",
     "style.css": "text/css",
 }
 
@@ -206,6 +207,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             "/probe_image": self._serve_probe_image,
             "/predictions": self._serve_predictions,
             "/plan": self._serve_plan,
+            "/health": self._serve_health,
             "/stats": self._serve_stats,
         }
         for name in STATIC_FILES:
@@ -524,6 +526,74 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                              for k, vals in values.items()}
         return out
 
+    def _stats_steps(self, ctx, eid, run):
+        """(series, steps) of a run's statistics."""
+        series = self._series(ctx, eid, run, None, metadata.KIND_STATS)
+        return series, sorted(self._steps_of(ctx, eid, series))
+
+    def _decoded_stats(self, ctx, eid, series, step):
+        from tb_layerview import stats
+
+        header_blob, _, _ = self._blob(ctx, eid, series, step, 0)
+        data_blob, _, _ = self._blob(ctx, eid, series, step, 1)
+        try:
+            return stats.decode(header_blob, data_blob)
+        except ValueError as e:
+            raise errors.NotFoundError("stored statistics of step %d are corrupt: %s" % (step, e)) from None
+
+    def health_impl(self, ctx, eid, run, layer=None, stat=None):
+        """Unit health of a run over its steps (see docs/http_api.md, GET /health)."""
+        from tb_layerview import stats
+
+        series, steps = self._stats_steps(ctx, eid, run)
+        if layer is not None and stat not in stats.STATS:
+            raise errors.InvalidArgumentError("stat must be one of %s; got %r" % (", ".join(stats.STATS), stat))
+        key = ("health", eid, series.run, series.tag, series.max_step, series.max_wall_time, layer, stat)
+        with self._lock:
+            hit = self._ranges.get(key)
+        if hit is not None:
+            return hit
+        decoded = list(self._bulk.map(lambda st: self._decoded_stats(ctx, eid, series, st), steps))
+        if layer is None:
+            result = {"run": run, "steps": steps, "layers": self._problems(steps, decoded)}
+        else:
+            rows = []
+            for header, data in decoded:
+                values = stats.layer_slice(header, data, layer)
+                rows.append(None if values is None else
+                            [v if v == v and abs(v) != float("inf") else None for v in values[stat].tolist()])
+            if all(r is None for r in rows):
+                raise errors.NotFoundError("run %r has no statistics of layer %r" % (run, layer))
+            result = {"run": run, "layer": layer, "stat": stat, "steps": steps,
+                      "channels": max(len(r) for r in rows if r is not None), "values": rows}
+        with self._lock:
+            self._ranges[key] = result
+        return result
+
+    @staticmethod
+    def _problems(steps, decoded):
+        """Per layer: dead, saturated and non-finite units at the last step, and the step each first appeared."""
+        import numpy as np
+
+        from tb_layerview import stats
+
+        out = {}
+        for step, (header, data) in zip(steps, decoded):
+            for l in header["layers"]:
+                part = data[:, l["offset"]:l["offset"] + l["channels"]]
+                h = stats.health(l.get("activation"), part)
+                nan_units = int(np.count_nonzero(part[stats.STATS.index("nan")] + part[stats.STATS.index("inf")]))
+                counts = {"dead": None if h["dead"] is None else int(round(h["dead"] * l["channels"])),
+                          "saturated": None if h["saturated"] is None else int(round(h["saturated"] * l["channels"])),
+                          "nonfinite": nan_units}
+                rec = out.setdefault(l["path"], {"path": l["path"], "activation": l.get("activation"),
+                                                 "channels": l["channels"], "since": {}})
+                for what, n in counts.items():
+                    rec[what] = n
+                    if n and what not in rec["since"]:
+                        rec["since"][what] = step
+        return list(out.values())
+
     # ----------------------------------------------------------------- HTTP
 
     @staticmethod
@@ -575,6 +645,12 @@ class LayerViewPlugin(base_plugin.TBPlugin):
     def _serve_stats(self, request):
         return self._json(request, self.stats_impl, _arg(request, "run"), _int_arg(request, "step"),
                           _arg(request, "layer", required=False))
+
+    @wrappers.Request.application
+    def _serve_health(self, request):
+        layer = _arg(request, "layer", required=False)
+        stat = _arg(request, "stat", required=layer is not None) if layer is not None else None
+        return self._json(request, self.health_impl, _arg(request, "run"), layer, stat)
 
     @wrappers.Request.application
     def _serve_image(self, request):

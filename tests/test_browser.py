@@ -476,3 +476,45 @@ def test_standalone_panel_url_honours_a_tensorboard_style_hash(browser, tensorbo
     assert state["runs"] == ["cnn"] and state["layer"] == "conv2" and state["current"] == 3
     assert errors == []
     page.close()
+
+
+DEAD_SCRIPT = r"""
+import sys, numpy as np, keras
+from tb_layerview import LayerView
+keras.utils.set_random_seed(0)
+m = keras.Sequential([keras.Input((8, 8, 3)),
+                      keras.layers.Conv2D(4, 3, activation="relu", name="dead_conv",
+                                          bias_initializer=keras.initializers.Constant(-100.0)),
+                      keras.layers.Conv2D(3, 1, activation="relu", name="alive", bias_initializer="ones"),
+                      keras.layers.Flatten(name="flat"), keras.layers.Dense(2, activation="softmax", name="out")])
+m.compile("sgd", "sparse_categorical_crossentropy")
+x = np.random.default_rng(0).random((16, 8, 8, 3), dtype=np.float32)
+m.fit(x, np.zeros(16, int), epochs=4, verbose=0, callbacks=[LayerView(sys.argv[1], probe=x[:2], budget=None)])
+"""
+
+
+def test_health_view_names_dead_channels_since_their_first_epoch_and_draws_a_heatmap(browser, tmp_path):
+    """The Health view lists the planted dead layer with 4/4 dead units since epoch 0; a click selects it,
+    and the heatmap has one column per epoch and one row per channel."""
+    logdir = str(tmp_path / "health_logs")
+    out = subprocess.run([sys.executable, "-c", DEAD_SCRIPT, os.path.join(logdir, "dead")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    proc, url = start_tensorboard(logdir)
+    try:
+        p = Page(browser, tab_url(url, "run=dead&layer=alive&view=health"))
+        p.wait("() => document.querySelector('table.health-table')")
+        rows = p.eval("() => [...document.querySelectorAll('tr.health-row')].map(r => [...r.cells].map(c => c.textContent))")
+        assert rows == [["dead_conv", "4 / 4 since 0", "–", "0 / 4", "0"]], rows
+        p.frame.click("tr.health-row[data-path='dead_conv']")
+        p.wait("() => window.layerView.state.layer === 'dead_conv' && window.layerView.currentStep() === 0")
+        p.wait("() => document.querySelector('canvas.heatmap')")
+        size = p.eval("() => { const c = document.querySelector('canvas.heatmap'); return [c.width, c.height]; }")
+        assert size == [5, 4]
+        legend = p.eval("() => document.querySelector('.heat-legend').textContent")
+        assert legend.startswith("active (fraction > 0): 0.00 (dark) to 1.00 (bright)")
+        p.shot("health")
+        assert p.errors == [], p.errors
+        p.page.close()
+    finally:
+        stop(proc)

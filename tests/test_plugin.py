@@ -337,3 +337,22 @@ def test_a_format_version_1_log_with_raw_layer_tags_still_reads(tmp_path):
     resp = client.get("/data/plugin/tb_layerview/info?run=v1run&layer=old%20layer%2Fx&kind=activations&step=1")
     assert resp.status_code == 200 and json.loads(resp.get_data())["shape"] == [4, 4, 2]
     assert metadata.tag_for("activations", "old layer/x") == "layerview/activations/old%20layer/x"
+
+
+def test_health_lists_every_layer_and_serves_a_channel_by_step_matrix(client):
+    """GET /health: every layer output with its unit counts; with layer and stat, one row per step."""
+    res = client.get("/data/plugin/tb_layerview/health?run=cnn")
+    assert res.status_code == 200
+    body = json.loads(res.get_data())
+    assert [l["path"] for l in body["layers"]] == ["conv1", "pool1", "conv2", "flatten", "predictions"]
+    conv2 = body["layers"][2]
+    assert conv2["activation"] == "relu" and conv2["channels"] == 4 and conv2["saturated"] is None
+    assert body["steps"] == list(range(16))
+    res = client.get("/data/plugin/tb_layerview/health?run=cnn&layer=conv2&stat=active")
+    matrix = json.loads(res.get_data())
+    assert matrix["channels"] == 4 and len(matrix["values"]) == 16
+    assert all(0.0 <= v <= 1.0 for row in matrix["values"] for v in row)
+    for path, status in [("health?run=cnn&layer=conv2&stat=bogus", 400), ("health?run=cnn&layer=conv2", 400),
+                         ("health?run=cnn&layer=nope&stat=mean", 404), ("health?run=nope", 404)]:
+        res = client.get("/data/plugin/tb_layerview/" + path)
+        assert res.status_code == status, (path, res.get_data()[:200])

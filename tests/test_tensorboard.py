@@ -62,7 +62,7 @@ def test_every_documented_route_answers_as_documented(server):
     """Each route in docs/http_api.md has an example that answers 200 with the documented type."""
     routes, examples = documented_examples()
     assert routes == ["/runs", "/config", "/steps", "/info", "/image", "/ranges", "/probes",
-                      "/probe_image", "/predictions", "/plan", "/stats"]
+                      "/probe_image", "/predictions", "/plan", "/stats", "/health"]
     assert [e.split("?")[0].rsplit("/", 1)[1] for e in examples] == [r[1:] for r in routes]
     for path in examples:
         status, headers, body = http_get(server + path)

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
 import {
-  byteMap, colormapTable, colourise, displayRange, displayZoom, oneTile, overlayPixels, tileAt, tileRect, tileStats,
+  byteMap, colormapTable, colourise, displayRange, displayZoom, heatmapPixels, matrixRange, oneTile, overlayPixels,
+  tileAt, tileRect, tileStats,
 } from '../../frontend/normalise.js';
 
 test('byteMap is the identity for per-channel display of the stored range', () => {
@@ -91,4 +92,15 @@ test('overlayPixels colours each map byte and makes it as opaque as it is strong
   table.set([10, 20, 30], 255 * 3);
   const out = overlayPixels(new Uint8ClampedArray([255, 255, 255, 255, 0, 0, 0, 255]), table, 0.7);
   assert.deepEqual([...out], [10, 20, 30, 179, 0, 0, 0, 0]);
+});
+
+test('heatmapPixels colours one column per epoch and leaves missing epochs transparent', () => {
+  const table = new Uint8Array(256 * 3);
+  for (let i = 0; i < 256; i++) table.set([i, 0, 255 - i], i * 3);
+  const px = heatmapPixels([[0, 1], null, [0.5, 0]], 2, 0, 1, table);
+  // 3 epochs (x) by 2 channels (y), row-major by channel.
+  assert.deepEqual([...px.slice(0, 12)], [0, 0, 255, 255, 0, 0, 0, 0, 128, 0, 127, 255]);
+  assert.deepEqual([...px.slice(12, 24)], [255, 0, 0, 255, 0, 0, 0, 0, 0, 0, 255, 255]);
+  assert.deepEqual(matrixRange([[3, null], null, [-1, 2]]), [-1, 3]);
+  assert.deepEqual(matrixRange([[null]]), [0, 1]);
 });

@@ -148,3 +148,10 @@ test('the standalone panel reads a TensorBoard-style hash and its own', () => {
   assert.equal(ownHashState('#' + state), state);
   assert.deepEqual(decodeState(ownHashState('#tb_layerview&lv=' + encodeURIComponent(state))).runs, ['a b']);
 });
+
+test('the Health view and its statistic are part of the URL state', () => {
+  const s = {...defaultState(), runs: ['r'], view: 'health', hstat: 'sat'};
+  assert.equal(decodeState(encodeState(s)).view, 'health');
+  assert.equal(decodeState(encodeState(s)).hstat, 'sat');
+  assert.equal(decodeState('view=health&hstat=bogus').hstat, 'active');
+});
