@@ -1,4 +1,5 @@
-"""Export tb_layerview images from event files: PNG folders and GIFs over epochs.
+"""Export tb_layerview data from event files: PNG folders, GIFs and contact
+sheets over epochs, and the unit-health table as CSV.
 
 Reader side: reads through TensorBoard's own event-file reader and never
 imports TensorFlow itself.
@@ -6,12 +7,18 @@ imports TensorFlow itself.
 Command line::
 
     python -m tb_layerview.export LOGDIR OUT [--run RUN] [--layer LAYER]
-        [--kind activations] [--probe 0] [--gif] [--scale 4]
+        [--kind activations] [--probe 0] [--gif] [--contact-sheet] [--health-csv]
+        [--scale 4]
 
 writes ``OUT/<run>/<kind>/<layer>/step_000012_probe0.png`` for every logged
 step (grey images with NaN in magenta, +Inf yellow, -Inf cyan, padding
-transparent; colour filters as they are) and, with ``--gif``, one animated
-GIF per (run, kind, layer, probe) with a frame per epoch.
+transparent; colour filters as they are); with ``--gif``, one animated GIF
+per (run, kind, layer, probe) with a frame per epoch; with
+``--contact-sheet``, one ``contact_probe0.png`` per (run, kind, layer) with a
+row per channel (per class or probe for class views) and a column per epoch;
+with ``--health-csv``, ``OUT/health.csv``: a row per run, step and layer with
+its dead, saturated and NaN/Inf units. A progress bar on standard error
+follows long exports.
 """
 
 import argparse
@@ -59,8 +66,28 @@ def _safe(name):
     return cleaned or "_"
 
 
-def read_series(logdir):
-    """{run: [(meta, {step: [blobs]})]} of every tb_layerview image series in ``logdir``."""
+class Progress:
+    """A one-line progress bar on standard error, for exports of many items."""
+
+    def __init__(self, total, stream=None, width=30, min_total=10):
+        self.total, self.done, self.width = total, 0, width
+        self.stream = stream or sys.stderr
+        self.enabled = total >= min_total
+
+    def step(self, label=""):
+        self.done += 1
+        if not self.enabled:
+            return
+        filled = int(self.width * self.done / max(self.total, 1))
+        self.stream.write("\r[%s%s] %d/%d %s" % ("#" * filled, "." * (self.width - filled), self.done, self.total,
+                                                 label[:40].ljust(40)))
+        if self.done >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def read_series(logdir, kinds=metadata.IMAGE_KINDS):
+    """{run: [(meta, {step: [blobs]})]} of every tb_layerview series of ``kinds`` in ``logdir``."""
     from tensorboard import context as tb_context
     from tensorboard.backend.event_processing import data_provider
     from tensorboard.backend.event_processing import plugin_event_multiplexer
@@ -77,7 +104,7 @@ def read_series(logdir):
     for run, entry in metadata.index_series(listing).items():
         series = [s for kinds in entry["layers"].values() for s in kinds.values()] + list(entry["run"].values())
         for s in series:
-            if s.meta.kind not in metadata.IMAGE_KINDS:
+            if s.meta.kind not in kinds:
                 continue
             steps = {d.step: [provider.read_blob(ctx, blob_key=v.blob_key) for v in d.values]
                      for d in data.get(run, {}).get(s.tag, [])}
@@ -136,6 +163,129 @@ def export(logdir, out, runs=None, layers=None, kinds=("activations",), probes=N
     return written
 
 
+def _tile(img, info, t):
+    """Tile ``t`` of a viewable image, by the layout in ``info``."""
+    cols, tw, th, gap = info.get("cols", 1), info.get("tile_w"), info.get("tile_h"), info.get("gap", 0)
+    if tw is None or th is None:
+        return img
+    r, c = divmod(t, max(cols, 1))
+    return img[r * (th + gap):r * (th + gap) + th, c * (tw + gap):c * (tw + gap) + tw]
+
+
+def contact_sheet(cells, gap=1):
+    """Lays out a grid of RGBA arrays (rows of cells, None for none) on a transparent sheet.
+
+    Cells of different sizes (the budget may change tile sizes between
+    epochs) are enlarged by pixel repetition and padded to the largest.
+    """
+    hs = [c.shape[0] for row in cells for c in row if c is not None]
+    ws = [c.shape[1] for row in cells for c in row if c is not None]
+    if not hs:
+        return None
+    h, w = max(hs), max(ws)
+    n_rows, n_cols = len(cells), max(len(row) for row in cells)
+    sheet = np.zeros((n_rows * (h + gap) - gap, n_cols * (w + gap) - gap, 4), np.uint8)
+    for r, row in enumerate(cells):
+        for c, cell in enumerate(row):
+            if cell is None:
+                continue
+            f = max(1, min(h // cell.shape[0], w // cell.shape[1]))
+            cell = cell.repeat(f, axis=0).repeat(f, axis=1)
+            sheet[r * (h + gap):r * (h + gap) + cell.shape[0], c * (w + gap):c * (w + gap) + cell.shape[1]] = cell
+    return sheet
+
+
+def contact_sheets(logdir, out, runs=None, layers=None, kinds=("activations",), probe=0, scale=1):
+    """Writes one contact sheet per (run, kind, layer): a row per channel (or
+    filter) of image ``probe`` for layer kinds, a row per image (class, unit or
+    probe target) for class views; a column per logged epoch. Returns the paths."""
+    import json
+
+    from PIL import Image
+
+    series = [(run, meta, steps) for run, items in sorted(read_series(logdir).items())
+              if not runs or run in runs for meta, steps in items
+              if meta.kind in kinds and not (layers and meta.layer not in layers)]
+    progress = Progress(len(series))
+    written = []
+    for run, meta, steps in series:
+        progress.step("%s %s" % (run, meta.layer or meta.kind))
+        columns = []
+        for step in sorted(steps):
+            blobs = steps[step]
+            info = json.loads(blobs[metadata.INFO_POSITION].decode("utf-8"))
+            n = metadata.image_count(len(blobs))
+            if meta.kind in metadata.LAYER_KINDS and meta.kind != metadata.KIND_UNITS:
+                index = 0 if meta.kind == metadata.KIND_FILTERS else probe
+                if index >= n:
+                    columns.append([])
+                    continue
+                img = viewable(blobs[metadata.image_position(index)])
+                columns.append([_tile(img, info, t) for t in range(info.get("shown", 1))])
+            else:
+                columns.append([viewable(blobs[metadata.image_position(i)]) for i in range(n)])
+        rows = max((len(c) for c in columns), default=0)
+        cells = [[col[r] if r < len(col) else None for col in columns] for r in range(rows)]
+        sheet = contact_sheet(cells)
+        if sheet is None:
+            continue
+        if scale > 1:
+            sheet = sheet.repeat(scale, axis=0).repeat(scale, axis=1)
+        folder = os.path.join(out, _safe(run), meta.kind, _safe(meta.layer or meta.kind))
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "contact_probe%d.png" % probe)
+        Image.fromarray(sheet, "RGBA").save(path)
+        written.append(path)
+    return written
+
+
+HEALTH_COLUMNS = ("run", "step", "layer", "activation", "channels", "dead_units", "saturated_units",
+                  "nonfinite_units", "mean_active", "nan", "inf")
+
+
+def health_rows(logdir, runs=None):
+    """The unit-health table: one dict per (run, step, layer output), from the statistics series."""
+    from tb_layerview import stats
+
+    out = []
+    for run, items in sorted(read_series(logdir, kinds=(metadata.KIND_STATS,)).items()):
+        if runs and run not in runs:
+            continue
+        for _, steps in items:
+            progress = Progress(len(steps))
+            for step in sorted(steps):
+                progress.step("%s step %d" % (run, step))
+                header, data = stats.decode(steps[step][0], steps[step][1])
+                for l in header["layers"]:
+                    part = data[:, l["offset"]:l["offset"] + l["channels"]]
+                    h = stats.health(l.get("activation"), part)
+                    c = l["channels"]
+                    active = part[stats.STATS.index("active")]
+                    out.append({
+                        "run": run, "step": step, "layer": l["path"], "activation": l.get("activation") or "",
+                        "channels": c,
+                        "dead_units": "" if h["dead"] is None else int(round(h["dead"] * c)),
+                        "saturated_units": "" if h["saturated"] is None else int(round(h["saturated"] * c)),
+                        "nonfinite_units": int(np.count_nonzero(part[stats.STATS.index("nan")]
+                                                                + part[stats.STATS.index("inf")])),
+                        "mean_active": float("%.6g" % float(np.nanmean(active))) if c else "",
+                        "nan": h["nan"], "inf": h["inf"]})
+    return out
+
+
+def health_csv(logdir, path, runs=None):
+    """Writes :func:`health_rows` as CSV to ``path``; returns the number of rows."""
+    import csv
+
+    rows = health_rows(logdir, runs)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=HEALTH_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    return len(rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m tb_layerview.export", description=__doc__.splitlines()[0])
     p.add_argument("logdir")
@@ -146,15 +296,28 @@ def main(argv=None):
                    help="series kind (repeatable; default: activations)")
     p.add_argument("--probe", action="append", type=int, help="image index (repeatable; default: all)")
     p.add_argument("--gif", action="store_true", help="also write a GIF over epochs per series and image")
+    p.add_argument("--contact-sheet", action="store_true",
+                   help="write one contact sheet per series instead: channels (or classes) x epochs")
+    p.add_argument("--health-csv", action="store_true", help="write OUT/health.csv: unit health per run, step, layer")
     p.add_argument("--scale", type=int, default=1, help="enlarge by this factor (default 1)")
     args = p.parse_args(argv)
     if not os.path.isdir(args.logdir):
         p.error("log directory %r does not exist" % args.logdir)
     if args.scale < 1:
         p.error("--scale must be >= 1; got %d" % args.scale)
-    written = export(args.logdir, args.out, runs=args.run, layers=args.layer,
-                     kinds=tuple(args.kind or ["activations"]), probes=args.probe, gif=args.gif,
-                     scale=args.scale)
+    kinds = tuple(args.kind or ["activations"])
+    written = []
+    if args.health_csv:
+        path = os.path.join(args.out, "health.csv")
+        if health_csv(args.logdir, path, runs=args.run):
+            written.append(path)
+    if args.contact_sheet:
+        for probe in args.probe or [0]:
+            written += contact_sheets(args.logdir, args.out, runs=args.run, layers=args.layer, kinds=kinds,
+                                      probe=probe, scale=args.scale)
+    if not (args.health_csv or args.contact_sheet):
+        written = export(args.logdir, args.out, runs=args.run, layers=args.layer, kinds=kinds,
+                         probes=args.probe, gif=args.gif, scale=args.scale)
     if not written:
         print("nothing exported: no tb_layerview images match in %s" % args.logdir, file=sys.stderr)
         return 1

@@ -58,3 +58,51 @@ def test_export_command_line_errors(tmp_path):
     out = subprocess.run([sys.executable, "-m", "tb_layerview.export", str(tmp_path), str(tmp_path / "o")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "nothing exported" in out.stderr
+
+
+def test_contact_sheet_lays_channels_out_by_epochs(logdir, tmp_path):
+    """conv1 of the CNN run (6 channels of 10x10, 16 epochs): a 6 x 16 grid of tiles with 1-pixel gaps."""
+    written = export.contact_sheets(logdir, str(tmp_path), runs=["cnn"], layers=["conv1"])
+    assert written == [str(tmp_path / "cnn" / "activations" / "conv1" / "contact_probe0.png")]
+    sheet = np.asarray(Image.open(written[0]))
+    assert sheet.shape == (6 * 11 - 1, 16 * 11 - 1, 4)
+    tile = export._tile(export.viewable(render.encode_png(np.stack(
+        [np.arange(100, dtype=np.uint8).reshape(10, 10), np.full((10, 10), 255, np.uint8)], -1))),
+        {"cols": 1, "tile_w": 10, "tile_h": 10, "gap": 1}, 0)
+    assert tile.shape == (10, 10, 4)
+    assert (sheet[10, :, 3] == 0).all()  # the gap row between channels 0 and 1 is transparent
+
+
+def test_contact_sheet_of_cells_of_different_sizes_enlarges_the_small_ones():
+    """A 2x2 cell next to a 4x4 one is repeated to 4x4; a missing cell stays transparent."""
+    small = np.full((2, 2, 4), 7, np.uint8)
+    big = np.full((4, 4, 4), 9, np.uint8)
+    sheet = export.contact_sheet([[small, big], [None, big]])
+    assert sheet.shape == (9, 9, 4)
+    assert (sheet[:4, :4] == 7).all() and (sheet[:4, 5:] == 9).all() and (sheet[5:, :4] == 0).all()
+
+
+def test_health_csv_has_a_row_per_run_step_and_layer(logdir, tmp_path):
+    """health.csv lists every layer of every logged step with its unit counts."""
+    import csv
+
+    out = subprocess.run([sys.executable, "-m", "tb_layerview.export", logdir, str(tmp_path), "--health-csv",
+                          "--run", "cnn"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = list(csv.DictReader(open(tmp_path / "health.csv", encoding="utf-8")))
+    assert len(rows) == 16 * 5 and list(rows[0]) == list(export.HEALTH_COLUMNS)
+    conv1 = [r for r in rows if r["layer"] == "conv1"]
+    assert conv1[0]["activation"] == "relu" and conv1[0]["channels"] == "6" and conv1[0]["saturated_units"] == ""
+    assert all(0 <= int(r["dead_units"]) <= 6 for r in conv1)
+    assert "[" in out.stderr  # the progress bar over 16 steps
+
+
+def test_progress_bar_reaches_the_total():
+    """Progress writes a bar that ends at total/total with a newline."""
+    import io
+
+    stream = io.StringIO()
+    bar = export.Progress(3, stream=stream, width=3, min_total=1)
+    for i in range(3):
+        bar.step("item %d" % i)
+    assert stream.getvalue().rstrip().endswith("[###] 3/3 item 2")
