@@ -6,9 +6,11 @@ import * as api from './api.js';
 import {classViews} from './classgrid.js';
 import {enlarge} from './enlarge.js';
 import {healthView} from './health.js';
-import {colormapTable, overlayPixels} from './normalise.js';
-import {nearestShown, planReason} from './state.js';
-import {configCard, el, errorBanner, formatShape, paint, pixelsOf, predictionCorrect, predictionText} from './views.js';
+import {colormapTable, dequantize, differencePixels, overlayPixels} from './normalise.js';
+import {diffReference, nearestShown, planReason, sameLayout} from './state.js';
+import {
+  configCard, el, errorBanner, formatShape, paint, paintPixels, pixelsOf, predictionCorrect, predictionText,
+} from './views.js';
 
 /** Tile statistics of the image a cell shows (filters have one image, whatever the probe). */
 export function tilesOf(info, cell) {
@@ -154,13 +156,57 @@ export async function paintCell(panel, token, col, cell, step, hasStep) {
   cell.info = info;
   cell.tiles = tiles;
   cell.step = step;
-  paint(cell.canvas, pixelsOf(url, img), info, tiles, {norm: s.norm, cmap: s.cmap, zoom: s.zoom, fixed, rgb: info.rgb});
+  let compared = '';
+  if (s.diff !== 'none' && !info.rgb) {
+    compared = await paintDifference(panel, token, col, cell, step, drawn, url, img, info);
+    if (compared === null) return;
+  } else {
+    paint(cell.canvas, pixelsOf(url, img), info, tiles, {norm: s.norm, cmap: s.cmap, zoom: s.zoom, fixed, rgb: info.rgb});
+  }
   cell.canvas.classList.toggle('stale', Boolean(notice));
   if (cell.kind === 'activations') paintAttribution(panel, col.run, cell, step, token);
   const shown = info.shown < info.channels ? `${info.shown} of ${info.channels} ${cell.kind === 'filters' ? 'filters' : 'channels'}` : '';
-  const notes = [shown, info.scale > 1 ? `downsampled ${info.scale}×` : '', info.slice ? `middle slice ${info.slice.index}` : '', info.note || '']
+  const notes = [compared, shown, info.scale > 1 ? `downsampled ${info.scale}×` : '', info.slice ? `middle slice ${info.slice.index}` : '', info.note || '']
     .filter(Boolean).join(' · ');
   cell.status.textContent = notes;
+}
+
+/**
+ * Paints a cell as the signed change from its reference (the previous or
+ * first drawn epoch, or the first selected run) on the diverging map.
+ * Returns the note for the status line, or null when a newer paint took over.
+ */
+async function paintDifference(panel, token, col, cell, step, drawn, url, img, info) {
+  const s = panel.state;
+  const first = panel.selectedRuns()[0];
+  const ref = diffReference(s.diff, col.run.run, step, drawn, first ? first.run : null);
+  const px = pixelsOf(url, img);
+  if (ref.error) {
+    paint(cell.canvas, px, info, tilesOf(info, cell), {norm: s.norm, cmap: s.cmap, zoom: s.zoom, fixed: null});
+    return ref.reference ? 'the reference of Δ first run' : `no Δ: ${ref.error}`;
+  }
+  const refUrl = api.imageUrl(ref.run, col.layer.path, cell.kind, ref.step, cell.probe);
+  let refImg;
+  let refInfo;
+  try {
+    [refImg, refInfo] = await Promise.all([api.loadImage(refUrl), api.fetchInfo(ref.run, col.layer.path, cell.kind, ref.step)]);
+  } catch (err) {
+    paint(cell.canvas, px, info, tilesOf(info, cell), {norm: s.norm, cmap: s.cmap, zoom: s.zoom, fixed: null});
+    return `no Δ: ${ref.run === col.run.run ? 'epoch ' + ref.step : 'run ' + ref.run} has no image here`;
+  }
+  if (token !== panel.paintToken) return null;
+  if (!sameLayout(info, refInfo)) {
+    paint(cell.canvas, px, info, tilesOf(info, cell), {norm: s.norm, cmap: s.cmap, zoom: s.zoom, fixed: null});
+    return `no Δ: the shapes differ (${refInfo.shown} tiles of ${refInfo.tile_w}×${refInfo.tile_h} there)`;
+  }
+  const refPx = pixelsOf(refUrl, refImg);
+  const a = dequantize(px.data, px.width, px.height, info, tilesOf(info, cell));
+  const b = dequantize(refPx.data, refPx.width, refPx.height, refInfo, tilesOf(refInfo, cell));
+  const diff = differencePixels(a, b, px.width, px.height, info, s.norm === 'channel' ? 'channel' : 'layer',
+    colormapTable('diverging'));
+  paintPixels(cell.canvas, diff.pixels, px.width, px.height, s.zoom);
+  return `Δ from ${ref.run === col.run.run ? 'epoch ' + ref.step : ref.run} (blue lower, red higher; ` +
+    `largest change ${Math.max(...diff.maxAbs).toPrecision(3)})`;
 }
 
 /** Draws the attribution map of probe `p` at `step` over its input image. */

@@ -10,7 +10,7 @@ import {startLive} from './live.js';
 import {Model} from './model.js';
 import {COLORMAPS, NORMS, tileStats} from './normalise.js';
 import {
-  VIEWS, ZOOMS, alignLayers, assignColours, decodeState, encodeState, filterLayers, layerRows, moveStep, snapStep,
+  DIFFS, VIEWS, ZOOMS, alignLayers, assignColours, decodeState, encodeState, filterLayers, layerRows, moveStep, snapStep,
   unionSteps,
 } from './state.js';
 import {UrlState} from './url.js';
@@ -72,6 +72,8 @@ class Panel {
     this.cmapSelect = el('select', {'aria-label': 'Colormap', onchange: () => this.set({cmap: this.cmapSelect.value}, false)},
       COLORMAPS.map((c) => option(c, c, s.cmap)));
     this.attrBox = el('input', {type: 'checkbox', checked: s.attr, onchange: () => this.set({attr: this.attrBox.checked}, false)});
+    this.diffSelect = el('select', {'aria-label': 'Compare', onchange: () => this.set({diff: this.diffSelect.value}, false)},
+      DIFFS.map((d) => option(d, {none: 'as is', prev: 'Δ previous epoch', first: 'Δ first epoch', run: 'Δ first run'}[d], s.diff)));
     this.zoomSelect = el('select', {'aria-label': 'Zoom', onchange: () => this.set({zoom: +this.zoomSelect.value}, false)},
       ZOOMS.map((z) => option(z, `${z}×`, s.zoom)));
     this.message = el('div', {class: 'message'});
@@ -94,6 +96,7 @@ class Panel {
         el('label', {}, 'Normalise ', this.normSelect),
         el('label', {}, 'Colours ', this.cmapSelect),
         el('label', {}, 'Zoom ', this.zoomSelect),
+        el('label', {title: 'Activations and filters as the signed change from another epoch or run'}, 'Show ', this.diffSelect),
         el('label', {title: 'Overlay where the model looks (Grad-CAM or saliency) on each probe'}, this.attrBox, ' attribution')));
     const sidebar = el('nav', {class: 'sidebar'},
       el('h3', {text: 'Runs'}), this.runList,
@@ -196,6 +199,7 @@ class Panel {
     this.cmapSelect.value = s.cmap;
     this.zoomSelect.value = String(s.zoom);
     this.attrBox.checked = s.attr;
+    this.diffSelect.value = s.diff;
   }
 
   renderRuns() {

@@ -222,3 +222,59 @@ export function heatmapPixels(rows, channels, lo, hi, table) {
   }
   return out;
 }
+
+/**
+ * The values an LA image stands for: pixel q of tile t is
+ * min_t + q / 255 * (max_t - min_t) (docs/format.md); NaN for padding,
+ * gaps and non-finite pixels. `data` is RGBA bytes as a canvas gives them.
+ */
+export function dequantize(data, width, height, layout, stats) {
+  const out = new Float32Array(width * height).fill(NaN);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const t = tileAt(layout, x, y);
+      const i = y * width + x;
+      if (t < 0 || data[i * 4 + 3] !== ALPHA_DATA) continue;
+      const lo = stats.min[t] ?? 0;
+      const hi = stats.max[t] ?? 0;
+      out[i] = lo + (data[i * 4] / 255) * (hi - lo);
+    }
+  }
+  return out;
+}
+
+/**
+ * A signed difference image on the diverging map: `a - b` per pixel, scaled
+ * by the largest |difference| of its tile (`norm` 'channel') or of the whole
+ * image (otherwise); zero sits mid-scale, NaN on either side stays
+ * transparent. Returns {pixels (RGBA), maxAbs (per tile)}.
+ */
+export function differencePixels(a, b, width, height, layout, norm, table) {
+  const n = layout.shown;
+  const maxAbs = new Float64Array(n);
+  const d = new Float32Array(width * height).fill(NaN);
+  const tileOf = new Int32Array(width * height).fill(-1);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = y * width + x;
+      const t = tileAt(layout, x, y);
+      if (t < 0 || Number.isNaN(a[i]) || Number.isNaN(b[i])) continue;
+      d[i] = a[i] - b[i];
+      tileOf[i] = t;
+      maxAbs[t] = Math.max(maxAbs[t], Math.abs(d[i]));
+    }
+  }
+  const whole = Math.max(0, ...maxAbs);
+  const out = new Uint8ClampedArray(width * height * 4);
+  for (let i = 0; i < width * height; i++) {
+    const t = tileOf[i];
+    if (t < 0) continue;
+    const m = (norm === 'channel' ? maxAbs[t] : whole) || 1;
+    const q = Math.max(0, Math.min(255, Math.round((d[i] / m + 1) * 127.5)));
+    out[i * 4] = table[q * 3];
+    out[i * 4 + 1] = table[q * 3 + 1];
+    out[i * 4 + 2] = table[q * 3 + 2];
+    out[i * 4 + 3] = 255;
+  }
+  return {pixels: out, maxAbs: [...maxAbs]};
+}

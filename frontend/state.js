@@ -3,6 +3,8 @@
 import {COLORMAPS, NORMS} from './normalise.js';
 
 export const VIEWS = ['activations', 'filters', 'classes', 'health', 'config'];
+/** Difference modes of the Activations and Filters views. */
+export const DIFFS = ['none', 'prev', 'first', 'run'];
 /** Statistics the Health view's heatmap can show (GET /stats names). */
 export const HEALTH_STATS = ['active', 'zero', 'sat', 'mean', 'std', 'min', 'max', 'nan', 'inf'];
 export const ZOOMS = [1, 2, 3, 4, 6, 8];
@@ -20,6 +22,7 @@ export function defaultState() {
     follow: true, // jump to the newest epoch as it arrives
     attr: true, // overlay attribution maps on the probes
     hstat: 'active', // the statistic of the Health view's heatmap
+    diff: 'none', // show the change from the previous epoch, epoch 0 or the first run
   };
 }
 
@@ -42,6 +45,7 @@ export function encodeState(state) {
   q.set('zoom', String(state.zoom));
   if (!state.attr) q.set('attr', '0');
   if (state.hstat !== 'active') q.set('hstat', state.hstat);
+  if (state.diff !== 'none') q.set('diff', state.diff);
   return q.toString();
 }
 
@@ -64,6 +68,7 @@ export function decodeState(text) {
   s.zoom = ZOOMS.includes(zoom) ? zoom : s.zoom;
   s.attr = q.get('attr') !== '0';
   if (HEALTH_STATS.includes(q.get('hstat'))) s.hstat = q.get('hstat');
+  if (DIFFS.includes(q.get('diff'))) s.diff = q.get('diff');
   return s;
 }
 
@@ -287,4 +292,29 @@ export function planReason(plan, layer, kind) {
     return 'the kernel is frozen and unchanged since it was last drawn';
   }
   return null;
+}
+
+/**
+ * What a cell in a difference mode compares with: `{run, step}`, or
+ * `{error}` when there is nothing to compare. `drawn`: the steps of the
+ * cell's series; `reference`: the first selected run (for `run` mode).
+ */
+export function diffReference(mode, run, step, drawn, reference) {
+  if (mode === 'prev') {
+    const before = drawn.filter((s) => s < step);
+    return before.length ? {run, step: before[before.length - 1]} : {error: `no epoch before ${step} to compare with`};
+  }
+  if (mode === 'first') {
+    return drawn.length && drawn[0] < step ? {run, step: drawn[0]} : {error: `epoch ${step} is the first one`};
+  }
+  if (mode === 'run') {
+    if (!reference || reference === run) return {error: 'this is the reference run', reference: true};
+    return {run: reference, step};
+  }
+  return {error: 'no difference mode'};
+}
+
+/** Whether two /info layouts tile the same way, so that their pixels compare. */
+export function sameLayout(a, b) {
+  return ['layout', 'shown', 'rows', 'cols', 'tile_w', 'tile_h', 'gap', 'scale'].every((k) => a[k] === b[k]);
 }

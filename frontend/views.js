@@ -114,6 +114,18 @@ export function paint(canvas, pixels, layout, stats, opts) {
   return zoom;
 }
 
+/** Puts RGBA `pixels` of a w x h image into `canvas`, magnified as paint() would. */
+export function paintPixels(canvas, pixels, w, h, zoom) {
+  const z = displayZoom(w, h, zoom);
+  if (canvas.width !== w) canvas.width = w;
+  if (canvas.height !== h) canvas.height = h;
+  canvas.style.width = `${w * z}px`;
+  canvas.style.height = `${h * z}px`;
+  canvas.dataset.zoom = String(z);
+  canvas.getContext('2d').putImageData(new ImageData(pixels, w, h), 0, 0);
+  return z;
+}
+
 /** Tile index under a mouse event on a painted canvas, or -1. */
 export function tileUnder(canvas, layout, event) {
   const zoom = Number(canvas.dataset.zoom) || 1;

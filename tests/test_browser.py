@@ -518,3 +518,21 @@ def test_health_view_names_dead_channels_since_their_first_epoch_and_draws_a_hea
         p.page.close()
     finally:
         stop(proc)
+
+
+def test_difference_modes_paint_the_change_from_another_epoch(browser, tensorboard_url):
+    """Δ previous epoch and Δ first epoch repaint conv1 as a signed change and say from what."""
+    p = Page(browser, tab_url(tensorboard_url, "run=cnn&layer=conv1&step=3&probe=0"))
+    plain = p.painted()
+    p.eval("() => window.layerView.set({diff: 'prev'}, false)")
+    p.wait("() => document.querySelector('.cell-status').textContent.startsWith('Δ from epoch 2')")
+    prev = p.painted()
+    assert prev != plain
+    p.eval("() => window.layerView.set({diff: 'first'}, false)")
+    p.wait("() => document.querySelector('.cell-status').textContent.startsWith('Δ from epoch 0')")
+    assert p.painted() != prev
+    p.eval("() => window.layerView.set({diff: 'run', step: 0}, false)")
+    p.wait("() => document.querySelector('.cell-status').textContent.startsWith('the reference of Δ first run')")
+    assert "diff=run" in p.page.url or "diff%3Drun" in p.page.url
+    assert p.errors == [], p.errors
+    p.page.close()

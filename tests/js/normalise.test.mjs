@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
 import {
-  byteMap, colormapTable, colourise, displayRange, displayZoom, heatmapPixels, matrixRange, oneTile, overlayPixels,
+  byteMap, colormapTable, colourise, dequantize, differencePixels, displayRange, displayZoom, heatmapPixels, matrixRange,
+  oneTile, overlayPixels,
   tileAt, tileRect, tileStats,
 } from '../../frontend/normalise.js';
 
@@ -103,4 +104,29 @@ test('heatmapPixels colours one column per epoch and leaves missing epochs trans
   assert.deepEqual([...px.slice(12, 24)], [255, 0, 0, 255, 0, 0, 0, 0, 0, 0, 255, 255]);
   assert.deepEqual(matrixRange([[3, null], null, [-1, 2]]), [-1, 3]);
   assert.deepEqual(matrixRange([[null]]), [0, 1]);
+});
+
+test('dequantize turns stored bytes back into values with each tile range', () => {
+  const layout = {rows: 1, cols: 2, tile_h: 1, tile_w: 2, gap: 1, shown: 2};
+  // 5 x 1 pixels: tile 0 at x 0-1, gap at x 2, tile 1 at x 3-4 (x 4 is NaN-coded).
+  const data = new Uint8ClampedArray([0, 0, 0, 255, 255, 0, 0, 255, 0, 0, 0, 0, 51, 0, 0, 255, 0, 0, 0, 1]);
+  const v = dequantize(data, 5, 1, layout, {min: [-1, 10], max: [1, 15]});
+  assert.deepEqual([v[0], v[1]], [-1, 1]);
+  assert.ok(Number.isNaN(v[2]) && Number.isNaN(v[4]));
+  assert.ok(Math.abs(v[3] - 11) < 1e-6);
+});
+
+test('differencePixels puts zero mid-scale and scales by the largest change per tile or image', () => {
+  const layout = {rows: 1, cols: 2, tile_h: 1, tile_w: 1, gap: 0, shown: 2};
+  const table = new Uint8Array(256 * 3);
+  for (let i = 0; i < 256; i++) table.set([i, i, i], i * 3);
+  const a = new Float32Array([3, 1]);
+  const b = new Float32Array([1, 2]);
+  const perTile = differencePixels(a, b, 2, 1, layout, 'channel', table);
+  assert.deepEqual(perTile.maxAbs, [2, 1]);
+  assert.deepEqual([perTile.pixels[0], perTile.pixels[4]], [255, 0]); // +2 of 2, -1 of 1
+  const whole = differencePixels(a, b, 2, 1, layout, 'layer', table);
+  assert.deepEqual([whole.pixels[0], whole.pixels[4]], [255, 64]); // -1 of 2 -> 63.75
+  const same = differencePixels(a, a, 2, 1, layout, 'channel', table);
+  assert.deepEqual([same.pixels[0], same.pixels[4]], [128, 128]);
 });

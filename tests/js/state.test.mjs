@@ -4,7 +4,7 @@ import {test} from 'node:test';
 
 import {
   alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
-  blockKey, nearestShown, ownHashState, planReason, snapStep, unionSteps, withHashParam,
+  blockKey, diffReference, nearestShown, ownHashState, planReason, sameLayout, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
 test('encodeState/decodeState round-trip every field, names with odd characters included', () => {
@@ -154,4 +154,15 @@ test('the Health view and its statistic are part of the URL state', () => {
   assert.equal(decodeState(encodeState(s)).view, 'health');
   assert.equal(decodeState(encodeState(s)).hstat, 'sat');
   assert.equal(decodeState('view=health&hstat=bogus').hstat, 'active');
+});
+
+test('diffReference picks the previous or first drawn epoch, or the first run, and says when there is none', () => {
+  assert.deepEqual(diffReference('prev', 'r', 8, [0, 4, 8], 'r'), {run: 'r', step: 4});
+  assert.deepEqual(diffReference('prev', 'r', 0, [0, 4], 'r'), {error: 'no epoch before 0 to compare with'});
+  assert.deepEqual(diffReference('first', 'r', 8, [0, 4, 8], 'r'), {run: 'r', step: 0});
+  assert.deepEqual(diffReference('run', 'b', 8, [0, 8], 'a'), {run: 'a', step: 8});
+  assert.equal(diffReference('run', 'a', 8, [0, 8], 'a').reference, true);
+  assert.ok(sameLayout({layout: 'grid', shown: 2, rows: 1, cols: 2, tile_w: 3, tile_h: 3, gap: 1, scale: 1},
+    {layout: 'grid', shown: 2, rows: 1, cols: 2, tile_w: 3, tile_h: 3, gap: 1, scale: 1, step: 5}));
+  assert.ok(!sameLayout({shown: 2}, {shown: 3}));
 });
