@@ -1,6 +1,7 @@
 // Data access for the Layer View panel. Every function here maps to one route
 // of docs/http_api.md; URLs are relative so that --path_prefix and
-// /experiment/<id>/ deployments work unchanged.
+// /experiment/<id>/ deployments work unchanged. Nothing here caches: the
+// caches are model.js's.
 
 export class ApiError extends Error {
   constructor(message, status) {
@@ -36,24 +37,6 @@ async function getJson(route, params) {
   return resp.json();
 }
 
-/** `map[key]`, filled with the promise `load()` returns; a failed load is forgotten so it is retried. */
-export function memo(map, key, load) {
-  if (!map.has(key)) {
-    map.set(key, load().catch((err) => {
-      map.delete(key);
-      throw err;
-    }));
-  }
-  return map.get(key);
-}
-
-// Blobs of a logged step never change, so their JSON is cached forever here.
-const immutable = new Map();
-
-function cachedJson(route, params) {
-  return memo(immutable, routeUrl(route, params), () => getJson(route, params));
-}
-
 /** GET /runs: every run with its layers in model order. */
 export const fetchRuns = () => getJson('runs');
 /** GET /config: model and layer configuration of a run. */
@@ -61,18 +44,18 @@ export const fetchConfig = (run) => getJson('config', {run});
 /** GET /steps: steps and wall times of one series. */
 export const fetchSteps = (run, layer, kind) => getJson('steps', {run, layer, kind});
 /** GET /info: layout and tile statistics of one image step (`probes[i]`: one array per statistic). */
-export const fetchInfo = (run, layer, kind, step) => cachedJson('info', {run, layer, kind, step});
+export const fetchInfo = (run, layer, kind, step) => getJson('info', {run, layer, kind, step});
 /** GET /ranges: per-tile ranges over all steps, for fixed normalisation. */
 export const fetchRanges = (run, layer, kind) => getJson('ranges', {run, layer, kind});
 /** GET /probes: the probe inputs. */
 export const fetchProbes = (run) => getJson('probes', {run});
 /** GET /predictions: model outputs for each probe at a step. */
-export const fetchPredictions = (run, step) => cachedJson('predictions', {run, step});
+export const fetchPredictions = (run, step) => getJson('predictions', {run, step});
 
 /** GET /plan: what a step logged, and why not the rest. */
-export const fetchPlan = (run, step) => cachedJson('plan', {run, step});
+export const fetchPlan = (run, step) => getJson('plan', {run, step});
 /** GET /stats: per-channel statistics of a step (of one layer when `layer` is given). */
-export const fetchStats = (run, step, layer) => cachedJson('stats', {run, step, layer});
+export const fetchStats = (run, step, layer) => getJson('stats', {run, step, layer});
 
 /** GET /health: unit problems of a run, or (with layer and stat) a channel x step matrix. */
 export const fetchHealth = (run, layer, stat) => getJson('health', {run, layer, stat});
@@ -82,24 +65,3 @@ export const imageUrl = (run, layer, kind, step, probe) =>
   routeUrl('image', {run, layer, kind, step, probe});
 /** URL of GET /probe_image (PNG). */
 export const probeImageUrl = (run, probe) => routeUrl('probe_image', {run, probe});
-
-const images = new Map();
-const MAX_IMAGES = 2000;
-
-/** Loads (or returns the cached) decoded image at `url`. */
-export function loadImage(url) {
-  if (!images.has(url)) {
-    const p = new Promise((resolve, reject) => {
-      const img = new Image();
-      img.onload = () => resolve(img);
-      img.onerror = () => {
-        images.delete(url);
-        reject(new ApiError(`image not available: ${url}`, 404));
-      };
-      img.src = url;
-    });
-    if (images.size >= MAX_IMAGES) images.delete(images.keys().next().value);
-    images.set(url, p);
-  }
-  return images.get(url);
-}

@@ -4,6 +4,7 @@
 import * as api from './api.js';
 import {gridSteps, snapStep} from './state.js';
 import {el, errorBanner} from './views.js';
+import {fetchInfo} from './model.js';
 
 export const CLASS_KIND_LABELS = {maximization: 'Activation maximisation', backquery: 'Back-query'};
 
@@ -38,7 +39,7 @@ export function epochGrid(panel, run, kind, layer) {
     const all = res.steps.map((x) => x.step);
     const steps = gridSteps(all, panel.currentStep());
     const current = snapStep(all, panel.currentStep());
-    const info = await api.fetchInfo(run.run, layer, kind, steps[steps.length - 1]);
+    const info = await fetchInfo(run.run, layer, kind, steps[steps.length - 1]);
     const labels = info.units ? info.units.map((u) => `unit ${u}`) : info.classes.map((c, i) => info.names[i] ?? String(c));
     const table = el('table', {class: 'class-grid'});
     table.append(el('tr', {}, el('th', {text: `${info.units ? 'unit' : 'class'} \\ epoch`}),

@@ -9,8 +9,9 @@ import {healthView} from './health.js';
 import {colormapTable, dequantize, differencePixels, overlayPixels} from './normalise.js';
 import {diffReference, nearestShown, planReason, sameLayout} from './state.js';
 import {
-  configCard, el, errorBanner, formatShape, paint, paintPixels, pixelsOf, predictionCorrect, predictionText,
+  configCard, el, errorBanner, formatShape, paint, paintPixels, predictionCorrect, predictionText,
 } from './views.js';
+import {fetchInfo, fetchPlan, fetchPredictions, loadImage, pixelsOf} from './model.js';
 
 /** Tile statistics of the image a cell shows (filters have one image, whatever the probe). */
 export function tilesOf(info, cell) {
@@ -58,7 +59,7 @@ export function buildColumn(panel, run) {
     const step = panel.currentStep();
     if (run.has_plan && step !== null) {
       // Not drawn yet: the budget's plan says why.
-      api.fetchPlan(run.run, step).then((plan) => {
+      fetchPlan(run.run, step).then((plan) => {
         const reason = planReason(plan, layer.path, kind);
         if (reason) why.textContent = `No ${kind === 'filters' ? 'filters' : 'images'} of this layer yet (${reason}).`;
       }).catch(() => {});
@@ -121,7 +122,7 @@ export async function paintCell(panel, token, col, cell, step, hasStep) {
   const drawn = await panel.model.seriesSteps(run, layer, cell.kind, col.run.steps.length);
   if (!drawn.includes(step)) {
     const reason = col.run.has_plan
-      ? await api.fetchPlan(run, step).then((p) => planReason(p, layer, cell.kind)).catch(() => null) : null;
+      ? await fetchPlan(run, step).then((p) => planReason(p, layer, cell.kind)).catch(() => null) : null;
     const shownStep = nearestShown(drawn, step);
     notice = `No ${cell.kind === 'filters' ? 'filters' : 'images'} at epoch ${step}${reason ? ` (${reason})` : ''}.` +
       (shownStep !== null ? ` Showing epoch ${shownStep}.` : '');
@@ -137,13 +138,13 @@ export async function paintCell(panel, token, col, cell, step, hasStep) {
     cell.notice.hidden = true;
   }
   const url = api.imageUrl(run, layer, cell.kind, step, cell.probe);
-  const [img, info] = await Promise.all([api.loadImage(url), api.fetchInfo(run, layer, cell.kind, step)]);
+  const [img, info] = await Promise.all([loadImage(url), fetchInfo(run, layer, cell.kind, step)]);
   let fixed = null;
   if (s.norm === 'fixed') {
     fixed = await panel.model.fixedRanges(run, layer, cell.kind, col.run.steps.length);
   }
   if (cell.prediction && cell.kind === 'activations') {
-    api.fetchPredictions(run, step).then((pred) => {
+    fetchPredictions(run, step).then((pred) => {
       if (token !== panel.paintToken) return;
       const entry = pred.probes[cell.probe];
       cell.prediction.textContent = predictionText(entry, null);
@@ -189,7 +190,7 @@ async function paintDifference(panel, token, col, cell, step, drawn, url, img, i
   let refImg;
   let refInfo;
   try {
-    [refImg, refInfo] = await Promise.all([api.loadImage(refUrl), api.fetchInfo(ref.run, col.layer.path, cell.kind, ref.step)]);
+    [refImg, refInfo] = await Promise.all([loadImage(refUrl), fetchInfo(ref.run, col.layer.path, cell.kind, ref.step)]);
   } catch (err) {
     paint(cell.canvas, px, info, tilesOf(info, cell), {norm: s.norm, cmap: s.cmap, zoom: s.zoom, fixed: null});
     return `no Δ: ${ref.run === col.run.run ? 'epoch ' + ref.step : 'run ' + ref.run} has no image here`;
@@ -218,11 +219,11 @@ export async function paintAttribution(panel, run, cell, step, token) {
     return;
   }
   try {
-    const info = await api.fetchInfo(run.run, null, 'attribution', step);
+    const info = await fetchInfo(run.run, null, 'attribution', step);
     const i = info.targets.findIndex((t) => t.probe === cell.probe && t.which === 'predicted');
     if (i < 0) return;
     const url = api.imageUrl(run.run, null, 'attribution', step, i);
-    const px = pixelsOf(url, await api.loadImage(url));
+    const px = pixelsOf(url, await loadImage(url));
     if (token !== panel.paintToken) return;
     const out = new ImageData(overlayPixels(px.data, colormapTable('magma')), px.width, px.height);
     overlay.width = px.width;

@@ -3,7 +3,8 @@
 import * as api from './api.js';
 import {tilesOf} from './column.js';
 import {displayRange, oneTile, tileStats} from './normalise.js';
-import {cropTile, el, paint, pixelsOf, singleLayout, tileUnder} from './views.js';
+import {cropTile, el, paint, singleLayout, tileUnder} from './views.js';
+import {fetchInfo, loadImage, pixelsOf} from './model.js';
 
 /** Shows one channel large, with a filmstrip of it across all epochs. */
 export async function enlarge(panel, col, cell, e) {
@@ -25,7 +26,7 @@ export async function enlarge(panel, col, cell, e) {
   const fixed = s.norm === 'fixed' ? await panel.model.fixedRanges(run, layer, cell.kind, col.run.steps.length) : null;
   const draw = async (canvas, step, zoom) => {
     const url = api.imageUrl(run, layer, cell.kind, step, cell.probe);
-    const [img, info] = await Promise.all([api.loadImage(url), api.fetchInfo(run, layer, cell.kind, step)]);
+    const [img, info] = await Promise.all([loadImage(url), fetchInfo(run, layer, cell.kind, step)]);
     const tile = cropTile(pixelsOf(url, img), info, t);
     const all = tilesOf(info, cell);
     // One tile alone: its range under the chosen normalisation, as a fixed one.

@@ -4,7 +4,71 @@
 // here by the run's version (its number of steps).
 
 import * as api from './api.js';
-import {memo} from './api.js';
+import {ApiError} from './api.js';
+
+/** `map[key]`, filled with the promise `load()` returns; a failed load is forgotten so it is retried. */
+export function memo(map, key, load) {
+  if (!map.has(key)) {
+    map.set(key, load().catch((err) => {
+      map.delete(key);
+      throw err;
+    }));
+  }
+  return map.get(key);
+}
+
+// Blobs of a logged step never change: their JSON is kept for the page's life.
+const immutable = new Map();
+const once = (route, fetch) => (...args) => memo(immutable, JSON.stringify([route, ...args]), () => fetch(...args));
+
+/** GET /info of one image step (cached: it never changes). */
+export const fetchInfo = once('info', api.fetchInfo);
+/** GET /predictions of a step (cached). */
+export const fetchPredictions = once('predictions', api.fetchPredictions);
+/** GET /plan of a step (cached). */
+export const fetchPlan = once('plan', api.fetchPlan);
+/** GET /stats of a step (cached). */
+export const fetchStats = once('stats', api.fetchStats);
+
+const images = new Map();
+const MAX_IMAGES = 2000;
+
+/** Loads (or returns the cached) decoded image at `url`. */
+export function loadImage(url) {
+  if (!images.has(url)) {
+    const p = new Promise((resolve, reject) => {
+      const img = new Image();
+      img.onload = () => resolve(img);
+      img.onerror = () => {
+        images.delete(url);
+        reject(new ApiError(`image not available: ${url}`, 404));
+      };
+      img.src = url;
+    });
+    if (images.size >= MAX_IMAGES) images.delete(images.keys().next().value);
+    images.set(url, p);
+  }
+  return images.get(url);
+}
+
+/** Decodes an image's pixels (RGBA bytes) through a scratch canvas. */
+// Decoded pixels of the images drawn last.
+const pixelCache = new Map();
+export function pixelsOf(url, img) {
+  let px = pixelCache.get(url);
+  if (!px) {
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth;
+    c.height = img.naturalHeight;
+    const ctx = c.getContext('2d', {willReadFrequently: true});
+    ctx.drawImage(img, 0, 0);
+    px = ctx.getImageData(0, 0, c.width, c.height);
+    if (pixelCache.size > 600) pixelCache.delete(pixelCache.keys().next().value);
+    pixelCache.set(url, px);
+  }
+  return px;
+}
+
 
 /** Offsets of the epochs read ahead; the server sends its own (GET /runs `read_ahead`). */
 const DEFAULT_READ_AHEAD = [1, -1, 2];
@@ -55,8 +119,8 @@ export class Model {
           for (const d of this.readAhead) {
             const next = steps[i + d];
             if (next === undefined || !drawn.includes(next)) continue;
-            api.loadImage(api.imageUrl(run, layer, cell.kind, next, cell.probe)).catch(() => {});
-            api.fetchInfo(run, layer, cell.kind, next).catch(() => {});
+            loadImage(api.imageUrl(run, layer, cell.kind, next, cell.probe)).catch(() => {});
+            fetchInfo(run, layer, cell.kind, next).catch(() => {});
           }
         }).catch(() => {});
       }

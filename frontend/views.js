@@ -59,22 +59,6 @@ export function errorBanner(message) {
   return el('div', {class: 'error', role: 'alert', text: message});
 }
 
-/** Decodes an image's pixels (RGBA bytes) through a scratch canvas. */
-const pixelCache = new Map();
-export function pixelsOf(url, img) {
-  let px = pixelCache.get(url);
-  if (!px) {
-    const c = document.createElement('canvas');
-    c.width = img.naturalWidth;
-    c.height = img.naturalHeight;
-    const ctx = c.getContext('2d', {willReadFrequently: true});
-    ctx.drawImage(img, 0, 0);
-    px = ctx.getImageData(0, 0, c.width, c.height);
-    if (pixelCache.size > 600) pixelCache.delete(pixelCache.keys().next().value);
-    pixelCache.set(url, px);
-  }
-  return px;
-}
 
 const tables = new Map();
 function tableFor(name) {
