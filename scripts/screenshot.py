@@ -1,9 +1,12 @@
-"""Regenerates docs/screenshot.png: the real panel on a real demo run.
+"""Regenerates docs/screenshot.png and docs/health.png: the real panel on real demo runs.
 
-Trains the demo's two CNNs for a few epochs, starts TensorBoard, opens the
-Layer View tab in Debian's Chromium (Playwright) and saves a screenshot.
+Trains the demo's two CNNs and the MLP for a few epochs, starts TensorBoard,
+opens the Layer View tab in Debian's Chromium (Playwright) and saves a
+screenshot of the activations of two runs side by side, and one of the
+Health view of the ReLU CNN.
 
-Usage: .venv/bin/python scripts/screenshot.py [--out docs/screenshot.png] [--epochs 6]
+Usage: .venv/bin/python scripts/screenshot.py [--out docs/screenshot.png]
+       [--health-out docs/health.png] [--epochs 20]
 """
 
 import argparse
@@ -23,7 +26,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "screenshot.png"))
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--health-out", default=os.path.join(ROOT, "docs", "health.png"))
+    p.add_argument("--health-state", default="run=cnn_relu&run=cnn_tanh&layer=conv2&view=health")
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--state", default="run=cnn_relu&run=cnn_tanh&layer=conv2&probe=0&norm=channel&cmap=viridis&zoom=2")
     args = p.parse_args()
     from helpers import panel_frame, start_tensorboard, stop
@@ -44,10 +49,16 @@ def main():
                                     timeout=60000)
             page.wait_for_timeout(1000)
             page.screenshot(path=args.out)
+            page.goto(url + "/#tb_layerview&lv=" + quote(args.health_state, safe=""))
+            page.reload()
+            frame = panel_frame(page)
+            frame.wait_for_function("() => document.querySelector('canvas.heatmap')", timeout=60000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=args.health_out)
             browser.close()
     finally:
         stop(proc)
-    print("wrote", args.out)
+    print("wrote", args.out, "and", args.health_out)
 
 
 if __name__ == "__main__":

@@ -813,3 +813,49 @@ def test_a_sigmoid_layer_driven_into_saturation_is_flagged():
     assert sat["saturated"] == 1.0 and sat["dead"] is None
     calm = stats.health("tanh", stats.channel_stats(np.zeros((8, 5)), limits=stats.saturation_limits("tanh")))
     assert calm["saturated"] == 0.0
+
+
+def test_a_model_diverging_to_nan_shows_the_first_nan_epoch_of_each_layer(tmp_path):
+    """SGD with a huge learning rate: the Health answer gives each layer the first step with NaN/Inf
+    units, none at step 0, and training goes on to the end with warnings only."""
+    from helpers import wsgi_client
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", name="d1"),
+                              keras.layers.Dense(8, activation="relu", name="d2"), keras.layers.Dense(1, name="out")])
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32") * 10
+    y = (x.sum(axis=1, keepdims=True) ** 3).astype("float32")
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        fit(model, x, y, tmp_path / "nan", probe=x[:4], epochs=6, optimizer=keras.optimizers.SGD(1e3),
+            class_views=False)
+    health = json.loads(wsgi_client(str(tmp_path)).get("/data/plugin/tb_layerview/health?run=nan").get_data())
+    assert health["steps"] == list(range(7))
+    since = {l["path"]: l["since"].get("nonfinite") for l in health["layers"]}
+    assert since["out"] is not None and since["out"] > 0, since
+    series, run = only_run(tmp_path / "nan")
+    from tb_layerview import stats
+
+    for path, first in since.items():
+        bad = [step for step, blobs in sorted(run_blob(series, run, metadata.KIND_STATS).items())
+               if stats.health(None, np.stack([stats.layer_slice(*stats.decode(*blobs), path)[k]
+                                                for k in stats.STATS]))["nan"]
+               + stats.health(None, np.stack([stats.layer_slice(*stats.decode(*blobs), path)[k]
+                                               for k in stats.STATS]))["inf"] > 0]
+        assert first == (bad[0] if bad else None), (path, first, bad)
+
+
+def test_a_sigmoid_layer_of_a_model_driven_into_saturation_is_flagged(tmp_path):
+    """A Dense sigmoid layer with weights of 50 on inputs of +-1: all its units saturated, from step 0."""
+    from helpers import wsgi_client
+
+    model = keras.Sequential([keras.Input((3,)),
+                              keras.layers.Dense(5, activation="sigmoid", name="sat",
+                                                 kernel_initializer=keras.initializers.Constant(50.0)),
+                              keras.layers.Dense(1, name="out")])
+    x = np.sign(np.random.default_rng(0).normal(size=(16, 3))).astype("float32")
+    fit(model, x, np.zeros((16, 1)), tmp_path / "sat", probe=x[:4], epochs=1, optimizer=keras.optimizers.SGD(0.0),
+        class_views=False)
+    health = json.loads(wsgi_client(str(tmp_path)).get("/data/plugin/tb_layerview/health?run=sat").get_data())
+    sat = next(l for l in health["layers"] if l["path"] == "sat")
+    assert (sat["activation"], sat["saturated"], sat["since"].get("saturated")) == ("sigmoid", 5, 0)

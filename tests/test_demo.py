@@ -65,3 +65,27 @@ def test_demo_rejects_unknown_models_with_the_choices_listed():
     out = subprocess.run([sys.executable, os.path.join(ROOT, "demo", "run_demo.py"), "--models", "resnet"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "unknown model(s) resnet; choose from cnn_relu" in out.stderr
+
+
+def test_demo_runs_carry_health_statistics_and_scalars(tmp_path):
+    """The demo's ReLU CNN has per-channel statistics at every step, a Health answer for its layers,
+    and layerview_health scalars for TensorBoard's Scalars tab."""
+    from tensorboard import context as tb_context
+
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from helpers import provider_for, wsgi_client
+
+    logdir = tmp_path / "demo_logs"
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "demo", "run_demo.py"), "--logdir", str(logdir),
+                          "--epochs", "2", "--samples", "200", "--models", "cnn_relu", "--no-tensorboard"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    import json
+
+    health = json.loads(wsgi_client(str(logdir)).get("/data/plugin/tb_layerview/health?run=cnn_relu").get_data())
+    assert health["steps"] == [0, 1, 2]
+    conv2 = next(l for l in health["layers"] if l["path"] == "conv2")
+    assert conv2["activation"] == "relu" and conv2["dead"] is not None
+    provider, _ = provider_for(str(logdir))
+    tags = provider.list_scalars(tb_context.RequestContext(), experiment_id="", plugin_name="scalars")["cnn_relu"]
+    assert "layerview_health/dead/conv2" in tags
