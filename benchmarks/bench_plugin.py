@@ -136,7 +136,14 @@ def measure(logdir, loader, args):
     try:
         wait_for(loaded, timeout=1800, interval=2)
         load_s = time.time() - t0
-        time.sleep(2)
+        # Memory is read once it has stopped growing (the loaders may still be settling).
+        previous = -1
+        while True:
+            time.sleep(3)
+            now = tree_rss(proc.pid)
+            if abs(now - previous) < 8 * 2**20:
+                break
+            previous = now
         rss = tree_rss(proc.pid)
         rnd = random.Random(0)
         # Every (run, layer, step) that holds images: the budget may thin them.
@@ -165,6 +172,7 @@ def measure(logdir, loader, args):
             "ranges": lambda: plugin + "ranges?run=%s&layer=%s&kind=activations" % pick()[:2],
             "predictions": lambda: plugin + "predictions?run=run%d&step=%d" % (rnd.randrange(args.runs), rnd.randrange(args.epochs + 1)),
             "plan": lambda: plugin + "plan?run=run%d&step=%d" % (rnd.randrange(args.runs), rnd.randrange(args.epochs + 1)),
+            "health": lambda: plugin + "health?run=run%d" % rnd.randrange(args.runs),
             "stats": lambda: plugin + "stats?run=%s&step=%d&layer=%s" % (lambda p: (p[0], p[2], p[1]))(pick()),
         }
         results = {}
@@ -182,7 +190,7 @@ def measure(logdir, loader, args):
         results["scrub info"] = scrub("info")
         results["scrub image"] = scrub("image")
         for name, make in routes.items():
-            n = args.requests if name not in ("runs", "ranges") else max(20, args.requests // 10)
+            n = args.requests if name not in ("ranges", "health") else max(20, args.requests // 10)
             for _ in range(5):
                 get(make())  # warm-up
             results[name] = percentiles([get(make()) for _ in range(n)])

@@ -258,18 +258,16 @@ def health_rows(logdir, runs=None):
                 header, data = stats.decode(steps[step][0], steps[step][1])
                 for l in header["layers"]:
                     part = data[:, l["offset"]:l["offset"] + l["channels"]]
-                    h = stats.health(l.get("activation"), part)
+                    counts = stats.unit_counts(l.get("activation"), part)
                     c = l["channels"]
-                    active = part[stats.STATS.index("active")]
                     out.append({
                         "run": run, "step": step, "layer": l["path"], "activation": l.get("activation") or "",
                         "channels": c,
-                        "dead_units": "" if h["dead"] is None else int(round(h["dead"] * c)),
-                        "saturated_units": "" if h["saturated"] is None else int(round(h["saturated"] * c)),
-                        "nonfinite_units": int(np.count_nonzero(part[stats.STATS.index("nan")]
-                                                                + part[stats.STATS.index("inf")])),
-                        "mean_active": float("%.6g" % float(np.nanmean(active))) if c else "",
-                        "nan": h["nan"], "inf": h["inf"]})
+                        "dead_units": "" if counts["dead"] is None else counts["dead"],
+                        "saturated_units": "" if counts["saturated"] is None else counts["saturated"],
+                        "nonfinite_units": counts["nonfinite"],
+                        "mean_active": float("%.6g" % float(np.nanmean(part[stats.STATS.index("active")]))) if c else "",
+                        "nan": l["nan"], "inf": l["inf"]})
     return out
 
 

@@ -179,6 +179,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         self._downsample = metadata.ALL_STEPS if not hint else int(hint)
         self._lock = threading.Lock()
         self._listing = {}  # experiment id -> (time, {run: {...}})
+        self._runs_answer = {}  # experiment id -> (listing it was built from, GET /runs answer)
         self._index = {}  # (eid, run, tag, max_step, max_wall_time) -> {step: (wall, keys)}
         self._ranges = {}  # same key -> GET /ranges answer
         # Only a data provider in another process (the Rust data server behind
@@ -343,6 +344,12 @@ class LayerViewPlugin(base_plugin.TBPlugin):
     def runs_impl(self, ctx, eid):
         """All runs with their layers in model order (see docs/http_api.md)."""
         listing = self._listing_for(ctx, eid)
+        # The answer only changes with the listing (renewed at most every
+        # _LISTING_TTL): the panel polls it, and models have hundreds of layers.
+        with self._lock:
+            cached = self._runs_answer.get(eid)
+        if cached is not None and cached[0] is listing:
+            return cached[1]
         runs = []
         for run in sorted(listing):
             entry = listing[run]
@@ -399,7 +406,10 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                                 for k, s in sorted(entry["run"].items()) if k in metadata.CLASS_KINDS},
                 "layers": layers,
             })
-        return {"runs": runs, "read_ahead": list(READ_AHEAD)}
+        answer = {"runs": runs, "read_ahead": list(READ_AHEAD)}
+        with self._lock:
+            self._runs_answer[eid] = (listing, answer)
+        return answer
 
     def _config_layers(self, ctx, eid, entry):
         """The drawable layers of a run's configuration, as /runs entries without kinds."""
@@ -555,7 +565,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             return hit
         decoded = list(self._bulk.map(lambda st: self._decoded_stats(ctx, eid, series, st), steps))
         if layer is None:
-            result = {"run": run, "steps": steps, "layers": self._problems(steps, decoded)}
+            result = {"run": run, "steps": steps, "layers": stats.problems(steps, decoded)}
         else:
             rows = []
             for header, data in decoded:
@@ -569,30 +579,6 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         with self._lock:
             self._ranges[key] = result
         return result
-
-    @staticmethod
-    def _problems(steps, decoded):
-        """Per layer: dead, saturated and non-finite units at the last step, and the step each first appeared."""
-        import numpy as np
-
-        from tb_layerview import stats
-
-        out = {}
-        for step, (header, data) in zip(steps, decoded):
-            for l in header["layers"]:
-                part = data[:, l["offset"]:l["offset"] + l["channels"]]
-                h = stats.health(l.get("activation"), part)
-                nan_units = int(np.count_nonzero(part[stats.STATS.index("nan")] + part[stats.STATS.index("inf")]))
-                counts = {"dead": None if h["dead"] is None else int(round(h["dead"] * l["channels"])),
-                          "saturated": None if h["saturated"] is None else int(round(h["saturated"] * l["channels"])),
-                          "nonfinite": nan_units}
-                rec = out.setdefault(l["path"], {"path": l["path"], "activation": l.get("activation"),
-                                                 "channels": l["channels"], "since": {}})
-                for what, n in counts.items():
-                    rec[what] = n
-                    if n and what not in rec["since"]:
-                        rec["since"][what] = step
-        return list(out.values())
 
     # ----------------------------------------------------------------- HTTP
 

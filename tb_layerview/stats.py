@@ -191,3 +191,40 @@ def layer_slice(header, data, path):
             part = data[:, layer["offset"]:layer["offset"] + layer["channels"]]
             return {name: part[i] for i, name in enumerate(header["stats"])}
     return None
+
+
+def unit_counts(activation, values):
+    """Numbers of dead, saturated (None where they make no sense for the
+    activation) and non-finite units of one layer output, from its statistics."""
+    v = np.asarray(values, dtype=np.float64).reshape(len(STATS), -1)
+    c = v.shape[1]
+    h = health(activation, v)
+    return {"dead": None if h["dead"] is None else int(round(h["dead"] * c)),
+            "saturated": None if h["saturated"] is None else int(round(h["saturated"] * c)),
+            "nonfinite": int(np.count_nonzero(v[STATS.index("nan")] + v[STATS.index("inf")]))}
+
+
+def problems(steps, decoded):
+    """The unit problems of every layer output over a run's steps.
+
+    Args:
+      steps: the steps, in order.
+      decoded: the :func:`decode` result of each step.
+
+    Returns:
+      list of ``{"path", "activation", "channels", "dead", "saturated",
+      "nonfinite", "since"}``: the numbers of dead, saturated (None where the
+      activation has no such notion) and non-finite units at the last step,
+      and ``since``, ``{problem: the first step it appeared}``.
+    """
+    out = {}
+    for step, (header, data) in zip(steps, decoded):
+        for l in header["layers"]:
+            counts = unit_counts(l.get("activation"), data[:, l["offset"]:l["offset"] + l["channels"]])
+            rec = out.setdefault(l["path"], {"path": l["path"], "activation": l.get("activation"),
+                                             "channels": l["channels"], "since": {}})
+            for what, n in counts.items():
+                rec[what] = n
+                if n and what not in rec["since"]:
+                    rec["since"][what] = step
+    return list(out.values())
