@@ -7,7 +7,9 @@ Public API::
     import tb_layerview.summary                 # tf.summary-style ops
     import tb_layerview.render                  # pure-numpy image maths
     import tb_layerview.classviews              # back-query, activation maximisation, attribution
-    import tb_layerview.export                  # PNG folders and GIFs from event files (no TF)
+    import tb_layerview.export                  # PNG folders, GIFs, contact sheets, health CSV (no TF)
+    import tb_layerview.stats                   # per-channel statistics and unit health (pure numpy)
+    import tb_layerview.writer                  # event files through TensorBoard's own writer (no TF)
 
 Importing this package does not import TensorFlow or Keras; they are loaded
 on first use of ``LayerView`` or of a summary op.
@@ -18,7 +20,7 @@ import importlib
 from tb_layerview.version import VERSION as __version__
 
 __all__ = ["LayerView", "LayerViewWarning", "Budget", "summary", "render", "metadata", "classviews", "export",
-           "__version__"]
+           "stats", "writer", "__version__"]
 
 _LAZY = {
     "LayerView": ("tb_layerview.callback", "LayerView"),
@@ -29,6 +31,8 @@ _LAZY = {
     "metadata": ("tb_layerview.metadata", None),
     "classviews": ("tb_layerview.classviews", None),
     "export": ("tb_layerview.export", None),
+    "stats": ("tb_layerview.stats", None),
+    "writer": ("tb_layerview.writer", None),
 }
 
 

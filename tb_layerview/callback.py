@@ -36,10 +36,11 @@ from tb_layerview.probe import MAX_PROBES, Probe
 __all__ = ["LayerView", "LayerViewWarning", "Budget", "MAX_PROBES"]
 
 #: Tracing and optimising the compiled probe pass costs about this many eager
-#: passes (measured on MobileNetV2 at 96x96, 8 probes: 5.5 s against 0.7-1.1 s)...
-COMPILE_COST_IN_PASSES = 6.0
-#: ...after which a pass costs about this share of an eager one (0.2 s).
-COMPILED_PASS_SHARE = 0.25
+#: passes (measured at 8 probes: MobileNetV2 at 96x96 5.2 s against 0.45-0.6 s,
+#: ResNet50 at 64x64 6.4 s against 0.5-0.8 s)...
+COMPILE_COST_IN_PASSES = 11.0
+#: ...after which a pass costs about this share of an eager one (0.19 s).
+COMPILED_PASS_SHARE = 0.4
 
 #: Defaults of the arguments the budget may lower when the user did not set them.
 DEFAULT_MAX_CHANNELS = 64

@@ -148,7 +148,10 @@ def _channel_matrix(t, channels_first):
         return ops.reshape(x, (-1, 1))
     if channels_first and nd in (4, 5):
         x = ops.moveaxis(x, 1, -1)
-    return ops.reshape(x, (-1, x.shape[-1]))
+    channels = x.shape[-1]
+    if channels is None:  # traced with a relaxed shape: the size comes at run time
+        channels = ops.shape(x)[-1]
+    return ops.reshape(x, (-1, channels))
 
 
 def eager_stats(t, channels_first=False, limits=None):
@@ -197,6 +200,33 @@ def graph_stats(t, channels_first=False, limits=None):
     return ops.stack([mean, std, lo, hi, active, zero, sat, nan, inf])
 
 
+class _StatsFunctions:
+    """:func:`graph_stats` compiled once per (rank, dtype, channel axis,
+    saturation limits) on the TensorFlow backend, shapes relaxed: a single
+    call per layer instead of a dozen eager reductions, for a handful of
+    small traces per model."""
+
+    def __init__(self):
+        self._fns = {}
+
+    def __call__(self, t, channels_first=False, limits=None):
+        import tensorflow as tf
+
+        key = (len(t.shape), str(t.dtype), bool(channels_first), limits)
+        fn = self._fns.get(key)
+        if fn is None:
+            fn = tf.function(lambda v: graph_stats(v, channels_first, limits), autograph=False,
+                             reduce_retracing=True)
+            self._fns[key] = fn
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")  # a few traces per function are expected, not a user's problem
+        try:
+            return fn(t)
+        finally:
+            logger.setLevel(level)
+
+
 def _drawable(t):
     dtype = str(getattr(t, "dtype", ""))
     return any(k in dtype for k in ("float", "int", "bool"))
@@ -242,13 +272,16 @@ class ProbePass:
         self._inputs = inputs
         self._fn = None
         self.fallback_reason = None
+        import keras
+
+        self._stats_fns = _StatsFunctions() if keras.backend.backend() == "tensorflow" else None
         self.specs = {}           # key -> OutputSpec, from the first pass
         self.calls = {}
 
     def _forward(self, eager=True):
         from keras import ops
 
-        stats_of = eager_stats if eager else graph_stats
+        stats_of = (self._stats_fns or eager_stats) if eager else graph_stats
         with recording(self._layers, self._per_step) as rec:
             out = self.model(self._inputs, training=False)
         tensors = rec.outputs(lambda parts: ops.stack(parts, axis=1))

@@ -14,7 +14,8 @@ How the plan decides (the README has the user's version):
 1. Statistics of every layer, the predictions and the plan itself are always
    written: they are the fixed cost.
 2. What is left of the byte budget, and of the time budget at the measured
-   cost per image byte, is the room for images. The planner takes the first
+   cost per image byte, is the room for images. Before an epoch has been
+   timed (the step before training), only the cheapest rung is used. The planner takes the first
    rung of :data:`LADDER` (channels, probes and pixels per tile) whose images
    of all layers fit the room. When even the last rung does not fit, layers
    take turns: layer ``j`` gets images when ``logged_index % cadence == j %
@@ -327,6 +328,12 @@ class Planner:
         bpp = BYTES_PER_PIXEL * ratio
         room, limit = self.image_room(fixed_bytes)
         rungs = self.rungs()
+        untimed = (self.budget is not None and self.budget.time_share is not None
+                   and self.measured.epoch_seconds is None)
+        if untimed:
+            # No epoch timed yet (the step before training): the images' cost
+            # could be any share of an epoch, so the cheapest settings.
+            rungs = rungs[-1:]
         chosen, cadence, total = rungs[0], 1, 0
         if room is None:
             total = sum(image_bytes(c, chosen, self.max_filters, bpp) for c in candidates)
@@ -363,13 +370,17 @@ class Planner:
         if cadence == 1:
             estimate = total
         note = ""
-        if chosen != rungs[0] or cadence > 1:
+        if untimed:
+            note = "images at the cheapest settings until an epoch has been timed (%d channels, %d probes, %d pixels" \
+                   " per tile)" % (chosen.channels, chosen.probes, chosen.tile_pixels)
+            limit = limit or "time"
+        elif chosen != rungs[0] or cadence > 1:
             note = "images thinned to stay within %s: %d channels, %d probes, %d pixels per tile%s" % (
                 why, chosen.channels, chosen.probes, chosen.tile_pixels,
                 ", each layer every %d logged epochs" % cadence if cadence > 1 else
                 ", none this step" if cadence == 0 else "")
         return EpochPlan(step, chosen, cadence, layers, {},
-                         limited_by=limit if (chosen != rungs[0] or cadence > 1) else None,
+                         limited_by=limit if (untimed or chosen != rungs[0] or cadence > 1) else None,
                          room_bytes=room, estimate_bytes=estimate, note=note)
 
     @staticmethod

@@ -123,6 +123,13 @@ class Page:
     def state(self):
         return self.eval("() => ({...window.layerView.state, current: window.layerView.currentStep()})")
 
+    def finish(self, shot=None):
+        """Saves a screenshot, checks that nothing failed on the page, closes it."""
+        if shot:
+            self.shot(shot)
+        assert self.errors == [] and self.dialogs == [], (self.errors, self.dialogs)
+        self.page.close()
+
     def shot(self, name):
         os.makedirs(ARTIFACTS, exist_ok=True)
         self.page.screenshot(path=os.path.join(ARTIFACTS, name + ".png"))
@@ -454,9 +461,7 @@ def test_thinned_images_say_why_and_long_layer_lists_fold_into_blocks(browser, t
         p.frame.fill("input.layer-filter", "relu")
         visible = p.eval("() => [...document.querySelectorAll('li.layer .layer-name')].map(e => e.textContent)")
         assert len(visible) == 12  # a search opens every block
-        p.shot("thinned")
-        assert p.errors == [], p.errors
-        p.page.close()
+        p.finish("thinned")
     finally:
         stop(proc)
 
@@ -513,9 +518,7 @@ def test_health_view_names_dead_channels_since_their_first_epoch_and_draws_a_hea
         assert size == [5, 4]
         legend = p.eval("() => document.querySelector('.heat-legend').textContent")
         assert legend.startswith("active (fraction > 0): 0.00 (dark) to 1.00 (bright)")
-        p.shot("health")
-        assert p.errors == [], p.errors
-        p.page.close()
+        p.finish("health")
     finally:
         stop(proc)
 

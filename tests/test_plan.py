@@ -147,3 +147,13 @@ def test_cadence_is_raised_until_the_heaviest_group_fits():
     assert P.Planner.cadence_for([5, 1, 5, 1], 6) == 3
     assert P.Planner.cadence_for([1, 1, 1, 1], 2) == 2
     assert P.Planner.cadence_for([10, 10], 1) == 2  # never more than one output per epoch
+
+
+def test_before_an_epoch_is_timed_a_time_budget_uses_the_cheapest_rung():
+    """Step 0 under a time budget: the last rung whatever the byte room, and the note says why."""
+    pl = planner(P.Budget(time_share=0.05, bytes_per_epoch=10**9))
+    plan = pl.plan_images(0, 0, [cand("a", (32, 32, 16))], fixed_bytes=0)
+    assert plan.settings == P.Settings(8, 1, 256) and plan.cadence == 1 and plan.layers["a"].images
+    assert plan.note.startswith("images at the cheapest settings until an epoch has been timed")
+    pl.measured.epoch_seconds = 10.0
+    assert pl.plan_images(1, 1, [cand("a", (32, 32, 16))], fixed_bytes=0).settings == P.Settings(64, 8, 4096)
