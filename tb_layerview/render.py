@@ -370,7 +370,8 @@ def kernel_tiles(kernel, kind, max_filters=64, input_channel="first", image_shap
         ``"mean"`` the mean over input channels. A filter with exactly 3 input
         channels is drawn in RGB either way.
       image_shape: for ``"dense"``: the (h, w) or (h, w, c) image the units'
-        inputs come from; without it the kernel is one in x out matrix.
+        inputs come from; without it the kernel is one in x out matrix (its
+        first ``max_filters`` columns).
 
     Returns:
       ``(tiles, total, note)``: the list of tiles, the number of filters in the
@@ -379,6 +380,10 @@ def kernel_tiles(kernel, kind, max_filters=64, input_channel="first", image_shap
     k = to_float(kernel)
     if kind == "dense":
         if image_shape is None:
+            units = k.shape[1]
+            if units > max_filters:  # a 4096 x 4096 head would cost seconds to draw, for a grey blur
+                return [k[:, :max_filters]], 1, ("kernel matrix (rows: inputs, columns: the first %d of %d units)"
+                                                 % (max_filters, units))
             return [k], 1, "kernel matrix (rows: inputs, columns: units)"
         units = k.shape[1]
         n = min(units, max_filters)

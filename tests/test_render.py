@@ -257,3 +257,11 @@ def test_json_ready_turns_nan_numpy_and_objects_into_json():
                               "d": (np.inf, [np.int64(2)])})
     assert out == {"a": None, "b": 1.5, "c": [0, 1], "3": repr(object), "d": [None, [2]]}
     assert json.loads(summary.json_bytes({"x": float("inf")})) == {"x": None}
+
+
+def test_a_dense_kernel_matrix_keeps_its_first_max_filters_units():
+    """A 6 x 10 Dense kernel with max_filters=4 is drawn as its first 4 columns, and the note says so."""
+    k = np.arange(60, dtype=np.float32).reshape(6, 10)
+    tiles, total, note = render.kernel_tiles(k, "dense", max_filters=4)
+    assert total == 1 and tiles[0].shape == (6, 4) and tiles[0].tolist() == k[:, :4].tolist()
+    assert note == "kernel matrix (rows: inputs, columns: the first 4 of 10 units)"
