@@ -520,7 +520,7 @@ def test_bad_maximize_units_are_rejected(tmp_path, value, message):
 # Silent gaps found with models from peers' test suites, one test each.
 
 
-class _NeverCalled(keras.Model):
+class NeverCalled(keras.Model):
     def __init__(self):
         super().__init__()
         self.d1 = keras.layers.Dense(4, activation="relu", name="d1")
@@ -533,7 +533,7 @@ class _NeverCalled(keras.Model):
 def test_subclassed_model_not_called_before_fit_gets_step_zero(tmp_path):
     """A subclassed model fit without a prior call still has step 0, and its layers are not 'not called'."""
     x = np.random.default_rng(0).random((32, 3)).astype("float32")
-    cb = fit(_NeverCalled(), x, np.zeros((32, 2)), tmp_path / "sub", probe=x[:2])
+    cb = fit(NeverCalled(), x, np.zeros((32, 2)), tmp_path / "sub", probe=x[:2])
     series, run = only_run(tmp_path / "sub")
     got = layer_series(series, run)
     assert sorted(got[(ACT, "d1")]) == [0, 1, 2]
