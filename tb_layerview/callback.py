@@ -103,10 +103,10 @@ class _Worker:
 class _Step:
     """One logged step on its way to the writer."""
 
-    __slots__ = ("step", "items", "plan", "hook_seconds", "first", "capture", "class_seconds")
+    __slots__ = ("step", "items", "plan", "hook_seconds", "capture", "class_seconds")
 
-    def __init__(self, step, items_, plan, hook_seconds=0.0, first=False):
-        self.step, self.items, self.plan, self.hook_seconds, self.first = step, items_, plan, hook_seconds, first
+    def __init__(self, step, items_, plan, hook_seconds=0.0):
+        self.step, self.items, self.plan, self.hook_seconds = step, items_, plan, hook_seconds
         self.capture = None
         self.class_seconds = 0.0
 
@@ -374,7 +374,6 @@ class LayerView(keras.callbacks.Callback):
         self._logged_steps = 0
         self._epochs_timed = []
         self._epoch_began = None
-        self._last_cost = None
 
     def _warn(self, key, message):
         if key in self._warned:
@@ -622,7 +621,7 @@ class LayerView(keras.callbacks.Callback):
             t0 = time.perf_counter()
             step_items += self._class_items(plan, outputs, step, first, last)
             class_seconds = time.perf_counter() - t0
-        snap = _Step(step, step_items, plan, first=first)
+        snap = _Step(step, step_items, plan)
         snap.class_seconds = class_seconds
         snap.capture = {"mode": self._probe_pass.mode, "seconds": round(result.seconds, 4),
                         "fallback_reason": self._probe_pass.fallback_reason}

@@ -24,15 +24,6 @@ import time
 import numpy as np
 
 
-def first_tensor(out):
-    """The first tensor of a layer output (LSTM states, attention scores...)."""
-    while isinstance(out, (list, tuple)) and out:
-        out = out[0]
-    if isinstance(out, dict) and out:
-        out = next(iter(out.values()))
-    return out
-
-
 def flatten_outputs(out):
     """A layer output as ``[(suffix, tensor), ...]``.
 

@@ -224,10 +224,6 @@ class EpochPlan:
     estimate_bytes: int = 0
     note: str = ""
 
-    def images_for(self, key):
-        plan = self.layers.get(key)
-        return plan is not None and plan.images
-
     def record(self):
         """The JSON-ready form (see docs/format.md, ``plan``)."""
         imaged = [k for k, p in self.layers.items() if p.images]
