@@ -11,6 +11,7 @@ import collections
 import concurrent.futures
 import hashlib
 import json
+import math
 import os
 import threading
 import time
@@ -181,7 +182,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         self._listing = {}  # experiment id -> (time, {run: {...}})
         self._runs_answer = {}  # experiment id -> (listing it was built from, GET /runs answer)
         self._index = {}  # (eid, run, tag, max_step, max_wall_time) -> {step: (wall, keys)}
-        self._ranges = {}  # same key -> GET /ranges answer
+        self._derived = {}  # (what, series version, ...) -> an answer computed from a series
         # Only a data provider in another process (the Rust data server behind
         # gRPC) makes blob reads slow; an in-process one would just hold each
         # blob twice.
@@ -411,16 +412,29 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             self._runs_answer[eid] = (listing, answer)
         return answer
 
+    def _per_version(self, key, series, compute):
+        """``compute()``, kept while ``series`` has no new step: a series' data
+        only changes with one. Bounded, as answers of every series add up."""
+        key = key + (series.run, series.tag, series.max_step, series.max_wall_time)
+        with self._lock:
+            hit = self._derived.get(key)
+        if hit is not None:
+            return hit
+        result = compute()
+        with self._lock:
+            if len(self._derived) > 1024:
+                self._derived.clear()
+            self._derived[key] = result
+        return result
+
     def _config_layers(self, ctx, eid, entry):
         """The drawable layers of a run's configuration, as /runs entries without kinds."""
         series = entry["run"].get(metadata.KIND_CONFIG)
         if series is None:
             return []
-        key = ("config_layers", eid, series.run, series.tag, series.max_step, series.max_wall_time)
-        with self._lock:
-            hit = self._ranges.get(key)
-        if hit is not None:
-            return hit
+        return self._per_version(("config_layers", eid), series, lambda: self._layers_of_config(ctx, eid, series))
+
+    def _layers_of_config(self, ctx, eid, series):
         try:
             config, _ = self._json_blob(ctx, eid, series, self._latest_step(ctx, eid, series))
         except errors.PublicError:
@@ -438,8 +452,6 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                                 "layout": None, "kinds": {}})
             except (TypeError, KeyError, ValueError):
                 continue  # a malformed record is left out
-        with self._lock:
-            self._ranges[key] = out
         return out
 
     def config_impl(self, ctx, eid, run):
@@ -465,11 +477,10 @@ class LayerViewPlugin(base_plugin.TBPlugin):
     def ranges_impl(self, ctx, eid, run, layer, kind):
         """Per-step and overall per-tile ranges, for normalisation across epochs."""
         series = self._series(ctx, eid, run, layer, kind)
-        key = (eid, series.run, series.tag, series.max_step, series.max_wall_time)
-        with self._lock:
-            hit = self._ranges.get(key)
-        if hit is not None:
-            return hit
+        return self._per_version(("ranges", eid, layer, kind), series,
+                                 lambda: self._ranges_of(ctx, eid, series, run, layer, kind))
+
+    def _ranges_of(self, ctx, eid, series, run, layer, kind):
         steps = sorted(self._steps_of(ctx, eid, series))
         infos = self._bulk.map(lambda st: self._json_blob(ctx, eid, series, st)[0], steps)
         per_step, lo, hi = [], None, None
@@ -488,10 +499,6 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         result = {"run": run, "layer": layer, "kind": kind, "steps": per_step,
                   "tile_min": lo or [], "tile_max": hi or [],
                   "min": min(lo or [0.0]), "max": max(hi or [0.0])}
-        with self._lock:
-            if len(self._ranges) > 1024:
-                self._ranges.clear()
-            self._ranges[key] = result  # a series' data only changes with a new step
         return result
 
     def probes_impl(self, ctx, eid, run):
@@ -532,8 +539,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             if values is None:
                 raise errors.NotFoundError("step %d of run %r has no statistics of layer %r" % (step, run, layer))
             out["layer"] = layer
-            out["values"] = {k: [float(v) if v == v and abs(v) != float("inf") else None for v in vals.tolist()]
-                             for k, vals in values.items()}
+            out["values"] = {k: _finite_or_none(vals) for k, vals in values.items()}
         return out
 
     def _stats_steps(self, ctx, eid, run):
@@ -558,11 +564,12 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         series, steps = self._stats_steps(ctx, eid, run)
         if layer is not None and stat not in stats.STATS:
             raise errors.InvalidArgumentError("stat must be one of %s; got %r" % (", ".join(stats.STATS), stat))
-        key = ("health", eid, series.run, series.tag, series.max_step, series.max_wall_time, layer, stat)
-        with self._lock:
-            hit = self._ranges.get(key)
-        if hit is not None:
-            return hit
+        return self._per_version(("health", eid, layer, stat), series,
+                                 lambda: self._health_of(ctx, eid, series, steps, run, layer, stat))
+
+    def _health_of(self, ctx, eid, series, steps, run, layer, stat):
+        from tb_layerview import stats
+
         decoded = list(self._bulk.map(lambda st: self._decoded_stats(ctx, eid, series, st), steps))
         if layer is None:
             result = {"run": run, "steps": steps, "layers": stats.problems(steps, decoded)}
@@ -570,14 +577,11 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             rows = []
             for header, data in decoded:
                 values = stats.layer_slice(header, data, layer)
-                rows.append(None if values is None else
-                            [v if v == v and abs(v) != float("inf") else None for v in values[stat].tolist()])
+                rows.append(None if values is None else _finite_or_none(values[stat]))
             if all(r is None for r in rows):
                 raise errors.NotFoundError("run %r has no statistics of layer %r" % (run, layer))
             result = {"run": run, "layer": layer, "stat": stat, "steps": steps,
                       "channels": max(len(r) for r in rows if r is not None), "values": rows}
-        with self._lock:
-            self._ranges[key] = result
         return result
 
     # ----------------------------------------------------------------- HTTP
@@ -688,6 +692,11 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             return http_util.Respond(request, content, mime)
 
         return serve
+
+
+def _finite_or_none(values):
+    """Numbers for JSON: non-finite ones (NaN, +-Inf) become null."""
+    return [v if math.isfinite(v) else None for v in (float(x) for x in values)]
 
 
 def _image_kind(request):
