@@ -9,7 +9,6 @@ argument checks (:mod:`~tb_layerview.args`), the compiled probe pass
 (:mod:`~tb_layerview.classlog`).
 """
 
-import json
 import os
 import queue
 import threading
@@ -21,6 +20,7 @@ import keras
 
 from tb_layerview import args as argcheck
 from tb_layerview import capture
+from tb_layerview import distributed
 from tb_layerview import items
 from tb_layerview import kernels
 from tb_layerview import metadata
@@ -49,25 +49,6 @@ DEFAULT_MAX_TILE_PIXELS = 4096
 
 class LayerViewWarning(UserWarning):
     """A logging problem that did not stop training."""
-
-
-def _is_chief():
-    """True unless TF_CONFIG names this process a non-chief worker."""
-    raw = os.environ.get("TF_CONFIG")
-    if not raw:
-        return True
-    try:
-        cfg = json.loads(raw)
-    except ValueError:
-        return True
-    task = cfg.get("task") or {}
-    kind, index = task.get("type"), int(task.get("index", 0))
-    cluster = cfg.get("cluster") or {}
-    if kind in ("chief", "master"):
-        return True
-    if kind == "worker" and index == 0 and not (cluster.get("chief") or cluster.get("master")):
-        return True
-    return kind is None
 
 
 class _Worker:
@@ -253,6 +234,7 @@ class LayerView(keras.callbacks.Callback):
         self._worker = None
         self._pending_initial = None
         self._started = True
+        self._writes, self._not_writing = True, None
         self._prepared_for = None
         self._probe_pass = None
         self._warned = set()
@@ -264,7 +246,8 @@ class LayerView(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         t0 = time.perf_counter()
         self._reset_measures()
-        if not _is_chief():
+        self._writes, self._not_writing = distributed.writer_process()
+        if not self._writes:
             return
         self._check_log_dir()
         self._prepare()  # raises a clear error if the probe or the layer patterns do not fit
@@ -297,7 +280,7 @@ class LayerView(keras.callbacks.Callback):
         t0 = time.perf_counter()
         if self._epoch_began is not None:
             self._epochs_timed.append(t0 - self._epoch_began)
-        if not _is_chief() or self._probe_pass is None:
+        if not self._writes or self._probe_pass is None:
             return
         step = epoch + 1
         last = self.params.get("epochs") if self.params else None
@@ -324,6 +307,9 @@ class LayerView(keras.callbacks.Callback):
         """
         if self.model is None:
             raise RuntimeError("LayerView.log needs a model: call set_model(model) first")
+        self._writes, self._not_writing = distributed.writer_process()
+        if not self._writes:
+            return
         first = self._prepared_for is not self.model
         if first:
             self._check_log_dir()

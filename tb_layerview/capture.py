@@ -8,13 +8,13 @@ is restored afterwards, whatever happens (:func:`recording`).
 :class:`ProbePass` uses that once per logged epoch, reducing every layer's
 output to its per-channel statistics (:mod:`tb_layerview.stats`) right
 after the layer ran, so only the outputs that get images come back as numpy
-arrays. On the TensorFlow backend the pass can be traced once into a
-``tf.function`` (:meth:`ProbePass.compile`): each later pass is then one
+arrays. The pass can be traced once (:meth:`ProbePass.compile`), into a
+``tf.function`` on TensorFlow or a ``jax.jit`` on JAX: each later pass is then one
 compiled forward pass with the statistics inside the graph, several times
 faster than eager on models of hundreds of layers, for a one-time cost of a
 few eager passes. The callback compiles when enough logged epochs remain to
 pay that back. When tracing is not possible (a layer with Python side
-effects, another backend), the same recording runs eagerly.
+effects, PyTorch), the same recording runs eagerly.
 """
 
 import contextlib
@@ -22,6 +22,8 @@ import dataclasses
 import time
 
 import numpy as np
+
+from tb_layerview import gradients
 
 
 def flatten_outputs(out):
@@ -91,9 +93,11 @@ class Recording:
         return out
 
 
-def _recording_call(call, key, rec):
+def _recording_call(call, key, rec, offset=None):
     def recording_call(*args, **kwargs):
         out = call(*args, **kwargs)
+        if offset is not None and not _is_symbolic(out):
+            out = out + offset
         rec.add(key, out)
         return out
 
@@ -101,13 +105,17 @@ def _recording_call(call, key, rec):
 
 
 @contextlib.contextmanager
-def recording(layers, per_step=()):
+def recording(layers, per_step=(), offsets=None):
     """Records what each layer returns while the block runs.
 
     Args:
       layers: ``{key: layer}``.
       per_step: keys of layers called once per time step (inside
         ``TimeDistributed``): every call is kept.
+      offsets: ``{key: tensor}`` added to those layers' (single-tensor)
+        outputs. With a zero offset this changes nothing, and its gradient
+        is the gradient with respect to the layer's output on every backend,
+        including those that only differentiate function arguments (JAX).
 
     Yields:
       a :class:`Recording`, filled as the model runs.
@@ -118,7 +126,8 @@ def recording(layers, per_step=()):
         for key, layer in layers.items():
             original = layer.__dict__.get("call")
             # object.__setattr__: Keras' tracking __setattr__ must not see this.
-            object.__setattr__(layer, "call", _recording_call(layer.call, key, rec))
+            offset = (offsets or {}).get(key)
+            object.__setattr__(layer, "call", _recording_call(layer.call, key, rec, offset))
             patched.append((layer, original))
         yield rec
     finally:
@@ -269,12 +278,15 @@ class ProbePass:
         self.specs = {}           # key -> OutputSpec, from the first pass
         self.calls = {}
 
-    def _forward(self, eager=True):
+    def _forward(self, eager=True, call=None):
         from keras import ops
 
         stats_of = (self._stats_fns or eager_stats) if eager else graph_stats
         with recording(self._layers, self._per_step) as rec:
-            out = self.model(self._inputs, training=False)
+            if call is None:
+                out = gradients.inference_call(self.model, self._inputs)
+            else:
+                out = call()
         tensors = rec.outputs(lambda parts: ops.stack(parts, axis=1))
         stats, kept, specs = {}, {}, {}
         for key, t in tensors.items():
@@ -289,21 +301,35 @@ class ProbePass:
         return stats, kept, out
 
     def compile(self):
-        """Traces the recording pass into a ``tf.function`` (TensorFlow backend).
+        """Traces the recording pass once: a ``tf.function`` on TensorFlow, a
+        ``jax.jit`` on JAX (with the weights passed in, so each pass sees the
+        current ones). PyTorch stays eager.
 
         Returns:
           None on success, else why the pass stays eager.
         """
         import keras
 
-        if keras.backend.backend() != "tensorflow":
-            self.fallback_reason = "compiled capture is implemented for the TensorFlow backend"
-            return self.fallback_reason
-        import tensorflow as tf
-
-        fn = tf.function(lambda: self._forward(eager=False), autograph=False)
+        backend = keras.backend.backend()
         try:
-            fn.get_concrete_function()
+            if backend == "tensorflow":
+                import tensorflow as tf
+
+                fn = tf.function(lambda: self._forward(eager=False), autograph=False)
+                fn.get_concrete_function()
+            elif backend == "jax":
+                import jax
+
+                g = gradients.for_backend("jax")
+                jitted = jax.jit(lambda state, inputs: self._forward(
+                    eager=False, call=lambda: g.call(self.model, state, inputs)))
+                jitted.lower(g.state(self.model), self._inputs)  # traces now, so a failure stays eager
+
+                def fn():
+                    return jitted(g.state(self.model), self._inputs)
+            else:
+                self.fallback_reason = "compiled capture is implemented for the TensorFlow and JAX backends"
+                return self.fallback_reason
         except Exception as e:  # a layer that cannot be traced: stay eager
             self.fallback_reason = "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
             return self.fallback_reason
@@ -321,7 +347,7 @@ class ProbePass:
             stats, tensors, out = self._fn()
         else:
             stats, tensors, out = self._forward()
-        stats = {k: np.asarray(v) for k, v in stats.items()}
+        stats = {k: to_numpy(v) for k, v in stats.items()}
         return PassResult(stats, tensors, out, time.perf_counter() - t0)
 
 

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from tb_layerview import classviews
+from tb_layerview import gradients
 from tb_layerview import items
 from tb_layerview import metadata
 from tb_layerview import probe as probe_lib
@@ -59,8 +60,10 @@ class ClassViewLog:
         arr = self.probe.single
         if arr is None:
             return None, "needs a single-input model"
-        if keras.backend.backend() != "tensorflow":
-            return None, "needs the TensorFlow backend (this is %s)" % keras.backend.backend()
+        try:
+            gradients.for_backend(keras.backend.backend())
+        except ValueError as err:
+            return None, str(err)
         if not np.issubdtype(np.asarray(arr).dtype, np.floating):
             return None, "the input (dtype %s, e.g. token ids) is not differentiable" % np.asarray(arr).dtype
         return np.asarray(arr), None

@@ -6,9 +6,10 @@
   range, down to an input-shaped image. Pure numpy; :func:`backquery_plan`
   extracts the layers from a Keras model or says which layer prevents it.
 * :func:`maximize` is activation maximisation: a regularised gradient ascent
-  on the input for every chosen class at once (TensorFlow backend).
+  on the input for every chosen class at once, with the backend's own
+  gradients (TensorFlow, JAX or PyTorch; :mod:`tb_layerview.gradients`).
 * :func:`attribution` gives Grad-CAM maps on a convolutional layer, or
-  gradient x input saliency for models without one (TensorFlow backend).
+  gradient x input saliency for models without one (any of those backends).
 
 Example::
 
@@ -25,6 +26,7 @@ import weakref
 import numpy as np
 
 from tb_layerview import capture
+from tb_layerview import gradients
 
 #: Activations whose inverse the back-query knows.
 INVERTIBLE = ("sigmoid", "tanh", "linear", "softmax")
@@ -162,18 +164,14 @@ def backquery(plan, targets, input_range=(0.01, 0.99)):
     return signal
 
 
-def _tf():
-    import tensorflow as tf
-
-    return tf
-
-
-def _blur(x, tf):
+def _blur(x):
     """A 3x3 binomial blur of each channel of NHWC images."""
+    from keras import ops
+
     k = np.outer([1, 2, 1], [1, 2, 1]).astype(np.float32) / 16.0
     c = x.shape[-1]
-    kernel = tf.constant(np.tile(k[:, :, None, None], (1, 1, c, 1)), x.dtype)
-    return tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME")
+    kernel = ops.cast(ops.convert_to_tensor(np.tile(k[:, :, None, None], (1, 1, c, 1))), x.dtype)
+    return ops.depthwise_conv(x, kernel, strides=1, padding="same", data_format="channels_last")
 
 
 def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05, l2=0.01, jitter=2,
@@ -195,8 +193,13 @@ def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05
     Gradients are normalised per sample, so ``learning_rate`` is a step in
     units of the value range.
 
+    The gradients are the backend's own (:mod:`tb_layerview.gradients`):
+    ``tf.GradientTape`` in a ``tf.function``, ``jax.value_and_grad`` in a
+    ``jax.jit``, or ``torch.autograd``. The same weights give the same
+    images on every backend, up to float32 rounding.
+
     Args:
-      model: a differentiable Keras model (TensorFlow backend), single input.
+      model: a differentiable Keras model (TensorFlow, JAX or PyTorch backend), single input.
       classes: output indices to maximise (ignored with ``layer``).
       input_shape: input shape without batch axis; from the model when None.
       steps, learning_rate, l2, jitter, blur_every: see above.
@@ -213,7 +216,9 @@ def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05
       scores (log-probabilities for outputs in [0, 1]), one row (K,) per
       record, the first before any step and the last after the final step.
     """
-    tf = _tf()
+    from keras import ops
+
+    g = gradients.for_backend()
     if input_shape is None:
         input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     input_shape = tuple(int(d) for d in input_shape)
@@ -230,99 +235,98 @@ def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05
     lo, hi = (float(v) for v in value_range)
     rng = np.random.default_rng(seed)
     mid, spread = (lo + hi) / 2.0, (hi - lo) * 0.05
-    x = tf.constant(rng.uniform(mid - spread, mid + spread, (len(targets),) + input_shape).astype(np.float32))
+    x = g.constant(rng.uniform(mid - spread, mid + spread, (len(targets),) + input_shape))
     image = len(input_shape) == 3
     # Rolling wraps pixels around: keep shifts small next to the image size.
     jitter = min(int(jitter), min(input_shape[:2]) // 16) if image else 0
     shift_rng = np.random.default_rng(seed + 1)
+    state = g.state(model)
     if layer is None:
-        first = _class_output(model(x, training=False), output_index)
-        use_log = bool(tf.reduce_all(first >= 0.0)) and bool(tf.reduce_all(first <= 1.0))
+        first = capture.to_numpy(_class_output(g.call(model, state, x), output_index))
+        use_log = bool(np.all(first >= 0.0) and np.all(first <= 1.0))
     else:
         use_log = False
-    score, step_fn = _ascent_functions(model, tuple(targets), input_shape, use_log, output_index, layer)
+    score, step_fn = _ascent_functions(g, model, tuple(targets), input_shape, use_log, output_index, layer)
     history = []
-    lr = tf.constant(learning_rate * (hi - lo), tf.float32)
-    l2_t, lo_t, hi_t = tf.constant(l2, tf.float32), tf.constant(lo, tf.float32), tf.constant(hi, tf.float32)
+    params = tuple(g.constant(v) for v in (learning_rate * (hi - lo), l2, lo, hi))
     for step in range(steps):
         if step % record_every == 0:
-            history.append(score(x).numpy())
+            history.append(capture.to_numpy(score(state, x)))
         shift = shift_rng.integers(-jitter, jitter + 1, 2) if jitter else np.zeros(2, int)
         blur = bool(image and blur_every and (step + 1) % blur_every == 0)
-        x = step_fn(x, tf.constant(shift, tf.int32), lr, l2_t, lo_t, hi_t, blur)
-    history.append(score(x).numpy())
-    return x.numpy(), np.stack(history)
+        x = step_fn(state, x, g.shift(shift), *params, blur=blur)
+    history.append(capture.to_numpy(score(state, x)))
+    return capture.to_numpy(x).astype(np.float32), np.stack(history)
 
 
 def _class_output(out, output_index):
-    tf = _tf()
+    from keras import ops
+
     if isinstance(out, (list, tuple)):
         out = out[output_index]
     elif isinstance(out, dict):
         out = list(out.values())[output_index]
-    return tf.cast(out, tf.float32)
+    return ops.cast(out, "float32")
 
 
 def _class_scores(out, classes):
     """Each sample's score for its class: ``out[i, classes[i]]``; for a single
     sigmoid unit, ``out`` for class 1 and ``1 - out`` for class 0."""
-    tf = _tf()
+    from keras import ops
+
+    classes = np.asarray(classes, np.int64)
     if out.shape[-1] == 1:
-        high = tf.constant(np.array(classes)[:, None] > 0)
-        return tf.where(high, out, 1.0 - out)[:, 0]
-    idx = tf.constant(np.stack([np.arange(len(classes)), classes], axis=1), tf.int32)
-    return tf.gather_nd(out, idx)
+        high = ops.convert_to_tensor((classes > 0).astype(np.float32))
+        return high * out[:, 0] + (1.0 - high) * (1.0 - out[:, 0])
+    onehot = np.zeros((len(classes), int(out.shape[-1])), np.float32)
+    onehot[np.arange(len(classes)), classes] = 1.0
+    return ops.sum(out * ops.convert_to_tensor(onehot), axis=-1)
 
 
 #: Compiled ascent steps per model, so that each logged epoch reuses the trace.
 _ASCENT_CACHE = weakref.WeakKeyDictionary()
 
 
-def _ascent_functions(model, targets, input_shape, use_log, output_index, layer=None):
-    """(score, step) tf.functions maximising ``targets``: classes of ``model``,
-    or units of ``layer``."""
-    tf = _tf()
-    key = (targets, input_shape, use_log, output_index, None if layer is None else id(layer))
+def _ascent_functions(g, model, targets, input_shape, use_log, output_index, layer=None):
+    """(score, step) functions maximising ``targets``: classes of ``model``,
+    or units of ``layer``, compiled by the backend ``g``."""
+    from keras import ops
+
+    key = (g.name, targets, input_shape, use_log, output_index, None if layer is None else id(layer))
     per_model = _ASCENT_CACHE.setdefault(model, {})
     if key in per_model:
         return per_model[key]
     image = len(input_shape) == 3
-    unit_idx = tf.constant(np.stack([np.arange(len(targets)), targets], axis=1), tf.int32)
+    axes = list(range(1, len(input_shape) + 1))
 
-    def score_of(inp):
+    def score_of(state, inp):
         if layer is not None:
             with capture.recording({"units": layer}) as rec:
-                model(inp, training=False)
-            feats = tf.cast(rec.output("units"), tf.float32)
-            per_unit = tf.reduce_mean(feats, axis=list(range(1, len(feats.shape) - 1))) if len(feats.shape) > 2 else feats
-            return tf.gather_nd(per_unit, unit_idx)
-        s = _class_scores(_class_output(model(inp, training=False), output_index), targets)
-        return tf.math.log(s + 1e-7) if use_log else s
+                g.call(model, state, inp)
+            feats = ops.cast(rec.output("units"), "float32")
+            per_unit = ops.mean(feats, axis=list(range(1, len(feats.shape) - 1))) if len(feats.shape) > 2 else feats
+            return _class_scores(per_unit, targets)
+        s = _class_scores(_class_output(g.call(model, state, inp), output_index), targets)
+        return ops.log(s + 1e-7) if use_log else s
 
-    @tf.function(reduce_retracing=True)
-    def score(x):
-        return score_of(x)
+    def loss(x, shift, state):
+        inp = g.roll(x, shift) if image else x
+        return ops.sum(score_of(state, inp)), None
 
-    @tf.function(reduce_retracing=True)
-    def step(x, shift, lr, l2, lo, hi, blur):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            inp = tf.roll(x, shift=shift, axis=[1, 2]) if image else x
-            loss = tf.reduce_sum(score_of(inp))
-        grad = tape.gradient(loss, x)
-        axes = list(range(1, len(input_shape) + 1))
-        grad = grad / (tf.math.reduce_std(grad, axis=axes, keepdims=True) + 1e-8)
+    def step(state, x, shift, lr, l2, lo, hi, blur=False):
+        _, _, grad = g.value_and_grad(loss, x, shift, state)
+        grad = grad / (ops.std(grad, axis=axes, keepdims=True) + 1e-8)
         # The L2 term is applied as a decay toward the middle of the range,
         # outside the normalised gradient: normalising it too would turn a
         # flat score (an untrained or dead unit) into a full-speed collapse.
         mid = (lo + hi) / 2.0
         x = mid + (x + lr * grad - mid) * (1.0 - l2)
         if blur:
-            x = _blur(x, tf)
-        return tf.clip_by_value(x, lo, hi)
+            x = _blur(x)
+        return ops.clip(x, lo, hi)
 
-    per_model[key] = (score, step)
-    return score, step
+    per_model[key] = (g.compile(score_of), g.compile(step, static=("blur",)))
+    return per_model[key]
 
 
 def last_conv_layer(model):
@@ -382,7 +386,7 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
     original per-channel average of the gradients.
 
     Args:
-      model: a Keras model (TensorFlow backend), single input.
+      model: a Keras model (TensorFlow, JAX or PyTorch backend), single input.
       inputs: array (N, ...) of probe inputs.
       classes: the class to explain for each input (N,).
       layer: the conv layer (object or name) for Grad-CAM; the last conv layer
@@ -398,39 +402,49 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
     """
     if weighting not in ("elementwise", "mean"):
         raise ValueError('weighting must be "elementwise" or "mean"; got %r' % (weighting,))
-    tf = _tf()
-    x = tf.constant(np.asarray(inputs, np.float32))
+    from keras import ops
+
+    g = gradients.for_backend()
+    x_np = np.asarray(inputs, np.float32)
+    x = g.constant(x_np)
     classes = [int(c) for c in classes]
     if isinstance(layer, str):
         layer = _find_layer(model, layer)
     if layer is None:
         layer = last_conv_layer(model)
+    state = g.state(model)
 
     def score(out):
-        return tf.reduce_sum(_class_scores(_class_output(out, output_index), classes))
+        return ops.sum(_class_scores(_class_output(out, output_index), classes))
 
     if layer is None:
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            s = score(model(x, training=False))
-        grad = tape.gradient(s, x)
+        _, _, grad = g.value_and_grad(lambda v: (score(g.call(model, state, v)), None), x)
         if grad is None:
             raise ValueError("the class score does not depend differentiably on the input")
-        sal = np.abs(grad.numpy() * x.numpy())
+        sal = np.abs(capture.to_numpy(grad) * x_np)
         if sal.ndim == 4:
             sal = sal.sum(axis=-1)
         return _normalise(sal).astype(np.float32), {"method": "saliency", "layer": None, "weighting": None}
+    # The gradient with respect to the layer's output is taken as the gradient
+    # of a zero offset added to it: the one form every backend differentiates.
     with capture.recording({"features": layer}) as rec:
-        with tf.GradientTape() as tape:
-            s = score(model(x, training=False))
+        g.call(model, state, x)
     feats = rec.output("features")
-    grads = tape.gradient(s, feats)
-    feats, grads = feats.numpy().astype(np.float64), grads.numpy().astype(np.float64)
+    if feats is None:
+        raise ValueError("layer %r was not called when the model ran on the probe" % layer.name)
+    zero = ops.zeros_like(feats)
+
+    def layer_score(offset):
+        with capture.recording({"features": layer}, offsets={"features": offset}):
+            return score(g.call(model, state, x)), None
+
+    _, _, grads = g.value_and_grad(layer_score, zero)
+    feats, grads = capture.to_numpy(feats).astype(np.float64), capture.to_numpy(grads).astype(np.float64)
     if weighting == "mean":
         grads = np.broadcast_to(grads.mean(axis=(1, 2), keepdims=True), grads.shape)
     cam = np.maximum((feats * grads).sum(axis=-1), 0.0)
-    if x.shape.rank == 4:
-        cam = _upsample(cam, (int(x.shape[1]), int(x.shape[2])))
+    if x_np.ndim == 4:
+        cam = _upsample(cam, (int(x_np.shape[1]), int(x_np.shape[2])))
     return _normalise(cam).astype(np.float32), {"method": "gradcam", "layer": layer.name, "weighting": weighting}
 
 
