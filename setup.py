@@ -33,15 +33,21 @@ setup(
         "tb_layerview.frontend": ["*.js", "*.css", "*.html", "*.svg"],
         "tb_layerview.proto": ["*.proto"],
     },
+    # No backend is required: like Keras itself, tb_layerview runs on the one
+    # the user installs, named by an extra. Events are written with
+    # TensorBoard's own writer and Pillow, so TensorFlow is needed only to
+    # train on it.
     install_requires=[
         "tensorboard>=2.16",
-        "tensorflow>=2.16",
         "keras>=3.0",
         "numpy>=1.23",
         "protobuf>=3.20",
         "Pillow>=9.0",
     ],
     extras_require={
+        "tensorflow": ["tensorflow>=2.16"],
+        "jax": ["jax>=0.4.20"],
+        "torch": ["torch>=2.1"],
         "test": ["pytest>=7", "werkzeug>=2", "playwright>=1.40"],
         "demo": ["scikit-learn>=1.2"],
     },

@@ -4,5 +4,5 @@
 # Extra arguments go to demo/run_demo.py (see --help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh demo
+bash scripts/setup.sh tensorflow demo
 exec .venv/bin/python demo/run_demo.py "$@"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv (Python 3.10+) and installs tb_layerview with the given extras
-# (test, demo), plus the system packages the browser tests need.
-# Usage: scripts/setup.sh [test|demo]...
+# (tensorflow, jax, torch: Keras backends; test, demo), plus the system
+# packages the browser tests need.
+# Usage: scripts/setup.sh [tensorflow|jax|torch|test|demo]...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "== installing tb_layerview${extras:+[$extras]} into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
+if [[ ",$extras," == *",torch,"* ]]; then
+  # PyTorch's CPU build: the default wheel of a plain "torch" carries several
+  # GB of CUDA libraries that CPU training does not use.
+  .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
+fi
 # A regular (non-editable) install: the tests and the demo run against the
 # package as users get it, frontend assets included.
 .venv/bin/python -m pip install -q ".${extras:+[$extras]}"

@@ -40,7 +40,16 @@ def __getattr__(name):
     if name not in _LAZY:
         raise AttributeError("module 'tb_layerview' has no attribute %r" % name)
     module_name, attr = _LAZY[name]
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name not in ("tensorflow", "jax", "torch"):
+            raise
+        # Keras imports its configured backend on first use; say which and how to get one.
+        raise ImportError("tb_layerview.%s needs Keras, and Keras' backend %r is not installed (%s). Install"
+                          " one, for example pip install 'tb_layerview[%s]', or choose an installed one"
+                          " with KERAS_BACKEND=tensorflow|jax|torch."
+                          % (name, err.name, err, err.name)) from err
     value = module if attr is None else getattr(module, attr)
     globals()[name] = value
     return value

@@ -15,6 +15,7 @@ and into TensorFlow's default writer otherwise.
 """
 
 import contextlib
+import os
 import threading
 import time
 
@@ -89,6 +90,22 @@ def writing_to(event_writer):
         _ACTIVE.writer = previous
 
 
+def _remove(path):
+    """Deletes one file: TensorFlow's gfile has ``remove``, TensorBoard's stand-in
+    for it (no TensorFlow) does not, so local paths and fsspec URLs are handled here."""
+    from tensorboard.compat import tf
+
+    if hasattr(tf.io.gfile, "remove"):
+        tf.io.gfile.remove(path)
+    elif "://" not in path or path.startswith("file://"):
+        os.remove(path[len("file://"):] if path.startswith("file://") else path)
+    else:
+        import fsspec  # the stand-in reaches other URLs only through fsspec, so it is installed
+
+        fs, fs_path = fsspec.core.url_to_fs(path)
+        fs.rm(fs_path)
+
+
 def check_writable(logdir):
     """Creates ``logdir`` and writes a file into it, or raises OSError naming the directory."""
     from tensorboard.compat import tf
@@ -98,6 +115,6 @@ def check_writable(logdir):
         tf.io.gfile.makedirs(logdir)
         with tf.io.gfile.GFile(probe_file, "w") as f:
             f.write("ok")
-        tf.io.gfile.remove(probe_file)
+        _remove(probe_file)
     except Exception as e:
         raise OSError("LayerView cannot write to log_dir %r: %s" % (logdir, e)) from None

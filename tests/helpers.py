@@ -133,8 +133,9 @@ def write_logs(logdir, cnn_epochs=15):
     return models
 
 
-def start_tensorboard(logdir, *extra, timeout=120):
-    """Starts a real ``tensorboard`` on a free port; returns (process, base URL)."""
+def start_tensorboard(logdir, *extra, timeout=120, executable=None):
+    """Starts a real ``tensorboard`` (this environment's, or ``executable``) on a free port; returns
+    (process, base URL)."""
     import os
     import re
     import shutil
@@ -143,7 +144,7 @@ def start_tensorboard(logdir, *extra, timeout=120):
     import threading
     import time
 
-    exe = shutil.which("tensorboard", path=os.path.dirname(sys.executable)) or shutil.which("tensorboard")
+    exe = executable or shutil.which("tensorboard", path=os.path.dirname(sys.executable)) or shutil.which("tensorboard")
     cmd = [exe, "--logdir", logdir, "--host", "127.0.0.1", "--port", "0", "--reload_interval", "1"]
     cmd += list(extra)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

@@ -1,0 +1,89 @@
+"""Jobs that tests/test_backends.py runs in a fresh process on a chosen Keras backend.
+
+Usage:
+  python backend_worker.py agree OUT.npz              class views on fixed weights
+  python backend_worker.py fit LOGDIR                 a fit with LayerView (no TensorFlow needed)
+  python backend_worker.py distributed PID N PORT LOGDIR
+                                                      one process of a keras.distribution fit on JAX
+"""
+
+import os
+import sys
+
+import numpy as np
+
+
+def fixed_cnn():
+    """A small CNN whose weights come from a seeded numpy generator, the same on every backend."""
+    import keras
+
+    model = keras.Sequential([keras.Input((12, 12, 3)),
+                              keras.layers.Conv2D(4, 3, activation="relu", name="conv1"),
+                              keras.layers.Conv2D(6, 3, activation="tanh", name="conv2"),
+                              keras.layers.GlobalAveragePooling2D(name="gap"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    rng = np.random.default_rng(11)
+    model.set_weights([rng.normal(0, 0.25, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+def agree(out):
+    import keras
+
+    from tb_layerview import classviews
+
+    model = fixed_cnn()
+    mlp = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="tanh", name="h"),
+                            keras.layers.Dense(3, activation="softmax", name="out")])
+    rng = np.random.default_rng(12)
+    mlp.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in mlp.get_weights()])
+    x = np.random.default_rng(13).random((3, 12, 12, 3)).astype("float32")
+    images, history = classviews.maximize(model, classes=[0, 1, 2], steps=16)
+    units, unit_history = classviews.maximize(model, layer="conv2", units=[0, 5], steps=16)
+    cam, _ = classviews.attribution(model, x, [0, 1, 2])
+    cam_mean, _ = classviews.attribution(model, x, [2, 2, 0], weighting="mean")
+    saliency, info = classviews.attribution(mlp, rng.random((2, 5)).astype("float32"), [0, 2])
+    assert info["method"] == "saliency"
+    np.savez(out, images=images, history=history, units=units, unit_history=unit_history, cam=cam,
+             cam_mean=cam_mean, saliency=saliency, backend=keras.backend.backend())
+
+
+def fit(logdir):
+    import keras
+
+    from tb_layerview import LayerView
+
+    model = fixed_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((64, 12, 12, 3)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, 64)
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+              callbacks=[LayerView(os.path.join(logdir, "run_" + keras.backend.backend()), probe=(x[:2], y[:2]),
+                                   maximize_every_n_epochs=1, maximize_steps=4, budget=None)])
+    print("tensorflow imported:", "tensorflow" in sys.modules)
+
+
+def distributed(pid, n, port, logdir):
+    import keras
+    import jax
+
+    keras.distribution.initialize(job_addresses="localhost:%s" % port, num_processes=int(n), process_id=int(pid))
+    # Each process feeds its own part of the data, as with a sharded input pipeline.
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices(),
+                                                                        auto_shard_dataset=False))
+    from tb_layerview import LayerView
+
+    model = fixed_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(int(pid)).random((64, 12, 12, 3)).astype("float32")
+    y = np.random.default_rng(10 + int(pid)).integers(0, 3, 64)
+    probe = np.random.default_rng(99).random((2, 12, 12, 3)).astype("float32")
+    cb = LayerView(os.path.join(logdir, "run"), probe=probe, maximize_every_n_epochs=1, maximize_steps=4,
+                   budget=None)
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[cb])
+    print("process %s of %d done; devices %d" % (jax.process_index(), jax.process_count(), len(jax.devices())))
+
+
+if __name__ == "__main__":
+    job, rest = sys.argv[1], sys.argv[2:]
+    {"agree": agree, "fit": fit, "distributed": distributed}[job](*rest)
