@@ -10,6 +10,8 @@ Public API::
     import tb_layerview.export                  # PNG folders, GIFs, contact sheets, health CSV (no TF)
     import tb_layerview.stats                   # per-channel statistics and unit health (pure numpy)
     import tb_layerview.writer                  # event files through TensorBoard's own writer (no TF)
+    import tb_layerview.gradients               # input gradients on TensorFlow, JAX and PyTorch
+    import tb_layerview.distributed             # which process writes, local copies of weights
 
 Importing this package does not import TensorFlow or Keras; they are loaded
 on first use of ``LayerView`` or of a summary op.
@@ -20,7 +22,7 @@ import importlib
 from tb_layerview.version import VERSION as __version__
 
 __all__ = ["LayerView", "LayerViewWarning", "Budget", "summary", "render", "metadata", "classviews", "export",
-           "stats", "writer", "__version__"]
+           "stats", "writer", "gradients", "distributed", "__version__"]
 
 _LAZY = {
     "LayerView": ("tb_layerview.callback", "LayerView"),
@@ -33,6 +35,8 @@ _LAZY = {
     "export": ("tb_layerview.export", None),
     "stats": ("tb_layerview.stats", None),
     "writer": ("tb_layerview.writer", None),
+    "gradients": ("tb_layerview.gradients", None),
+    "distributed": ("tb_layerview.distributed", None),
 }
 
 

@@ -250,7 +250,12 @@ class LayerView(keras.callbacks.Callback):
         if not self._writes:
             return
         self._check_log_dir()
-        self._prepare()  # raises a clear error if the probe or the layer patterns do not fit
+        try:
+            self._prepare()  # raises a clear error if the probe or the layer patterns do not fit
+        except distributed.SplitAcrossProcesses as err:
+            self._warn("distributed", "nothing is logged in this fit: %s; training goes on" % err)
+            self._writes, self._not_writing = False, str(err)
+            return
         # The state before training is captured now and written once the
         # first epoch's number (the step) is known.
         self._pending_initial = None
@@ -297,6 +302,12 @@ class LayerView(keras.callbacks.Callback):
         self.close()
 
     # ------------------------------------------------------------ public API
+
+    @property
+    def not_writing(self):
+        """Why this process logs nothing (in distributed training another one
+        writes the run), or None when it writes."""
+        return self._not_writing
 
     def log(self, step):
         """Logs the current state at ``step`` (for custom training loops).
@@ -472,6 +483,8 @@ class LayerView(keras.callbacks.Callback):
         first = not self._pass_done
         try:
             result = self._probe_pass.run()
+        except distributed.SplitAcrossProcesses:
+            raise
         except Exception as err:
             if first:
                 raise ValueError(self._probe_mismatch(err)) from None

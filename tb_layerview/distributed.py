@@ -94,6 +94,10 @@ def writer_process():
     return True, None
 
 
+class SplitAcrossProcesses(ValueError):
+    """A weight is split across processes, so one process cannot run the model alone."""
+
+
 def local_array(value):
     """A weight as this process can compute with alone.
 
@@ -103,7 +107,7 @@ def local_array(value):
     tensors, come back as they are.
 
     Raises:
-      ValueError: for an array split across processes (a model-parallel
+      SplitAcrossProcesses: for an array split across processes (a model-parallel
         layout), naming its shape and sharding: gathering it would need every
         process to take part.
     """
@@ -111,6 +115,6 @@ def local_array(value):
         return value
     if value.sharding.is_fully_replicated:
         return value.addressable_data(0)
-    raise ValueError("a weight of shape %s is split across processes (%s); LayerView logs models whose"
+    raise SplitAcrossProcesses("a weight of shape %s is split across processes (%s); LayerView logs models whose"
                      " weights each process holds whole, such as keras.distribution.DataParallel"
                      % (tuple(value.shape), value.sharding))

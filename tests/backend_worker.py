@@ -5,6 +5,7 @@ Usage:
   python backend_worker.py fit LOGDIR                 a fit with LayerView (no TensorFlow needed)
   python backend_worker.py distributed PID N PORT LOGDIR
                                                       one process of a keras.distribution fit on JAX
+  python backend_worker.py local_devices LOGDIR       DataParallel over two local devices (XLA_FLAGS)
 """
 
 import os
@@ -84,6 +85,34 @@ def distributed(pid, n, port, logdir):
     print("process %s of %d done; devices %d" % (jax.process_index(), jax.process_count(), len(jax.devices())))
 
 
+def local_devices(logdir):
+    """One process over several (forced) CPU devices: weights replicated on them, the probe sharded."""
+    import keras
+    import jax
+
+    assert len(jax.local_devices()) == 2, jax.local_devices()
+    distribution = keras.distribution.DataParallel(devices=jax.devices())
+    keras.distribution.set_distribution(distribution)
+    from tb_layerview import LayerView
+
+    model = fixed_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((64, 12, 12, 3)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, 64)
+    # A probe laid out like a training batch: split over the devices along the batch axis.
+    probe = keras.distribution.distribute_tensor(x[:4], distribution.get_data_layout((4, 12, 12, 3)))
+    assert len(probe.sharding.device_set) == 2, probe.sharding
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+                  callbacks=[LayerView(os.path.join(logdir, "run"), probe=probe, maximize_every_n_epochs=1,
+                                       maximize_steps=4, budget=None)])
+    print("devices", len(jax.devices()))
+    print("LayerView warnings:", [str(w.message) for w in caught if "tb_layerview" in str(w.message)])
+
+
 if __name__ == "__main__":
     job, rest = sys.argv[1], sys.argv[2:]
-    {"agree": agree, "fit": fit, "distributed": distributed}[job](*rest)
+    {"agree": agree, "fit": fit, "distributed": distributed, "local_devices": local_devices}[job](*rest)

@@ -99,6 +99,24 @@ def test_keras_distribution_on_two_processes_writes_one_complete_event_file(tmp_
         assert sorted(run_blob(series, "run", kind)) == [0, 1, 2], kind
 
 
+def test_data_parallel_over_local_devices_gathers_a_sharded_probe(tmp_path):
+    """One JAX process over two CPU devices under DataParallel, with a probe sharded along the batch axis
+    like a training batch: every layer at every step, class views included, and no warning."""
+    env_run = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    proc = subprocess.run([sys.executable, WORKER, "local_devices", str(tmp_path)], cwd=HERE, capture_output=True,
+                          text=True, timeout=600, env=dict(env_run, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    assert "devices 2" in proc.stdout and "LayerView warnings: []" in proc.stdout, proc.stdout
+    series = read_series(str(tmp_path))
+    got = layer_series(series, "run")
+    for layer in ("conv1", "conv2", "gap", "out"):
+        assert sorted(got[(ACT, layer)]) == [0, 1, 2], layer
+    probes = json.loads(got[(ACT, "out")][2][0].decode("utf-8"))["probes"]
+    assert len(probes) == 4  # all four probes, gathered from both devices
+    for kind in (metadata.KIND_STATS, metadata.KIND_MAXIMIZATION, metadata.KIND_ATTRIBUTION):
+        assert sorted(run_blob(series, "run", kind)) == [0, 1, 2], kind
+
+
 @pytest.fixture(scope="module")
 def venv_without_tensorflow(tmp_path_factory):
     """A new virtual environment with tb_layerview installed the documented way for JAX users."""

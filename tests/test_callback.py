@@ -405,6 +405,23 @@ def test_non_chief_worker_writes_nothing(tmp_path, monkeypatch):
     assert not (tmp_path / "worker1").exists()
 
 
+def test_keras_distribution_process_other_than_0_writes_nothing(tmp_path, monkeypatch):
+    """KERAS_DISTRIBUTION_PROCESS_ID=1 (keras.distribution's own variable): nothing is written, and the
+    callback says why; process 0 writes."""
+    from tb_layerview import distributed
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
+    x = np.ones((8, 2), np.float32)
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "1")
+    cb = fit(model, x, np.zeros((8, 1)), tmp_path / "proc1", epochs=1, probe=x[:1])
+    assert not (tmp_path / "proc1").exists()
+    assert "KERAS_DISTRIBUTION_PROCESS_ID is 1" in cb.not_writing
+    assert distributed.writer_process()[0] is False
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "0")
+    cb = fit(model, x, np.zeros((8, 1)), tmp_path / "proc0", epochs=1, probe=x[:1])
+    assert (tmp_path / "proc0").exists() and cb.not_writing is None
+
+
 def test_custom_training_loop_with_log_and_summary_ops(tmp_path):
     """LayerView.log and tb_layerview.summary write the same series without model.fit."""
     import tb_layerview
