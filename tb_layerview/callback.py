@@ -97,7 +97,7 @@ class LayerView(keras.callbacks.Callback):
 
     At the start of training and after every ``every_n_epochs`` epochs, the
     probe inputs are passed through the model once (in inference mode, one
-    compiled pass on the TensorFlow backend). Every layer's output is reduced
+    compiled pass on TensorFlow and JAX, eager on PyTorch). Every layer's output is reduced
     to per-channel statistics (always logged), and the outputs the plan
     chooses are drawn as 8-bit images with per-tile ranges stored beside
     them. The kernels of convolution and dense layers are drawn as filters;
@@ -169,7 +169,8 @@ class LayerView(keras.callbacks.Callback):
         Dense networks with invertible activations and attribution maps of
         each probe, and activation maximisation (every
         ``maximize_every_n_epochs``); see :mod:`tb_layerview.classviews`.
-        Single-input models on the TensorFlow backend.
+        Single-input models, on TensorFlow, JAX or PyTorch (each backend's
+        own gradients, :mod:`tb_layerview.gradients`).
       max_classes: class views cover the first this many classes.
       maximize_every_n_epochs: activation maximisation is due at the first
         logged step, every this many epochs and at the last epoch.
