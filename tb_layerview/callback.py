@@ -452,6 +452,7 @@ class LayerView(keras.callbacks.Callback):
         self._prepared_for = model
         # The first pass checks that the probe fits (a clear error stops fit
         # here); its result is the initial step's.
+        self._probe_pass.remaining = self._remaining_steps(0)
         self._first_result = self._run_pass()
 
     def _call_model(self):
@@ -571,6 +572,8 @@ class LayerView(keras.callbacks.Callback):
         if self._first_result is None:
             self._maybe_compile(step)
         compiling = self._first_result is None and self._probe_pass.mode == "compiled" and not self._compiled_ran
+        if self._first_result is None:
+            self._probe_pass.remaining = self._remaining_steps(step)
         result, self._first_result = (self._first_result or self._run_pass()), None
         self._last_stats = result.stats
         planner = self._planner

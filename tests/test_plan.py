@@ -157,3 +157,20 @@ def test_before_an_epoch_is_timed_a_time_budget_uses_the_cheapest_rung():
     assert plan.note.startswith("images at the cheapest settings until an epoch has been timed")
     pl.measured.epoch_seconds = 10.0
     assert pl.plan_images(1, 1, [cand("a", (32, 32, 16))], fixed_bytes=0).settings == P.Settings(64, 8, 4096)
+
+
+def test_a_kind_of_statistics_is_traced_only_when_the_passes_left_pay_it_back():
+    """3 outputs of a kind x 16 passes left = 48 < 50: eager; x 17 = 51: traced. Unknown: eager."""
+    import keras
+
+    from tb_layerview import capture
+
+    fns = capture._StatsFunctions()
+    t = keras.ops.ones((2, 4, 4, 3))
+    for _ in range(3):
+        fns(t)
+    fns.end_pass()
+    for remaining, traced in ((None, 0), (16, 0), (17, 1)):
+        fns.remaining = remaining
+        fns(t)
+        assert len(fns._fns) == traced, remaining
