@@ -801,20 +801,25 @@ class LayerView(keras.callbacks.Callback):
         }
 
     def _write_run_info(self, step, info):
-        self._check_class_names()
+        # This runs on the writer thread, which must not read self.model: on
+        # JAX, Keras' model property writes the training state back into the
+        # variables, and doing that during a train step hands the step buffers
+        # it has already donated. The model seen by _prepare is the same one.
+        model = self._prepared_for
+        self._check_class_names(model)
         with writer_lib.writing_to(self._get_writer()):
             summary.config(info, step=step)
-            summary.probes(self.probe.named(self.model), step=step, labels=self.probe.labels,
+            summary.probes(self.probe.named(model), step=step, labels=self.probe.labels,
                            class_names=self.class_names, image_shape=self.input_image_shape)
 
-    def _check_class_names(self):
+    def _check_class_names(self, model):
         if self.class_names is None:
             return
         outputs = self._probe_pass.specs
         first = next((s for s in outputs.values() if s.layer_path == self._entries[-1].path), None) \
             if self._entries else None
         try:
-            out_shape = tuple(int(d) for d in self.model.outputs[0].shape[1:])
+            out_shape = tuple(int(d) for d in model.outputs[0].shape[1:])
         except Exception:
             out_shape = first.shape if first is not None else None
         if out_shape and len(out_shape) == 1 and out_shape[0] > 1 and out_shape[0] != len(self.class_names):

@@ -422,6 +422,26 @@ def test_keras_distribution_process_other_than_0_writes_nothing(tmp_path, monkey
     assert (tmp_path / "proc0").exists() and cb.not_writing is None
 
 
+def test_only_the_training_thread_reads_the_callbacks_model_property(tmp_path, monkeypatch):
+    """Keras' Callback.model writes JAX training state back into the variables; from the writer thread
+    that raced the train step ("Buffer has been deleted or donated"). Every read is on the training thread."""
+    import threading
+
+    readers = set()
+    original = keras.callbacks.Callback.model
+
+    def model(self):
+        readers.add(threading.current_thread().name)
+        return original.fget(self)
+
+    monkeypatch.setattr(keras.callbacks.Callback, "model", property(model, original.fset))
+    net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax", name="out")])
+    x = np.random.default_rng(0).random((64, 4), dtype=np.float32)
+    fit(net, x, np.zeros(64, int), tmp_path / "threads", epochs=2, loss="sparse_categorical_crossentropy",
+        probe=x[:2], class_names=["a", "b", "c"])
+    assert readers == {threading.main_thread().name}, readers
+
+
 def test_custom_training_loop_with_log_and_summary_ops(tmp_path):
     """LayerView.log and tb_layerview.summary write the same series without model.fit."""
     import tb_layerview
