@@ -119,28 +119,34 @@ def test_data_parallel_over_local_devices_gathers_a_sharded_probe(tmp_path):
 
 @pytest.fixture(scope="module")
 def venv_without_tensorflow(tmp_path_factory):
-    """A new virtual environment with tb_layerview installed the documented way for JAX users."""
+    """A new virtual environment with tb_layerview installed the documented ways for JAX and PyTorch users
+    (PyTorch's CPU build first, as scripts/setup.sh does)."""
     path = tmp_path_factory.mktemp("venv_no_tf")
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     python = str(path / "bin" / "python")
-    proc = subprocess.run([python, "-m", "pip", "install", "-q", ROOT + "[jax]"], capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for args in (["torch==" + os.environ.get("TORCH_VERSION", "2.13.0")], [ROOT + "[jax]"], [ROOT + "[torch]"]):
+        proc = subprocess.run([python, "-m", "pip", "install", "-q"] + args, capture_output=True, text=True,
+                              timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return python
 
 
-def test_without_tensorflow_a_jax_user_installs_fits_and_serves(tmp_path, venv_without_tensorflow):
-    """pip install 'tb_layerview[jax]' brings no TensorFlow; a fit on JAX logs every layer and the class
-    views, and that environment's own tensorboard serves them through the plugin under both loaders."""
+def test_without_tensorflow_jax_and_pytorch_users_install_fit_and_serve(tmp_path, venv_without_tensorflow):
+    """pip install 'tb_layerview[jax]' or '[torch]' brings no TensorFlow; fits on JAX and on PyTorch log
+    every layer and the class views, and that environment's own tensorboard serves them through the plugin
+    under both loaders."""
     python = venv_without_tensorflow
     probe = subprocess.run([python, "-c", "import importlib.util as u; print(u.find_spec('tensorflow'))"],
                            capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "None"
-    proc = run([WORKER, "fit", str(tmp_path)], "jax", python=python, cwd=str(tmp_path))
-    assert "tensorflow imported: False" in proc.stdout
+    for backend in ("jax", "torch"):
+        proc = run([WORKER, "fit", str(tmp_path)], backend, python=python, cwd=str(tmp_path))
+        assert "tensorflow imported: False" in proc.stdout
     series = read_series(str(tmp_path))
-    assert sorted(layer_series(series, "run_jax")[(ACT, "conv2")]) == [0, 1, 2]
-    assert sorted(run_blob(series, "run_jax", metadata.KIND_MAXIMIZATION)) == [0, 1, 2]
+    for run_name in ("run_jax", "run_torch"):
+        assert sorted(layer_series(series, run_name)[(ACT, "conv2")]) == [0, 1, 2]
+        for kind in (metadata.KIND_STATS, metadata.KIND_MAXIMIZATION, metadata.KIND_ATTRIBUTION):
+            assert sorted(run_blob(series, run_name, kind)) == [0, 1, 2], (run_name, kind)
     tensorboard = os.path.join(os.path.dirname(python), "tensorboard")
     answers = {}
     for fast in ("false", "true"):
