@@ -216,8 +216,6 @@ def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05
       scores (log-probabilities for outputs in [0, 1]), one row (K,) per
       record, the first before any step and the last after the final step.
     """
-    from keras import ops
-
     g = gradients.for_backend()
     if input_shape is None:
         input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
@@ -269,18 +267,25 @@ def _class_output(out, output_index):
     return ops.cast(out, "float32")
 
 
+def _pick(out, indices):
+    """``out[i, indices[i]]`` for each row ``i``, as a sum with a one-hot mask
+    (the same operations on every backend, inside or outside compiled code)."""
+    from keras import ops
+
+    onehot = np.zeros((len(indices), int(out.shape[-1])), np.float32)
+    onehot[np.arange(len(indices)), np.asarray(indices, np.int64)] = 1.0
+    return ops.sum(out * ops.convert_to_tensor(onehot), axis=-1)
+
+
 def _class_scores(out, classes):
     """Each sample's score for its class: ``out[i, classes[i]]``; for a single
     sigmoid unit, ``out`` for class 1 and ``1 - out`` for class 0."""
     from keras import ops
 
-    classes = np.asarray(classes, np.int64)
     if out.shape[-1] == 1:
-        high = ops.convert_to_tensor((classes > 0).astype(np.float32))
+        high = ops.convert_to_tensor((np.asarray(classes) > 0).astype(np.float32))
         return high * out[:, 0] + (1.0 - high) * (1.0 - out[:, 0])
-    onehot = np.zeros((len(classes), int(out.shape[-1])), np.float32)
-    onehot[np.arange(len(classes)), classes] = 1.0
-    return ops.sum(out * ops.convert_to_tensor(onehot), axis=-1)
+    return _pick(out, classes)
 
 
 #: Compiled ascent steps per model, so that each logged epoch reuses the trace.
@@ -305,7 +310,7 @@ def _ascent_functions(g, model, targets, input_shape, use_log, output_index, lay
                 g.call(model, state, inp)
             feats = ops.cast(rec.output("units"), "float32")
             per_unit = ops.mean(feats, axis=list(range(1, len(feats.shape) - 1))) if len(feats.shape) > 2 else feats
-            return _class_scores(per_unit, targets)
+            return _pick(per_unit, targets)  # a unit's mean, even for a layer of one unit
         s = _class_scores(_class_output(g.call(model, state, inp), output_index), targets)
         return ops.log(s + 1e-7) if use_log else s
 

@@ -136,3 +136,22 @@ def test_unit_maximisation_raises_the_unit_mean_activation(halves_model):
         classviews.maximize(halves_model, layer="conv", units=[])
     with pytest.raises(ValueError, match="no layer named 'nope'"):
         classviews.maximize(halves_model, layer="nope", units=[0])
+
+
+def test_the_only_unit_of_a_one_unit_layer_is_maximised_not_minimised():
+    """maximize(layer=..., units=[0]) on a layer of one unit raises that unit's mean (a class output of one
+    sigmoid unit is the only place where index 0 means "1 - output")."""
+    import keras
+
+    from tb_layerview import classviews
+
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 3, activation="tanh", name="one"),
+                              keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    model.set_weights([np.full(w.shape, 0.1, np.float32) for w in model.get_weights()])
+    images, history = classviews.maximize(model, layer="one", units=[0], steps=16, value_range=(-1.0, 1.0))
+    unit = keras.Model(model.inputs[0], model.get_layer("one").output)
+    start = np.zeros((1, 4, 4, 1), np.float32)  # the middle of the range, where the ascent starts
+    before = float(np.mean(keras.ops.convert_to_numpy(unit(start))))
+    after = float(np.mean(keras.ops.convert_to_numpy(unit(images))))
+    assert after > before + 0.1, (before, after)
+    assert history[-1, 0] == pytest.approx(after, abs=1e-4)  # the recorded score is the unit's mean
