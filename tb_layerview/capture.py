@@ -12,8 +12,9 @@ arrays. The pass can be traced once (:meth:`ProbePass.compile`), into a
 ``tf.function`` on TensorFlow or a ``jax.jit`` on JAX: each later pass is then one
 compiled forward pass with the statistics inside the graph, several times
 faster than eager on models of hundreds of layers, for a one-time cost of a
-few eager passes. The callback compiles when enough logged epochs remain to
-pay that back. When tracing is not possible (a layer with Python side
+few eager passes. On TensorFlow the callback compiles when enough logged
+epochs remain to pay that back; on JAX, where even an eager pass compiles
+each new operation, it compiles from the first pass. When tracing is not possible (a layer with Python side
 effects, PyTorch), the same recording runs eagerly.
 """
 

@@ -24,11 +24,15 @@ BACKENDS = ("tensorflow", "jax", "torch")
 ACT = metadata.KIND_ACTIVATIONS
 
 
-def run(cmd, backend, timeout=600, cwd=None, python=None):
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu",
-               CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([python or sys.executable] + cmd, env=env, cwd=cwd or HERE, capture_output=True,
-                          text=True, timeout=timeout)
+def backend_env(backend, **extra):
+    """The environment of a process on ``backend``, on the CPU."""
+    return dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu",
+                CUDA_VISIBLE_DEVICES="", **extra)
+
+
+def run(cmd, backend, timeout=600, cwd=None, python=None, **extra_env):
+    proc = subprocess.run([python or sys.executable] + cmd, env=backend_env(backend, **extra_env), cwd=cwd or HERE,
+                          capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, "%s on %s failed (%d):\n%s\n%s" % (
         cmd, backend, proc.returncode, proc.stdout[-4000:], proc.stderr[-6000:])
     return proc
@@ -74,7 +78,7 @@ def test_keras_distribution_on_two_processes_writes_one_complete_event_file(tmp_
     """Two JAX processes on localhost train one model under keras.distribution.DataParallel, each
     with LayerView on the same log directory: process 0 writes exactly one event file, complete."""
     port = _free_port()
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    env = backend_env("jax")
     procs = [subprocess.Popen([sys.executable, WORKER, "distributed", str(pid), "2", str(port), str(tmp_path)],
                               env=env, cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for pid in range(2)]
@@ -102,10 +106,7 @@ def test_keras_distribution_on_two_processes_writes_one_complete_event_file(tmp_
 def test_data_parallel_over_local_devices_gathers_a_sharded_probe(tmp_path):
     """One JAX process over two CPU devices under DataParallel, with a probe sharded along the batch axis
     like a training batch: every layer at every step, class views included, and no warning."""
-    env_run = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    proc = subprocess.run([sys.executable, WORKER, "local_devices", str(tmp_path)], cwd=HERE, capture_output=True,
-                          text=True, timeout=600, env=dict(env_run, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu"))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    proc = run([WORKER, "local_devices", str(tmp_path)], "jax", XLA_FLAGS="--xla_force_host_platform_device_count=2")
     assert "devices 2" in proc.stdout and "LayerView warnings: []" in proc.stdout, proc.stdout
     series = read_series(str(tmp_path))
     got = layer_series(series, "run")
