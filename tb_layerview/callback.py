@@ -36,16 +36,17 @@ from tb_layerview.probe import MAX_PROBES, Probe
 __all__ = ["LayerView", "LayerViewWarning", "Budget", "MAX_PROBES"]
 
 #: Tracing and optimising the compiled probe pass costs about this many eager
-#: passes (measured at 8 probes: MobileNetV2 at 96x96 5.2 s against 0.45-0.6 s,
-#: ResNet50 at 64x64 6.4 s against 0.5-0.8 s)...
-COMPILE_COST_IN_PASSES = 11.0
-#: ...after which a pass costs about this share of an eager one (0.19 s).
-#: On JAX the pass is compiled from the first one on: JAX compiles every new
-#: operation shape even when running eagerly, so the first eager pass costs
-#: more than compiling the whole pass (seed CNN: 5.1 s against 1.4 s, then
-#: 23 ms against 6 ms; MobileNetV2 at 96x96: 18.3 s against 14 s, then
-#: 0.52 s against 0.35 s).
-COMPILED_PASS_SHARE = 0.4
+#: passes (measured at 8 probes on TensorFlow, the statistics on the host:
+#: seed CNN 0.07 s against 15-20 ms, MobileNetV2 at 96x96 1.6 s against
+#: 0.45-0.65 s, ResNet50 at 64x64 1.7 s against 0.55-0.63 s)...
+COMPILE_COST_IN_PASSES = 3.0
+#: ...after which a pass costs about this share of an eager one (7 ms, 0.27 s
+#: and 0.22 s). On JAX the pass is compiled from the first one on: JAX
+#: compiles every new operation shape even when running eagerly, so the first
+#: eager pass costs more than compiling the whole pass (seed CNN: 5.1 s
+#: against 1.4 s, then 23 ms against 6 ms; MobileNetV2 at 96x96: 18.3 s
+#: against 14 s, then 0.52 s against 0.35 s).
+COMPILED_PASS_SHARE = 0.45
 
 #: Defaults of the arguments the budget may lower when the user did not set them.
 DEFAULT_MAX_CHANNELS = 64
@@ -459,7 +460,6 @@ class LayerView(keras.callbacks.Callback):
         # here); its result is the initial step's.
         if keras.backend.backend() == "jax" and self._probe_pass.compile() is not None:
             self._compile_refused = True
-        self._probe_pass.remaining = self._remaining_steps(0)
         self._first_result = self._run_pass()
 
     def _call_model(self):
@@ -546,9 +546,14 @@ class LayerView(keras.callbacks.Callback):
     # ------------------------------------------------------------ one step
 
     def _update_epoch_time(self):
+        m = self._planner.measured
         if self._epochs_timed:
             recent = self._epochs_timed[-max(self.every_n_epochs, 3):]
-            self._planner.measured.epoch_seconds = float(np.median(recent))
+            m.epoch_seconds = float(np.median(recent))
+        # The account the time budget is kept over (plan.Planner.time_allowance).
+        m.trained_seconds = float(sum(self._epochs_timed))
+        with self._lock:
+            m.spent_seconds = self._hook_seconds + self._writer_cpu
 
     def _remaining_steps(self, step):
         """Logged steps from ``step`` to the end of training, or None when unknown."""
@@ -579,8 +584,6 @@ class LayerView(keras.callbacks.Callback):
         if self._first_result is None:
             self._maybe_compile(step)
         compiling = self._first_result is None and self._probe_pass.mode == "compiled" and not self._compiled_ran
-        if self._first_result is None:
-            self._probe_pass.remaining = self._remaining_steps(step)
         result, self._first_result = (self._first_result or self._run_pass()), None
         self._last_stats = result.stats
         planner = self._planner
@@ -710,6 +713,7 @@ class LayerView(keras.callbacks.Callback):
                 "bytes": image_bytes + fixed_bytes,
                 "image_bytes": image_bytes,
                 "epoch_seconds": self._planner.measured.epoch_seconds,
+                **snap.plan.account,
             }
             record["budget"] = self.budget.record() if self.budget else None
             record["capture"] = snap.capture

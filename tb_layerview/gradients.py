@@ -166,6 +166,30 @@ def inference_call(model, x):
     return model(x, training=False)
 
 
+def on_accelerator():
+    """Whether Keras' backend computes on an accelerator (GPU, TPU) by default,
+    rather than on the host's CPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+        if backend == "jax":
+            import jax
+
+            return jax.default_backend() != "cpu"
+        if backend == "torch":
+            import torch
+
+            return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+    return False
+
+
 _BACKENDS = {"tensorflow": _TensorFlow, "jax": _Jax, "torch": _Torch}
 
 

@@ -223,6 +223,8 @@ class EpochPlan:
     room_bytes: float = None
     estimate_bytes: int = 0
     note: str = ""
+    #: The time account the plan was made with (see Planner.time_allowance).
+    account: dict = dataclasses.field(default_factory=dict)
 
     def record(self):
         """The JSON-ready form (see docs/format.md, ``plan``)."""
@@ -257,6 +259,8 @@ class Measurements:
     fixed_bytes: float = None         # statistics, predictions and plan bytes per logged epoch
     forward_seconds: float = None     # one probe pass
     class_view_seconds: dict = dataclasses.field(default_factory=dict)  # kind -> last cost
+    trained_seconds: float = 0.0      # all epochs timed so far, LayerView excluded
+    spent_seconds: float = 0.0        # all LayerView cost so far (hooks + writer CPU), step 0 included
 
 
 class Planner:
@@ -300,6 +304,31 @@ class Planner:
                 out.append(s)
         return out
 
+    def time_allowance(self):
+        """Seconds LayerView may spend at this logged epoch, or None (no time
+        bound, or no epoch timed yet).
+
+        The budget is kept over the whole training, not epoch by epoch: the
+        allowance is the time share of the epochs since the last logged one,
+        less whatever LayerView has spent beyond its share of all the epochs
+        so far (the step before training, a compilation, a maximisation).
+        Unspent time is not saved up beyond one step's allowance, so that it
+        cannot come back as a burst.
+        """
+        b, m = self.budget, self.measured
+        if b is None or b.time_share is None or m.epoch_seconds is None:
+            return None
+        per_step = b.time_share * m.epoch_seconds * self.every_n_epochs
+        if not m.trained_seconds:  # a custom loop: no epochs to keep the account over
+            return per_step
+        return min(per_step, b.time_share * m.trained_seconds - m.spent_seconds)
+
+    def in_debt(self):
+        """Whether LayerView has spent more than its time share of the epochs so far."""
+        b, m = self.budget, self.measured
+        return bool(b is not None and b.time_share is not None and m.trained_seconds
+                    and m.spent_seconds > b.time_share * m.trained_seconds)
+
     def image_room(self, fixed_bytes):
         """(room in image bytes per logged epoch, what limits it), or (None, None) without bounds."""
         if self.budget is None:
@@ -308,10 +337,10 @@ class Planner:
         if self.budget.bytes_per_epoch is not None:
             rooms.append((self.budget.bytes_per_epoch - fixed_bytes, "bytes"))
         m = self.measured
-        if (self.budget.time_share is not None and m.epoch_seconds is not None
-                and m.seconds_per_image_byte):
-            allowed = self.budget.time_share * m.epoch_seconds * self.every_n_epochs
-            share = allowed * (1 - self.class_share) - (m.fixed_seconds or 0.0)
+        allowed = self.time_allowance()
+        if allowed is not None and m.seconds_per_image_byte:
+            share = allowed * (1 - self.class_share) if allowed > 0 else allowed
+            share -= m.fixed_seconds or 0.0
             rooms.append((share / m.seconds_per_image_byte, "time"))
         if not rooms:
             return None, None
@@ -320,6 +349,14 @@ class Planner:
     def plan_images(self, step, logged_index, candidates, fixed_bytes):
         """Chooses settings and which outputs get images; returns an :class:`EpochPlan`
         (class views still empty)."""
+        plan = self._plan_images(step, logged_index, candidates, fixed_bytes)
+        allowance = self.time_allowance()
+        plan.account = {"trained_seconds": round(self.measured.trained_seconds, 4),
+                        "spent_seconds": round(self.measured.spent_seconds, 4),
+                        "allowance_seconds": None if allowance is None else round(allowance, 4)}
+        return plan
+
+    def _plan_images(self, step, logged_index, candidates, fixed_bytes):
         ratio = self.measured.bytes_ratio or 1.0
         bpp = BYTES_PER_PIXEL * ratio
         room, limit = self.image_room(fixed_bytes)
@@ -352,8 +389,9 @@ class Planner:
         estimate = 0
         for j, c in enumerate(candidates):
             if cadence == 0:
-                layers[c.key] = LayerPlan(c.key, False, False,
-                                          "no images: statistics alone fill %s" % why)
+                layers[c.key] = LayerPlan(c.key, False, False, "no images: %s fill %s" % (
+                    "statistics and what LayerView spent earlier" if limit == "time" and self.in_debt()
+                    else "statistics alone", why))
                 continue
             mine = (j % cadence) == (logged_index % cadence)
             if mine:
@@ -410,8 +448,9 @@ class Planner:
         timed = self.budget is not None and self.budget.time_share is not None
         epoch = self.measured.epoch_seconds
         per_epoch = 0.0
-        if timed and epoch is not None and available:
-            per_epoch = self.budget.time_share * epoch * self.every_n_epochs * CLASS_VIEW_SHARE / len(available)
+        allowed = self.time_allowance()
+        if allowed is not None and available:
+            per_epoch = max(allowed, 0.0) * CLASS_VIEW_SHARE / len(available)
         if due_maximization:
             self.overdue_maximization = True
         for kind in ("attribution", "maximization"):
@@ -435,11 +474,16 @@ class Planner:
             else:
                 self.credit[kind] = credit
                 wait = math.ceil((cost - credit) / per_epoch) if per_epoch > 0 else None
-                out[kind] = {"run": False, "cost_seconds": round(cost, 4),
-                             "reason": "deferred to stay within the %g%% time budget: it takes about %.2g s,"
-                                       " the budget gives it %.2g s per epoch%s"
-                                       % (100 * self.budget.time_share, cost, per_epoch,
-                                          " (next in about %d epochs)" % wait if wait else "")}
+                if allowed is not None and allowed <= 0:
+                    reason = ("deferred to stay within the %g%% time budget: it takes about %.2g s, and"
+                              " LayerView has already spent its share of the training so far"
+                              % (100 * self.budget.time_share, cost))
+                else:
+                    reason = ("deferred to stay within the %g%% time budget: it takes about %.2g s,"
+                              " the budget gives it %.2g s per epoch%s"
+                              % (100 * self.budget.time_share, cost, per_epoch,
+                                 " (next in about %d epochs)" % wait if wait else ""))
+                out[kind] = {"run": False, "cost_seconds": round(cost, 4), "reason": reason}
         if out.get("maximization", {}).get("run"):
             self.overdue_maximization = False
         plan.class_views = out

@@ -40,6 +40,8 @@ class EventWriter:
 
         self.logdir = logdir
         self._writer = EventFileWriter(logdir, max_queue_size=64, flush_secs=flush_secs)
+        self._tags_seen = set()
+        self._lock = threading.Lock()
 
     def write(self, tag, values, step, metadata):
         """Writes a rank-1 string tensor of ``values`` (bytes) at ``step``."""
@@ -64,6 +66,16 @@ class EventWriter:
         return True
 
     def write_value(self, value, step, event_pb2, summary_pb2):
+        # Both of TensorBoard's loaders keep the first metadata of a tag and
+        # ignore the rest, as TensorFlow's FileWriter strips it from later
+        # values: repeating it only costs bytes on disk and in TensorBoard's
+        # memory (where the Python loader keeps each event whole). Each event
+        # file still carries it once per tag, so a restarted run stays readable.
+        with self._lock:
+            if value.tag in self._tags_seen:
+                value.ClearField("metadata")
+            else:
+                self._tags_seen.add(value.tag)
         event = event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.Summary(value=[value]))
         self._writer.add_event(event)
 

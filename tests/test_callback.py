@@ -776,7 +776,8 @@ def test_class_names_of_the_wrong_length_warn_once_with_both_numbers(tmp_path):
 @pytest.mark.parametrize("non_finite", [False, True])
 @pytest.mark.parametrize("channels_first", [False, True])
 def test_eager_and_graph_statistics_equal_the_numpy_reference(non_finite, channels_first):
-    """capture.eager_stats and graph_stats give stats.channel_stats, NaN/Inf and channels_first included."""
+    """capture.eager_stats, graph_stats and host_stats give stats.channel_stats, NaN/Inf and
+    channels_first included; and the reference's all-finite path gives its masked path."""
     from tb_layerview import capture, stats
 
     x = np.random.default_rng(3).normal(size=(4, 3, 5, 6)).astype("float32")
@@ -785,16 +786,58 @@ def test_eager_and_graph_statistics_equal_the_numpy_reference(non_finite, channe
         x[1, 2, 3, 4], x[0, 1, 1, 1], x[2, 0, 0, 0] = np.nan, np.inf, -np.inf
     limits = stats.saturation_limits("tanh")
     ref = stats.channel_stats(x, channels_first=channels_first, limits=limits)
-    fns = [capture.eager_stats, capture.graph_stats]
-    if keras.backend.backend() == "tensorflow":
-        traced = capture._StatsFunctions()
-        traced(keras.ops.convert_to_tensor(x), channels_first, limits)
-        traced.end_pass()
-        traced.remaining = capture.TRACE_PAYBACK_CALLS  # one output per pass: traced from now on
-        fns.append(traced)
-    for fn in fns:
+    axis = 1 if channels_first else -1
+    flat = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+    np.testing.assert_allclose(ref, stats._masked_stats(flat.astype(np.float64), limits), rtol=1e-6, atol=1e-7)
+    assert capture.on_host(keras.ops.convert_to_tensor(x))  # the CPU backends of these tests
+    for fn in [capture.eager_stats, capture.graph_stats, capture.host_stats]:
         got = capture.to_numpy(fn(keras.ops.convert_to_tensor(x), channels_first, limits))
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5, err_msg=str(fn))
+    sums = capture.to_numpy(capture.graph_sums(keras.ops.convert_to_tensor(x), channels_first, limits))
+    if non_finite:
+        assert capture.sums_to_stats(sums) is None  # the compiled pass then recomputes with masks
+    else:
+        np.testing.assert_allclose(capture.sums_to_stats(sums), ref, rtol=1e-4, atol=1e-5)
+    jobs = [(keras.ops.convert_to_tensor(x), channels_first, limits), (x[:1], channels_first, None)]
+    many = capture.many_host_stats(jobs)
+    np.testing.assert_allclose(many[0], ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(many[1], stats.channel_stats(x[:1], channels_first), rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_sums_keep_the_variance_of_an_output_far_from_zero():
+    """Values 1000 + N(0, 0.01): mean and std from capture.graph_sums match numpy in float64
+    (a plain sum of squares in float32 would lose the std entirely)."""
+    from tb_layerview import capture, stats
+
+    x = (1000.0 + 0.01 * np.random.default_rng(0).normal(size=(8, 16, 16, 4))).astype("float32")
+    got = capture.sums_to_stats(capture.to_numpy(capture.graph_sums(keras.ops.convert_to_tensor(x))))
+    ref = stats.channel_stats(x)
+    np.testing.assert_allclose(got[stats.STATS.index("std")], ref[stats.STATS.index("std")], rtol=1e-2)
+    np.testing.assert_allclose(got[stats.STATS.index("mean")], ref[stats.STATS.index("mean")], rtol=1e-6)
+
+
+@pytest.mark.parametrize("sums_in_graph", [False, True], ids=["host-statistics", "accelerator-sums"])
+def test_a_compiled_pass_over_nan_outputs_counts_them_with_masks(sums_in_graph):
+    """Both compiled forms (outputs reduced on the host; sums in the graph, as on an accelerator)
+    give the numpy statistics, and over NaN outputs count the NaN values (the sums cannot, so
+    that pass is redone eagerly) and keep the finite channels' means."""
+    from tb_layerview import capture, stats, walk
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+    x = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    pp = capture.ProbePass(model, walk.walk(model), x, {})
+    if keras.backend.backend() == "torch":
+        pytest.skip("the PyTorch pass is always eager")
+    pp._sums_in_graph = sums_in_graph
+    assert pp.compile() is None and pp.mode == "compiled"
+    w, b = model.get_layer("d").get_weights()
+    np.testing.assert_allclose(pp.run().stats["d"], stats.channel_stats(x @ w + b), rtol=1e-4, atol=1e-6)
+    w[:, 1] = np.nan
+    model.get_layer("d").set_weights([w, b])
+    got = pp.run().stats["d"]
+    assert list(got[stats.STATS.index("nan")]) == [0.0, 2.0, 0.0]
+    np.testing.assert_allclose(got[stats.STATS.index("mean"), [0, 2]], (x @ w + b).mean(axis=0)[[0, 2]],
+                               rtol=1e-5)
 
 
 def test_kernels_of_frozen_layers_are_drawn_once(tmp_path):
