@@ -53,3 +53,30 @@ def test_an_unwritable_log_dir_is_refused_with_its_name(tmp_path):
     blocker.write_text("x")
     with pytest.raises(OSError, match="LayerView cannot write to log_dir '%s/sub'" % blocker):
         writer.check_writable(str(blocker / "sub"))
+
+
+def test_metadata_is_written_once_per_tag_and_event_file_and_every_step_still_reads_back(tmp_path):
+    """As TensorFlow's FileWriter does: only each tag's first value in a file carries the summary
+    metadata (both loaders keep the first); a second file of the same run carries it again; the
+    data provider reads every step of every file with the plugin's metadata."""
+    from tensorboard.backend.event_processing import event_file_loader
+
+    run = tmp_path / "run"
+    for first_step in (0, 3):  # a fit, then a second fit continuing the run in a new file
+        w = writer.EventWriter(str(run))
+        with writer.writing_to(w):
+            for step in range(first_step, first_step + 3):
+                summary.activations("conv1", np.ones((1, 4, 4, 2)) * step, step=step)
+                summary.predictions(np.ones((1, 3)), step=step)
+        w.close()
+    files = sorted(run.glob("events.out.tfevents.*"))
+    assert len(files) == 2
+    for path in files:
+        with_meta = {}
+        for event in event_file_loader.EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                with_meta.setdefault(value.tag, []).append(value.HasField("metadata"))
+        assert with_meta == {tag: [True, False, False] for tag in with_meta} and len(with_meta) == 2
+    series = read_series(str(tmp_path))["run"]
+    assert {tag: sorted(s["steps"]) for tag, s in series.items()} == {tag: list(range(6)) for tag in series}
+    assert all(s["meta"] is not None for s in series.values())
