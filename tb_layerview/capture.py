@@ -335,11 +335,10 @@ class ProbePass:
         self._limits = limits_of
         self._inputs = inputs
         self._fn = None
-        self._jobs = {}
         # On an accelerator the compiled pass reduces each output where it is
         # (graph_sums) and only the sums cross to the host. On a CPU the
         # outputs are already in host memory: the compiled pass just returns
-        # them and numpy reduces them on a few threads, which keeps the traced
+        # them and numpy reduces them (many_host_stats), which keeps the traced
         # graph to the model's own operations (MobileNetV2 at 96x96, TensorFlow:
         # traced and optimised in 1.6 s instead of 6.4 s with the sums in the graph).
         self._sums_in_graph = gradients.on_accelerator()
@@ -363,9 +362,8 @@ class ProbePass:
                                     str(t.dtype))
             if not _drawable(t) or len(t.shape) < 1:
                 continue
-            jobs.append((t, self._cf.get(layer_path, False), self._limits.get(layer_path)))
+            jobs.append((t,) + self._stats_args(layer_path))
             kept[key] = t
-        self._jobs = dict(zip(kept, jobs))
         if eager:
             stats = dict(zip(kept, many_host_stats(jobs)))
         elif self._sums_in_graph:
@@ -374,6 +372,10 @@ class ProbePass:
             stats = {}  # the outputs come back, and their statistics are computed on the host
         self.specs, self.calls = specs, dict(rec.calls)
         return stats, kept, out
+
+    def _stats_args(self, layer_path):
+        """(channels_first, saturation limits) of a layer's outputs, for the statistics."""
+        return self._cf.get(layer_path, False), self._limits.get(layer_path)
 
     def compile(self):
         """Traces the recording pass once: a ``tf.function`` on TensorFlow, a
@@ -424,7 +426,8 @@ class ProbePass:
             if self._sums_in_graph:
                 stats = {k: sums_to_stats(to_numpy(v)) for k, v in sums.items()}
             else:
-                stats = dict(zip(tensors, many_host_stats([(t,) + self._jobs[k][1:] for k, t in tensors.items()])))
+                stats = dict(zip(tensors, many_host_stats(
+                    [(t,) + self._stats_args(self.specs[k].layer_path) for k, t in tensors.items()])))
             if any(v is None for v in stats.values()):
                 # NaN or Inf in an output: the compiled sums cannot count them,
                 # the eager pass's masked statistics can. Rare, and worth a pass.

@@ -319,15 +319,21 @@ class Planner:
         if b is None or b.time_share is None or m.epoch_seconds is None:
             return None
         per_step = b.time_share * m.epoch_seconds * self.every_n_epochs
-        if not m.trained_seconds:  # a custom loop: no epochs to keep the account over
-            return per_step
-        return min(per_step, b.time_share * m.trained_seconds - m.spent_seconds)
+        balance = self._balance()
+        return per_step if balance is None else min(per_step, balance)
+
+    def _balance(self):
+        """The time share of all epochs so far less what LayerView spent, or
+        None without a time bound or without epochs (a custom loop)."""
+        b, m = self.budget, self.measured
+        if b is None or b.time_share is None or not m.trained_seconds:
+            return None
+        return b.time_share * m.trained_seconds - m.spent_seconds
 
     def in_debt(self):
         """Whether LayerView has spent more than its time share of the epochs so far."""
-        b, m = self.budget, self.measured
-        return bool(b is not None and b.time_share is not None and m.trained_seconds
-                    and m.spent_seconds > b.time_share * m.trained_seconds)
+        balance = self._balance()
+        return balance is not None and balance < 0
 
     def image_room(self, fixed_bytes):
         """(room in image bytes per logged epoch, what limits it), or (None, None) without bounds."""
