@@ -48,7 +48,7 @@ setup(
         "tensorflow": ["tensorflow>=2.16"],
         "jax": ["jax>=0.4.20"],
         "torch": ["torch>=2.1"],
-        "test": ["pytest>=7", "werkzeug>=2", "playwright>=1.40"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "werkzeug>=2", "playwright>=1.40"],
         "demo": ["scikit-learn>=1.2"],
     },
     entry_points={

@@ -10,5 +10,8 @@ cd "$(dirname "$0")/.."
 # All three Keras backends: the suite runs the callback on each of them.
 bash scripts/setup.sh tensorflow jax torch test demo
 # .venv/bin/pytest (not "python -m pytest") keeps the source tree off sys.path,
-# so the installed package is what gets tested.
-exec .venv/bin/pytest "$@"
+# so the installed package is what gets tested. Two workers (pytest-xdist):
+# much of the suite waits on subprocesses, tensorboard and the browser, so a
+# second worker uses the time one leaves idle. Tests sharing a module-scoped
+# fixture carry an xdist_group marker and stay on one worker.
+exec .venv/bin/pytest -n 2 --dist loadgroup "$@"

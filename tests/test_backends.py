@@ -39,12 +39,13 @@ def run(cmd, backend, timeout=600, cwd=None, python=None, **extra_env):
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_callback_and_class_view_tests_pass_on(backend):
+@pytest.mark.parametrize("module", ["test_callback.py", "test_classviews.py"])
+def test_callback_and_class_view_tests_pass_on(backend, module):
     """The callback-level tests (real fits, read back through TensorBoard's data provider) and the
-    class-view tests pass on JAX and on PyTorch, every model kind and class view included."""
-    proc = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning",
-                os.path.join(HERE, "test_callback.py"), os.path.join(HERE, "test_classviews.py")],
-               backend, timeout=900)
+    class-view tests pass on JAX and on PyTorch, every model kind and class view included. One
+    process per module, so that the suite's workers can run them side by side."""
+    proc = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-W", "ignore::DeprecationWarning",
+                os.path.join(HERE, module)], backend, timeout=900)
     summary = proc.stdout.strip().splitlines()[-1]
     assert "passed" in summary and "failed" not in summary and "skipped" not in summary, summary
 

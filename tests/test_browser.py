@@ -11,7 +11,7 @@ import pytest
 
 from helpers import HOSTILE_LAYER, HOSTILE_RUN, panel_frame, start_tensorboard, stop
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 CHROMIUM = os.environ.get("TB_LAYERVIEW_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -7,6 +7,9 @@ import keras
 
 from tb_layerview import classviews
 
+# Its module-scoped fixture is built once when the suite runs on several workers.
+pytestmark = pytest.mark.xdist_group("classviews")
+
 
 def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))

@@ -14,6 +14,9 @@ from tb_layerview import metadata, render
 from tb_layerview.plugin import STATIC_FILES, LayerViewLoader
 from helpers import HOSTILE_LAYER, HOSTILE_RUN, json_of, layer_series, read_series, wsgi_client
 
+# Its module-scoped fixture is built once when the suite runs on several workers.
+pytestmark = pytest.mark.xdist_group("plugin")
+
 BASE = "/data/plugin/tb_layerview/"
 
 

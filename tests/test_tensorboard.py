@@ -10,7 +10,7 @@ import pytest
 from tb_layerview import render
 from helpers import HOSTILE_LAYER, HOSTILE_RUN, http_get, start_tensorboard, stop, wait_for
 
-pytestmark = pytest.mark.tensorboard
+pytestmark = [pytest.mark.tensorboard, pytest.mark.xdist_group("tensorboard")]
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "http_api.md")
 PLUGIN = "/data/plugin/tb_layerview/"
