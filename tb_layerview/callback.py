@@ -690,7 +690,8 @@ class LayerView(keras.callbacks.Callback):
         cpu0 = time.thread_time()
         image_cpu = fixed_cpu = 0.0
         image_bytes = fixed_bytes = 0
-        with writer_lib.writing_to(self._get_writer()):
+        event_writer = self._get_writer()
+        with writer_lib.writing_to(event_writer), event_writer.one_event(snap.step):
             for item in snap.items:
                 c0 = time.thread_time()
                 with summary.tally() as counter:

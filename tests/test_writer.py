@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tb_layerview import summary, writer
+from tb_layerview import metadata, summary, writer
 from helpers import read_series
 
 
@@ -80,3 +80,33 @@ def test_metadata_is_written_once_per_tag_and_event_file_and_every_step_still_re
     series = read_series(str(tmp_path))["run"]
     assert {tag: sorted(s["steps"]) for tag, s in series.items()} == {tag: list(range(6)) for tag in series}
     assert all(s["meta"] is not None for s in series.values())
+
+
+def test_one_event_gathers_a_steps_values_and_both_loaders_read_them_like_separate_events(tmp_path):
+    """Inside one_event, the values of that step become one event (what keeps the Python loader's
+    memory near the bytes on disk); a value at another step is written on its own; every value reads
+    back through the data provider, and an exception inside the block loses nothing."""
+    from tensorboard.backend.event_processing import event_file_loader
+
+    run = tmp_path / "run"
+    w = writer.EventWriter(str(run))
+    with writer.writing_to(w):
+        for step in range(3):
+            with w.one_event(step):
+                summary.activations("conv1", np.ones((2, 4, 4, 2)) * step, step=step)
+                summary.activations("dense", np.ones((2, 5)) * step, step=step)
+                summary.predictions(np.ones((2, 3)), step=step + 10)  # another step: its own event
+        with pytest.raises(RuntimeError), w.one_event(3):
+            summary.activations("conv1", np.ones((2, 4, 4, 2)), step=3)
+            raise RuntimeError("a failing item")
+    w.close()
+    (path,) = run.glob("events.out.tfevents.*")
+    events = [(e.step, sorted(v.tag for v in e.summary.value))
+              for e in event_file_loader.EventFileLoader(str(path)).Load() if e.HasField("summary")]
+    conv, dense, pred = (metadata.tag_for(metadata.KIND_ACTIVATIONS, "conv1"),
+                         metadata.tag_for(metadata.KIND_ACTIVATIONS, "dense"), metadata.tag_for(metadata.KIND_PREDICTIONS))
+    assert events == [(10, [pred]), (0, sorted([conv, dense])), (11, [pred]), (1, sorted([conv, dense])),
+                      (12, [pred]), (2, sorted([conv, dense])), (3, [conv])]
+    series = read_series(str(tmp_path))["run"]
+    assert sorted(series[conv]["steps"]) == [0, 1, 2, 3] and sorted(series[dense]["steps"]) == [0, 1, 2]
+    assert sorted(series[pred]["steps"]) == [10, 11, 12]
