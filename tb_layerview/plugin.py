@@ -467,8 +467,13 @@ class LayerViewPlugin(base_plugin.TBPlugin):
 
     def info_impl(self, ctx, eid, run, layer, kind, step):
         series = self._series(ctx, eid, run, layer, kind)
+        index = self._steps_of(ctx, eid, series)
+        missing = step in index and bool(index[step][1]) and not self._blobs.has(index[step][1][0])
+        if missing:
+            self._read_ahead(ctx, eid, series, step, 0, other_probes=False)  # first: see _png
         info, wall = self._json_blob(ctx, eid, series, step)
-        self._read_ahead(ctx, eid, series, step, 0, other_probes=False)
+        if not missing:
+            self._read_ahead(ctx, eid, series, step, 0, other_probes=False)
         info.update(run=run, kind=kind, step=step, wall_time=wall)
         if layer is not None:  # class views keep their own "layer" (Grad-CAM's)
             info["layer"] = layer
@@ -661,7 +666,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
 
     def _png(self, request, ctx, eid, series, step, position):
         index = self._steps_of(ctx, eid, series)
-        etag = None
+        etag, missing = None, False
         if step in index and position < len(index[step][1]):
             # The ETag names the blob (its step's wall time included), so a
             # re-written step gets a new one.
@@ -672,8 +677,16 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 resp.headers["ETag"] = etag
                 resp.headers["Cache-Control"] = "private, max-age=%d" % _IMAGE_MAX_AGE
                 return resp
+            missing = not self._blobs.has(index[step][1][position])
+            if missing:
+                # Before the read, not after: TensorBoard's data server answers a
+                # lone request only after the client's delayed ACK (~40 ms, Nagle's
+                # algorithm on its side); requests in flight beside it release
+                # the answer at once.
+                self._read_ahead(ctx, eid, series, step, position)
         data, _, _ = self._blob(ctx, eid, series, step, position)  # 404s for what the index lacks
-        self._read_ahead(ctx, eid, series, step, position)
+        if etag is not None and not missing:
+            self._read_ahead(ctx, eid, series, step, position)
         if not data.startswith(b"\x89PNG"):
             raise errors.NotFoundError("item %d of step %d is not an image" % (position - 1, step))
         return http_util.Respond(request, data, "image/png", expires=_IMAGE_MAX_AGE, headers=[("ETag", etag)])
