@@ -321,6 +321,33 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             if not self._blobs.has(key):
                 self._reader.submit(self._quiet_read, ctx, key)
 
+    def _with_neighbours(self, ctx, eid, series, step, position, read, other_probes=True):
+        """``read()``, with the neighbours of item ``position`` at ``step`` read ahead.
+
+        When that item is not cached yet, the read-ahead starts first:
+        TensorBoard's data server holds a lone answer until the client's
+        delayed ACK (~40 ms, Nagle's algorithm on its side), and requests in
+        flight beside it release the answer at once. When it is cached, the
+        read-ahead waits until the answer is out.
+        """
+        keys = self._steps_of(ctx, eid, series).get(step, (None, []))[1]
+        known = position < len(keys)
+        missing = known and self._read_ahead_enabled and not self._blobs.has(keys[position])
+        if missing:
+            self._read_ahead(ctx, eid, series, step, position, other_probes)
+        out = read()
+        if known and not missing:
+            self._read_ahead(ctx, eid, series, step, position, other_probes)
+        return out
+
+    def _blob_pair(self, ctx, eid, series, step):
+        """Items 0 and 1 of a step (the statistics' header and data), read side
+        by side from a remote data server (see :meth:`_with_neighbours`)."""
+        if not self._read_ahead_enabled:
+            return self._blob(ctx, eid, series, step, 0), self._blob(ctx, eid, series, step, 1)
+        second = self._reader.submit(self._blob, ctx, eid, series, step, 1)
+        return self._blob(ctx, eid, series, step, 0), second.result()
+
     def _quiet_read(self, ctx, key):
         try:
             self._read_blob(ctx, key)
@@ -467,13 +494,8 @@ class LayerViewPlugin(base_plugin.TBPlugin):
 
     def info_impl(self, ctx, eid, run, layer, kind, step):
         series = self._series(ctx, eid, run, layer, kind)
-        index = self._steps_of(ctx, eid, series)
-        missing = step in index and bool(index[step][1]) and not self._blobs.has(index[step][1][0])
-        if missing:
-            self._read_ahead(ctx, eid, series, step, 0, other_probes=False)  # first: see _png
-        info, wall = self._json_blob(ctx, eid, series, step)
-        if not missing:
-            self._read_ahead(ctx, eid, series, step, 0, other_probes=False)
+        info, wall = self._with_neighbours(ctx, eid, series, step, 0,
+                                           lambda: self._json_blob(ctx, eid, series, step), other_probes=False)
         info.update(run=run, kind=kind, step=step, wall_time=wall)
         if layer is not None:  # class views keep their own "layer" (Grad-CAM's)
             info["layer"] = layer
@@ -513,15 +535,16 @@ class LayerViewPlugin(base_plugin.TBPlugin):
 
     def predictions_impl(self, ctx, eid, run, step):
         series = self._series(ctx, eid, run, None, metadata.KIND_PREDICTIONS)
-        data, wall = self._json_blob(ctx, eid, series, step)
-        self._read_ahead(ctx, eid, series, step, 0, other_probes=False)
+        data, wall = self._with_neighbours(ctx, eid, series, step, 0,
+                                           lambda: self._json_blob(ctx, eid, series, step), other_probes=False)
         data.update(run=run, step=step, wall_time=wall)
         return data
 
     def plan_impl(self, ctx, eid, run, step):
         """The plan record of a step: what was logged, and why not the rest."""
         series = self._series(ctx, eid, run, None, metadata.KIND_PLAN)
-        data, wall = self._json_blob(ctx, eid, series, step)
+        data, wall = self._with_neighbours(ctx, eid, series, step, 0,
+                                           lambda: self._json_blob(ctx, eid, series, step), other_probes=False)
         data.update(run=run, step=step, wall_time=wall)
         return data
 
@@ -530,8 +553,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         from tb_layerview import stats
 
         series = self._series(ctx, eid, run, None, metadata.KIND_STATS)
-        header_blob, _, wall = self._blob(ctx, eid, series, step, 0)
-        data_blob, _, _ = self._blob(ctx, eid, series, step, 1)
+        (header_blob, _, wall), (data_blob, _, _) = self._blob_pair(ctx, eid, series, step)
         try:
             header, data = stats.decode(header_blob, data_blob)
         except ValueError as e:
@@ -555,8 +577,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
     def _decoded_stats(self, ctx, eid, series, step):
         from tb_layerview import stats
 
-        header_blob, _, _ = self._blob(ctx, eid, series, step, 0)
-        data_blob, _, _ = self._blob(ctx, eid, series, step, 1)
+        (header_blob, _, _), (data_blob, _, _) = self._blob_pair(ctx, eid, series, step)
         try:
             return stats.decode(header_blob, data_blob)
         except ValueError as e:
@@ -666,7 +687,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
 
     def _png(self, request, ctx, eid, series, step, position):
         index = self._steps_of(ctx, eid, series)
-        etag, missing = None, False
+        etag = None
         if step in index and position < len(index[step][1]):
             # The ETag names the blob (its step's wall time included), so a
             # re-written step gets a new one.
@@ -677,16 +698,9 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 resp.headers["ETag"] = etag
                 resp.headers["Cache-Control"] = "private, max-age=%d" % _IMAGE_MAX_AGE
                 return resp
-            missing = not self._blobs.has(index[step][1][position])
-            if missing:
-                # Before the read, not after: TensorBoard's data server answers a
-                # lone request only after the client's delayed ACK (~40 ms, Nagle's
-                # algorithm on its side); requests in flight beside it release
-                # the answer at once.
-                self._read_ahead(ctx, eid, series, step, position)
-        data, _, _ = self._blob(ctx, eid, series, step, position)  # 404s for what the index lacks
-        if etag is not None and not missing:
-            self._read_ahead(ctx, eid, series, step, position)
+        # 404s for what the index lacks
+        data, _, _ = self._with_neighbours(ctx, eid, series, step, position,
+                                           lambda: self._blob(ctx, eid, series, step, position))
         if not data.startswith(b"\x89PNG"):
             raise errors.NotFoundError("item %d of step %d is not an image" % (position - 1, step))
         return http_util.Respond(request, data, "image/png", expires=_IMAGE_MAX_AGE, headers=[("ETag", etag)])
