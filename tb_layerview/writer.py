@@ -99,9 +99,10 @@ class EventWriter:
 
         Example::
 
-            with writer.one_event(step=3):
-                w.write("a", [b"x"], 3, meta_a)
-                w.write("b", [b"y"], 3, meta_b)   # one event holding both
+            w = writer.EventWriter("logs/run1")
+            with writer.writing_to(w), w.one_event(3):
+                summary.activations("conv1", outputs, step=3)
+                summary.predictions(scores, step=3)   # one event holding both
         """
         from tensorboard.compat.proto import event_pb2, summary_pb2
 
