@@ -102,8 +102,9 @@ def test_statistics_alone_over_budget_means_no_images_but_says_why():
     assert plan.layers["a"].reason.startswith("no images: statistics alone fill")
 
 
-def test_time_budget_turns_measured_costs_into_room():
+def test_time_budget_turns_measured_costs_into_room(monkeypatch):
     """Room = (share x epoch - fixed seconds) / seconds per byte, when smaller than the byte room."""
+    monkeypatch.setattr(P, "TIME_TARGET", 1.0)  # plans at the bound itself: round numbers
     pl = planner(P.Budget(time_share=0.05, bytes_per_epoch=10**9))
     pl.measured.epoch_seconds = 10.0
     pl.measured.fixed_seconds = 0.1
@@ -115,8 +116,9 @@ def test_time_budget_turns_measured_costs_into_room():
     assert room == pytest.approx((0.5 * 0.6 - 0.1) / 1e-6)
 
 
-def test_class_views_wait_for_credit_and_maximisation_for_a_timed_epoch():
+def test_class_views_wait_for_credit_and_maximisation_for_a_timed_epoch(monkeypatch):
     """Each class view saves up its part of the time budget and runs when it covers its cost."""
+    monkeypatch.setattr(P, "TIME_TARGET", 1.0)  # plans at the bound itself: round numbers
     pl = planner(P.Budget(time_share=0.1, bytes_per_epoch=None))
     pl.measured.forward_seconds = 0.08  # 8 probes: 0.01 s per sample
     kinds = ["attribution", "maximization"]
@@ -142,6 +144,22 @@ def test_class_views_wait_for_credit_and_maximisation_for_a_timed_epoch():
     assert later["maximization"]["reason"].startswith("not due")
 
 
+def test_plans_aim_below_the_time_bound_and_record_their_target():
+    """At the default target, 5% of 10 s epochs allows 0.7 x 0.5 = 0.35 s per step, a balance of
+    0.7 x 5% of 20 s trained less 0.6 s spent leaves 0.1 s, and the plan's account says 3.5%."""
+    assert P.TIME_TARGET == 0.7
+    pl = planner(P.Budget(time_share=0.05, bytes_per_epoch=10**9))
+    m = pl.measured
+    m.epoch_seconds, m.fixed_seconds, m.seconds_per_image_byte = 10.0, 0.1, 1e-6
+    assert pl.target_share() == pytest.approx(0.035) and pl.time_allowance() == pytest.approx(0.35)
+    m.trained_seconds, m.spent_seconds = 20.0, 0.6
+    assert pl.time_allowance() == pytest.approx(0.1)
+    plan = pl.plan_images(3, 3, [cand("a", (8, 8, 4))], fixed_bytes=0)
+    assert plan.account == {"target_share": 0.035, "trained_seconds": 20.0, "spent_seconds": 0.6,
+                            "allowance_seconds": 0.1}
+    assert planner(P.Budget(time_share=None)).target_share() is None and planner(None).target_share() is None
+
+
 def test_cadence_is_raised_until_the_heaviest_group_fits():
     """Sizes 5, 1, 5, 1 in room 6: k=2 puts 10 in one group, k=3 gives groups of 6, 2 and 5."""
     assert P.Planner.cadence_for([5, 1, 5, 1], 6) == 3
@@ -159,10 +177,11 @@ def test_before_an_epoch_is_timed_a_time_budget_uses_the_cheapest_rung():
     assert pl.plan_images(1, 1, [cand("a", (32, 32, 16))], fixed_bytes=0).settings == P.Settings(64, 8, 4096)
 
 
-def test_the_time_budget_is_kept_over_the_whole_training_so_earlier_overspending_is_repaid():
+def test_the_time_budget_is_kept_over_the_whole_training_so_earlier_overspending_is_repaid(monkeypatch):
     """Allowance = min(share x epoch, share x all epochs - spent so far): 5% of 10 s epochs is 0.5 s
     per step; after 1.2 s spent over 20 s of training only 1.0 - 1.2 < 0 is left (no images, with the
     reason), after 0.6 s spent 0.4 s; unspent time is not saved beyond one step's 0.5 s."""
+    monkeypatch.setattr(P, "TIME_TARGET", 1.0)  # plans at the bound itself: round numbers
     pl = planner(P.Budget(time_share=0.05, bytes_per_epoch=10**9))
     m = pl.measured
     m.epoch_seconds, m.fixed_seconds, m.seconds_per_image_byte = 10.0, 0.1, 1e-6
