@@ -68,9 +68,9 @@ class TrainingWindow:
     """Times a fit from its train begin to its train end: ``begin`` goes
     first in the callback list and ``end`` last, so every hook of LayerView,
     the writer's last step included, falls inside. It leaves out what fit
-    does before and after (building and tearing down the input pipeline),
-    where LayerView runs no code: there, on this machine, TensorFlow at times
-    sits idle for seconds with or without LayerView."""
+    does before and after, where LayerView runs no code: there, on this
+    machine, a fit at times sits idle for seconds to a minute (py-spy: in a
+    garbage collection once training is over), with or without LayerView."""
 
     def __init__(self):
         import keras
