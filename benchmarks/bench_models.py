@@ -17,9 +17,9 @@ Usage: python benchmarks/bench_models.py [--models cnn,mobilenetv2] [--epochs 3]
 
 Besides the whole fit, the script times each fit from train begin to train
 end (every hook of LayerView inside, see TrainingWindow), and by default
-feeds TensorFlow a repeated tf.data pipeline (see feed): both keep the
-seconds-long idle spells of TensorFlow's input iterator on this machine,
-where LayerView runs no code, out of the comparison.
+feeds TensorFlow a repeated tf.data pipeline (see feed): both keep this
+machine's idle spells of seconds around the input pipeline, where LayerView
+runs no code, out of the comparison.
 """
 
 import argparse

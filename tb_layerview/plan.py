@@ -15,9 +15,10 @@ How the plan decides (the README has the user's version):
    written: they are the fixed cost.
 2. What is left of the byte budget, and of the time budget at the measured
    cost per image byte, is the room for images. Plans aim at
-   :data:`TIME_TARGET` of the time bound, which keeps the fit within the bound
-   when an epoch runs faster than the one the plan was measured on. Before an epoch has been
-   timed (the step before training), only the cheapest rung is used. The planner takes the first
+   :data:`TIME_TARGET` of the time bound, which keeps the fit within the
+   bound when an epoch runs faster than the one the plan was measured on.
+   Before an epoch has been timed (the step before training), only the
+   cheapest rung is used. The planner takes the first
    rung of :data:`LADDER` (channels, probes and pixels per tile) whose images
    of all layers fit the room. When even the last rung does not fit, layers
    take turns: layer ``j`` gets images when ``logged_index % cadence == j %
@@ -320,24 +321,25 @@ class Planner:
         The budget is kept over the whole training, not epoch by epoch: the
         allowance is the target share (:data:`TIME_TARGET` of the bound) of
         the epochs since the last logged one, less whatever LayerView has
-        spent beyond that share of all the epochs so far (the step before training, a compilation, a maximisation).
+        spent beyond that share of all the epochs so far (the step before
+        training, a compilation, a maximisation).
         Unspent time is not saved up beyond one step's allowance, so that it
         cannot come back as a burst.
         """
-        b, m = self.budget, self.measured
-        if b is None or b.time_share is None or m.epoch_seconds is None:
+        target, m = self.target_share(), self.measured
+        if target is None or m.epoch_seconds is None:
             return None
-        per_step = self.target_share() * m.epoch_seconds * self.every_n_epochs
+        per_step = target * m.epoch_seconds * self.every_n_epochs
         balance = self._balance()
         return per_step if balance is None else min(per_step, balance)
 
     def _balance(self):
         """The time share of all epochs so far less what LayerView spent, or
         None without a time bound or without epochs (a custom loop)."""
-        b, m = self.budget, self.measured
-        if b is None or b.time_share is None or not m.trained_seconds:
+        target, m = self.target_share(), self.measured
+        if target is None or not m.trained_seconds:
             return None
-        return self.target_share() * m.trained_seconds - m.spent_seconds
+        return target * m.trained_seconds - m.spent_seconds
 
     def target_share(self):
         """The share of training time the plans aim at: :data:`TIME_TARGET` of
