@@ -387,8 +387,7 @@ class Planner:
         bpp = BYTES_PER_PIXEL * ratio
         room, limit = self.image_room(fixed_bytes)
         rungs = self.rungs()
-        untimed = (self.budget is not None and self.budget.time_share is not None
-                   and self.measured.epoch_seconds is None)
+        untimed = self.target_share() is not None and self.measured.epoch_seconds is None
         if untimed:
             # No epoch timed yet (the step before training): the images' cost
             # could be any share of an epoch, so the cheapest settings.
@@ -471,7 +470,7 @@ class Planner:
         maximisation. ``available``: the kinds the model supports; each has its
         own credit, an equal part of the class views' share of the time budget."""
         out = {}
-        timed = self.budget is not None and self.budget.time_share is not None
+        timed = self.target_share() is not None
         epoch = self.measured.epoch_seconds
         per_epoch = 0.0
         allowed = self.time_allowance()
