@@ -43,6 +43,8 @@ setup(
         "numpy>=1.23",
         "protobuf>=3.20",
         "Pillow>=9.0",
+        # The event files' CRC32C in C: TensorBoard's own is pure Python.
+        "google-crc32c>=1.5",
     ],
     extras_require={
         "tensorflow": ["tensorflow>=2.16"],

@@ -110,3 +110,46 @@ def test_one_event_gathers_a_steps_values_and_both_loaders_read_them_like_separa
     series = read_series(str(tmp_path))["run"]
     assert sorted(series[conv]["steps"]) == [0, 1, 2, 3] and sorted(series[dense]["steps"]) == [0, 1, 2]
     assert sorted(series[pred]["steps"]) == [10, 11, 12]
+
+
+def test_records_carry_the_checksums_tensorboards_own_reader_checks(tmp_path):
+    """The C CRC32C gives the check values of the standard and of TensorBoard's pure-Python one;
+    TensorBoard's record reader, which checks both checksums of every record, reads the file back,
+    and refuses it once one byte of a record changed."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.compat.tensorflow_stub import errors, pywrap_tensorflow
+
+    assert writer._crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+    assert writer.masked_crc32c(b"123456789") == 3347755237
+    assert writer.masked_crc32c(b"") == 2726488792
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 100, 4096):
+        data = rng.bytes(n)
+        assert writer.masked_crc32c(data) == pywrap_tensorflow.masked_crc32c(data), n
+
+    w = writer.EventWriter(str(tmp_path / "run"))
+    with writer.writing_to(w):
+        for step in range(3):
+            summary.activations("conv1", rng.random((2, 6, 6, 3)), step=step)
+    w.close()
+    w.close()  # a second close does nothing
+
+    def records(path):
+        reader, out = pywrap_tensorflow.PyRecordReader_New(path), []
+        while True:
+            try:
+                reader.GetNext()
+            except errors.OutOfRangeError:
+                return out
+            out.append(event_pb2.Event.FromString(reader.record()))
+
+    events = records(w.path)
+    assert events[0].file_version == "brain.Event:2"
+    assert [e.step for e in events[1:]] == [0, 1, 2]
+    raw = bytearray(open(w.path, "rb").read())
+    raw[len(raw) // 2] ^= 1
+    open(w.path, "wb").write(bytes(raw))
+    with pytest.raises(errors.DataLossError, match="crc32 check"):
+        records(w.path)
+    with pytest.raises(ValueError, match="is closed; got an event at step 4"):
+        w.write("x", [b"1"], 4, None)
