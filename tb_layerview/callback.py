@@ -457,9 +457,19 @@ class LayerView(keras.callbacks.Callback):
         self._first_weighted = next((e.path for e in entries if e.layer.weights and not e.container), None)
         self._prepared_for = model
         # The first pass checks that the probe fits (a clear error stops fit
-        # here); its result is the initial step's.
-        if keras.backend.backend() == "jax" and self._probe_pass.compile() is not None:
-            self._compile_refused = True
+        # here); its result is the initial step's. A fit whose logged steps
+        # pay back tracing is compiled before it rather than after an eager
+        # first pass, which would cost a pass more. JAX always is: its eager
+        # first pass costs more than compiling (COMPILED_PASS_SHARE). A probe
+        # that does not fit fails the tracing too, and the eager pass then
+        # names the mismatch.
+        backend = keras.backend.backend()
+        passes = self._remaining_steps(0)
+        if passes is not None and not self.log_initial:
+            passes -= 1
+        if backend == "jax" or (backend == "tensorflow" and self._compile_pays(passes)):
+            if self._probe_pass.compile() is not None:
+                self._compile_refused = True
         self._first_result = self._run_pass()
 
     def _call_model(self):
@@ -567,13 +577,14 @@ class LayerView(keras.callbacks.Callback):
         pp = self._probe_pass
         if pp.mode == "compiled" or self._compile_refused or self._eager_seconds is None:
             return
-        remaining = self._remaining_steps(step)
-        if remaining is None:  # a custom loop: no end in sight
-            worth = self._logged_index >= 3
-        else:
-            worth = remaining * (1 - COMPILED_PASS_SHARE) > COMPILE_COST_IN_PASSES
-        if worth and pp.compile() is not None:
+        if self._compile_pays(self._remaining_steps(step)) and pp.compile() is not None:
             self._compile_refused = True
+
+    def _compile_pays(self, remaining):
+        """Whether ``remaining`` logged passes (None: unknown) pay back tracing the pass."""
+        if remaining is None:  # a custom loop: no end in sight
+            return self._logged_index >= 3
+        return remaining * (1 - COMPILED_PASS_SHARE) > COMPILE_COST_IN_PASSES
 
     def _take_step(self, step, last):
         """Captures one step on the training thread: returns a :class:`_Step`.
@@ -583,7 +594,7 @@ class LayerView(keras.callbacks.Callback):
         """
         if self._first_result is None:
             self._maybe_compile(step)
-        compiling = self._first_result is None and self._probe_pass.mode == "compiled" and not self._compiled_ran
+        compiling = self._probe_pass.mode == "compiled" and not self._compiled_ran
         result, self._first_result = (self._first_result or self._run_pass()), None
         self._last_stats = result.stats
         planner = self._planner
@@ -654,7 +665,6 @@ class LayerView(keras.callbacks.Callback):
         available = log.available(outputs)
         if not self.class_views:
             available = [metadata.KIND_MAXIMIZATION] if available else []
-        self._planner.class_share = plan_lib.CLASS_VIEW_SHARE if available else 0.0
         for kind, seconds in log.seconds.items():
             self._planner.measured.class_view_seconds[kind] = seconds
         due = first or last or (step is not None and step % self.maximize_every_n_epochs == 0)

@@ -13,21 +13,22 @@ How the plan decides (the README has the user's version):
 
 1. Statistics of every layer, the predictions and the plan itself are always
    written: they are the fixed cost.
-2. What is left of the byte budget, and of the time budget at the measured
-   cost per image byte, is the room for images. Plans aim at
-   :data:`TIME_TARGET` of the time bound, which keeps the fit within the
-   bound when an epoch runs faster than the one the plan was measured on.
-   Before an epoch has been timed (the step before training), only the
-   cheapest rung is used. The planner takes the first
-   rung of :data:`LADDER` (channels, probes and pixels per tile) whose images
-   of all layers fit the room. When even the last rung does not fit, layers
-   take turns: layer ``j`` gets images when ``logged_index % cadence == j %
-   cadence``, with the smallest cadence that fits.
-3. Class views draw on a credit that grows by their share of the time budget
-   each epoch; attribution runs when the credit covers it, activation
-   maximisation when it is due and the credit covers its (estimated, then
-   measured) cost. Until the first epoch has been timed, no class view that
-   needs gradients runs.
+2. Plans aim at :data:`TIME_TARGET` of the time bound, which keeps the fit
+   within the bound when an epoch runs faster than the one the plan was
+   measured on. :data:`IMAGE_SHARE` of that planned time, less the fixed
+   cost, at the measured cost per image byte, and what the fixed bytes leave
+   of the byte budget, are the room for images. Before an epoch has been
+   timed (the step before training), only the cheapest rung is used. The
+   planner takes the first rung of :data:`LADDER` (channels, probes and
+   pixels per tile) whose images of all layers fit the room. When even the
+   last rung does not fit, layers take turns: layer ``j`` gets images when
+   ``logged_index % cadence == j % cadence``, with the smallest cadence that
+   fits.
+3. Class views draw on a credit that grows by their share
+   (:data:`CLASS_VIEW_SHARE`) of the planned time each epoch; attribution
+   runs when the credit covers it, activation maximisation when it is due
+   and the credit covers its (estimated, then measured) cost. Until the
+   first epoch has been timed, no class view that needs gradients runs.
 4. Explicit user arguments (``max_channels``, ``max_tile_pixels``, ``layers``,
    ``every_n_epochs``...) are never overridden; ``budget=None`` turns all of
    this off.
@@ -46,8 +47,15 @@ LADDER = (
     (8, 1, 256),
 )
 
-#: Share of the time budget for class views when the model has them.
-CLASS_VIEW_SHARE = 0.4
+#: Share of the planned time for the probe pass, the statistics and the
+#: images. It does not grow when there are no class views: what those would
+#: have had is left unspent, so that ``class_views=False`` keeps LayerView
+#: near 1.4% of training at the default budget (0.4 x 0.7 x 5%).
+IMAGE_SHARE = 0.4
+
+#: Share of the planned time for class views, split equally between the
+#: kinds the model has.
+CLASS_VIEW_SHARE = 1.0 - IMAGE_SHARE
 
 #: Share of the time bound the planner plans to spend. What a step costs is
 #: known only once it ran, and the epochs it is measured against vary (by a
@@ -296,8 +304,6 @@ class Planner:
         self.measured = Measurements()
         self.credit = {}  # class-view kind -> seconds of budget saved up
         self.overdue_maximization = False
-        #: Share of the time budget kept for class views (0 when the model has none).
-        self.class_share = 0.0
 
     # ------------------------------------------------------------- images
 
@@ -363,7 +369,7 @@ class Planner:
         m = self.measured
         allowed = self.time_allowance()
         if allowed is not None and m.seconds_per_image_byte:
-            share = allowed * (1 - self.class_share) if allowed > 0 else allowed
+            share = allowed * IMAGE_SHARE if allowed > 0 else allowed
             share -= m.fixed_seconds or 0.0
             rooms.append((share / m.seconds_per_image_byte, "time"))
         if not rooms:
@@ -498,7 +504,8 @@ class Planner:
                 out[kind] = {"run": True, "reason": None, "cost_seconds": round(cost, 4)}
             else:
                 self.credit[kind] = credit
-                wait = math.ceil((cost - credit) / per_epoch) if per_epoch > 0 else None
+                # (less a rounding error, which would add an epoch to an exact quotient)
+                wait = math.ceil((cost - credit) / per_epoch - 1e-9) if per_epoch > 0 else None
                 if allowed is not None and allowed <= 0:
                     reason = ("deferred to stay within the %g%% time budget: it takes about %.2g s, and"
                               " LayerView has already spent its share of the training so far"

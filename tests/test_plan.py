@@ -103,17 +103,19 @@ def test_statistics_alone_over_budget_means_no_images_but_says_why():
 
 
 def test_time_budget_turns_measured_costs_into_room(monkeypatch):
-    """Room = (share x epoch - fixed seconds) / seconds per byte, when smaller than the byte room."""
+    """Room = (image share x time share x epoch - fixed seconds) / seconds per byte, when smaller than
+    the byte room."""
     monkeypatch.setattr(P, "TIME_TARGET", 1.0)  # plans at the bound itself: round numbers
     pl = planner(P.Budget(time_share=0.05, bytes_per_epoch=10**9))
     pl.measured.epoch_seconds = 10.0
     pl.measured.fixed_seconds = 0.1
     pl.measured.seconds_per_image_byte = 1e-6
     room, limit = pl.image_room(fixed_bytes=0)
-    assert limit == "time" and room == pytest.approx((0.5 - 0.1) / 1e-6)
-    pl.class_share = P.CLASS_VIEW_SHARE
-    room, _ = pl.image_room(fixed_bytes=0)
-    assert room == pytest.approx((0.5 * 0.6 - 0.1) / 1e-6)
+    # Images get IMAGE_SHARE of the planned time, class views or not: 0.4 x 0.5 s.
+    assert limit == "time" and room == pytest.approx((0.5 * 0.4 - 0.1) / 1e-6)
+    pl.measured.epoch_seconds = 5.0
+    room, limit = pl.image_room(fixed_bytes=0)
+    assert limit == "time" and room == pytest.approx((0.25 * 0.4 - 0.1) / 1e-6) and room == pytest.approx(0)
 
 
 def test_class_views_wait_for_credit_and_maximisation_for_a_timed_epoch(monkeypatch):
@@ -125,7 +127,7 @@ def test_class_views_wait_for_credit_and_maximisation_for_a_timed_epoch(monkeypa
     first = pl.allow_class_views(P.EpochPlan(0, None, 1, {}, {}), 0, True, kinds, classes=10, steps=10)
     assert first["maximization"] == {"run": False, "reason": "waits until an epoch has been timed (time budget)"}
     assert first["attribution"]["run"] is False
-    # Each kind gets 0.1 x 10 s x 0.4 / 2 = 0.2 s per epoch. Attribution costs
+    # Each kind gets 0.1 x 10 s x 0.6 / 2 = 0.3 s per epoch. Attribution costs
     # 6 x 0.08 = 0.48 s; maximisation 10 steps x 3 x 10 classes x 0.01 s = 3 s.
     pl.measured.epoch_seconds = 10.0
     attribution, maximization = [], []
@@ -137,9 +139,9 @@ def test_class_views_wait_for_credit_and_maximisation_for_a_timed_epoch(monkeypa
             maximization.append(step)
         if step == 1:
             assert d["maximization"]["reason"] == ("deferred to stay within the 10% time budget: it takes about"
-                                                   " 3 s, the budget gives it 0.2 s per epoch (next in about 14 epochs)")
-    assert attribution == [3, 6, 9, 12, 15]  # saved credit is capped at the cost
-    assert maximization == [15]
+                                                   " 3 s, the budget gives it 0.3 s per epoch (next in about 9 epochs)")
+    assert attribution == [2, 4, 6, 8, 10, 12, 14, 16]  # saved credit is capped at the cost
+    assert maximization == [10]  # 1 + 9
     later = pl.allow_class_views(P.EpochPlan(17, None, 1, {}, {}), 17, False, kinds, 10, 10)
     assert later["maximization"]["reason"].startswith("not due")
 
@@ -180,7 +182,8 @@ def test_before_an_epoch_is_timed_a_time_budget_uses_the_cheapest_rung():
 def test_the_time_budget_is_kept_over_the_whole_training_so_earlier_overspending_is_repaid(monkeypatch):
     """Allowance = min(share x epoch, share x all epochs - spent so far): 5% of 10 s epochs is 0.5 s
     per step; after 1.2 s spent over 20 s of training only 1.0 - 1.2 < 0 is left (no images, with the
-    reason), after 0.6 s spent 0.4 s; unspent time is not saved beyond one step's 0.5 s."""
+    reason), after 0.6 s spent 0.4 s (of which images get IMAGE_SHARE); unspent time is not saved
+    beyond one step's 0.5 s."""
     monkeypatch.setattr(P, "TIME_TARGET", 1.0)  # plans at the bound itself: round numbers
     pl = planner(P.Budget(time_share=0.05, bytes_per_epoch=10**9))
     m = pl.measured
@@ -193,7 +196,7 @@ def test_the_time_budget_is_kept_over_the_whole_training_so_earlier_overspending
                                        " the 5% time budget")
     m.spent_seconds = 0.6
     assert pl.time_allowance() == pytest.approx(0.4) and not pl.in_debt()
-    assert pl.image_room(0)[0] == pytest.approx((0.4 - 0.1) / 1e-6)
+    assert pl.image_room(0)[0] == pytest.approx((0.4 * P.IMAGE_SHARE - 0.1) / 1e-6)
     m.spent_seconds = 0.0
     assert pl.time_allowance() == pytest.approx(0.5)
 
