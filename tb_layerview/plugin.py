@@ -295,6 +295,11 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                                        " range" % (step, len(keys), position))
         return self._read_blob(ctx, keys[position]), keys[position], wall
 
+    def _item(self, ctx, eid, series, step, position):
+        """(wall time of ``step``, blob key of its item ``position``), or None when the series lacks it."""
+        wall, keys = self._steps_of(ctx, eid, series).get(step, (None, ()))
+        return (wall, keys[position]) if position < len(keys) else None
+
     def _read_blob(self, ctx, key):
         try:
             return self._blobs.get(key, lambda: self._provider.read_blob(ctx, blob_key=key))
@@ -330,9 +335,9 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         flight beside it release the answer at once. When it is cached, the
         read-ahead waits until the answer is out.
         """
-        keys = self._steps_of(ctx, eid, series).get(step, (None, []))[1]
-        known = position < len(keys)
-        missing = known and self._read_ahead_enabled and not self._blobs.has(keys[position])
+        item = self._item(ctx, eid, series, step, position)
+        known = item is not None
+        missing = known and self._read_ahead_enabled and not self._blobs.has(item[1])
         if missing:
             self._read_ahead(ctx, eid, series, step, position, other_probes)
         out = read()
@@ -686,13 +691,13 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                          metadata.image_position(probe))
 
     def _png(self, request, ctx, eid, series, step, position):
-        index = self._steps_of(ctx, eid, series)
+        item = self._item(ctx, eid, series, step, position)
         etag = None
-        if step in index and position < len(index[step][1]):
+        if item is not None:
             # The ETag names the blob (its step's wall time included), so a
             # re-written step gets a new one.
             etag = '"%s"' % hashlib.sha1(repr((series.run, series.tag, step, position,
-                                               index[step][0])).encode()).hexdigest()
+                                               item[0])).encode()).hexdigest()
             if etag in request.headers.get("If-None-Match", ""):
                 resp = wrappers.Response(status=304)
                 resp.headers["ETag"] = etag
