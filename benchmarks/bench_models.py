@@ -16,10 +16,10 @@ Usage: python benchmarks/bench_models.py [--models cnn,mobilenetv2] [--epochs 3]
        [--pairs 2] [--class-views on|off] [--budget default|off] [--feed dataset|arrays]
 
 Besides the whole fit, the script times each fit from train begin to train
-end (every hook of LayerView inside, see TrainingWindow), and by default
-feeds TensorFlow a repeated tf.data pipeline (see feed): both keep this
-machine's idle spells of seconds around the input pipeline, where LayerView
-runs no code, out of the comparison.
+end (every hook of LayerView inside, see TrainingWindow). By default it
+feeds TensorFlow a repeated tf.data pipeline without autotuning (see feed),
+which keeps this machine's idle spells of seconds in the teardown of
+tf.data's iterators, where LayerView runs no code, out of the whole fit.
 """
 
 import argparse
@@ -68,9 +68,8 @@ class TrainingWindow:
     """Times a fit from its train begin to its train end: ``begin`` goes
     first in the callback list and ``end`` last, so every hook of LayerView,
     the writer's last step included, falls inside. It leaves out what fit
-    does before and after, where LayerView runs no code: there, on this
-    machine, a fit at times sits idle for seconds to a minute (py-spy: in a
-    garbage collection once training is over), with or without LayerView."""
+    does before and after, where LayerView runs no code (building and
+    tearing down the input pipeline, see feed)."""
 
     def __init__(self):
         import keras
@@ -90,15 +89,27 @@ class TrainingWindow:
 
 def feed(x, y, batch, seed, how):
     """fit's inputs: the arrays, or one repeated tf.data pipeline whose
-    iterator lives through the whole fit. With arrays, Keras tears down and
-    rebuilds TensorFlow's input iterator at every epoch, and on this machine
-    that at times leaves both cores idle for about 2.4 s (seen in bare fits
-    too, with the main thread inside TensorFlow's iterator code)."""
+    iterator lives through the whole fit, with tf.data's autotuning off.
+
+    Destroying a tf.data iterator waits for its autotuning thread, and on
+    this machine that wait at times lasts seconds with both cores idle
+    (py-spy, native: the main thread in ``~IteratorResource`` ->
+    ``RootDataset::Iterator::~Iterator``, waiting on an
+    ``UnboundedThreadPool`` thread). The pipeline's iterator is destroyed
+    once, when fit returns: with autotuning on, 5 of 10 bare fits of the
+    seed CNN stalled there for 0.3-4.6 s; with it off, none of 20. With
+    arrays, Keras builds an autotuned pipeline and destroys its iterator at
+    every epoch, so the stalls (about 2.4 s) fall between epochs, in bare
+    fits too. The pipeline prefetches a fixed 2 batches, so it needs no
+    autotuning."""
     if how == "arrays":
         return (x, y), {"batch_size": batch}
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(batch).repeat().prefetch(2)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    ds = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).batch(batch).repeat()
+          .prefetch(2).with_options(options))
     return (ds,), {"steps_per_epoch": -(-len(x) // batch), "shuffle": False}
 
 

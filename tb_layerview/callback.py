@@ -114,9 +114,12 @@ class LayerView(keras.callbacks.Callback):
 
     A :class:`~tb_layerview.plan.Budget` bounds the cost: by default 5% of
     the training time (hooks plus the background writer's CPU) and 2 MB per
-    logged epoch. Within it, the images are thinned (fewer channels, probes
-    and pixels, then layers taking turns) and class views deferred; the
-    statistics never are. Arguments you set explicitly are kept.
+    logged epoch. Plans aim at 70% of the time bound, 40% of that for the
+    probe's pass, statistics and images and 60% for class views (left
+    unspent without them). Within it, the images are thinned (fewer
+    channels, probes and pixels, then layers taking turns) and class views
+    deferred; the statistics never are. Arguments you set explicitly are
+    kept.
 
     Step ``N`` is the state after ``N`` epochs; step ``initial_epoch`` (0 for
     a new run) is the state before training. A logging failure never stops
