@@ -32,10 +32,7 @@ import threading
 import time
 
 try:
-    import google_crc32c as _crc_lib
-
-    def _crc32c(data):
-        return _crc_lib.value(data)
+    from google_crc32c import value as _crc32c
 except ImportError:  # the pure-Python one TensorBoard reads with when TensorFlow is absent
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import crc32c as _crc32c
 
