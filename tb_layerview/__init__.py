@@ -9,7 +9,7 @@ Public API::
     import tb_layerview.classviews              # back-query, activation maximisation, attribution
     import tb_layerview.export                  # PNG folders, GIFs, contact sheets, health CSV (no TF)
     import tb_layerview.stats                   # per-channel statistics and unit health (pure numpy)
-    import tb_layerview.writer                  # event files through TensorBoard's own writer (no TF)
+    import tb_layerview.writer                  # event files from TensorBoard's protos (no TF)
     import tb_layerview.gradients               # input gradients on TensorFlow, JAX and PyTorch
     import tb_layerview.distributed             # which process writes, local copies of weights
 

@@ -411,7 +411,7 @@ class LayerView(keras.callbacks.Callback):
         writer_lib.check_writable(self.log_dir)
 
     def _get_writer(self):
-        """The run's event file, written with TensorBoard's own writer (no TensorFlow)."""
+        """The run's event file, written with TensorBoard's protos and file layer (no TensorFlow)."""
         if self._writer is None:
             self._writer = writer_lib.EventWriter(self.log_dir)
         return self._writer

@@ -17,8 +17,9 @@ exactly like ``tf.summary.image``::
 
 Every function returns True when a summary was written and False when no
 default writer is set (as ``tf.summary.write`` does). Inside
-``tb_layerview.writer.writing_to(EventWriter(logdir))`` they write with
-TensorBoard's own writer instead, without TensorFlow. The blob layout of each
+``tb_layerview.writer.writing_to(EventWriter(logdir))`` they write into
+that event file instead (TensorBoard's protos and file layer), without
+TensorFlow. The blob layout of each
 kind is written down in ``docs/format.md``.
 """
 
@@ -107,7 +108,7 @@ def write_blobs(kind, blobs, step=None, description="", **fields):
     tag = metadata.tag_for(kind, fields.get("layer", ""))
     meta = metadata.create_summary_metadata(kind, description=description, **fields)
     direct = writer_lib.active()
-    if direct is not None:  # TensorBoard's own writer: no TensorFlow needed
+    if direct is not None:  # an EventWriter: no TensorFlow needed
         if step is None:
             raise ValueError("step is required when writing without TensorFlow; got None")
         written = direct.write(tag, list(blobs), step, meta)
