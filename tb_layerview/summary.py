@@ -19,8 +19,8 @@ Every function returns True when a summary was written and False when no
 default writer is set (as ``tf.summary.write`` does). Inside
 ``tb_layerview.writer.writing_to(EventWriter(logdir))`` they write into
 that event file instead (TensorBoard's protos and file layer), without
-TensorFlow. The blob layout of each
-kind is written down in ``docs/format.md``.
+TensorFlow. The blob layout of each kind is written down in
+``docs/format.md``.
 """
 
 import contextlib
