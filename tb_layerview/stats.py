@@ -135,22 +135,52 @@ def channel_stats(x, channels_first=False, limits=None):
     axis = channel_axis(x.ndim, channels_first)
     flat = x.reshape(-1, 1) if axis is None else np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
     if flat.shape[0]:
-        lo, hi = flat.min(axis=0), flat.max(axis=0)
+        flat = np.ascontiguousarray(flat)
+        lo, hi = column_reduce(np.minimum, flat), column_reduce(np.maximum, flat)
         # min and max carry any NaN or Inf through: finite extremes mean finite data.
         if np.isfinite(lo).all() and np.isfinite(hi).all():
-            return _finite_stats(np.ascontiguousarray(flat), lo, hi, limits)
+            return _finite_stats(flat, lo, hi, limits)
     return _masked_stats(flat.astype(np.float64), limits)
 
 
+#: Row width (values) that column reductions fold a (positions, C) matrix
+#: to: numpy reduces a C-contiguous matrix along axis 0 one row at a time,
+#: and rows of a few dozen channels leave it mostly loop overhead.
+_FOLD_WIDTH = 4096
+
+
+def column_reduce(ufunc, flat, dtype=None):
+    """``ufunc.reduce(flat, axis=0)`` of a C-contiguous (positions, C) matrix,
+    3 to 4 times faster where C is small.
+
+    Consecutive rows are folded side by side into rows of about
+    ``_FOLD_WIDTH`` values, reduced along axis 0 with long inner loops, and
+    the ``k`` partial results of each column then reduced together.
+
+    Example::
+
+        column_reduce(np.maximum, np.arange(12.0).reshape(6, 2))  # [10., 11.]
+    """
+    n, c = flat.shape
+    k = _FOLD_WIDTH // max(c, 1)
+    if k < 2 or n < 2 * k:
+        return ufunc.reduce(flat, axis=0, dtype=dtype)
+    m = n // k * k
+    out = ufunc.reduce(ufunc.reduce(flat[:m].reshape(m // k, k * c), axis=0, dtype=dtype).reshape(k, c), axis=0)
+    if m < n:
+        out = ufunc(out, ufunc.reduce(flat[m:], axis=0, dtype=dtype))
+    return out
+
+
 def _count(mask):
-    """Per-column count of a boolean (positions, C) matrix (summed as bytes: twice
-    as fast as ``count_nonzero`` along an axis)."""
-    return mask.view(np.uint8).sum(axis=0, dtype=np.int64)
+    """Per-column count of a boolean (positions, C) matrix (summed as bytes:
+    no int64 copy of the mask)."""
+    return column_reduce(np.add, mask.view(np.uint8), dtype=np.int32).astype(np.int64)
 
 
-#: A channel whose variance is below this share of its squared mean is
-#: recomputed in two passes in float64: there, E[x^2] - E[x]^2 in the data's
-#: precision would cancel out.
+#: Where a channel's variance is below this share of its squared mean, the
+#: sums are taken again around the mean: there, E[x^2] - E[x]^2 in the
+#: data's precision would cancel out.
 _CANCELLATION = 1e-2
 
 
@@ -162,22 +192,36 @@ def _finite_stats(flat, lo, hi, limits):
     ones = np.ones(n, flat.dtype)
     mean = (ones @ flat).astype(np.float64) / n
     var = np.einsum("ij,ij->j", flat, flat).astype(np.float64) / n - mean * mean
-    bad = var < _CANCELLATION * mean * mean
-    if bad.any():
-        cols = flat[:, bad].astype(np.float64)
-        mean[bad] = cols.mean(axis=0)
-        var[bad] = np.square(cols - mean[bad]).mean(axis=0)
-    zero = _count(flat == 0)
+    if (var < _CANCELLATION * mean * mean).any():
+        # Two passes in the data's precision: values near the mean subtract
+        # exactly, and the squares of what is left no longer cancel. A
+        # broadcast subtraction of the whole matrix costs a third of
+        # gathering the few affected columns (MobileNetV2: 129 of 155 outputs
+        # have such a channel while the network is young).
+        centre = mean.astype(flat.dtype)
+        d = flat - centre
+        shift = (ones @ d).astype(np.float64) / n
+        var = np.einsum("ij,ij->j", d, d).astype(np.float64) / n - shift * shift
+        mean = centre.astype(np.float64) + shift
+    if (lo > 0).all():  # no zero anywhere: no mask to count
+        zero = np.zeros(flat.shape[1], np.int64)
+    else:
+        zero = _count(flat == 0)
     if (lo >= 0).all():  # rectified outputs: what is not zero is positive
         active = n - zero
     elif (hi <= 0).all():
         active = np.zeros(flat.shape[1])
     else:
         active = _count(flat > 0)
-    if limits is None:
-        sat = np.zeros(flat.shape[1])
+    low, high = limits if limits is not None else (-np.inf, np.inf)
+    # Only channels that reach a limit are counted: the rest have no saturated value.
+    below, above = lo <= low, hi >= high
+    if below.any() and above.any():
+        sat = _count((flat <= low) | (flat >= high)) / n
+    elif below.any() or above.any():
+        sat = _count(flat <= low if below.any() else flat >= high) / n
     else:
-        sat = _count((flat <= limits[0]) | (flat >= limits[1])) / n
+        sat = np.zeros(flat.shape[1])
     nothing = np.zeros(flat.shape[1])
     return np.stack([mean, np.sqrt(np.maximum(var, 0.0)), lo, hi, active / n, zero / n, sat,
                      nothing, nothing]).astype(np.float64)

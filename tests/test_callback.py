@@ -810,6 +810,35 @@ def test_eager_and_graph_statistics_equal_the_numpy_reference(non_finite, channe
     np.testing.assert_allclose(many[1], stats.channel_stats(x[:1], channels_first), rtol=1e-4, atol=1e-5)
 
 
+def test_numpy_statistics_of_a_large_output_equal_the_float64_reference():
+    """An output large enough for the folded column reductions (12800 positions of 6 channels:
+    folded rows plus a remainder): extremes and counts equal a float64 reference exactly, and a
+    channel at 1000 + N(0, 0.01) keeps its std (the sums are retaken around the mean)."""
+    from tb_layerview import stats
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(8, 40, 40, 6)).astype("float32")
+    x[..., 1] = np.maximum(x[..., 1], 0.0)             # rectified: zeros and positives
+    x[..., 2] = np.tanh(4 * x[..., 2])                 # reaches tanh's saturation limits
+    x[..., 3] = 1000.0 + 0.01 * x[..., 3]              # far from zero
+    x[..., 4] = -np.abs(x[..., 4])                     # never positive
+    x[3, 7, 9, 5], x[0, 0, 0, 5] = 50.0, -70.0         # extremes inside the folded rows
+    x[7, 39, 39, 0] = 99.0                             # extreme in the remainder
+    limits = stats.saturation_limits("tanh")
+    got = stats.channel_stats(x, limits=limits)
+    flat = x.reshape(-1, 6).astype(np.float64)
+    assert flat.shape[0] > 2 * (stats._FOLD_WIDTH // 6) and flat.shape[0] % (stats._FOLD_WIDTH // 6)
+    ref = stats._masked_stats(flat, limits)
+    exact = [stats.STATS.index(k) for k in ("min", "max", "active", "zero", "sat", "nan", "inf")]
+    np.testing.assert_array_equal(got[exact], ref[exact])
+    np.testing.assert_allclose(got[:2], ref[:2], rtol=1e-4, atol=1e-6)
+    assert got[stats.STATS.index("max"), 0] == 99.0 and got[stats.STATS.index("min"), 5] == -70.0
+    np.testing.assert_allclose(got[stats.STATS.index("std"), 3], flat[:, 3].std(), rtol=1e-3)
+    assert 0 < got[stats.STATS.index("sat"), 2] < 1 and got[stats.STATS.index("active"), 4] == 0
+    np.testing.assert_array_equal(stats.column_reduce(np.add, np.ones((9000, 3), np.uint8), dtype=np.int32),
+                                  [9000, 9000, 9000])
+
+
 def test_compiled_sums_keep_the_variance_of_an_output_far_from_zero():
     """Values 1000 + N(0, 0.01): mean and std from capture.graph_sums match numpy in float64
     (a plain sum of squares in float32 would lose the std entirely)."""
