@@ -36,12 +36,12 @@ from tb_layerview.probe import MAX_PROBES, Probe
 __all__ = ["LayerView", "LayerViewWarning", "Budget", "MAX_PROBES"]
 
 #: Tracing and optimising the compiled probe pass costs about this many eager
-#: passes (measured at 8 probes on TensorFlow, the statistics on the host:
-#: seed CNN 0.07 s against 15-20 ms, MobileNetV2 at 96x96 1.6 s against
-#: 0.45-0.65 s, ResNet50 at 64x64 1.7 s against 0.55-0.63 s)...
+#: passes (8 probes on TensorFlow, statistics on the host: seed CNN 0.047 s
+#: against 8 ms, MobileNetV2 at 96x96 0.48 s against 0.16 s, ResNet50 at
+#: 64x64 0.69 s against 0.2 s)...
 COMPILE_COST_IN_PASSES = 3.0
-#: ...after which a pass costs about this share of an eager one (7 ms, 0.27 s
-#: and 0.22 s). On JAX the pass is compiled from the first one on: JAX
+#: ...after which a pass costs about this share of an eager one (0.37, 0.53
+#: and 0.47 of it). On JAX the pass is compiled from the first one on: JAX
 #: compiles every new operation shape even when running eagerly, so the first
 #: eager pass costs more than compiling the whole pass (seed CNN: 5.1 s
 #: against 1.4 s, then 23 ms against 6 ms; MobileNetV2 at 96x96: 18.3 s
@@ -634,7 +634,7 @@ class LayerView(keras.callbacks.Callback):
             if lp.filters:
                 kernel = kernels.kernel_of(entry.layer)
                 try:
-                    k = np.array(capture.to_numpy(kernel.variable))
+                    k = capture.snapshot(kernel.variable)
                 except Exception as err:
                     self._warn("filters:" + entry.path, "filters of layer %r could not be read: %s: %s"
                                % (entry.path, type(err).__name__, err))

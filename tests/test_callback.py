@@ -877,6 +877,44 @@ def test_a_compiled_pass_over_nan_outputs_counts_them_with_masks(sums_in_graph):
                                rtol=1e-5, atol=1e-6)  # float32 rounding: a mean near zero has no relative precision
 
 
+def test_a_kernel_snapshot_keeps_the_value_it_was_taken_at():
+    """capture.snapshot copies a variable once: an update afterwards (as the next training step
+    makes, in place on PyTorch) leaves the copy the writer thread draws unchanged."""
+    from tb_layerview import capture
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+    kernel = model.get_layer("d").kernel
+    snap = capture.snapshot(kernel)
+    before = snap.copy()
+    kernel.assign(keras.ops.ones((4, 3)) * 5.0)
+    np.testing.assert_array_equal(snap, before)
+    assert snap.flags.writeable and isinstance(snap, np.ndarray)
+    np.testing.assert_array_equal(capture.snapshot(kernel), np.full((4, 3), 5.0, np.float32))
+
+
+def test_the_compiled_pass_on_a_cpu_skips_graph_rewrites_and_training_keeps_its_options():
+    """Only calls inside capture._without_graph_rewrites run without Grappler; the thread's
+    options are restored after it, also when the block raises. (TensorFlow's eager context:
+    the same whichever backend Keras runs on.)"""
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.eager import context
+    from tb_layerview import capture
+
+    def rewrites_off():
+        config = config_pb2.ConfigProto()
+        config.ParseFromString(context.context().function_call_options.config_proto_serialized)
+        return config.graph_options.rewrite_options.disable_meta_optimizer
+
+    before = context.context().function_call_options.config_proto_serialized
+    with capture._without_graph_rewrites():
+        assert rewrites_off()
+    assert not rewrites_off() and context.context().function_call_options.config_proto_serialized == before
+    with pytest.raises(KeyError):
+        with capture._without_graph_rewrites():
+            raise KeyError("x")
+    assert not rewrites_off()
+
+
 def test_kernels_of_frozen_layers_are_drawn_once(tmp_path):
     """A frozen conv layer's filters are written at the first step only; its activations every step."""
     model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(2, 3, name="frozen"),

@@ -118,6 +118,24 @@ def test_time_budget_turns_measured_costs_into_room(monkeypatch):
     assert limit == "time" and room == pytest.approx((0.25 * 0.4 - 0.1) / 1e-6) and room == pytest.approx(0)
 
 
+def test_time_budget_bounds_images_before_their_cost_was_measured(monkeypatch):
+    """No image drawn yet (the step before training had none): the time room uses the prior cost
+    per byte, and a fit already over its share (a slow step before training) gets no images at its
+    first timed step, whatever the byte room."""
+    monkeypatch.setattr(P, "TIME_TARGET", 1.0)
+    pl = planner(P.Budget(time_share=0.05, bytes_per_epoch=10**9))
+    m = pl.measured
+    m.epoch_seconds, m.fixed_seconds = 10.0, 0.1
+    room, limit = pl.image_room(fixed_bytes=0)
+    assert limit == "time" and room == pytest.approx((0.5 * 0.4 - 0.1) / P.SECONDS_PER_IMAGE_BYTE)
+    m.trained_seconds, m.spent_seconds = 6.0, 0.45  # 0.05 x 6 s = 0.3 s allowed so far
+    plan = pl.plan_images(1, 1, [cand("a", (8, 8, 4))], fixed_bytes=0)
+    assert pl.time_allowance() == pytest.approx(-0.15)
+    assert plan.cadence == 0 and not plan.layers["a"].images
+    assert plan.layers["a"].reason == ("no images: statistics and what LayerView spent earlier fill"
+                                       " the 5% time budget")
+
+
 def test_class_views_wait_for_credit_and_maximisation_for_a_timed_epoch(monkeypatch):
     """Each class view saves up its part of the time budget and runs when it covers its cost."""
     monkeypatch.setattr(P, "TIME_TARGET", 1.0)  # plans at the bound itself: round numbers
