@@ -12,8 +12,10 @@ only the outputs that get images are kept as arrays. Outputs in host memory
 products and reductions, several times cheaper than a dozen eager backend
 operations per layer). The pass can be traced once
 (:meth:`ProbePass.compile`), into a ``tf.function`` on TensorFlow or a
-``jax.jit`` on JAX, which makes each later pass two to three times cheaper
-for a one-time cost of about three eager passes. The traced graph holds
+``jax.jit`` on JAX, which makes each later pass about half as costly (the
+statistics cost the same either way) for a one-time cost of about three
+eager passes; on a CPU its first call skips TensorFlow's graph optimiser
+(:func:`_without_graph_rewrites`). The traced graph holds
 just the model's operations and returns the outputs to be reduced on the
 host; on an accelerator it reduces each output to a few sums where it is
 (:func:`graph_sums`), so that only those cross to the host, and a pass whose
