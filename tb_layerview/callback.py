@@ -634,12 +634,13 @@ class LayerView(keras.callbacks.Callback):
             if lp.filters:
                 kernel = kernels.kernel_of(entry.layer)
                 try:
-                    k = capture.snapshot(kernel.variable)
+                    k = capture.snapshot(kernel.variable, kernels.drawn_part(kernel.kind, kernel.shape,
+                                                                               self.max_filters))
                 except Exception as err:
                     self._warn("filters:" + entry.path, "filters of layer %r could not be read: %s: %s"
                                % (entry.path, type(err).__name__, err))
                     continue
-                step_items.append(items.Filters(entry, kernel.kind, k,
+                step_items.append(items.Filters(entry, kernel.kind, k, kernel.shape,
                                                 self._image_shape() if entry.path == self._first_weighted else None))
                 if not entry.layer.trainable:
                     self._frozen_written[c.key] = step

@@ -485,19 +485,20 @@ class ProbePass:
         return PassResult(stats, tensors, out, time.perf_counter() - t0)
 
 
-def snapshot(variable):
-    """A numpy copy of a variable's value now, made once.
+def snapshot(variable, index=()):
+    """A numpy copy of (part of) a variable's value now, made once.
 
     Training updates variables in place, so what the writer thread draws
     later must be a copy; going through ``keras.ops.convert_to_numpy`` and
-    copying again made three of each kernel (VGG16: 0.46 s for its 16
-    kernels at a step with filters).
+    copying again made three of each whole kernel (VGG16: 0.46 s for its 16
+    kernels at a step with filters, more where fresh memory is slow to
+    map). Only ``variable[index]`` is copied.
     """
     value = getattr(variable, "value", variable)
     read = getattr(value, "read_value", None)
     if callable(read):  # TensorFlow: a tensor of the value now (later updates copy the buffer)
         value = read()
-    return np.array(to_numpy(value), copy=True)
+    return np.array(to_numpy(value)[index], copy=True)
 
 
 def to_numpy(t):

@@ -61,7 +61,8 @@ class Filters:
 
     entry: object
     kind: str
-    kernel: np.ndarray
+    kernel: np.ndarray    # the part that is drawn (kernels.drawn_part)
+    shape: tuple          # the whole kernel's stored shape
     image_shape: object = None
     image = True
 
@@ -73,11 +74,11 @@ class Filters:
         summary.filters(self.entry.path, self.kernel, step=step, kind=self.kind,
                         layer_class=self.entry.layer_class, layer_index=self.entry.index,
                         parent=self.entry.parent, max_filters=ctx.max_filters,
-                        input_channel=ctx.filter_input, image_shape=image_shape)
+                        input_channel=ctx.filter_input, image_shape=image_shape, kernel_shape=self.shape)
 
     def what(self):
         return "filters of layer %r (%s, kernel shape %s)" % (
-            self.entry.path, self.entry.layer_class, tuple(self.kernel.shape))
+            self.entry.path, self.entry.layer_class, tuple(self.shape))
 
 
 @dataclasses.dataclass

@@ -101,3 +101,33 @@ def for_rendering(kind, kernel):
     if kind == "conv3d_transpose":
         return "conv3d", np.swapaxes(k, -1, -2)
     return kind, k
+
+
+def drawn_part(kind, shape, max_filters):
+    """The index of the part of a stored kernel that is drawn with ``max_filters``.
+
+    :func:`tb_layerview.render.kernel_tiles` draws the first ``max_filters``
+    filters (a dense kernel's first units); the callback copies only this
+    part of each kernel off the training thread (VGG16: 152 MB of kernels,
+    about 10 MB drawn).
+
+    Args:
+      kind: a kind of :data:`KINDS`.
+      shape: the kernel's stored shape.
+      max_filters: filters drawn.
+
+    Returns:
+      a tuple of slices, one per axis of ``shape``.
+
+    Example::
+
+        drawn_part("conv2d", (3, 3, 512, 512), 64)  # [..., :64]: (3, 3, 512, 64)
+    """
+    if kind not in KINDS:
+        raise ValueError("unknown kernel kind %r; expected one of %s" % (kind, ", ".join(KINDS)))
+    n, rank, whole = max(int(max_filters), 1), len(shape), slice(None)
+    if kind in ("depthwise", "depthwise1d"):  # filters run over (in, mult), mult fastest
+        return (whole,) * (rank - 2) + (slice(0, -(-n // max(int(shape[-1]), 1))), whole)
+    if kind.endswith("_transpose"):  # (..., out, in)
+        return (whole,) * (rank - 2) + (slice(0, n), whole)
+    return (whole,) * (rank - 1) + (slice(0, n),)

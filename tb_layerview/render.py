@@ -369,7 +369,7 @@ def render_tiles(tiles, max_tile_pixels=4096):
     return image, info
 
 
-def kernel_tiles(kernel, kind, max_filters=64, input_channel="first", image_shape=None):
+def kernel_tiles(kernel, kind, max_filters=64, input_channel="first", image_shape=None, full_shape=None):
     """Cuts a layer kernel into one tile per filter (or unit).
 
     Args:
@@ -385,20 +385,24 @@ def kernel_tiles(kernel, kind, max_filters=64, input_channel="first", image_shap
       image_shape: for ``"dense"``: the (h, w) or (h, w, c) image the units'
         inputs come from; without it the kernel is one in x out matrix (its
         first ``max_filters`` columns).
+      full_shape: the whole kernel's shape when ``kernel`` is only its drawn
+        part (:func:`tb_layerview.kernels.drawn_part`); the counts and notes
+        then speak of the whole kernel.
 
     Returns:
       ``(tiles, total, note)``: the list of tiles, the number of filters in the
       kernel, and a short description of what each tile shows.
     """
     k = to_float(kernel)
+    whole = tuple(full_shape) if full_shape is not None else k.shape
     if kind == "dense":
         if image_shape is None:
-            units = k.shape[1]
+            units = whole[1]
             if units > max_filters:  # a 4096 x 4096 head would cost seconds to draw, for a grey blur
                 return [k[:, :max_filters]], 1, ("kernel matrix (rows: inputs, columns: the first %d of %d units)"
                                                  % (max_filters, units))
             return [k], 1, "kernel matrix (rows: inputs, columns: units)"
-        units = k.shape[1]
+        units = whole[1]
         n = min(units, max_filters)
         shape = tuple(image_shape)
         tiles = []
@@ -408,6 +412,10 @@ def kernel_tiles(kernel, kind, max_filters=64, input_channel="first", image_shap
                 img = img if img.shape[2] == 3 else (img[..., 0] if input_channel == "first" else img.mean(axis=2))
             tiles.append(img)
         return tiles, units, "each unit's input weights reshaped to the %s input image" % "x".join(map(str, shape))
+    # Filters of the whole kernel: a transposed kernel stores (out, in), a
+    # depthwise one has in x mult filters.
+    total = whole[-2] if kind == "conv2d_transpose" else (
+        whole[-2] * whole[-1] if kind == "depthwise" else whole[-1])
     if kind == "conv2d_transpose":
         k = np.swapaxes(k, -1, -2)
         kind = "conv2d"
@@ -419,7 +427,6 @@ def kernel_tiles(kernel, kind, max_filters=64, input_channel="first", image_shap
         k = k[None]  # (1, k, in, out): each filter a 1 x k strip
     elif kind == "conv3d":
         k = k[k.shape[0] // 2]  # middle depth slice
-    total = k.shape[-1]
     n = min(total, max_filters)
     cin = k.shape[2]
     rgb = cin == 3

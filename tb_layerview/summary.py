@@ -166,13 +166,13 @@ def activations(name, data, step=None, layer_class="", layer_index=0, parent="",
 
 
 def filter_blobs(kernel, kind, max_filters=64, input_channel="first", image_shape=None,
-                 max_tile_pixels=4096):
+                 max_tile_pixels=4096, full_shape=None):
     """Renders a kernel to ``[info_json, png]`` (see :func:`render.kernel_tiles`)."""
-    tiles, total, note = render.kernel_tiles(kernel, kind, max_filters=max_filters,
-                                             input_channel=input_channel, image_shape=image_shape)
+    tiles, total, note = render.kernel_tiles(kernel, kind, max_filters=max_filters, input_channel=input_channel,
+                                             image_shape=image_shape, full_shape=full_shape)
     img, info = render.render_tiles(tiles, max_tile_pixels=max_tile_pixels)
     info["channels"] = int(total)
-    info["kernel_shape"] = list(np.shape(kernel))
+    info["kernel_shape"] = [int(d) for d in (full_shape if full_shape is not None else np.shape(kernel))]
     info["kernel_kind"] = kind
     info["note"] = note
     info["probes"] = [info.pop("stats")]
@@ -180,7 +180,7 @@ def filter_blobs(kernel, kind, max_filters=64, input_channel="first", image_shap
 
 
 def filters(name, kernel, step=None, kind=None, layer_class="", layer_index=0, parent="",
-            max_filters=64, input_channel="first", image_shape=None, description=""):
+            max_filters=64, input_channel="first", image_shape=None, description="", kernel_shape=None):
     """Writes a layer's kernel as a grid of filters.
 
     Args:
@@ -194,16 +194,20 @@ def filters(name, kernel, step=None, kind=None, layer_class="", layer_index=0, p
       input_channel: ``"first"`` or ``"mean"``.
       image_shape: for dense kernels, the input image shape.
       description: summary description.
+      kernel_shape: the whole kernel's stored shape when ``kernel`` is only
+        the part that is drawn (:func:`tb_layerview.kernels.drawn_part`).
 
     Returns:
       True on success, False if no default writer is set.
     """
     kernel = np.asarray(kernel)
-    stored_shape = kernel.shape
+    stored_shape = tuple(int(d) for d in kernel_shape) if kernel_shape is not None else kernel.shape
     if kind is None:
         kind = kernels.kind_from_rank(kernel.ndim)
-    kind, kernel = kernels.for_rendering(kind, kernel)
-    blobs, _ = filter_blobs(kernel, kind, max_filters, input_channel, image_shape)
+    render_kind, drawn = kernels.for_rendering(kind, kernel)
+    # The whole kernel's layout for drawing, from a zero-strided stand-in: no copy.
+    full = kernels.for_rendering(kind, np.broadcast_to(np.uint8(0), stored_shape))[1].shape
+    blobs, _ = filter_blobs(drawn, render_kind, max_filters, input_channel, image_shape, full_shape=full)
     return write_blobs(metadata.KIND_FILTERS, blobs, step=step, description=description,
                        layer=name, layer_class=layer_class, output_shape=stored_shape,
                        layer_index=layer_index, parent=parent, layout="tiles")

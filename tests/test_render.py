@@ -182,6 +182,31 @@ def test_kernel_tiles_transpose_depthwise_conv1d_conv3d():
     assert total == 2 and np.array_equal(tiles[0], k3[1, :, :, 0, 0]) and "middle depth" in note
 
 
+@pytest.mark.parametrize("kind, shape, image_shape", [
+    ("dense", (12, 9), None), ("dense", (12, 9), (2, 2, 3)), ("dense", (12, 3), None),
+    ("conv1d", (3, 2, 9), None), ("conv2d", (3, 3, 3, 9), None), ("conv2d", (3, 3, 4, 2), None),
+    ("conv3d", (3, 2, 2, 2, 9), None), ("conv1d_transpose", (3, 9, 2), None),
+    ("conv2d_transpose", (2, 2, 9, 4), None), ("conv3d_transpose", (3, 2, 2, 9, 2), None),
+    ("depthwise", (3, 3, 5, 2), None), ("depthwise1d", (3, 5, 2), None)])
+def test_the_drawn_part_of_a_kernel_draws_the_same_filters_as_the_whole(kind, shape, image_shape):
+    """kernels.drawn_part keeps what max_filters=4 draws: the sliced kernel with the whole shape
+    gives the same PNG and info (filter count, stored shape, note) as the whole kernel."""
+    from tb_layerview import kernels, summary
+
+    k = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    part = k[kernels.drawn_part(kind, shape, 4)]
+    assert part.size <= k.size
+    for max_filters in (4, 3):
+        whole_kind, whole = kernels.for_rendering(kind, k)
+        ref, ref_info = summary.filter_blobs(whole, whole_kind, max_filters, "first", image_shape)
+        _, drawn = kernels.for_rendering(kind, k[kernels.drawn_part(kind, shape, max_filters)])
+        got, info = summary.filter_blobs(drawn, whole_kind, max_filters, "first", image_shape,
+                                         full_shape=whole.shape)
+        assert got == ref and info == ref_info, (kind, max_filters)
+    if shape[-1] == 9 or kind.endswith("_transpose"):
+        assert part.size < k.size  # more filters than drawn: less is copied
+
+
 def test_kernel_tiles_dense_units_as_images_or_matrix():
     """Dense units reshape to the input image; otherwise the kernel is one matrix."""
     k = np.arange(16 * 3, dtype=np.float32).reshape(16, 3)
