@@ -507,8 +507,9 @@ def to_numpy(t):
     Immutable tensors (TensorFlow's eager tensors, JAX arrays) come back as
     read-only views of their host buffer where they have one, without the
     copy ``keras.ops.convert_to_numpy`` makes (ResNet50 at 64x64: 0.12 s of
-    copying per probe pass). Variables and PyTorch tensors, which training
-    changes in place, are copied.
+    copying per probe pass). Other values (variables, PyTorch tensors) go
+    through ``keras.ops.convert_to_numpy``, which may share their memory:
+    :func:`snapshot` makes a copy that training cannot change.
     """
     if isinstance(t, np.ndarray):
         return t
