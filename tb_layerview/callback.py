@@ -545,10 +545,9 @@ class LayerView(keras.callbacks.Callback):
             kernel = kernels.kernel_of(entry.layer) if (self.log_filters and key == entry.path) else None
             kshape, rgb, unchanged = None, False, False
             if kernel is not None:
-                # The layout only: a zero-strided view, not a copy of the kernel, every step.
-                kind, arr = kernels.for_rendering(kernel.kind, np.broadcast_to(np.uint8(0), kernel.shape))
-                kshape = arr.shape
-                rgb = len(arr.shape) == 4 and kind != "depthwise" and arr.shape[2] == 3
+                # The layout only, not a copy of the kernel, every step.
+                kind, kshape = kernels.rendering_layout(kernel.kind, kernel.shape)
+                rgb = len(kshape) == 4 and kind != "depthwise" and kshape[2] == 3
                 unchanged = not entry.layer.trainable and key in self._frozen_written
             out.append(plan_lib.Candidate(key, shape, render.classify_shape(shape, self.min_spatial),
                                           kshape, rgb, unchanged))

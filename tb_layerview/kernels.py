@@ -103,6 +103,18 @@ def for_rendering(kind, kernel):
     return kind, k
 
 
+def rendering_layout(kind, shape):
+    """``(render_kind, shape)``: what :func:`for_rendering` makes of a kernel
+    of stored ``shape``, from a zero-strided stand-in (no kernel is read).
+
+    Example::
+
+        rendering_layout("conv1d_transpose", (3, 9, 2))  # ("conv1d", (3, 2, 9))
+    """
+    render_kind, arr = for_rendering(kind, np.broadcast_to(np.uint8(0), tuple(shape)))
+    return render_kind, arr.shape
+
+
 def drawn_part(kind, shape, max_filters):
     """The index of the part of a stored kernel that is drawn with ``max_filters``.
 

@@ -205,8 +205,7 @@ def filters(name, kernel, step=None, kind=None, layer_class="", layer_index=0, p
     if kind is None:
         kind = kernels.kind_from_rank(kernel.ndim)
     render_kind, drawn = kernels.for_rendering(kind, kernel)
-    # The whole kernel's layout for drawing, from a zero-strided stand-in: no copy.
-    full = kernels.for_rendering(kind, np.broadcast_to(np.uint8(0), stored_shape))[1].shape
+    full = kernels.rendering_layout(kind, stored_shape)[1]
     blobs, _ = filter_blobs(drawn, render_kind, max_filters, input_channel, image_shape, full_shape=full)
     return write_blobs(metadata.KIND_FILTERS, blobs, step=step, description=description,
                        layer=name, layer_class=layer_class, output_shape=stored_shape,
