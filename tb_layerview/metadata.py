@@ -16,7 +16,9 @@ PLUGIN_NAME = "tb_layerview"
 #: Version of the format (plugin metadata, tag grammar and blob layout)
 #: written by this code. Version 2 percent-encodes layer paths in tags;
 #: readers identify series by their metadata, so version 1 logs read alike.
-FORMAT_VERSION = 2
+#: Version 3 stores the statistics' bytes as planes (``"shuffle"`` in their
+#: header), which a version 2 reader would misread: it refuses them instead.
+FORMAT_VERSION = 3
 
 #: Characters a layer path keeps in a tag; any other is percent-encoded
 #: (TensorBoard's data server cannot parse blob keys of tags with '"' or '\\').

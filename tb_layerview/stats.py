@@ -256,8 +256,16 @@ def encode(records):
 
     Returns:
       two blobs: the JSON header ``{"stats": [...], "layers": [{"path",
-      "activation", "channels", "offset", "nan", "inf"}...]}`` and the
-      zlib-compressed little-endian float32 array (len(STATS), total channels).
+      "activation", "channels", "offset", "nan", "inf"}...], "dtype",
+      "compression", "shuffle"}`` and the little-endian float32 array
+      (len(STATS), total channels), its bytes stored as 4 planes (every
+      value's first byte, then every second byte, ...) and zlib-compressed.
+
+    The planes are there for size and speed: the low mantissa bytes of
+    means and extremes are noise that zlib cannot shrink, and interleaved
+    with the sign and exponent bytes they hide those bytes' repetitions too
+    (ResNet50 at 64x64, 93 k channels: 1.08 MB in 23 ms instead of 1.27 MB
+    in 32 ms).
     """
     layers, parts, offset = [], [], 0
     for path, activation, arr in records:
@@ -268,9 +276,10 @@ def encode(records):
         parts.append(arr)
         offset += c
     data = np.concatenate(parts, axis=1) if parts else np.zeros((len(STATS), 0))
-    header = {"stats": list(STATS), "layers": layers, "dtype": "<f4", "compression": "zlib"}
-    raw = np.ascontiguousarray(data.astype("<f4")).tobytes()
-    return [json.dumps(header, separators=(",", ":")).encode("utf-8"), zlib.compress(raw, 1)]
+    header = {"stats": list(STATS), "layers": layers, "dtype": "<f4", "compression": "zlib", "shuffle": 4}
+    values = np.ascontiguousarray(data, dtype="<f4")
+    planes = np.ascontiguousarray(values.view(np.uint8).reshape(-1, 4).T)
+    return [json.dumps(header, separators=(",", ":")).encode("utf-8"), zlib.compress(planes.tobytes(), 1)]
 
 
 def decode(header_blob, data_blob):
@@ -284,7 +293,13 @@ def decode(header_blob, data_blob):
         names = header["stats"]
         total = sum(int(l["channels"]) for l in header["layers"])
         raw = zlib.decompress(data_blob) if header.get("compression") == "zlib" else data_blob
-        data = np.frombuffer(raw, dtype=header.get("dtype", "<f4")).reshape(len(names), total)
+        dtype = np.dtype(header.get("dtype", "<f4"))
+        size = int(header.get("shuffle") or 0)
+        if size > 1:  # byte planes (format version 3; older records have none)
+            if size != dtype.itemsize:
+                raise ValueError("shuffle %r does not match dtype %s" % (size, dtype))
+            raw = np.ascontiguousarray(np.frombuffer(raw, np.uint8).reshape(size, -1).T).tobytes()
+        data = np.frombuffer(raw, dtype=dtype).reshape(len(names), total)
     except (ValueError, KeyError, TypeError, zlib.error) as e:
         raise ValueError("not a tb_layerview statistics record: %s" % e) from None
     return header, data

@@ -839,6 +839,34 @@ def test_numpy_statistics_of_a_large_output_equal_the_float64_reference():
                                   [9000, 9000, 9000])
 
 
+def test_statistics_records_store_byte_planes_and_read_back_exactly_in_both_layouts():
+    """encode stores the float32 values' bytes as 4 planes (smaller and faster to compress than
+    the values in order); decode gives back exactly the float32 values, from these records and
+    from version 2 records without planes, and names a plane count that does not fit the dtype."""
+    import zlib
+
+    from tb_layerview import stats
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(len(stats.STATS), 5)) * 1e3
+    b = rng.normal(size=(len(stats.STATS), 2))
+    b[stats.STATS.index("nan")] = [1, 0]
+    header_blob, data_blob = stats.encode([("conv/a", "relu", a), ("dense", None, b)])
+    header, data = stats.decode(header_blob, data_blob)
+    want = np.concatenate([a, b], axis=1).astype("<f4")
+    np.testing.assert_array_equal(data, want)
+    assert header["shuffle"] == 4 and [l["offset"] for l in header["layers"]] == [0, 5]
+    planes = np.frombuffer(zlib.decompress(data_blob), np.uint8).reshape(4, -1)
+    np.testing.assert_array_equal(planes[3], want.reshape(-1).view(np.uint8)[3::4])  # sign and exponent
+    assert stats.layer_slice(header, data, "dense")["nan"].tolist() == [1, 0]
+    old = dict(header)
+    del old["shuffle"]
+    header2, data2 = stats.decode(json.dumps(old).encode(), zlib.compress(want.tobytes()))
+    np.testing.assert_array_equal(data2, want)
+    with pytest.raises(ValueError, match="shuffle 2 does not match dtype"):
+        stats.decode(json.dumps(dict(header, shuffle=2)).encode(), data_blob)
+
+
 def test_compiled_sums_keep_the_variance_of_an_output_far_from_zero():
     """Values 1000 + N(0, 0.01): mean and std from capture.graph_sums match numpy in float64
     (a plain sum of squares in float32 would lose the std entirely)."""
