@@ -14,6 +14,13 @@ batch 32), VGG16 and ResNet50 (64x64x3, 512 samples, batch 32), all with
 
 Usage: python benchmarks/bench_models.py [--models cnn,mobilenetv2] [--epochs 3]
        [--pairs 2] [--class-views on|off] [--budget default|off] [--feed dataset|arrays]
+       [--cold]
+
+Each model's train step is traced by a one-batch fit before the timed fit,
+so the ratio compares LayerView with the training itself; ``--cold`` times
+a fresh model's first fit instead, Keras tracing its train step included,
+which is what a user's first ``fit`` costs (ResNet50 at 64x64: about 20 s
+of tracing before 10-13 s of training here).
 
 Besides the whole fit, the script times each fit from train begin to train
 end (every hook of LayerView inside, see TrainingWindow). By default it
