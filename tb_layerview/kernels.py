@@ -2,8 +2,10 @@
 
 The one place that knows how Keras stores each kind of kernel. The callback
 asks :func:`kernel_of` for a layer's kernel, :func:`for_rendering` brings it
-to one of the layouts :func:`tb_layerview.render.kernel_tiles` draws, and the
-summary ops use :func:`kind_from_rank` when a kernel comes without a layer.
+to one of the layouts :func:`tb_layerview.render.kernel_tiles` draws,
+:func:`filter_count` and :func:`drawn_part` say how many filters a kernel
+holds and which part of it is drawn, and the summary ops use
+:func:`kind_from_rank` when a kernel comes without a layer.
 Nothing here imports TensorFlow or Keras: layers are recognised by the names
 of their classes (subclasses included).
 """
@@ -101,6 +103,23 @@ def for_rendering(kind, kernel):
     if kind == "conv3d_transpose":
         return "conv3d", np.swapaxes(k, -1, -2)
     return kind, k
+
+
+def filter_count(kind, shape):
+    """How many filters (a dense kernel's units) a kernel of ``kind`` and
+    ``shape`` holds; ``kind`` is a stored or a rendering kind.
+
+    Example::
+
+        filter_count("depthwise", (3, 3, 32, 2))  # 64: in x mult
+    """
+    if kind not in KINDS:
+        raise ValueError("unknown kernel kind %r; expected one of %s" % (kind, ", ".join(KINDS)))
+    if kind in ("depthwise", "depthwise1d"):
+        return int(shape[-2]) * int(shape[-1])
+    if kind.endswith("_transpose"):  # (..., out, in)
+        return int(shape[-2])
+    return int(shape[-1])
 
 
 def rendering_layout(kind, shape):

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from tb_layerview import kernels
+
 ALPHA_DATA = 255
 ALPHA_GAP = 0
 ALPHA_NAN = 1
@@ -394,15 +396,15 @@ def kernel_tiles(kernel, kind, max_filters=64, input_channel="first", image_shap
       kernel, and a short description of what each tile shows.
     """
     k = to_float(kernel)
-    whole = tuple(full_shape) if full_shape is not None else k.shape
+    # Filters of the whole kernel, of which ``kernel`` may be the drawn part.
+    total = kernels.filter_count(kind, tuple(full_shape) if full_shape is not None else k.shape)
     if kind == "dense":
+        units = total
         if image_shape is None:
-            units = whole[1]
             if units > max_filters:  # a 4096 x 4096 head would cost seconds to draw, for a grey blur
                 return [k[:, :max_filters]], 1, ("kernel matrix (rows: inputs, columns: the first %d of %d units)"
                                                  % (max_filters, units))
             return [k], 1, "kernel matrix (rows: inputs, columns: units)"
-        units = whole[1]
         n = min(units, max_filters)
         shape = tuple(image_shape)
         tiles = []
@@ -412,10 +414,6 @@ def kernel_tiles(kernel, kind, max_filters=64, input_channel="first", image_shap
                 img = img if img.shape[2] == 3 else (img[..., 0] if input_channel == "first" else img.mean(axis=2))
             tiles.append(img)
         return tiles, units, "each unit's input weights reshaped to the %s input image" % "x".join(map(str, shape))
-    # Filters of the whole kernel: a transposed kernel stores (out, in), a
-    # depthwise one has in x mult filters.
-    total = whole[-2] if kind == "conv2d_transpose" else (
-        whole[-2] * whole[-1] if kind == "depthwise" else whole[-1])
     if kind == "conv2d_transpose":
         k = np.swapaxes(k, -1, -2)
         kind = "conv2d"

@@ -207,6 +207,19 @@ def test_the_drawn_part_of_a_kernel_draws_the_same_filters_as_the_whole(kind, sh
         assert part.size < k.size  # more filters than drawn: less is copied
 
 
+def test_filter_count_of_every_stored_and_rendering_kind():
+    from tb_layerview import kernels
+
+    got = {kind: kernels.filter_count(kind, shape) for kind, shape in [
+        ("dense", (12, 5)), ("conv1d", (3, 4, 6)), ("conv2d", (3, 3, 4, 7)), ("conv3d", (2, 3, 3, 4, 8)),
+        ("conv1d_transpose", (3, 9, 2)), ("conv2d_transpose", (3, 3, 10, 4)),
+        ("conv3d_transpose", (2, 3, 3, 11, 4)), ("depthwise", (3, 3, 4, 2)), ("depthwise1d", (3, 5, 3))]}
+    assert got == {"dense": 5, "conv1d": 6, "conv2d": 7, "conv3d": 8, "conv1d_transpose": 9,
+                   "conv2d_transpose": 10, "conv3d_transpose": 11, "depthwise": 8, "depthwise1d": 15}
+    with pytest.raises(ValueError, match="unknown kernel kind 'conv4d'"):
+        kernels.filter_count("conv4d", (1, 1, 1, 1, 1, 1))
+
+
 def test_kernel_tiles_dense_units_as_images_or_matrix():
     """Dense units reshape to the input image; otherwise the kernel is one matrix."""
     k = np.arange(16 * 3, dtype=np.float32).reshape(16, 3)
