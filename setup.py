@@ -45,6 +45,8 @@ setup(
         "Pillow>=9.0",
         # The event files' CRC32C in C: TensorBoard's own is pure Python.
         "google-crc32c>=1.5",
+        # Keeps numpy's BLAS on one thread for the statistics (capture.one_blas_thread).
+        "threadpoolctl>=3.0",
     ],
     extras_require={
         "tensorflow": ["tensorflow>=2.16"],

@@ -14,6 +14,7 @@ batch 32), VGG16 and ResNet50 (64x64x3, 512 samples, batch 32), all with
 
 Usage: python benchmarks/bench_models.py [--models cnn,mobilenetv2] [--epochs 3]
        [--pairs 2] [--class-views on|off] [--budget default|off] [--feed dataset|arrays]
+       [--writer background|inline]
        [--cold]
 
 Each model's train step is traced by a one-batch fit before the timed fit,
@@ -163,6 +164,8 @@ def bench(name, args):
                 kw = {"class_views": args.class_views == "on"}
                 if args.budget == "off":
                     kw["budget"] = None
+                if args.writer == "inline":
+                    kw["background"] = False
                 cbs = [LayerView(logdir, probe=(x[:8], y[:8]), **kw)]
             window = TrainingWindow()
             t0, c0 = time.perf_counter(), time.process_time()
@@ -210,8 +213,8 @@ def bench(name, args):
             shares.append((cost["hook_seconds"] + cost["writer_cpu_seconds"]) / cost["epoch_seconds"])
     last_plan = json.loads(plans[max(plans)][0])
     cost = withs[-1]["cost"]
-    print("\n%s: %d epochs, %d samples, batch %d, 8 probes, class views %s, budget %s, fed as %s, %s"
-          % (name, epochs, samples, batch, args.class_views, args.budget, args.feed,
+    print("\n%s: %d epochs, %d samples, batch %d, 8 probes, class views %s, budget %s, writer %s, fed as %s, %s"
+          % (name, epochs, samples, batch, args.class_views, args.budget, args.writer, args.feed,
              "first fit of a fresh model" if args.cold else "train step traced before the timing"))
     print("  whole fit with / without LayerView: median %.3f (pairs: %s)"
           % (np.median(pairs), ", ".join("%.3f" % p for p in pairs)))
@@ -239,6 +242,8 @@ def main():
     p.add_argument("--pairs", type=int, default=2)
     p.add_argument("--class-views", choices=["on", "off"], default="on")
     p.add_argument("--budget", choices=["default", "off"], default="default")
+    p.add_argument("--writer", choices=["background", "inline"], default="background",
+                   help="inline: LayerView(background=False), rendering and writing on the training thread")
     p.add_argument("--cold", action="store_true",
                    help="time a fresh model's first fit, Keras tracing its train step included, as a user's "
                         "first fit runs (default: the train step is traced before the timing)")

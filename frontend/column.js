@@ -7,7 +7,7 @@ import {classViews} from './classgrid.js';
 import {enlarge} from './enlarge.js';
 import {healthView} from './health.js';
 import {colormapTable, dequantize, differencePixels, overlayPixels} from './normalise.js';
-import {diffReference, nearestShown, planReason, sameLayout} from './state.js';
+import {costLine, diffReference, nearestShown, planReason, sameLayout} from './state.js';
 import {
   configCard, el, errorBanner, formatShape, paint, paintPixels, predictionCorrect, predictionText,
 } from './views.js';
@@ -24,8 +24,9 @@ export function buildColumn(panel, run) {
   const head = el('header', {class: 'column-head'},
     el('span', {class: 'swatch', style: `background:${panel.colour(run.run)}`}),
     el('span', {class: 'run-name', text: run.run}));
+  const cost = el('div', {class: 'run-cost', role: 'note', hidden: true});
   const body = el('div', {class: 'column-body'});
-  const col = {run, layer, node: el('div', {class: 'column', 'data-run': run.run}, head, body), cells: []};
+  const col = {run, layer, cost, node: el('div', {class: 'column', 'data-run': run.run}, head, cost, body), cells: []};
   if (s.view === 'health') {
     col.layer = null; // the view draws itself, nothing per probe to paint
     healthView(panel, run, body);
@@ -105,6 +106,16 @@ export function probeSide(panel, run, p, cell) {
   }).catch(() => side.prepend(el('div', {class: 'probe-index', text: `probe ${p}`})));
   side.append(cell.prediction);
   return side;
+}
+
+/** The column's line on what LayerView cost up to `step`, from the step's plan record. */
+export async function paintCost(panel, token, col, step) {
+  const line = col.run.has_plan && step !== null
+    ? await fetchPlan(col.run.run, step).then(costLine).catch(() => null) : null;
+  if (token !== panel.paintToken) return;
+  col.cost.hidden = !line;
+  col.cost.textContent = line ? line.text : '';
+  col.cost.classList.toggle('over', Boolean(line && line.over.length));
 }
 
 export async function paintCell(panel, token, col, cell, step, hasStep) {

@@ -4,7 +4,7 @@
 // column.js's, the class grids classgrid.js's, the enlarged view enlarge.js's.
 
 import * as api from './api.js';
-import {buildColumn, paintCell} from './column.js';
+import {buildColumn, paintCell, paintCost} from './column.js';
 import {closeModal} from './enlarge.js';
 import {startLive} from './live.js';
 import {Model} from './model.js';
@@ -356,15 +356,6 @@ class Panel {
     return painted;
   }
 
-
-
-
-
-
-
-
-
-
   /** Repaints every visible image for the current step and display options. */
   async paint() {
     const token = ++this.paintToken;
@@ -375,6 +366,7 @@ class Panel {
     for (const col of this.columns || []) {
       // Live updates bring new run objects (new epochs) without a rebuild.
       col.run = this.runs.find((r) => r.run === col.run.run) || col.run;
+      jobs.push(paintCost(this, token, col, step));
       if (!col.layer) continue;
       const hasStep = col.run.steps.some((x) => x.step === step);
       for (const cell of col.cells) {
@@ -389,8 +381,6 @@ class Panel {
       if (token === this.paintToken) this.showError(err);
     }
   }
-
-
 
   hover(cell, e) {
     if (!cell.info) return;

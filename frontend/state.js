@@ -294,6 +294,59 @@ export function planReason(plan, layer, kind) {
   return null;
 }
 
+/** A byte count the way the plan's notes write it (plan._size): "38.4 KB", "1.38 MB". */
+export function formatSize(bytes) {
+  for (const [unit, f] of [['GB', 1e9], ['MB', 1e6], ['KB', 1e3]]) {
+    if (bytes >= f) return `${+(bytes / f).toFixed(2)} ${unit}`;
+  }
+  return `${Math.round(bytes)} B`;
+}
+
+/**
+ * What LayerView itself cost up to a step, from the step's plan record
+ * (GET /plan): `{text, over}`, or null when the record has no cost.
+ *
+ * The time share is that of the whole training so far (the account the
+ * budget keeps, see docs/format.md): what LayerView had spent before the
+ * step plus the step's own hooks and writer CPU, over the epochs trained.
+ * `over` names the bounds the step went past. Statistics are never thinned,
+ * so on a model whose probe pass alone takes more than the time budget the
+ * share stays above it, and the text says so rather than leave it silent.
+ */
+export function costLine(plan) {
+  const cost = plan && plan.cost;
+  if (!cost) return null;
+  const budget = plan.budget || {};
+  const parts = [];
+  const over = [];
+  const own = (cost.hook_seconds || 0) + (cost.writer_cpu_seconds || 0);
+  if (cost.trained_seconds > 0) {
+    const share = ((cost.spent_seconds || 0) + own) / cost.trained_seconds;
+    let text = `${(100 * share).toFixed(1)}% of training time so far`;
+    if (budget.time_share) {
+      text += ` (budget ${+(100 * budget.time_share).toPrecision(3)}%)`;
+      if (share > budget.time_share) over.push('time');
+    }
+    parts.push(text);
+  }
+  if (typeof cost.bytes === 'number') {
+    let text = `${formatSize(cost.bytes)} at this epoch`;
+    if (budget.bytes_per_epoch) {
+      text += ` (budget ${formatSize(budget.bytes_per_epoch)})`;
+      if (cost.bytes > budget.bytes_per_epoch) over.push('bytes');
+    }
+    parts.push(text);
+  }
+  if (!parts.length) return null;
+  let text = `LayerView: ${parts.join(', ')}`;
+  if (over.length) {
+    const noImages = plan.cadence === 0 || (plan.images && plan.images.length === 0);
+    text += `. Over its ${over.join(' and ')} budget${noImages ? ' with no images at this epoch: the probe pass' +
+      ' and the statistics, which are never thinned, cost more than the budget allows here' : ''}.`;
+  }
+  return {text, over};
+}
+
 /**
  * What a cell in a difference mode compares with: `{run, step}`, or
  * `{error}` when there is nothing to compare. `drawn`: the steps of the

@@ -157,7 +157,8 @@ def backquery(plan, targets, input_range=(0.01, 0.99)):
     for i in range(len(plan) - 1, -1, -1):
         kernel, bias, act = plan[i]
         z = inverse_activation(act, signal) - bias
-        signal = z @ kernel.T
+        with capture.one_blas_thread():  # no spinning BLAS workers left behind for training
+            signal = z @ kernel.T
         below = _RANGES[plan[i - 1][2]] if i > 0 else input_range
         if below is not None:
             signal = rescale(signal, *below)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -448,6 +449,14 @@ def test_thinned_images_say_why_and_long_layer_lists_fold_into_blocks(browser, t
         notice = p.eval("() => document.querySelector('.thinned').textContent")
         assert notice.startswith("No images at epoch %d (images every " % missing), notice
         assert "to stay within the 14 KB bytes per epoch budget). Showing epoch" in notice
+        # The column says what LayerView cost up to that epoch, from the step's plan record.
+        plan = json.loads(next(s["steps"][missing][0] for s in series.values() if s["meta"].kind == "plan"))
+        p.wait("() => !document.querySelector('.run-cost').hidden")
+        cost = p.eval("() => document.querySelector('.run-cost').textContent")
+        written = re.search(r"([0-9.]+) KB at this epoch \(budget 14 KB\)", cost)
+        assert written and abs(float(written.group(1)) - plan["cost"]["bytes"] / 1e3) <= 0.006, (cost, plan["cost"])
+        assert ("% of training time so far, " in cost) == (missing > 0), cost
+        assert cost.startswith("LayerView: ") and "budget 5%" not in cost  # this run's budget has no time bound
         p.wait("() => document.querySelector('canvas.tiles').width > 0")
         blocks = p.eval("() => [...document.querySelectorAll('li.layer-block')].map(e => e.textContent)")
         assert len(blocks) == 12 and blocks[0] == "▸ block_1 (3)", blocks

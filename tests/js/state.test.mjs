@@ -4,7 +4,7 @@ import {test} from 'node:test';
 
 import {
   alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
-  blockKey, diffReference, nearestShown, ownHashState, planReason, sameLayout, snapStep, unionSteps, withHashParam,
+  blockKey, costLine, diffReference, formatSize, nearestShown, ownHashState, planReason, sameLayout, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
 test('encodeState/decodeState round-trip every field, names with odd characters included', () => {
@@ -114,6 +114,42 @@ test('planReason finds the reason a plan gives for a layer, and frozen filters',
   assert.equal(planReason(plan, 'b', 'filters'), 'the kernel is frozen and unchanged since it was last drawn');
   assert.equal(planReason(plan, 'a', 'activations'), null);
   assert.equal(planReason(null, 'a', 'activations'), null);
+});
+
+test('formatSize writes sizes as the plan notes do', () => {
+  assert.equal(formatSize(2000000), '2 MB');
+  assert.equal(formatSize(1376000), '1.38 MB');
+  assert.equal(formatSize(38400), '38.4 KB');
+  assert.equal(formatSize(512), '512 B');
+  assert.equal(formatSize(2.5e9), '2.5 GB');
+});
+
+test('costLine gives the share of training so far and the bytes, against the budget', () => {
+  const plan = {cadence: 1, images: ['a'], budget: {time_share: 0.05, bytes_per_epoch: 2000000},
+    cost: {hook_seconds: 0.2, writer_cpu_seconds: 0.05, bytes: 1376000, trained_seconds: 20, spent_seconds: 0.55}};
+  assert.deepEqual(costLine(plan), {
+    text: 'LayerView: 4.0% of training time so far (budget 5%), 1.38 MB at this epoch (budget 2 MB)', over: []});
+  // Before training (step 0) nothing was trained yet: bytes only.
+  const first = {...plan, cost: {...plan.cost, trained_seconds: 0, spent_seconds: 0}};
+  assert.equal(costLine(first).text, 'LayerView: 1.38 MB at this epoch (budget 2 MB)');
+  // Without a budget, the figures alone.
+  assert.equal(costLine({...plan, budget: null}).text,
+    'LayerView: 4.0% of training time so far, 1.38 MB at this epoch');
+  assert.equal(costLine({step: 3}), null);
+  assert.equal(costLine(null), null);
+});
+
+test('costLine says when the statistics alone take LayerView over its budget', () => {
+  const plan = {cadence: 0, images: [], budget: {time_share: 0.05, bytes_per_epoch: 2000000},
+    cost: {hook_seconds: 0.2, writer_cpu_seconds: 0.05, bytes: 2100000, trained_seconds: 11, spent_seconds: 0.45}};
+  const line = costLine(plan);
+  assert.deepEqual(line.over, ['time', 'bytes']);
+  assert.equal(line.text, 'LayerView: 6.4% of training time so far (budget 5%), 2.1 MB at this epoch (budget 2 MB).' +
+    ' Over its time and bytes budget with no images at this epoch: the probe pass and the statistics,' +
+    ' which are never thinned, cost more than the budget allows here.');
+  const imaged = costLine({...plan, cadence: 1, images: ['a'], cost: {...plan.cost, bytes: 1000}});
+  assert.deepEqual(imaged.over, ['time']);
+  assert.match(imaged.text, /\. Over its time budget\.$/);
 });
 
 test('blockKey cuts a layer name after its first token with a digit', () => {
