@@ -121,6 +121,18 @@ def feed(x, y, batch, seed, how):
     return (ds,), {"steps_per_epoch": -(-len(x) // batch), "shuffle": False}
 
 
+def stolen_seconds():
+    """CPU time the hypervisor gave to other guests so far, all cores
+    summed (the steal column of /proc/stat), or None off Linux. A fit that
+    lost seconds to it was slowed by the machine, not by what it ran."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def event_bytes(logdir):
     return sum(os.path.getsize(f) for f in glob.glob(os.path.join(logdir, "events.out.tfevents.*")))
 
@@ -168,10 +180,12 @@ def bench(name, args):
                     kw["background"] = False
                 cbs = [LayerView(logdir, probe=(x[:8], y[:8]), **kw)]
             window = TrainingWindow()
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0, s0 = time.perf_counter(), time.process_time(), stolen_seconds()
             inputs, kwargs = feed(x, y, batch, pair, args.feed)
             model.fit(*inputs, epochs=epochs, verbose=0, callbacks=[window.begin] + cbs + [window.end], **kwargs)
             total, cpu = time.perf_counter() - t0, time.process_time() - c0
+            s1 = stolen_seconds()
+            stolen = "" if s0 is None or s1 is None else ", %.2f s stolen by the hypervisor" % (s1 - s0)
             if with_cb:
                 rows.append({"with": True, "seconds": total, "cpu": cpu, "window": window.seconds,
                              "bytes": event_bytes(logdir),
@@ -182,8 +196,8 @@ def bench(name, args):
             else:
                 rows.append({"with": False, "seconds": total, "cpu": cpu, "window": window.seconds})
                 shutil.rmtree(root, ignore_errors=True)
-            print("  %-12s pair %d %-7s %.2f s wall (training %.2f s), %.2f s CPU"
-                  % (name, pair, "with" if with_cb else "without", total, window.seconds, cpu), flush=True)
+            print("  %-12s pair %d %-7s %.2f s wall (training %.2f s), %.2f s CPU%s"
+                  % (name, pair, "with" if with_cb else "without", total, window.seconds, cpu, stolen), flush=True)
     withouts = [r for r in rows if not r["with"]]
     without = [r["seconds"] for r in withouts]
     withs = [r for r in rows if r["with"]]
