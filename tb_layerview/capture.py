@@ -296,7 +296,7 @@ def many_host_stats(jobs):
 
 
 _blas_lock = threading.Lock()
-_blas_state = {"controller": None, "depth": 0, "limiter": None}
+_blas_state = {"controller": None, "owner": None}
 
 
 @contextlib.contextmanager
@@ -309,36 +309,41 @@ def one_blas_thread():
     0.1 s of CPU meanwhile). After a probe pass, that spin takes a core from
     the training step that follows, a cost LayerView's own accounting does
     not see; on one thread the products of the statistics are also no
-    slower, since they are bound by memory. threadpoolctl sets the limit
-    process-wide, so the blocks of several threads share one limit and the
-    last one out restores the previous thread counts. Where threadpoolctl
-    is missing or fails, the block runs as it is.
-    """
-    entered = False
-    with _blas_lock:
-        try:
-            if _blas_state["depth"] == 0:
-                if _blas_state["controller"] is None:
-                    import threadpoolctl
+    slower, since they are bound by memory.
 
-                    _blas_state["controller"] = threadpoolctl.ThreadpoolController()
-                _blas_state["limiter"] = _blas_state["controller"].limit(limits=1, user_api="blas")
-            _blas_state["depth"] += 1
-            entered = True
-        except Exception:  # noqa: BLE001 - no limit: slower, never wrong
-            pass
-    try:
+    threadpoolctl sets the limit. OpenBLAS's thread count is process-wide
+    and threadpoolctl lets only the thread that set it restore it, so the
+    first thread in sets the limit and restores it when it leaves; a block
+    of another thread that overlaps it runs under the limit while it lasts.
+    Where threadpoolctl is missing, fails, or another thread controls
+    OpenBLAS, the block runs as it is: slower, never wrong.
+    """
+    me = threading.get_ident()
+    with _blas_lock:
+        owner = _blas_state["owner"] is None
+        if owner:
+            _blas_state["owner"] = me
+    if not owner:  # nested, or another thread holds the limit
         yield
+        return
+    try:
+        limiter = None
+        try:
+            if _blas_state["controller"] is None:
+                import threadpoolctl
+
+                _blas_state["controller"] = threadpoolctl.ThreadpoolController()
+            limiter = _blas_state["controller"].limit(limits=1, user_api="blas")
+        except Exception:  # noqa: BLE001 - no limit
+            pass
+        if limiter is None:
+            yield
+        else:
+            with limiter:  # restores the thread counts on the way out, on this thread
+                yield
     finally:
-        if entered:
-            with _blas_lock:
-                _blas_state["depth"] -= 1
-                if _blas_state["depth"] == 0:
-                    limiter, _blas_state["limiter"] = _blas_state["limiter"], None
-                    try:
-                        limiter.restore_original_limits()
-                    except Exception:  # noqa: BLE001
-                        pass
+        with _blas_lock:
+            _blas_state["owner"] = None
 
 
 def _graph_options_without_rewrites():

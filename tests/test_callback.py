@@ -810,6 +810,56 @@ def test_eager_and_graph_statistics_equal_the_numpy_reference(non_finite, channe
     np.testing.assert_allclose(many[1], stats.channel_stats(x[:1], channels_first), rtol=1e-4, atol=1e-5)
 
 
+def test_statistics_run_on_one_blas_thread_which_the_thread_that_set_it_restores():
+    """Inside capture.one_blas_thread numpy's BLAS has one thread, on the main
+    thread or any other; when blocks of two threads overlap, the first one in
+    restores the thread counts as it leaves, and they are never left at one."""
+    import threading
+
+    import threadpoolctl
+
+    from tb_layerview import capture
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "numpy's BLAS is not visible to threadpoolctl"
+    seen = {}
+
+    def alone():
+        with capture.one_blas_thread():
+            seen["alone"] = blas_threads()
+        seen["after"] = blas_threads()
+
+    t = threading.Thread(target=alone)
+    t.start()
+    t.join(30)
+    assert seen == {"alone": [1] * len(before), "after": before}
+
+    entered, release = threading.Event(), threading.Event()
+
+    def overlapping():
+        with capture.one_blas_thread():
+            seen["overlapping"] = blas_threads()
+            entered.set()
+            release.wait(30)
+
+    t = threading.Thread(target=overlapping)
+    with capture.one_blas_thread():
+        with capture.one_blas_thread():  # nested on one thread
+            assert blas_threads() == [1] * len(before)
+        t.start()
+        assert entered.wait(30)
+        assert seen["overlapping"] == [1] * len(before)
+    assert blas_threads() == before  # restored by the first thread in, the other block still open
+    release.set()
+    t.join(30)
+    assert blas_threads() == before
+    many = capture.many_host_stats([(np.ones((64, 3), np.float32), False, None)])
+    assert many[0][0].tolist() == [1.0, 1.0, 1.0] and blas_threads() == before
+
+
 def test_numpy_statistics_of_a_large_output_equal_the_float64_reference():
     """An output large enough for the folded column reductions (12800 positions of 6 channels:
     folded rows plus a remainder): extremes and counts equal a float64 reference exactly, and a
