@@ -296,7 +296,7 @@ def many_host_stats(jobs):
 
 
 _blas_lock = threading.Lock()
-_blas_state = {"controller": None, "owner": None}
+_blas_state = {"controller": None, "held": False}
 
 
 @contextlib.contextmanager
@@ -318,11 +318,9 @@ def one_blas_thread():
     Where threadpoolctl is missing, fails, or another thread controls
     OpenBLAS, the block runs as it is: slower, never wrong.
     """
-    me = threading.get_ident()
     with _blas_lock:
-        owner = _blas_state["owner"] is None
-        if owner:
-            _blas_state["owner"] = me
+        owner = not _blas_state["held"]
+        _blas_state["held"] = True
     if not owner:  # nested, or another thread holds the limit
         yield
         return
@@ -343,7 +341,7 @@ def one_blas_thread():
                 yield
     finally:
         with _blas_lock:
-            _blas_state["owner"] = None
+            _blas_state["held"] = False
 
 
 def _graph_options_without_rewrites():
