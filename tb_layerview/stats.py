@@ -276,9 +276,10 @@ def encode(records):
         parts.append(arr)
         offset += c
     data = np.concatenate(parts, axis=1) if parts else np.zeros((len(STATS), 0))
-    header = {"stats": list(STATS), "layers": layers, "dtype": "<f4", "compression": "zlib", "shuffle": 4}
     values = np.ascontiguousarray(data, dtype="<f4")
-    planes = np.ascontiguousarray(values.view(np.uint8).reshape(-1, 4).T)
+    header = {"stats": list(STATS), "layers": layers, "dtype": values.dtype.str, "compression": "zlib",
+              "shuffle": values.itemsize}
+    planes = np.ascontiguousarray(values.view(np.uint8).reshape(-1, values.itemsize).T)
     return [json.dumps(header, separators=(",", ":")).encode("utf-8"), zlib.compress(planes.tobytes(), 1)]
 
 
