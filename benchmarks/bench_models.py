@@ -28,9 +28,15 @@ end (every hook of LayerView inside, see TrainingWindow). By default it
 feeds TensorFlow a repeated tf.data pipeline without autotuning (see feed),
 which keeps this machine's idle spells of seconds in the teardown of
 tf.data's iterators, where LayerView runs no code, out of the whole fit.
+
+Each fit's line also gives the CPU time the hypervisor stole meanwhile and
+the seconds Python's garbage collector ran (with its full collections), so
+that a fit slowed by the machine or by a collection that happened to fall
+in it can be told from one slowed by what it ran.
 """
 
 import argparse
+import gc
 import glob
 import json
 import os
@@ -133,6 +139,31 @@ def stolen_seconds():
         return None
 
 
+class GCMeter:
+    """Seconds Python's cyclic garbage collector ran during a fit, and how
+    many collections of the oldest generation: a full collection of a
+    process holding TensorFlow and a model of hundreds of layers takes
+    tenths of a second, on whichever thread allocated last."""
+
+    def __init__(self):
+        self.seconds, self.full, self._t0 = 0.0, 0, None
+
+    def __call__(self, phase, info):
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        elif self._t0 is not None:
+            self.seconds += time.perf_counter() - self._t0
+            self.full += info.get("generation") == 2
+            self._t0 = None
+
+    def __enter__(self):
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        gc.callbacks.remove(self)
+
+
 def event_bytes(logdir):
     return sum(os.path.getsize(f) for f in glob.glob(os.path.join(logdir, "events.out.tfevents.*")))
 
@@ -182,7 +213,9 @@ def bench(name, args):
             window = TrainingWindow()
             t0, c0, s0 = time.perf_counter(), time.process_time(), stolen_seconds()
             inputs, kwargs = feed(x, y, batch, pair, args.feed)
-            model.fit(*inputs, epochs=epochs, verbose=0, callbacks=[window.begin] + cbs + [window.end], **kwargs)
+            with GCMeter() as collected:
+                model.fit(*inputs, epochs=epochs, verbose=0, callbacks=[window.begin] + cbs + [window.end],
+                          **kwargs)
             total, cpu = time.perf_counter() - t0, time.process_time() - c0
             s1 = stolen_seconds()
             stolen = "" if s0 is None or s1 is None else ", %.2f s stolen by the hypervisor" % (s1 - s0)
@@ -196,8 +229,10 @@ def bench(name, args):
             else:
                 rows.append({"with": False, "seconds": total, "cpu": cpu, "window": window.seconds})
                 shutil.rmtree(root, ignore_errors=True)
-            print("  %-12s pair %d %-7s %.2f s wall (training %.2f s), %.2f s CPU%s"
-                  % (name, pair, "with" if with_cb else "without", total, window.seconds, cpu, stolen), flush=True)
+            print("  %-12s pair %d %-7s %.2f s wall (training %.2f s), %.2f s CPU%s, %.2f s in Python's garbage"
+                  " collector (%d full collections)"
+                  % (name, pair, "with" if with_cb else "without", total, window.seconds, cpu, stolen,
+                     collected.seconds, collected.full), flush=True)
     withouts = [r for r in rows if not r["with"]]
     without = [r["seconds"] for r in withouts]
     withs = [r for r in rows if r["with"]]
