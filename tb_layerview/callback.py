@@ -425,10 +425,15 @@ class LayerView(keras.callbacks.Callback):
     # ------------------------------------------------------------- preparing
 
     def _prepare(self):
-        """Walks the model, checks the layer patterns, traces the probe pass."""
+        """Walks the model, checks the layer patterns, traces the probe pass
+        (the garbage collector waiting, as in :meth:`_take_step`)."""
         model = self.model
         if self._prepared_for is model and self._probe_pass is not None:
             return
+        with capture.gc_paused():
+            self._prepare_for(model)
+
+    def _prepare_for(self, model):
         if not model.built:
             # A subclassed model never called has no layers to walk yet: one
             # call of the probe builds it (and checks that the probe fits).
@@ -593,7 +598,28 @@ class LayerView(keras.callbacks.Callback):
 
         Only the probe pass, the copies of what gets drawn and the class
         views run here; rendering and writing happen on the writer thread.
+        The garbage collector waits during the capture
+        (:func:`capture.gc_paused`), not during the class views, whose
+        activation maximisation may run for seconds.
         """
+        with capture.gc_paused():
+            plan, step_items, outputs, result = self._capture(step)
+        first = step is None
+        class_seconds = 0.0
+        if outputs is not None:
+            step_items.append(items.Predictions(outputs))
+            t0 = time.perf_counter()
+            step_items += self._class_items(plan, outputs, step, first, last)
+            class_seconds = time.perf_counter() - t0
+        snap = _Step(step, step_items, plan)
+        snap.class_seconds = class_seconds
+        snap.capture = {"mode": self._probe_pass.mode, "seconds": round(result.seconds, 4),
+                        "fallback_reason": self._probe_pass.fallback_reason}
+        return snap
+
+    def _capture(self, step):
+        """The probe pass, the step's plan and its items (statistics,
+        activations, filters): ``(plan, items, outputs, pass result)``."""
         if self._first_result is None:
             self._maybe_compile(step)
         compiling = self._probe_pass.mode == "compiled" and not self._compiled_ran
@@ -606,7 +632,6 @@ class LayerView(keras.callbacks.Callback):
             planner.measured.forward_seconds = result.seconds
         self._compiled_ran = self._probe_pass.mode == "compiled"
         outputs = self._output_dict(result.model_outputs)
-        first = step is None
         candidates = self._candidates()
         fixed_bytes = planner.measured.fixed_bytes
         if fixed_bytes is None:
@@ -643,17 +668,7 @@ class LayerView(keras.callbacks.Callback):
                                                 self._image_shape() if entry.path == self._first_weighted else None))
                 if not entry.layer.trainable:
                     self._frozen_written[c.key] = step
-        class_seconds = 0.0
-        if outputs is not None:
-            step_items.append(items.Predictions(outputs))
-            t0 = time.perf_counter()
-            step_items += self._class_items(plan, outputs, step, first, last)
-            class_seconds = time.perf_counter() - t0
-        snap = _Step(step, step_items, plan)
-        snap.class_seconds = class_seconds
-        snap.capture = {"mode": self._probe_pass.mode, "seconds": round(result.seconds, 4),
-                        "fallback_reason": self._probe_pass.fallback_reason}
-        return snap
+        return plan, step_items, outputs, result
 
     def _class_items(self, plan, outputs, step, first, last):
         from tb_layerview import classlog

@@ -1197,3 +1197,68 @@ def test_every_model_kind_logs_every_layer_at_every_epoch_with_class_views(tmp_p
         assert len(images["scores"]) == 3 and all(np.isfinite(images["scores"]))
     else:
         assert views["maximization"]["available"] is False and "single-input" in views["maximization"]["reason"]
+
+
+def test_garbage_collector_waits_during_capture_and_is_restored_as_found():
+    """capture.gc_paused: the collector is off inside (nested blocks and an exception
+    included) and back as it was after: enabled when it was, still disabled when the
+    user had disabled it."""
+    import gc
+
+    from tb_layerview import capture
+
+    assert gc.isenabled()
+    with capture.gc_paused():
+        assert not gc.isenabled()
+        with capture.gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer block still runs
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with capture.gc_paused():
+            raise RuntimeError("a failing pass")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with capture.gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # not turned on behind the user's back
+    finally:
+        gc.enable()
+
+
+def test_probe_passes_run_with_the_garbage_collector_paused_and_fit_leaves_it_on(tmp_path):
+    """In a real fit every probe pass (eager, or its one trace where it is compiled) reaches
+    the layers with the collector paused, training reaches them with it on, and after the fit
+    (and after a fit whose probe does not fit the model) it is on again."""
+    import gc
+    import sys
+
+    seen = []
+
+    def in_probe_pass():
+        frame = sys._getframe(2)
+        while frame is not None:
+            if frame.f_code.co_name == "recording_call":  # capture's wrapper of each layer's call
+                return True
+            frame = frame.f_back
+        return False
+
+    class Watch(keras.layers.Layer):
+        def call(self, x, training=None):
+            seen.append((in_probe_pass(), bool(training), gc.isenabled()))
+            return x
+
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, name="d1"), Watch(name="watch"),
+                              keras.layers.Dense(2, name="out")])
+    x = np.random.default_rng(0).normal(size=(32, 6)).astype("float32")
+    y = np.zeros((32, 2), "float32")
+    seen.clear()
+    fit(model, x, y, tmp_path / "run", epochs=2, probe=x[:4], class_views=False)
+    in_pass = [enabled for from_pass, _, enabled in seen if from_pass]
+    assert in_pass and not any(in_pass)
+    assert all(enabled for from_pass, training, enabled in seen if training and not from_pass)
+    assert gc.isenabled()
+    with pytest.raises(ValueError, match="probe does not fit"):
+        fit(model, x, y, tmp_path / "bad", epochs=1, probe=np.zeros((4, 5), "float32"))
+    assert gc.isenabled()
