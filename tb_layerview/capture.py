@@ -555,6 +555,11 @@ class ProbePass:
         self._fn, self.fallback_reason = fn, None
         return None
 
+    def _in_call_order(self, outputs):
+        """``outputs`` (a dict keyed by output key) in the order of :attr:`specs`."""
+        order = [k for k in self.specs if k in outputs]
+        return {k: outputs[k] for k in order + [k for k in outputs if k not in self.specs]}
+
     @property
     def mode(self):
         return "compiled" if self._fn is not None else "eager"
@@ -565,6 +570,9 @@ class ProbePass:
         stats = None
         if self._fn is not None:
             sums, tensors, out = self._fn()
+            # tf.function and jax.jit hand dicts back with their keys sorted;
+            # the outputs stay in the order the model calls its layers.
+            sums, tensors = self._in_call_order(sums), self._in_call_order(tensors)
             if self._sums_in_graph:
                 stats = {k: sums_to_stats(to_numpy(v)) for k, v in sums.items()}
             else:

@@ -650,12 +650,13 @@ def test_sequential_probe_input_is_named_after_its_input_layer(tmp_path):
 
 
 def test_statistics_of_every_output_at_every_step_match_numpy(tmp_path):
-    """Eager and compiled per-channel statistics equal tb_layerview.stats.channel_stats on the same outputs;
-    a fit long enough to pay back tracing is compiled from step 0, a short one stays eager on TensorFlow."""
+    """Eager and compiled per-channel statistics equal tb_layerview.stats.channel_stats on the same outputs,
+    in the model's call order; a fit long enough to pay back tracing is compiled from step 0, a short one
+    stays eager on TensorFlow."""
     from tb_layerview import capture, stats
 
     model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3, activation="relu", name="conv"),
-                              keras.layers.Flatten(name="flat"),
+                              keras.layers.Flatten(name="a_flat"),  # not in alphabetical order
                               keras.layers.Dense(4, activation="sigmoid", name="out")])
     x = np.random.default_rng(1).normal(size=(16, 6, 6, 2)).astype("float32")
     def modes_of(name):
@@ -676,7 +677,11 @@ def test_statistics_of_every_output_at_every_step_match_numpy(tmp_path):
     else:
         assert modes_of("st") == ["compiled"] * 9 and modes_of("short") == ["eager"] * 3
     header, data = stats.decode(*steps[8])
-    assert [l["path"] for l in header["layers"]] == ["conv", "flat", "out"]
+    # In the order the model calls its layers, compiled or not (tf.function and jax.jit sort dict keys).
+    for step in (0, 8):
+        assert [l["path"] for l in stats.decode(*steps[step])[0]["layers"]] == ["conv", "a_flat", "out"]
+    short = run_blob(*only_run(tmp_path / "short"), metadata.KIND_STATS)
+    assert [l["path"] for l in stats.decode(*short[2])[0]["layers"]] == ["conv", "a_flat", "out"]
     with capture.recording({"conv": model.get_layer("conv"), "out": model.get_layer("out")}) as rec:
         model(x[:3], training=False)
     conv_ref = stats.channel_stats(capture.to_numpy(rec.output("conv")))
