@@ -21,6 +21,7 @@ import keras
 from tb_layerview import args as argcheck
 from tb_layerview import capture
 from tb_layerview import distributed
+from tb_layerview import gradients
 from tb_layerview import items
 from tb_layerview import kernels
 from tb_layerview import metadata
@@ -482,7 +483,8 @@ class LayerView(keras.callbacks.Callback):
 
     def _call_model(self):
         try:
-            return self.model(self.probe.for_model(self.model), training=False)
+            with gradients.eager_retracing_quiet():
+                return self.model(self.probe.for_model(self.model), training=False)
         except Exception as err:
             raise ValueError(self._probe_mismatch(err)) from None
 

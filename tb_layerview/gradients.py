@@ -21,7 +21,51 @@ Example::
     value, out, grad = g.value_and_grad(score, x, g.state(model))
 """
 
+import contextlib
+import logging
+import sys
+import threading
+
 import numpy as np
+
+#: What TensorFlow's warning about functions traced again and again says.
+_RETRACING_NOTICE = "triggered tf.function retracing"
+
+
+class _DropRetracingNotice(logging.Filter):
+    """Drops TensorFlow's frequent-retracing warning logged by one thread."""
+
+    def __init__(self, thread):
+        super().__init__()
+        self.thread = thread
+
+    def filter(self, record):
+        return not (record.thread == self.thread and _RETRACING_NOTICE in record.getMessage())
+
+
+@contextlib.contextmanager
+def eager_retracing_quiet():
+    """TensorFlow's "N out of the last N calls ... triggered tf.function
+    retracing" warning is not logged by this thread inside the block.
+
+    Some Keras operations wrap themselves in a new ``tf.function`` at every
+    eager call (on a CPU, grouped convolutions compile with XLA: ConvNeXt's
+    18 depthwise layers, for instance). Inside ``fit`` they are traced once
+    with the train step; LayerView's eager probe pass calls them eagerly, so
+    TensorFlow warned about retracing in code the user never wrote, in a fit
+    that without LayerView warns about nothing. The warning of any other
+    thread, and every other record, still gets through.
+    """
+    if "tensorflow" not in sys.modules:  # nothing of TensorFlow's runs here
+        yield
+        return
+    logger = logging.getLogger("tensorflow")
+    notice = _DropRetracingNotice(threading.get_ident())
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
 
 
 class Gradients:
@@ -163,7 +207,8 @@ def inference_call(model, x):
 
         with torch.no_grad():  # outputs that need no graph, and convert to numpy as they are
             return model(x, training=False)
-    return model(x, training=False)
+    with eager_retracing_quiet():
+        return model(x, training=False)
 
 
 def on_accelerator():

@@ -1,0 +1,98 @@
+"""What TensorFlow itself does around LayerView's probe pass, when Keras runs on TensorFlow.
+
+Not run under the JAX and PyTorch workers of test_backends: the models here
+use ``tf.function`` inside their layers, as Keras' own TensorFlow operations do.
+"""
+
+import contextlib
+import itertools
+import logging
+import threading
+
+import numpy as np
+import pytest
+
+import keras
+import tensorflow as tf
+
+from tb_layerview import gradients, metadata
+from helpers import json_of, run_blob
+from test_callback import fit, only_run
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="Keras runs on TensorFlow here")
+
+
+_RETRACING_MODELS = itertools.count()
+
+
+def _retracing_model():
+    """Six layers that, like Keras' grouped convolutions on a CPU, wrap their
+    operation in a new ``tf.function`` at every eager call. The class is
+    compiled from source each time, on lines of its own: TensorFlow warns at
+    most twice per code object, and code objects of the same source on the
+    same lines compare equal, so every model gets a fresh allowance."""
+    source = "\n" * next(_RETRACING_MODELS) + (
+        "class Doubling(keras.layers.Layer):\n"
+        "    def call(self, x):\n"
+        "        return tf.function(lambda t: t * 2.0, autograph=False)(x)\n")
+    scope = {"keras": keras, "tf": tf}
+    exec(compile(source, "<retracing layer>", "exec"), scope)
+    inp = keras.Input((4,))
+    x = inp
+    for i in range(6):
+        x = scope["Doubling"](name="double%d" % i)(x)
+    return keras.Model(inp, keras.layers.Dense(2, name="out")(x))
+
+
+def _tensorflow_log(run):
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger, handler = logging.getLogger("tensorflow"), Keep()
+    logger.addHandler(handler)
+    try:
+        run()
+    finally:
+        logger.removeHandler(handler)
+    return [r for r in records if "retracing" in r]
+
+
+def test_eager_probe_pass_through_ops_that_trace_per_call_logs_no_retracing_warning(tmp_path, monkeypatch):
+    """A fit with LayerView of a model whose ops trace a tf.function at every eager call logs no
+    "triggered tf.function retracing" warning, as the same fit without LayerView does not; with
+    the quieting undone, the probe pass does log it."""
+    x = np.ones((16, 4), np.float32)
+    y = np.zeros((16, 2))
+    bare = _retracing_model()
+    bare.compile(optimizer="sgd", loss="mse")
+    assert _tensorflow_log(lambda: bare.fit(x, y, epochs=2, batch_size=16, verbose=0)) == []
+    assert _tensorflow_log(lambda: fit(_retracing_model(), x, y, tmp_path / "quiet", probe=x[:2])) == []
+    series, run = only_run(tmp_path / "quiet")
+    assert len(run_blob(series, run, metadata.KIND_STATS)) == 3
+    plans = run_blob(series, run, metadata.KIND_PLAN)
+    assert [json_of(plans[s][0])["capture"]["mode"] for s in sorted(plans)] == ["eager"] * 3
+
+    monkeypatch.setattr(gradients, "eager_retracing_quiet", contextlib.nullcontext)
+    logged = _tensorflow_log(lambda: fit(_retracing_model(), x, y, tmp_path / "loud", probe=x[:2]))
+    assert logged and "triggered tf.function retracing" in logged[0]
+
+
+def test_retracing_notice_is_dropped_on_the_quieted_thread_only():
+    def record(message):
+        return logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, message, None, None)
+
+    kept = []
+    with gradients.eager_retracing_quiet():
+        logger = logging.getLogger("tensorflow")
+        for f in logger.filters:
+            kept.append(f.filter(record("5 out of the last 5 calls to f triggered tf.function retracing.")))
+            kept.append(f.filter(record("something else")))
+            other = threading.Thread(target=lambda: kept.append(
+                f.filter(record("6 out of the last 6 calls to f triggered tf.function retracing."))))
+            other.start()
+            other.join()
+    assert kept == [False, True, True]
+    assert not [f for f in logging.getLogger("tensorflow").filters if isinstance(f, gradients._DropRetracingNotice)]
