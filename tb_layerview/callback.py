@@ -550,14 +550,14 @@ class LayerView(keras.callbacks.Callback):
             if entry.data_format == "channels_first" and len(shape) in (3, 4):
                 shape = shape[1:] + shape[:1]
             kernel = kernels.kernel_of(entry.layer) if (self.log_filters and key == entry.path) else None
-            kshape, rgb, unchanged = None, False, False
+            kind, kshape, rgb, unchanged = None, None, False, False
             if kernel is not None:
                 # The layout only, not a copy of the kernel, every step.
                 kind, kshape = kernels.rendering_layout(kernel.kind, kernel.shape)
                 rgb = len(kshape) == 4 and kind != "depthwise" and kshape[2] == 3
                 unchanged = not entry.layer.trainable and key in self._frozen_written
             out.append(plan_lib.Candidate(key, shape, render.classify_shape(shape, self.min_spatial),
-                                          kshape, rgb, unchanged))
+                                          kshape, rgb, unchanged, kind))
         order = {e.path: e.index for e in self._entries}
         out.sort(key=lambda c: (order.get(c.key.split(":", 1)[0], 0), c.key))
         return out

@@ -38,6 +38,8 @@ import dataclasses
 import math
 import re
 
+from tb_layerview import kernels
+
 #: Rungs tried in order: (channels, probes, pixels per tile); None keeps the
 #: user's value. User arguments cap every rung.
 LADDER = (
@@ -172,6 +174,8 @@ class Candidate:
       kernel_shape: shape of the layer's kernel in render layout, or None.
       kernel_rgb: the kernel's filters are drawn in RGB.
       kernel_unchanged: the kernel is frozen and was already written.
+      kernel_kind: the render kind of the kernel (``kernels.rendering_layout``);
+        None: told by the kernel's rank (``kernels.kind_from_rank``).
     """
 
     key: str
@@ -180,6 +184,7 @@ class Candidate:
     kernel_shape: tuple = None
     kernel_rgb: bool = False
     kernel_unchanged: bool = False
+    kernel_kind: str = None
 
 
 def tiles_and_pixels(shape, layout, channels, tile_pixels):
@@ -208,18 +213,20 @@ def image_bytes(c, settings, max_filters, bytes_per_pixel=BYTES_PER_PIXEL):
     tiles, pixels = tiles_and_pixels(c.shape, c.layout, settings.channels, settings.tile_pixels)
     total = settings.probes * (tiles * pixels * bytes_per_pixel + tiles * JSON_BYTES_PER_TILE) + 300
     if c.kernel_shape is not None and not c.kernel_unchanged:
-        total += filter_bytes(c.kernel_shape, max_filters, c.kernel_rgb, bytes_per_pixel)
+        kind = c.kernel_kind or kernels.kind_from_rank(len(c.kernel_shape))
+        total += filter_bytes(kind, c.kernel_shape, max_filters, c.kernel_rgb, bytes_per_pixel)
     return int(total)
 
 
-def filter_bytes(kernel_shape, max_filters, rgb=False, bytes_per_pixel=BYTES_PER_PIXEL):
-    """Estimated bytes of a kernel's filter image."""
+def filter_bytes(kind, kernel_shape, max_filters, rgb=False, bytes_per_pixel=BYTES_PER_PIXEL):
+    """Estimated bytes of the filter image of a kernel of render ``kind``."""
     shape = tuple(int(d) for d in kernel_shape)
+    # A depthwise kernel (kh, kw, in, mult) holds in x mult filters, a
+    # transposed one (kh, kw, out, in) out: the count is the kernels module's.
+    tiles = min(kernels.filter_count(kind, shape), max_filters)
     if len(shape) == 2:  # dense: units reshaped to the image, or one matrix
-        pixels = min(shape[0] * min(shape[1], max_filters), 4096 * max_filters)
-        tiles = min(shape[1], max_filters)
+        pixels = min(shape[0] * tiles, 4096 * max_filters)
     else:
-        tiles = min(shape[-1], max_filters)
         pixels = tiles * math.prod(shape[:-2][-2:])
     return int(pixels * bytes_per_pixel * (2 if rgb else 1) + tiles * JSON_BYTES_PER_TILE + 300)
 

@@ -5,8 +5,8 @@ import pytest
 from tb_layerview import plan as P
 
 
-def cand(key, shape, layout="grid", kernel=None, unchanged=False):
-    return P.Candidate(key, tuple(shape), layout, kernel, False, unchanged)
+def cand(key, shape, layout="grid", kernel=None, unchanged=False, kind=None):
+    return P.Candidate(key, tuple(shape), layout, kernel, False, unchanged, kind)
 
 
 def test_budget_parses_sizes_dicts_and_off():
@@ -41,6 +41,22 @@ def test_image_bytes_estimate_is_pixels_plus_json_plus_filters():
     ck = cand("conv", (8, 8, 4), kernel=(3, 3, 1, 4))
     assert P.image_bytes(ck, s, 64) == 2 * (4 * 64 + 4 * 70) + 300 + (4 * 9 + 4 * 70 + 300)
     assert P.image_bytes(cand("conv", (8, 8, 4), kernel=(3, 3, 1, 4), unchanged=True), s, 64) == 1372
+
+
+def test_filter_estimate_counts_the_filters_each_kernel_kind_holds():
+    """A depthwise kernel (kh, kw, in, mult) draws in x mult filters, a transposed one (kh, kw, out, in)
+    out of them, a plain convolution its last axis; at most max_filters, each kh x kw pixels plus its JSON."""
+    assert P.filter_bytes("depthwise", (3, 3, 32, 1), 64) == 32 * 9 + 32 * 70 + 300
+    assert P.filter_bytes("depthwise", (5, 5, 40, 2), 64) == 64 * 25 + 64 * 70 + 300
+    assert P.filter_bytes("conv2d_transpose", (3, 3, 8, 16), 64) == 8 * 9 + 8 * 70 + 300
+    assert P.filter_bytes("conv2d", (1, 1, 44, 88), 64) == 64 * 1 + 64 * 70 + 300
+    assert P.filter_bytes("conv2d", (3, 3, 3, 16), 64, rgb=True) == 16 * 9 * 2 + 16 * 70 + 300
+    assert P.filter_bytes("dense", (100, 10), 64) == 100 * 10 + 10 * 70 + 300
+    s = P.Settings(channels=4, probes=1, tile_pixels=4096)
+    dw = cand("dw", (8, 8, 32), kernel=(3, 3, 32, 1), kind="depthwise")
+    assert P.image_bytes(dw, s, 64) == (4 * 64 + 4 * 70) + 300 + (32 * 9 + 32 * 70 + 300)
+    # Without a kind, the rank tells it (4: conv2d), as for a bare kernel.
+    assert P.image_bytes(cand("c", (8, 8, 32), kernel=(3, 3, 32, 1)), s, 64) == (4 * 64 + 4 * 70) + 300 + (9 + 70 + 300)
 
 
 def planner(budget, probes=8, channels=64, pixels=4096, pinned=()):
