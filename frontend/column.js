@@ -7,7 +7,7 @@ import {classViews} from './classgrid.js';
 import {enlarge} from './enlarge.js';
 import {healthView} from './health.js';
 import {colormapTable, dequantize, differencePixels, overlayPixels} from './normalise.js';
-import {costLine, diffReference, nearestShown, planReason, sameLayout} from './state.js';
+import {costLine, diffReference, nearestShown, planReason, probeSummary, sameLayout} from './state.js';
 import {
   configCard, el, errorBanner, formatShape, paint, paintPixels, predictionCorrect, predictionText,
 } from './views.js';
@@ -100,8 +100,7 @@ export function probeSide(panel, run, p, cell) {
       side.prepend(head, el('div', {class: 'probe-stack'}, img, cell.overlay));
       if (cell.step !== undefined) paintAttribution(panel, run, cell, cell.step, panel.paintToken);
     } else {
-      const values = info.probes[p] ? Object.values(info.probes[p].inputs)[0].values.slice(0, 6) : [];
-      side.prepend(head, el('div', {class: 'probe-values', text: values.map((v) => v.toFixed(2)).join(' ')}));
+      side.prepend(head, el('div', {class: 'probe-values', text: probeSummary(info.probes[p])}));
     }
   }).catch(() => side.prepend(el('div', {class: 'probe-index', text: `probe ${p}`})));
   side.append(cell.prediction);

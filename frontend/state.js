@@ -371,3 +371,17 @@ export function diffReference(mode, run, step, drawn, reference) {
 export function sameLayout(a, b) {
   return ['layout', 'shown', 'rows', 'cols', 'tile_w', 'tile_h', 'gap', 'scale'].every((k) => a[k] === b[k]);
 }
+
+/**
+ * A probe that is not drawn, in a line: its first input's first values, or
+ * (text inputs) its first string, shortened.
+ */
+export function probeSummary(probe) {
+  const first = probe ? Object.values(probe.inputs)[0] : null;
+  if (!first) return '';
+  if (first.text) {
+    const text = first.text.join(' | ');
+    return text.length > 120 ? `${text.slice(0, 119)}…` : text;
+  }
+  return (first.values || []).slice(0, 6).map((v) => v.toFixed(2)).join(' ');
+}

@@ -13,14 +13,36 @@ import numpy as np
 MAX_PROBES = 64
 
 
-def _as_array(value, what):
+def is_text(arr):
+    """Whether ``arr`` holds strings (``str`` or ``bytes``), as a model that
+    starts with ``TextVectorization`` takes them."""
+    return np.asarray(arr).dtype.kind in "US"
+
+
+def _as_array(value, what, text=True):
+    """``value`` as a numpy array: numbers, or (``text``) strings.
+
+    Strings come as numpy ``str``/``bytes`` arrays or as object arrays of
+    ``str`` or ``bytes`` (what numpy makes of a TensorFlow string tensor);
+    object arrays become ``str``/``bytes`` arrays.
+    """
     try:
         arr = np.asarray(value)
     except Exception as e:
         raise TypeError("%s must be array-like; got %s (%s)" % (what, type(value).__name__, e)) from None
     if arr.dtype == object:
-        raise TypeError("%s must be a numeric array; got an object array of shape %s"
-                        % (what, arr.shape))
+        kinds = {type(v) for v in arr.ravel()}
+        if text and kinds and kinds <= {str, np.str_}:
+            arr = arr.astype(str)
+        elif text and kinds and kinds <= {bytes, np.bytes_}:
+            arr = arr.astype(bytes)
+        else:
+            raise TypeError("%s must be an array of numbers%s; got an object array of shape %s holding %s"
+                            % (what, " or of strings" if text else "", arr.shape,
+                               ", ".join(sorted(k.__name__ for k in kinds)) or "nothing"))
+    if not text and is_text(arr):
+        raise TypeError("%s must be numbers (class ids, one-hot rows or targets); got strings such as %r"
+                        % (what, arr.ravel()[0].item() if arr.size else ""))
     if arr.ndim == 0:
         raise ValueError("%s needs a leading batch axis; got a scalar %r" % (what, arr.item()))
     return arr
@@ -95,7 +117,7 @@ class Probe:
             raise ValueError("probe must hold 1 to %d samples (each is drawn for every layer at every"
                              " logged epoch); got %d. Pass a slice such as x[:8]" % (MAX_PROBES, n))
         if labels is not None:
-            labels = _as_array(labels, "probe labels (y)")
+            labels = _as_array(labels, "probe labels (y)", text=False)
             if labels.shape[0] != n:
                 raise ValueError("probe labels have %d samples but the inputs have %d"
                                  % (labels.shape[0], n))

@@ -270,22 +270,26 @@ def config(model_config, step=None):
     return write_blobs(metadata.KIND_CONFIG, [json_bytes(model_config)], step=step)
 
 
-def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_values=256):
+def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_values=256, max_text=1000):
     """Renders probe inputs to ``[info_json, png_0, ...]``.
 
     Args:
       inputs: ``{input_name: array (N, ...)}``; the first image-shaped input
-        is drawn; every input's first ``max_values`` values are kept in JSON.
+        is drawn; every input's first ``max_values`` values are kept in JSON
+        (``values``; for strings, ``text``).
       labels: optional array (N, ...) of true labels.
       class_names: optional list of class names.
       image_shape: forces the image shape of the drawn input.
       max_values: values per input and probe kept in the JSON.
+      max_text: characters kept of each string.
     """
     names = list(inputs)
     n = int(np.shape(inputs[names[0]])[0])
     drawn = None
     for nm in names:
         arr = np.asarray(inputs[nm])
+        if probe_lib.is_text(arr):
+            continue
         shape = image_shape or render.image_shape_of(arr.shape[1:])
         if shape is not None and np.issubdtype(render.to_float(arr[:1]).dtype, np.floating):
             drawn = nm
@@ -296,6 +300,11 @@ def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_val
         for nm in names:
             arr = np.asarray(inputs[nm])[i]
             flat = np.ravel(arr)
+            if probe_lib.is_text(arr):
+                entry["inputs"][nm] = {"shape": list(arr.shape), "dtype": "string",
+                                       "text": [_text_of(v, max_text) for v in flat[:max_values]],
+                                       "truncated": bool(flat.size > max_values)}
+                continue
             entry["inputs"][nm] = {"shape": list(arr.shape), "dtype": str(arr.dtype),
                                    "values": flat[:max_values].astype(np.float64).tolist(),
                                    "truncated": bool(flat.size > max_values)}
@@ -309,6 +318,13 @@ def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_val
     info = {"count": n, "inputs": names, "drawn_input": drawn, "class_names": class_names,
             "probes": probes}
     return [json_bytes(info)] + pngs
+
+
+def _text_of(value, max_text):
+    """One string value for JSON: bytes decoded as UTF-8 (undecodable bytes
+    replaced), at most ``max_text`` characters."""
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return text if len(text) <= max_text else text[:max_text] + "\u2026"
 
 
 def _label_of(y, class_names):

@@ -366,6 +366,10 @@ def test_unwritable_log_dir_is_a_clear_error_at_train_begin(tmp_path):
     ({"probe": (1, 2, 3)}, "probe given as a tuple must be \\(x, y\\); got a tuple of 3 items"),
     ({"probe": [np.ones((2, 2)), np.ones((3, 2))]}, "probe inputs disagree on the number of samples: \\[2, 3\\]"),
     ({"log_dir": ""}, "log_dir must be a non-empty path string; got ''"),
+    ({"probe": np.array([1, "a", None], dtype=object)},
+     "probe must be an array of numbers or of strings; got an object array of shape \\(3,\\) holding NoneType, int, str"),
+    ({"probe": (np.ones((2, 2)), np.array(["cat", "dog"]))},
+     "probe labels \\(y\\) must be numbers \\(class ids, one-hot rows or targets\\); got strings such as 'cat'"),
 ])
 def test_bad_arguments_are_rejected_up_front_with_the_value_quoted(tmp_path, kwargs, message):
     """Constructor arguments are validated; messages name the argument and the value."""

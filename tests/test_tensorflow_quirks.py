@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import logging
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ import pytest
 import keras
 import tensorflow as tf
 
-from tb_layerview import gradients, metadata
+from tb_layerview import LayerView, LayerViewWarning, gradients, metadata, stats
 from helpers import json_of, run_blob
 from test_callback import fit, only_run
 
@@ -96,3 +97,40 @@ def test_retracing_notice_is_dropped_on_the_quieted_thread_only():
             other.join()
     assert kept == [False, True, True]
     assert not [f for f in logging.getLogger("tensorflow").filters if isinstance(f, gradients._DropRetracingNotice)]
+
+
+def _text_model():
+    texts = np.array(["the cat sat", "a dog ran far", "birds fly high up", "fish swim \u00fc <b>"] * 8)
+    vectorize = keras.layers.TextVectorization(max_tokens=50, output_sequence_length=6, name="vec")
+    vectorize.adapt(texts)
+    inp = keras.Input((1,), dtype="string", name="text")
+    x = keras.layers.Embedding(50, 8, name="emb")(vectorize(inp))
+    out = keras.layers.Dense(2, activation="softmax", name="out")(keras.layers.GlobalAveragePooling1D(name="gap")(x))
+    model = keras.Model(inp, out)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    labels = np.arange(len(texts)) % 2
+    data = tf.data.Dataset.from_tensor_slices((texts[:, None], labels)).batch(16)
+    return model, data, texts[:, None], labels
+
+
+@pytest.mark.parametrize("make_probe", [lambda t: t, lambda t: tf.constant(t), lambda t: t.astype(object),
+                                        lambda t: np.char.encode(t, "utf-8")],
+                         ids=["numpy str", "tf.constant", "object array", "numpy bytes"])
+def test_a_model_that_takes_raw_strings_is_logged_with_its_text_probe(tmp_path, make_probe):
+    """TextVectorization inside the model, a probe of raw strings (numpy str or bytes, an object array, a
+    tf.constant): no warning, every layer's statistics at every step, and the probes series keeps the text."""
+    model, data, texts, labels = _text_model()
+    cb = LayerView(str(tmp_path / "text"), probe=(make_probe(texts[:4]), labels[:4]), budget=None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(data, epochs=2, verbose=0, callbacks=[cb])
+    assert not [w for w in caught if issubclass(w.category, LayerViewWarning)], [str(w.message) for w in caught]
+    series, run = only_run(tmp_path / "text")
+    steps = run_blob(series, run, metadata.KIND_STATS)
+    assert sorted(steps) == [0, 1, 2]
+    assert [l["path"] for l in stats.decode(*steps[2])[0]["layers"]] == ["vec", "emb", "gap", "out"]
+    info = json_of(run_blob(series, run, metadata.KIND_PROBES)[0][0])
+    assert info["drawn_input"] is None and info["count"] == 4
+    assert info["probes"][3]["inputs"]["text"] == {"shape": [1], "dtype": "string",
+                                                   "text": ["fish swim \u00fc <b>"], "truncated": False}
+    assert info["probes"][1]["label"] == {"value": 1.0, "class": 1}

@@ -4,7 +4,7 @@ import {test} from 'node:test';
 
 import {
   alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
-  blockKey, costLine, diffReference, formatSize, nearestShown, ownHashState, planReason, sameLayout, snapStep, unionSteps, withHashParam,
+  blockKey, costLine, diffReference, formatSize, nearestShown, ownHashState, planReason, probeSummary, sameLayout, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
 test('encodeState/decodeState round-trip every field, names with odd characters included', () => {
@@ -201,4 +201,13 @@ test('diffReference picks the previous or first drawn epoch, or the first run, a
   assert.ok(sameLayout({layout: 'grid', shown: 2, rows: 1, cols: 2, tile_w: 3, tile_h: 3, gap: 1, scale: 1},
     {layout: 'grid', shown: 2, rows: 1, cols: 2, tile_w: 3, tile_h: 3, gap: 1, scale: 1, step: 5}));
   assert.ok(!sameLayout({shown: 2}, {shown: 3}));
+});
+
+test('probeSummary: a numeric probe by its first six values, a text probe by its strings, shortened', () => {
+  assert.equal(probeSummary({inputs: {x: {values: [1, 2.345, 3, 4, 5, 6, 7]}}}), '1.00 2.35 3.00 4.00 5.00 6.00');
+  assert.equal(probeSummary({inputs: {text: {dtype: 'string', text: ['the cat sat', '<b>x</b>']}}}), 'the cat sat | <b>x</b>');
+  const long = probeSummary({inputs: {text: {text: ['a'.repeat(300)]}}});
+  assert.equal(long.length, 120);
+  assert.ok(long.endsWith('…'));
+  assert.equal(probeSummary(undefined), '');
 });
