@@ -422,7 +422,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 steps = [{"step": s, "wall_time": index[s][0]} for s in sorted(index)]
             probes = entry["run"].get(metadata.KIND_PROBES)
             if probes is not None:
-                probe_count = metadata.image_count(probes.max_length)
+                probe_count = metadata.image_count(probes.max_length) or self._probe_count(ctx, eid, probes)
             else:  # written by summary ops alone: count the images of a step
                 probe_count = max([metadata.image_count(k[metadata.KIND_ACTIVATIONS].max_length)
                                    for k in entry["layers"].values()
@@ -458,6 +458,18 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 self._derived.clear()
             self._derived[key] = result
         return result
+
+    def _probe_count(self, ctx, eid, series):
+        """Probes of a run whose probes series draws no image (text or
+        tabular inputs): the ``count`` of its info, 0 when unreadable."""
+        def read():
+            try:
+                info, _ = self._json_blob(ctx, eid, series, self._latest_step(ctx, eid, series))
+                return int(info.get("count") or 0)
+            except (errors.PublicError, AttributeError, TypeError, ValueError):
+                return 0
+
+        return self._per_version(("probe_count", eid), series, read)
 
     def _config_layers(self, ctx, eid, entry):
         """The drawable layers of a run's configuration, as /runs entries without kinds."""

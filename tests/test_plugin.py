@@ -311,6 +311,25 @@ def test_runs_written_with_summary_ops_alone_still_list_their_steps(tmp_path):
     assert run["probe_count"] == 2 and run["has_probes"] is False and run["has_config"] is False
 
 
+def test_a_run_whose_probes_draw_no_image_lists_every_probe(tmp_path):
+    """Tabular (7 features) or text probes draw no PNG: /runs counts the probes from the probes info,
+    and /probes holds them, so the panel can offer each one."""
+    import keras
+
+    from tb_layerview import LayerView
+
+    model = keras.Sequential([keras.Input((7,), name="features"), keras.layers.Dense(3, name="out")])
+    model.compile("sgd", "mse")
+    x = np.random.default_rng(0).random((16, 7)).astype("float32")
+    model.fit(x, np.zeros((16, 3)), epochs=1, verbose=0, callbacks=[LayerView(str(tmp_path / "tab"), probe=x[:5])])
+    client = wsgi_client(str(tmp_path))
+    run = get_json(client, "runs")["runs"][0]
+    assert run["has_probes"] is True and run["probe_count"] == 5
+    info = get_json(client, "probes", run="tab")
+    assert info["drawn_input"] is None and len(info["probes"]) == 5
+    assert get(client, "probe_image", run="tab", probe=0).status_code == 404
+
+
 def test_a_format_version_1_log_with_raw_layer_tags_still_reads(tmp_path):
     """A version-1 series (layer path unencoded in its tag) is listed and served by its metadata."""
     import numpy as np
