@@ -481,6 +481,7 @@ class ProbePass:
         self._sums_in_graph = gradients.on_accelerator()
         self.fallback_reason = None
         self.specs = {}           # key -> OutputSpec, from the first pass
+        self._output_keys = None  # the order of the model's own dict output, if it returns one
         self.calls = {}
 
     def _forward(self, eager=True, call=None):
@@ -508,6 +509,7 @@ class ProbePass:
         else:
             stats = {}  # the outputs come back, and their statistics are computed on the host
         self.specs, self.calls = specs, dict(rec.calls)
+        self._output_keys = list(out) if isinstance(out, dict) else None
         return stats, kept, out
 
     def _stats_args(self, layer_path):
@@ -555,11 +557,6 @@ class ProbePass:
         self._fn, self.fallback_reason = fn, None
         return None
 
-    def _in_call_order(self, outputs):
-        """``outputs`` (a dict keyed by output key) in the order of :attr:`specs`."""
-        order = [k for k in self.specs if k in outputs]
-        return {k: outputs[k] for k in order + [k for k in outputs if k not in self.specs]}
-
     @property
     def mode(self):
         return "compiled" if self._fn is not None else "eager"
@@ -572,7 +569,9 @@ class ProbePass:
             sums, tensors, out = self._fn()
             # tf.function and jax.jit hand dicts back with their keys sorted;
             # the outputs stay in the order the model calls its layers.
-            sums, tensors = self._in_call_order(sums), self._in_call_order(tensors)
+            sums, tensors = _ordered(sums, self.specs), _ordered(tensors, self.specs)
+            if isinstance(out, dict) and self._output_keys:  # a model returning a dict: its own order
+                out = _ordered(out, self._output_keys)
             if self._sums_in_graph:
                 stats = {k: sums_to_stats(to_numpy(v)) for k, v in sums.items()}
             else:
@@ -586,6 +585,12 @@ class ProbePass:
             stats, tensors, out = self._forward()
             stats = {k: to_numpy(v) for k, v in stats.items()}
         return PassResult(stats, tensors, out, time.perf_counter() - t0)
+
+
+def _ordered(d, order):
+    """Dict ``d`` with the keys of ``order`` first, in that order, then the rest."""
+    first = [k for k in order if k in d]
+    return {k: d[k] for k in first + [k for k in d if k not in set(first)]}
 
 
 def snapshot(variable, index=()):
