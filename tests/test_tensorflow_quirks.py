@@ -58,7 +58,10 @@ def _tensorflow_log(run):
         run()
     finally:
         logger.removeHandler(handler)
-    return [r for r in records if "retracing" in r]
+    # Only the warnings about the test's own per-call function: how often the
+    # process traced Keras' train function before depends on the tests that
+    # ran in it, and TensorFlow warns about that too.
+    return [r for r in records if "retracing" in r and "Doubling.call" in r]
 
 
 def test_eager_probe_pass_through_ops_that_trace_per_call_logs_no_retracing_warning(tmp_path, monkeypatch):
