@@ -190,10 +190,14 @@ export function predictionText(entry, classNames) {
   return parts.join('\n');
 }
 
-/** Whether the top predicted class equals the true class (null if unknown). */
+/**
+ * Whether the top predicted class equals the true class (null if unknown),
+ * for the model's first output that predicts a class (a regression head
+ * before the classifier has none).
+ */
 export function predictionCorrect(entry) {
   if (!entry || !entry.label || entry.label.class === undefined) return null;
-  const rec = Object.values(entry.outputs || {})[0];
+  const rec = Object.values(entry.outputs || {}).find((r) => r.predicted !== undefined);
   if (!rec) return null;
   // The writer decides the predicted class (tb_layerview.probe.predicted_class).
   return rec.predicted === undefined ? null : rec.predicted === entry.label.class;

@@ -26,6 +26,7 @@ from tb_layerview import items
 from tb_layerview import kernels
 from tb_layerview import metadata
 from tb_layerview import plan as plan_lib
+from tb_layerview import probe as probe_lib
 from tb_layerview import render
 from tb_layerview import stats as stats_lib
 from tb_layerview import summary
@@ -609,9 +610,10 @@ class LayerView(keras.callbacks.Callback):
         first = step is None
         class_seconds = 0.0
         if outputs is not None:
-            step_items.append(items.Predictions(outputs))
+            regression = self._regression_outputs(outputs)
+            step_items.append(items.Predictions(outputs, frozenset(regression)))
             t0 = time.perf_counter()
-            step_items += self._class_items(plan, outputs, step, first, last)
+            step_items += self._class_items(plan, outputs, step, first, last, regression)
             class_seconds = time.perf_counter() - t0
         snap = _Step(step, step_items, plan)
         snap.class_seconds = class_seconds
@@ -672,7 +674,16 @@ class LayerView(keras.callbacks.Callback):
                     self._frozen_written[c.key] = step
         return plan, step_items, outputs, result
 
-    def _class_items(self, plan, outputs, step, first, last):
+    def _regression_outputs(self, outputs):
+        """``{name: loss name}`` of the outputs trained as regression targets
+        (:func:`tb_layerview.probe.regression_outputs`, with the activations
+        of the layers that compute them)."""
+        names = list(outputs)
+        activations = {n: stats_lib.activation_of(layer)
+                       for n, layer in walk_lib.output_layers(self.model, names).items()}
+        return probe_lib.regression_outputs(getattr(self.model, "loss", None), names, activations)
+
+    def _class_items(self, plan, outputs, step, first, last, regression):
         from tb_layerview import classlog
 
         if not (self.class_views or self.maximize_units):
@@ -682,13 +693,13 @@ class LayerView(keras.callbacks.Callback):
                                                    self.attribution_layer, self.maximize_units,
                                                    self._image_shape(), self._warn)
         log = self._classlog
-        available = log.available(outputs)
+        available = log.available(outputs, regression)
         if not self.class_views:
             available = [metadata.KIND_MAXIMIZATION] if available else []
         for kind, seconds in log.seconds.items():
             self._planner.measured.class_view_seconds[kind] = seconds
         due = first or last or (step is not None and step % self.maximize_every_n_epochs == 0)
-        n_classes = len(classlog.classes_of(outputs, self.max_classes)[0] or [])
+        n_classes = len(classlog.classes_of(outputs, self.max_classes, regression)[0] or [])
         n_targets = n_classes + sum(len(u) for u in self.maximize_units.values())
         decisions = self._planner.allow_class_views(plan, step, due, available, n_targets, self.maximize_steps)
         if not self.class_views:
@@ -696,7 +707,7 @@ class LayerView(keras.callbacks.Callback):
             if why is None and decisions.get(metadata.KIND_MAXIMIZATION, {}).get("run"):
                 return log.unit_items(probe)
             return []
-        return log.step_items(outputs, decisions)
+        return log.step_items(outputs, decisions, regression)
 
     def _output_dict(self, outputs):
         try:

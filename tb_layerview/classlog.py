@@ -17,9 +17,18 @@ from tb_layerview import metadata
 from tb_layerview import probe as probe_lib
 
 
-def classes_of(outputs, max_classes):
-    """The class indices for class views, or why there are none."""
-    first = next(iter(outputs.values()))
+def classes_of(outputs, max_classes, regression=None):
+    """The class indices for class views, or why there are none.
+
+    Class views read the model's first output; ``regression`` is ``{name:
+    loss name}`` of the outputs trained as regression targets
+    (:func:`tb_layerview.probe.regression_outputs`).
+    """
+    name, first = next(iter(outputs.items()))
+    regression = regression or {}
+    if name in regression:
+        return None, ("the model's first output %r is trained with a regression loss (%s), not as class scores"
+                      % (name, regression[name]))
     if first.ndim != 2:
         return None, "the model's output of shape %s is not a vector of class scores" % (first.shape[1:],)
     k = first.shape[1]
@@ -68,9 +77,9 @@ class ClassViewLog:
             return None, "the input (dtype %s, e.g. token ids) is not differentiable" % np.asarray(arr).dtype
         return np.asarray(arr), None
 
-    def available(self, outputs):
+    def available(self, outputs, regression=None):
         """The gradient kinds (attribution, maximisation) this model supports now."""
-        classes, reason = classes_of(outputs, self.max_classes)
+        classes, reason = classes_of(outputs, self.max_classes, regression)
         if reason is None and self.probe.single is None:
             reason = "class views need a single-input model"
         if reason is None:
@@ -79,11 +88,12 @@ class ClassViewLog:
             return []
         return [metadata.KIND_ATTRIBUTION, metadata.KIND_MAXIMIZATION]
 
-    def step_items(self, outputs, decisions):
+    def step_items(self, outputs, decisions, regression=None):
         """Items of one step. ``decisions``: {kind: {"run": bool, "reason": str}}
-        from the plan for attribution and maximisation."""
+        from the plan for attribution and maximisation; ``regression``: as
+        for :func:`classes_of`."""
         out = []
-        classes, reason = classes_of(outputs, self.max_classes)
+        classes, reason = classes_of(outputs, self.max_classes, regression)
         if reason is None and self.probe.single is None:
             reason = "class views need a single-input model"
         if reason is not None:

@@ -114,14 +114,16 @@ class HealthScalars:
 
 @dataclasses.dataclass
 class Predictions:
-    """The model's outputs for the probes."""
+    """The model's outputs for the probes; ``regression``: the names of those
+    trained as regression targets (:func:`tb_layerview.probe.regression_outputs`)."""
 
     outputs: dict
+    regression: frozenset = frozenset()
     image = False
 
     def write(self, step, ctx):
         summary.predictions(self.outputs, step=step, class_names=ctx.class_names, top_k=ctx.top_k,
-                            labels=ctx.labels)
+                            labels=ctx.labels, regression=self.regression)
 
     def what(self):
         return "predictions"

@@ -5,6 +5,7 @@ expects, the names of its inputs, and the true class of each sample.
 """
 
 import dataclasses
+import re
 
 import numpy as np
 
@@ -60,6 +61,68 @@ def true_class(y):
         v = float(v)
         return int(v) if np.isfinite(v) and v.is_integer() else None
     return int(np.argmax(np.ravel(y)))
+
+
+#: Keras losses (their names and aliases) of regression targets: an output
+#: trained with one of these holds values, not class scores.
+REGRESSION_LOSSES = frozenset({
+    "mean_squared_error", "mse", "mean_absolute_error", "mae", "mean_absolute_percentage_error", "mape",
+    "mean_squared_logarithmic_error", "msle", "huber", "huber_loss", "log_cosh", "logcosh",
+    "cosine_similarity"})
+
+
+def loss_name(loss):
+    """A loss as given to ``compile`` (a name, a class name, a function or a
+    ``Loss``) by its snake_case name: ``"mse"``, ``"mean_squared_error"``,
+    ``"huber_loss"``; ``"MeanSquaredError"`` becomes ``"mean_squared_error"``."""
+    name = str(loss if isinstance(loss, str) else
+               getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__)
+    if name.isupper() or name.islower():  # "MSE", "mse", "huber_loss"
+        return name.lower()
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()  # "LogCosh" -> "log_cosh"
+
+
+#: Output activations that make class scores whatever the loss (a softmax
+#: classifier trained with ``mse`` is still a classifier).
+CLASS_SCORE_ACTIVATIONS = ("softmax", "log_softmax", "sigmoid")
+
+
+def regression_outputs(loss, names, activations=None):
+    """The names of the model outputs trained as regression targets.
+
+    Their predictions are values, not class scores, and class views do not
+    treat them as classes. An output is one when its loss is a regression
+    loss and its activation, where known, does not make class scores. The
+    loss is ``model.loss``, as given to ``compile``: one loss for every
+    output, a list in the order of ``names``, or a dict by output name.
+
+    Args:
+      loss: the compiled loss, or None (not compiled: no output is known to
+        be a regression).
+      names: the output names, in the model's order.
+      activations: ``{name: activation name or None}`` of the layers that
+        compute the outputs, where the model's graph tells.
+
+    Returns:
+      ``{name: loss name}`` of those outputs.
+
+    Example::
+
+        regression_outputs({"cls": "sparse_categorical_crossentropy", "box": "mse"}, ["cls", "box"])
+        # {"box": "mse"}
+    """
+    if loss is None:
+        return {}
+    if isinstance(loss, dict):
+        pairs = [(n, loss.get(n)) for n in names]
+    elif isinstance(loss, (list, tuple)):
+        pairs = list(zip(names, loss))
+    else:
+        pairs = [(n, loss) for n in names]
+    activations = activations or {}
+    losses = {n: loss_name(l) for n, l in pairs if l is not None}
+    return {n: l for n, l in losses.items()
+            if l in REGRESSION_LOSSES and activations.get(n) not in CLASS_SCORE_ACTIVATIONS}
 
 
 def predicted_class(scores):

@@ -63,6 +63,8 @@ def activation_of(layer):
     if cls == "ReLU":
         max_value = getattr(layer, "max_value", None)
         return "relu6" if max_value is not None and float(max_value) == 6.0 else "relu"
+    if cls == "Softmax":
+        return "softmax"
     if cls in ("LeakyReLU", "ELU", "PReLU"):
         return {"LeakyReLU": "leaky_relu", "ELU": "elu", "PReLU": "leaky_relu"}[cls]
     act = getattr(layer, "activation", None)

@@ -346,7 +346,7 @@ def probes(inputs, step=None, labels=None, class_names=None, image_shape=None):
                        probe_blobs(inputs, labels, class_names, image_shape), step=step)
 
 
-def prediction_record(outputs, class_names=None, top_k=5, labels=None):
+def prediction_record(outputs, class_names=None, top_k=5, labels=None, regression=()):
     """Summarises model outputs per probe as a JSON-ready list.
 
     Args:
@@ -354,6 +354,8 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None):
       class_names: names of the classes of a classifier output.
       top_k: classes kept per probe for classifier outputs.
       labels: optional true labels (N, ...).
+      regression: names of outputs trained as regression targets, whose
+        records are always ``values``.
 
     Returns:
       list (one entry per probe) of ``{"outputs": {name: record}}``: a record
@@ -371,7 +373,9 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None):
         entry = {"outputs": {}}
         for nm in names:
             y = render.to_float(np.asarray(outputs[nm])[i]).astype(np.float64)
-            if y.ndim == 1 and y.size >= 2:
+            if nm in regression:
+                rec = {"type": "values", "shape": list(y.shape), "values": y.ravel()[:64].tolist()}
+            elif y.ndim == 1 and y.size >= 2:
                 order = np.argsort(-np.nan_to_num(y, nan=-np.inf), kind="stable")[:top_k]
                 probs = bool(np.all(y >= 0) and np.all(y <= 1) and abs(y.sum() - 1) < 1e-3)
                 top = [[int(c), float(y[c])] for c in order]
@@ -392,11 +396,12 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None):
     return recs
 
 
-def predictions(outputs, step=None, class_names=None, top_k=5, labels=None):
-    """Writes the model's outputs for each probe at ``step``."""
+def predictions(outputs, step=None, class_names=None, top_k=5, labels=None, regression=()):
+    """Writes the model's outputs for each probe at ``step`` (``regression``:
+    as for :func:`prediction_record`)."""
     if not isinstance(outputs, dict):
         outputs = {"output": outputs}
-    rec = {"probes": prediction_record(outputs, class_names, top_k, labels)}
+    rec = {"probes": prediction_record(outputs, class_names, top_k, labels, regression)}
     return write_blobs(metadata.KIND_PREDICTIONS, [json_bytes(rec)], step=step)
 
 

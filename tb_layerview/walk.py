@@ -73,3 +73,22 @@ def walk(model):
 
     visit(model, "", False)
     return entries
+
+
+def output_layers(model, names):
+    """``{output name: the layer that computes it}`` where the model's graph
+    tells (functional and Sequential models); ``names`` are the names the
+    callback gives the outputs (a dict's keys, else in ``model.outputs``
+    order). Subclassed models have no graph: ``{}``.
+    """
+    try:
+        struct = getattr(model, "_outputs_struct", None)
+        tensors = dict(struct) if isinstance(struct, dict) else dict(zip(names, list(model.outputs)))
+    except Exception:  # noqa: BLE001 - no symbolic outputs
+        return {}
+    out = {}
+    for name, t in tensors.items():
+        op = getattr(getattr(t, "_keras_history", None), "operation", None)
+        if op is not None and name in names:
+            out[name] = op
+    return out

@@ -192,6 +192,46 @@ def test_a_model_returning_a_dict_keeps_its_order_in_predictions_and_statistics(
         assert [l["path"] for l in stats.decode(*blobs)[0]["layers"]] == ["body", "zeta", "alpha"], step
 
 
+def test_outputs_compiled_with_a_regression_loss_are_values_not_classes(tmp_path):
+    """A box-regression head (mse) before a classifier: its predictions are values, the classifier's
+    are classes, and class views say why they do not read the first output as classes."""
+    inp = keras.Input((6,), name="features")
+    h = keras.layers.Dense(8, activation="relu", name="body")(inp)
+    model = keras.Model(inp, {"box": keras.layers.Dense(4, name="box")(h),
+                              "cls": keras.layers.Dense(3, activation="softmax", name="cls")(h)})
+    x = np.random.default_rng(0).random((16, 6)).astype("float32")
+    model.compile("sgd", {"box": keras.losses.MeanSquaredError(), "cls": "sparse_categorical_crossentropy"})
+    model.fit(x, {"box": np.zeros((16, 4)), "cls": np.zeros(16, int)}, epochs=1, verbose=0,
+              callbacks=[LayerView(str(tmp_path / "box"), probe=(x[:2], np.array([0, 2])), budget=None)])
+    series, run = only_run(tmp_path / "box")
+    outputs = json_of(run_blob(series, run, metadata.KIND_PREDICTIONS)[1][0])["probes"][0]["outputs"]
+    assert outputs["box"]["type"] == "values" and outputs["box"]["shape"] == [4] and len(outputs["box"]["values"]) == 4
+    assert outputs["cls"]["type"] == "classes" and outputs["cls"]["kind"] == "probabilities"
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    assert config["class_views"][metadata.KIND_ATTRIBUTION]["reason"] == (
+        "the model's first output 'box' is trained with a regression loss (mean_squared_error), not as class scores")
+
+
+@pytest.mark.parametrize("loss, names, activations, expected", [
+    ("mse", ["out"], None, {"out": "mse"}),
+    ("mse", ["out"], {"out": "softmax"}, {}),  # a softmax classifier trained with mse is a classifier
+    ("mean_squared_error", ["out"], {"out": "sigmoid"}, {}),
+    ("mse", ["out"], {"out": "relu"}, {"out": "mse"}),
+    ("sparse_categorical_crossentropy", ["out"], None, {}),
+    (["categorical_crossentropy", keras.losses.Huber()], ["cls", "box"], None, {"box": "huber_loss"}),
+    ({"box": keras.losses.mean_absolute_error, "cls": keras.losses.BinaryCrossentropy()}, ["cls", "box"], None,
+     {"box": "mean_absolute_error"}),
+    ({"box": "LogCosh", "cls": "CategoricalCrossentropy"}, ["cls", "box"], None, {"box": "log_cosh"}),
+    ("MeanSquaredError", ["out"], None, {"out": "mean_squared_error"}),
+    ("MSE", ["out"], {"other": "softmax"}, {"out": "mse"}),
+    (None, ["out"], None, {}),
+])
+def test_regression_outputs_are_told_by_their_compiled_loss_and_activation(loss, names, activations, expected):
+    from tb_layerview import probe
+
+    assert probe.regression_outputs(loss, names, activations) == expected
+
+
 def test_dict_probe_for_named_inputs(tmp_path):
     """A dict probe is matched to the model's inputs by name."""
     a, b = keras.Input((2,), name="left"), keras.Input((3,), name="right")

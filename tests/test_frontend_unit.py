@@ -10,7 +10,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def test_frontend_unit_tests_pass_under_node():
-    """state.js and normalise.js pass their node --test suites."""
+    """state.js, normalise.js and views.js pass their node --test suites."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is required for the frontend unit tests (scripts/test.sh installs it)")

@@ -1,0 +1,20 @@
+// Unit tests of the panel's prediction lines (node --test); no DOM is touched.
+import assert from 'node:assert/strict';
+import {test} from 'node:test';
+
+import {predictionCorrect, predictionText} from '../../frontend/views.js';
+
+const box = {type: 'values', shape: [4], values: [0.1, 0.2, 0.3, 0.4]};
+const cls = {type: 'classes', kind: 'probabilities', top: [[2, 0.7], [0, 0.2], [1, 0.1]], predicted: 2};
+
+test('predictionCorrect judges the first output that predicts a class, after a regression head', () => {
+  assert.equal(predictionCorrect({outputs: {box, cls}, label: {value: 2, class: 2}}), true);
+  assert.equal(predictionCorrect({outputs: {box, cls}, label: {value: 0, class: 0}}), false);
+  assert.equal(predictionCorrect({outputs: {box}, label: {value: 0, class: 0}}), null);
+  assert.equal(predictionCorrect({outputs: {cls}}), null);
+});
+
+test('predictionText shows a regression head as values and the classifier as classes', () => {
+  assert.equal(predictionText({outputs: {box, cls}, label: {value: 2, class: 2}}, ['a', 'b', 'c']),
+    'box: 0.100, 0.200, 0.300, 0.400\ncls: c 70%, a 20%, b 10%\ntrue: 2');
+});
