@@ -250,6 +250,7 @@ class LayerView(keras.callbacks.Callback):
         self._prepared_for = None
         self._probe_pass = None
         self._warned = set()
+        self._class_widths = None
         self._lock = threading.Lock()
         self._reset_measures()
 
@@ -465,6 +466,7 @@ class LayerView(keras.callbacks.Callback):
         self._classlog = None
         self._logged_index = 0
         self._first_weighted = next((e.path for e in entries if e.layer.weights and not e.container), None)
+        self._class_widths = None
         self._prepared_for = model
         # The first pass checks that the probe fits (a clear error stops fit
         # here); its result is the initial step's. A fit whose logged steps
@@ -611,6 +613,9 @@ class LayerView(keras.callbacks.Callback):
         class_seconds = 0.0
         if outputs is not None:
             regression = self._regression_outputs(outputs)
+            # Classes per output that predicts classes, for the class_names check (writer thread).
+            self._class_widths = {n: int(a.shape[1]) for n, a in outputs.items()
+                                  if n not in regression and getattr(a, "ndim", 0) == 2 and a.shape[1] > 1}
             step_items.append(items.Predictions(outputs, frozenset(regression)))
             t0 = time.perf_counter()
             step_items += self._class_items(plan, outputs, step, first, last, regression)
@@ -867,6 +872,17 @@ class LayerView(keras.callbacks.Callback):
 
     def _check_class_names(self, model):
         if self.class_names is None:
+            return
+        widths = self._class_widths
+        if widths is not None:  # the outputs of a pass, regression heads left out
+            n = len(self.class_names)
+            if widths and n not in widths.values():
+                if len(widths) == 1:
+                    said = "the model's output has %d classes" % next(iter(widths.values()))
+                else:
+                    said = "the model's class outputs have %s classes" % ", ".join(
+                        "%d (%s)" % (w, name) for name, w in widths.items())
+                self._warn("class_names", "class_names has %d names but %s" % (n, said))
             return
         outputs = self._probe_pass.specs
         first = next((s for s in outputs.values() if s.layer_path == self._entries[-1].path), None) \

@@ -194,16 +194,21 @@ def test_a_model_returning_a_dict_keeps_its_order_in_predictions_and_statistics(
 
 def test_outputs_compiled_with_a_regression_loss_are_values_not_classes(tmp_path):
     """A box-regression head (mse) before a classifier: its predictions are values, the classifier's
-    are classes, and class views say why they do not read the first output as classes."""
+    are classes, class_names are checked against the classifier only, and class views say why they
+    do not read the first output as classes."""
     inp = keras.Input((6,), name="features")
     h = keras.layers.Dense(8, activation="relu", name="body")(inp)
     model = keras.Model(inp, {"box": keras.layers.Dense(4, name="box")(h),
                               "cls": keras.layers.Dense(3, activation="softmax", name="cls")(h)})
     x = np.random.default_rng(0).random((16, 6)).astype("float32")
     model.compile("sgd", {"box": keras.losses.MeanSquaredError(), "cls": "sparse_categorical_crossentropy"})
-    model.fit(x, {"box": np.zeros((16, 4)), "cls": np.zeros(16, int)}, epochs=1, verbose=0,
-              callbacks=[LayerView(str(tmp_path / "box"), probe=(x[:2], np.array([0, 2])), budget=None)])
+    with warnings.catch_warnings(record=True) as caught:  # class_names fit the classifier, not the 4 box values
+        warnings.simplefilter("always")
+        model.fit(x, {"box": np.zeros((16, 4)), "cls": np.zeros(16, int)}, epochs=1, verbose=0,
+                  callbacks=[LayerView(str(tmp_path / "box"), probe=(x[:2], np.array([0, 2])), budget=None,
+                                       class_names=["a", "b", "c"])])
     series, run = only_run(tmp_path / "box")
+    assert not [w for w in caught if issubclass(w.category, LayerViewWarning)], [str(w.message) for w in caught]
     outputs = json_of(run_blob(series, run, metadata.KIND_PREDICTIONS)[1][0])["probes"][0]["outputs"]
     assert outputs["box"]["type"] == "values" and outputs["box"]["shape"] == [4] and len(outputs["box"]["values"]) == 4
     assert outputs["cls"]["type"] == "classes" and outputs["cls"]["kind"] == "probabilities"
