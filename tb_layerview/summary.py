@@ -373,9 +373,8 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
         entry = {"outputs": {}}
         for nm in names:
             y = render.to_float(np.asarray(outputs[nm])[i]).astype(np.float64)
-            if nm in regression:
-                rec = {"type": "values", "shape": list(y.shape), "values": y.ravel()[:64].tolist()}
-            elif y.ndim == 1 and y.size >= 2:
+            scores = nm not in regression
+            if scores and y.ndim == 1 and y.size >= 2:
                 order = np.argsort(-np.nan_to_num(y, nan=-np.inf), kind="stable")[:top_k]
                 probs = bool(np.all(y >= 0) and np.all(y <= 1) and abs(y.sum() - 1) < 1e-3)
                 top = [[int(c), float(y[c])] for c in order]
@@ -384,7 +383,7 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
                 if class_names:
                     rec["names"] = [class_names[c] if c < len(class_names) else str(c)
                                     for c, _ in top]
-            elif y.size == 1 and 0.0 <= float(y.ravel()[0]) <= 1.0:
+            elif scores and y.size == 1 and 0.0 <= float(y.ravel()[0]) <= 1.0:
                 rec = {"type": "binary", "value": float(y.ravel()[0]), "predicted": probe_lib.predicted_class(y)}
             else:
                 rec = {"type": "values", "shape": list(y.shape),
