@@ -250,7 +250,7 @@ class LayerView(keras.callbacks.Callback):
         self._prepared_for = None
         self._probe_pass = None
         self._warned = set()
-        self._class_widths = None
+        self._regression, self._class_widths = {}, None
         self._lock = threading.Lock()
         self._reset_measures()
 
@@ -466,7 +466,6 @@ class LayerView(keras.callbacks.Callback):
         self._classlog = None
         self._logged_index = 0
         self._first_weighted = next((e.path for e in entries if e.layer.weights and not e.container), None)
-        self._class_widths = None
         self._prepared_for = model
         # The first pass checks that the probe fits (a clear error stops fit
         # here); its result is the initial step's. A fit whose logged steps
@@ -483,6 +482,11 @@ class LayerView(keras.callbacks.Callback):
             if self._probe_pass.compile() is not None:
                 self._compile_refused = True
         self._first_result = self._run_pass()
+        # What the model's outputs are does not change from one step to the next.
+        outputs = self._output_dict(self._first_result.model_outputs) or {}
+        self._regression = self._regression_outputs(outputs)
+        self._class_widths = {n: int(a.shape[1]) for n, a in outputs.items()
+                              if n not in self._regression and getattr(a, "ndim", 0) == 2 and a.shape[1] > 1}
 
     def _call_model(self):
         try:
@@ -612,13 +616,9 @@ class LayerView(keras.callbacks.Callback):
         first = step is None
         class_seconds = 0.0
         if outputs is not None:
-            regression = self._regression_outputs(outputs)
-            # Classes per output that predicts classes, for the class_names check (writer thread).
-            self._class_widths = {n: int(a.shape[1]) for n, a in outputs.items()
-                                  if n not in regression and getattr(a, "ndim", 0) == 2 and a.shape[1] > 1}
-            step_items.append(items.Predictions(outputs, frozenset(regression)))
+            step_items.append(items.Predictions(outputs, frozenset(self._regression)))
             t0 = time.perf_counter()
-            step_items += self._class_items(plan, outputs, step, first, last, regression)
+            step_items += self._class_items(plan, outputs, step, first, last, self._regression)
             class_seconds = time.perf_counter() - t0
         snap = _Step(step, step_items, plan)
         snap.class_seconds = class_seconds
@@ -864,33 +864,21 @@ class LayerView(keras.callbacks.Callback):
         # variables, and doing that during a train step hands the step buffers
         # it has already donated. The model seen by _prepare is the same one.
         model = self._prepared_for
-        self._check_class_names(model)
+        self._check_class_names()
         with writer_lib.writing_to(self._get_writer()):
             summary.config(info, step=step)
             summary.probes(self.probe.named(model), step=step, labels=self.probe.labels,
                            class_names=self.class_names, image_shape=self.input_image_shape)
 
-    def _check_class_names(self, model):
-        if self.class_names is None:
-            return
+    def _check_class_names(self):
+        """Warns when ``class_names`` fit none of the outputs that predict
+        classes (the first pass's, regression heads left out)."""
         widths = self._class_widths
-        if widths is not None:  # the outputs of a pass, regression heads left out
-            n = len(self.class_names)
-            if widths and n not in widths.values():
-                if len(widths) == 1:
-                    said = "the model's output has %d classes" % next(iter(widths.values()))
-                else:
-                    said = "the model's class outputs have %s classes" % ", ".join(
-                        "%d (%s)" % (w, name) for name, w in widths.items())
-                self._warn("class_names", "class_names has %d names but %s" % (n, said))
+        if self.class_names is None or not widths or len(self.class_names) in widths.values():
             return
-        outputs = self._probe_pass.specs
-        first = next((s for s in outputs.values() if s.layer_path == self._entries[-1].path), None) \
-            if self._entries else None
-        try:
-            out_shape = tuple(int(d) for d in model.outputs[0].shape[1:])
-        except Exception:
-            out_shape = first.shape if first is not None else None
-        if out_shape and len(out_shape) == 1 and out_shape[0] > 1 and out_shape[0] != len(self.class_names):
-            self._warn("class_names", "class_names has %d names but the model's output has %d classes"
-                       % (len(self.class_names), out_shape[0]))
+        if len(widths) == 1:
+            said = "the model's output has %d classes" % next(iter(widths.values()))
+        else:
+            said = "the model's class outputs have %s classes" % ", ".join(
+                "%d (%s)" % (w, name) for name, w in widths.items())
+        self._warn("class_names", "class_names has %d names but %s" % (len(self.class_names), said))
