@@ -590,7 +590,8 @@ class ProbePass:
 def _ordered(d, order):
     """Dict ``d`` with the keys of ``order`` first, in that order, then the rest."""
     first = [k for k in order if k in d]
-    return {k: d[k] for k in first + [k for k in d if k not in set(first)]}
+    placed = set(first)
+    return {k: d[k] for k in first + [k for k in d if k not in placed]}
 
 
 def snapshot(variable, index=()):
