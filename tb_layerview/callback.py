@@ -618,7 +618,7 @@ class LayerView(keras.callbacks.Callback):
         if outputs is not None:
             step_items.append(items.Predictions(outputs, frozenset(self._regression)))
             t0 = time.perf_counter()
-            step_items += self._class_items(plan, outputs, step, first, last, self._regression)
+            step_items += self._class_items(plan, outputs, step, first, last)
             class_seconds = time.perf_counter() - t0
         snap = _Step(step, step_items, plan)
         snap.class_seconds = class_seconds
@@ -688,7 +688,7 @@ class LayerView(keras.callbacks.Callback):
                        for n, layer in walk_lib.output_layers(self.model, names).items()}
         return probe_lib.regression_outputs(getattr(self.model, "loss", None), names, activations)
 
-    def _class_items(self, plan, outputs, step, first, last, regression):
+    def _class_items(self, plan, outputs, step, first, last):
         from tb_layerview import classlog
 
         if not (self.class_views or self.maximize_units):
@@ -698,6 +698,7 @@ class LayerView(keras.callbacks.Callback):
                                                    self.attribution_layer, self.maximize_units,
                                                    self._image_shape(), self._warn)
         log = self._classlog
+        regression = self._regression
         available = log.available(outputs, regression)
         if not self.class_views:
             available = [metadata.KIND_MAXIMIZATION] if available else []
