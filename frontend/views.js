@@ -165,6 +165,13 @@ export function configCard(layer) {
   return table;
 }
 
+/** The names of classes `cs`: the writer's `names` where given, else `classNames`. */
+function classList(cs, names, classNames) {
+  const shown = cs.slice(0, 5).map((c, i) => (names && names[i]) || (classNames && classNames[c]) || String(c));
+  if (cs.length > 5) shown.push(`+${cs.length - 5}`);
+  return `{${shown.join(', ')}}`;
+}
+
 /** Short text of one probe's prediction record (GET /predictions). */
 export function predictionText(entry, classNames) {
   if (!entry) return '';
@@ -172,33 +179,44 @@ export function predictionText(entry, classNames) {
   for (const [name, rec] of Object.entries(entry.outputs || {})) {
     const prefix = Object.keys(entry.outputs).length > 1 ? `${name}: ` : '';
     if (rec.type === 'classes') {
+      const asShare = rec.kind === 'probabilities' || (rec.kind === 'multilabel' && rec.threshold === 0.5);
       const top = rec.top.slice(0, 3).map(([c, v], i) => {
         const label = (rec.names && rec.names[i]) || (classNames && classNames[c]) || String(c);
-        return `${label} ${rec.kind === 'probabilities' ? (100 * v).toFixed(0) + '%' : formatNumber(v)}`;
+        return `${label} ${asShare ? (100 * v).toFixed(0) + '%' : formatNumber(v)}`;
       });
-      parts.push(prefix + top.join(', '));
+      const set = rec.kind === 'multilabel'
+        ? `${classList(rec.predicted_set, rec.predicted_names, classNames)} · ` : '';
+      parts.push(prefix + set + top.join(', '));
     } else if (rec.type === 'binary') {
       parts.push(prefix + `p=${rec.value.toFixed(3)}`);
     } else {
       parts.push(prefix + rec.values.slice(0, 4).map(formatNumber).join(', ') + (rec.values.length > 4 ? ', …' : ''));
     }
   }
-  if (entry.label) {
-    const l = entry.label;
-    parts.push('true: ' + (l.name ?? (l.class !== undefined ? String(l.class) : formatNumber(l.value))));
-  }
+  const l = entry.label;
+  if (l && l.class !== undefined) parts.push(`true: ${l.name ?? String(l.class)}`);
+  else if (l && l.classes) parts.push(`true: ${classList(l.classes, l.names, classNames)}`);
+  else if (l && l.value !== null && l.value !== undefined) parts.push(`true: ${formatNumber(l.value)}`);
   return parts.join('\n');
 }
 
 /**
- * Whether the top predicted class equals the true class (null if unknown),
- * for the model's first output that predicts a class (a regression head
- * before the classifier has none).
+ * Whether the model's prediction matches the label (null if unknown), for
+ * the model's first output that predicts classes (a regression head before
+ * the classifier has none): the same class, or for a multi-label output the
+ * same set of classes.
  */
 export function predictionCorrect(entry) {
-  if (!entry || !entry.label || entry.label.class === undefined) return null;
-  const rec = Object.values(entry.outputs || {}).find((r) => r.predicted !== undefined);
+  const l = entry && entry.label;
+  if (!l) return null;
+  const rec = Object.values(entry.outputs || {})
+    .find((r) => r.predicted !== undefined || r.predicted_set !== undefined);
   if (!rec) return null;
-  // The writer decides the predicted class (tb_layerview.probe.predicted_class).
-  return rec.predicted === undefined ? null : rec.predicted === entry.label.class;
+  // The writer decides what is predicted (tb_layerview.probe.predicted_class
+  // and predicted_set); both lists are in class order.
+  if (rec.predicted_set !== undefined) {
+    if (!l.classes) return null;
+    return l.classes.length === rec.predicted_set.length && l.classes.every((c, i) => c === rec.predicted_set[i]);
+  }
+  return l.class === undefined ? null : rec.predicted === l.class;
 }

@@ -250,7 +250,7 @@ class LayerView(keras.callbacks.Callback):
         self._prepared_for = None
         self._probe_pass = None
         self._warned = set()
-        self._regression, self._class_widths = {}, None
+        self._regression, self._multilabel, self._class_widths = {}, {}, None
         self._lock = threading.Lock()
         self._reset_measures()
 
@@ -484,7 +484,7 @@ class LayerView(keras.callbacks.Callback):
         self._first_result = self._run_pass()
         # What the model's outputs are does not change from one step to the next.
         outputs = self._output_dict(self._first_result.model_outputs) or {}
-        self._regression = self._regression_outputs(outputs)
+        self._regression, self._multilabel = self._output_roles(outputs)
         self._class_widths = {n: int(a.shape[1]) for n, a in outputs.items()
                               if n not in self._regression and getattr(a, "ndim", 0) == 2 and a.shape[1] > 1}
 
@@ -616,7 +616,7 @@ class LayerView(keras.callbacks.Callback):
         first = step is None
         class_seconds = 0.0
         if outputs is not None:
-            step_items.append(items.Predictions(outputs, frozenset(self._regression)))
+            step_items.append(items.Predictions(outputs, frozenset(self._regression), dict(self._multilabel)))
             t0 = time.perf_counter()
             step_items += self._class_items(plan, outputs, step, first, last)
             class_seconds = time.perf_counter() - t0
@@ -679,14 +679,20 @@ class LayerView(keras.callbacks.Callback):
                     self._frozen_written[c.key] = step
         return plan, step_items, outputs, result
 
-    def _regression_outputs(self, outputs):
-        """``{name: loss name}`` of the outputs trained as regression targets
-        (:func:`tb_layerview.probe.regression_outputs`, with the activations
-        of the layers that compute them)."""
+    def _output_roles(self, outputs):
+        """The outputs trained as regression targets (``{name: loss name}``,
+        :func:`tb_layerview.probe.regression_outputs`) and those that tag a
+        probe with several classes (``{name: threshold}``,
+        :func:`tb_layerview.probe.multilabel_outputs`), from the compiled loss
+        and the activations of the layers that compute them."""
         names = list(outputs)
         activations = {n: stats_lib.activation_of(layer)
                        for n, layer in walk_lib.output_layers(self.model, names).items()}
-        return probe_lib.regression_outputs(getattr(self.model, "loss", None), names, activations)
+        loss = getattr(self.model, "loss", None)
+        regression = probe_lib.regression_outputs(loss, names, activations)
+        widths = {n: int(a.shape[1]) for n, a in outputs.items()
+                  if n not in regression and getattr(a, "ndim", 0) == 2}
+        return regression, probe_lib.multilabel_outputs(loss, names, widths, activations)
 
     def _class_items(self, plan, outputs, step, first, last):
         from tb_layerview import classlog

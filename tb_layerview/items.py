@@ -115,15 +115,18 @@ class HealthScalars:
 @dataclasses.dataclass
 class Predictions:
     """The model's outputs for the probes; ``regression``: the names of those
-    trained as regression targets (:func:`tb_layerview.probe.regression_outputs`)."""
+    trained as regression targets (:func:`tb_layerview.probe.regression_outputs`);
+    ``multilabel``: ``{name: threshold}`` of those that tag a probe with
+    several classes (:func:`tb_layerview.probe.multilabel_outputs`)."""
 
     outputs: dict
     regression: frozenset = frozenset()
+    multilabel: dict = dataclasses.field(default_factory=dict)
     image = False
 
     def write(self, step, ctx):
         summary.predictions(self.outputs, step=step, class_names=ctx.class_names, top_k=ctx.top_k,
-                            labels=ctx.labels, regression=self.regression)
+                            labels=ctx.labels, regression=self.regression, multilabel=self.multilabel)
 
     def what(self):
         return "predictions"

@@ -50,17 +50,53 @@ def _as_array(value, what, text=True):
 
 
 def true_class(y):
-    """The class index of one label: an integer (or integral float) class id,
-    or the argmax of a one-hot / soft label vector; None for a fractional
-    scalar (a regression target)."""
+    """The class index of one label, or None where the label names no single
+    class.
+
+    A label is a class when it is an integer (or integral float) class id, or
+    a one-hot or soft label vector (non-negative, summing to 1), whose argmax
+    is the class. A fractional scalar (a regression target), a multi-hot
+    vector (several tags, see :func:`label_set`), any other vector and a
+    label of two or more axes (a segmentation mask) name none.
+
+    Example::
+
+        true_class(3)                      # 3
+        true_class([0.0, 0.9, 0.1])        # 1
+        true_class([1, 0, 1])              # None: two tags
+    """
     y = np.asarray(y)
-    if y.size == 1:
+    if y.size == 1 and y.ndim <= 1:
         v = np.ravel(y)[0]
         if np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.bool_):
             return int(v)
         v = float(v)
         return int(v) if np.isfinite(v) and v.is_integer() else None
-    return int(np.argmax(np.ravel(y)))
+    if y.ndim != 1:
+        return None
+    v = y.astype(np.float64)
+    if not (np.all(np.isfinite(v)) and np.all(v >= 0) and abs(v.sum() - 1.0) < 1e-3):
+        return None
+    return int(np.argmax(v))
+
+
+def label_set(y):
+    """The classes a multi-hot label vector marks (its 1s, in order), or None
+    where the label is not a vector of 0s and 1s.
+
+    Example::
+
+        label_set([1, 0, 1])   # [0, 2]
+        label_set([0, 0, 0])   # []
+        label_set(2)           # None
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or y.size < 2:
+        return None
+    v = y.astype(np.float64)
+    if not np.all((v == 0) | (v == 1)):
+        return None
+    return [int(i) for i in np.flatnonzero(v)]
 
 
 #: Keras losses (their names and aliases) of regression targets: an output
@@ -85,6 +121,16 @@ def loss_name(loss):
 #: Output activations that make class scores whatever the loss (a softmax
 #: classifier trained with ``mse`` is still a classifier).
 CLASS_SCORE_ACTIVATIONS = ("softmax", "log_softmax", "sigmoid")
+
+
+def _loss_of_each(loss, names):
+    """``{output name: its loss}`` of a compiled loss: one for every output, a
+    list in the order of ``names``, or a dict by output name."""
+    if isinstance(loss, dict):
+        return {n: loss.get(n) for n in names}
+    if isinstance(loss, (list, tuple)):
+        return dict(zip(names, loss))
+    return {n: loss for n in names}
 
 
 def regression_outputs(loss, names, activations=None):
@@ -113,16 +159,56 @@ def regression_outputs(loss, names, activations=None):
     """
     if loss is None:
         return {}
-    if isinstance(loss, dict):
-        pairs = [(n, loss.get(n)) for n in names]
-    elif isinstance(loss, (list, tuple)):
-        pairs = list(zip(names, loss))
-    else:
-        pairs = [(n, loss) for n in names]
     activations = activations or {}
-    losses = {n: loss_name(l) for n, l in pairs if l is not None}
+    losses = {n: loss_name(l) for n, l in _loss_of_each(loss, names).items() if l is not None}
     return {n: l for n, l in losses.items()
             if l in REGRESSION_LOSSES and activations.get(n) not in CLASS_SCORE_ACTIVATIONS}
+
+
+#: Losses of outputs whose units are independent yes/no scores: with two or
+#: more units, such an output tags each probe with any number of classes.
+MULTILABEL_LOSSES = frozenset({"binary_crossentropy", "bce", "binary_focal_crossentropy"})
+
+
+def multilabel_outputs(loss, names, widths, activations=None):
+    """The outputs that tag each probe with any number of classes, and the
+    score from which a class counts as predicted.
+
+    An output of two or more units is one when its layer's activation is a
+    sigmoid (threshold 0.5), or when it is trained with a binary
+    cross-entropy and its activation is not a softmax: of probabilities
+    (0.5), or of logits (``from_logits=True`` with no sigmoid: 0).
+
+    Args:
+      loss: the compiled loss (as for :func:`regression_outputs`), or None.
+      names: the output names, in the model's order.
+      widths: ``{name: number of units}`` of the outputs that are vectors.
+      activations: ``{name: activation name or None}`` of the layers that
+        compute them, where the model's graph tells.
+
+    Returns:
+      ``{name: threshold}``.
+
+    Example::
+
+        multilabel_outputs("binary_crossentropy", ["tags"], {"tags": 5}, {"tags": "sigmoid"})
+        # {"tags": 0.5}
+    """
+    activations = activations or {}
+    losses = _loss_of_each(loss, names) if loss is not None else {}
+    out = {}
+    for n in names:
+        if widths.get(n, 0) < 2:
+            continue
+        l = losses.get(n)
+        if activations.get(n) in ("softmax", "log_softmax"):
+            continue  # one class of several, whatever the loss
+        if activations.get(n) == "sigmoid":
+            out[n] = 0.5
+        elif l is not None and loss_name(l) in MULTILABEL_LOSSES:
+            logits = bool(getattr(l, "from_logits", False)) and activations.get(n) in (None, "linear")
+            out[n] = 0.0 if logits else 0.5
+    return out
 
 
 def predicted_class(scores):
@@ -132,6 +218,13 @@ def predicted_class(scores):
     if s.size == 1:
         return int(s[0] >= 0.5)
     return int(np.argmax(np.nan_to_num(s, nan=-np.inf)))
+
+
+def predicted_set(scores, threshold):
+    """The classes a multi-label output predicts: the units whose score is at
+    least ``threshold`` (see :func:`multilabel_outputs`), in order."""
+    s = np.ravel(np.asarray(scores, dtype=np.float64))
+    return [int(i) for i in np.flatnonzero(np.nan_to_num(s, nan=-np.inf) >= threshold)]
 
 
 @dataclasses.dataclass

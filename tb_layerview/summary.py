@@ -327,6 +327,10 @@ def _text_of(value, max_text):
     return text if len(text) <= max_text else text[:max_text] + "\u2026"
 
 
+def _class_name(c, class_names):
+    return class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
+
+
 def _label_of(y, class_names):
     y = np.asarray(y)
     out = {"value": float(np.ravel(y)[0]) if y.size == 1 else None}
@@ -335,6 +339,11 @@ def _label_of(y, class_names):
         out["class"] = idx
         if class_names and 0 <= idx < len(class_names):
             out["name"] = class_names[idx]
+    tags = probe_lib.label_set(y)
+    if tags is not None:
+        out["classes"] = tags
+        if class_names:
+            out["names"] = [_class_name(c, class_names) for c in tags]
     return out
 
 
@@ -346,7 +355,7 @@ def probes(inputs, step=None, labels=None, class_names=None, image_shape=None):
                        probe_blobs(inputs, labels, class_names, image_shape), step=step)
 
 
-def prediction_record(outputs, class_names=None, top_k=5, labels=None, regression=()):
+def prediction_record(outputs, class_names=None, top_k=5, labels=None, regression=(), multilabel=None):
     """Summarises model outputs per probe as a JSON-ready list.
 
     Args:
@@ -356,6 +365,11 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
       labels: optional true labels (N, ...).
       regression: names of outputs trained as regression targets, whose
         records are always ``values``.
+      multilabel: ``{name: threshold}`` of outputs that tag a probe with any
+        number of classes (:func:`tb_layerview.probe.multilabel_outputs`):
+        their records have ``"kind": "multilabel"``, the ``threshold`` and
+        ``"predicted_set"`` (every class scored at least the threshold)
+        instead of ``predicted``.
 
     Returns:
       list (one entry per probe) of ``{"outputs": {name: record}}``: a record
@@ -366,6 +380,7 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
       :func:`tb_layerview.probe.predicted_class`), otherwise
       ``{"type": "values", "shape": [...], "values": [...]}`` (first 64).
     """
+    multilabel = multilabel or {}
     names = list(outputs)
     n = int(np.shape(outputs[names[0]])[0])
     recs = []
@@ -376,13 +391,18 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
             scores = nm not in regression
             if scores and y.ndim == 1 and y.size >= 2:
                 order = np.argsort(-np.nan_to_num(y, nan=-np.inf), kind="stable")[:top_k]
-                probs = bool(np.all(y >= 0) and np.all(y <= 1) and abs(y.sum() - 1) < 1e-3)
                 top = [[int(c), float(y[c])] for c in order]
-                rec = {"type": "classes", "kind": "probabilities" if probs else "scores",
-                       "top": top, "predicted": probe_lib.predicted_class(y)}
+                if nm in multilabel:
+                    rec = {"type": "classes", "kind": "multilabel", "top": top, "threshold": multilabel[nm],
+                           "predicted_set": probe_lib.predicted_set(y, multilabel[nm])}
+                else:
+                    probs = bool(np.all(y >= 0) and np.all(y <= 1) and abs(y.sum() - 1) < 1e-3)
+                    rec = {"type": "classes", "kind": "probabilities" if probs else "scores",
+                           "top": top, "predicted": probe_lib.predicted_class(y)}
                 if class_names:
-                    rec["names"] = [class_names[c] if c < len(class_names) else str(c)
-                                    for c, _ in top]
+                    rec["names"] = [_class_name(c, class_names) for c, _ in top]
+                    if "predicted_set" in rec:
+                        rec["predicted_names"] = [_class_name(c, class_names) for c in rec["predicted_set"]]
             elif scores and y.size == 1 and 0.0 <= float(y.ravel()[0]) <= 1.0:
                 rec = {"type": "binary", "value": float(y.ravel()[0]), "predicted": probe_lib.predicted_class(y)}
             else:
@@ -395,12 +415,12 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
     return recs
 
 
-def predictions(outputs, step=None, class_names=None, top_k=5, labels=None, regression=()):
-    """Writes the model's outputs for each probe at ``step`` (``regression``:
-    as for :func:`prediction_record`)."""
+def predictions(outputs, step=None, class_names=None, top_k=5, labels=None, regression=(), multilabel=None):
+    """Writes the model's outputs for each probe at ``step`` (``regression``
+    and ``multilabel``: as for :func:`prediction_record`)."""
     if not isinstance(outputs, dict):
         outputs = {"output": outputs}
-    rec = {"probes": prediction_record(outputs, class_names, top_k, labels, regression)}
+    rec = {"probes": prediction_record(outputs, class_names, top_k, labels, regression, multilabel)}
     return write_blobs(metadata.KIND_PREDICTIONS, [json_bytes(rec)], step=step)
 
 
@@ -446,7 +466,7 @@ def class_images(kind, images, step=None, classes=(), class_names=None, image_sh
     if kind not in (metadata.KIND_BACKQUERY, metadata.KIND_MAXIMIZATION):
         raise ValueError("class_images writes backquery or maximization; got %r" % (kind,))
     classes = [int(c) for c in classes]
-    names = [class_names[c] if class_names and c < len(class_names) else str(c) for c in classes]
+    names = [_class_name(c, class_names) for c in classes]
     fields = {"classes": classes, "names": names}
     fields.update(extra or {})
     return write_blobs(kind, class_image_blobs(images, image_shape, fields), step=step)

@@ -237,6 +237,74 @@ def test_regression_outputs_are_told_by_their_compiled_loss_and_activation(loss,
     assert probe.regression_outputs(loss, names, activations) == expected
 
 
+@pytest.mark.parametrize("label, expected", [
+    (3, 3), (np.int64(0), 0), (2.0, 2), (0.5, None), (True, 1),
+    ([0, 0, 1], 2), ([0.1, 0.7, 0.2], 1), (np.array([[1.0]]), None),
+    ([1, 0, 1], None),            # several tags: no single class
+    ([0, 0, 0], None),            # no tag
+    ([0.3, 2.5], None),           # regression targets
+    (np.zeros((4, 4), int), None),  # a segmentation mask
+])
+def test_true_class_only_where_a_label_names_one_class(label, expected):
+    from tb_layerview import probe
+
+    assert probe.true_class(label) == expected
+
+
+@pytest.mark.parametrize("loss, names, widths, activations, expected", [
+    ("binary_crossentropy", ["tags"], {"tags": 5}, {"tags": "sigmoid"}, {"tags": 0.5}),
+    ("categorical_crossentropy", ["tags"], {"tags": 5}, {"tags": "sigmoid"}, {"tags": 0.5}),
+    (keras.losses.BinaryCrossentropy(from_logits=True), ["tags"], {"tags": 5}, {"tags": "linear"}, {"tags": 0.0}),
+    (keras.losses.BinaryFocalCrossentropy(), ["tags"], {"tags": 5}, {"tags": None}, {"tags": 0.5}),
+    ("binary_crossentropy", ["out"], {"out": 2}, {"out": "softmax"}, {}),  # one of two classes
+    ("binary_crossentropy", ["out"], {"out": 1}, {"out": "sigmoid"}, {}),  # a yes/no output
+    ("sparse_categorical_crossentropy", ["out"], {"out": 10}, {"out": "softmax"}, {}),
+    (["mse", "binary_crossentropy"], ["box", "tags"], {"tags": 3}, {}, {"tags": 0.5}),
+    ({"tags": "bce"}, ["cls", "tags"], {"cls": 4, "tags": 3}, {}, {"tags": 0.5}),
+    (None, ["tags"], {"tags": 5}, {"tags": "sigmoid"}, {"tags": 0.5}),
+])
+def test_multilabel_outputs_are_told_by_their_activation_and_loss(loss, names, widths, activations, expected):
+    from tb_layerview import probe
+
+    assert probe.multilabel_outputs(loss, names, widths, activations) == expected
+
+
+def test_multilabel_and_segmentation_labels_are_not_read_as_one_class(tmp_path):
+    """A sigmoid tagger trained on multi-hot labels predicts a set of classes and its labels are sets, not
+    their first tag; a per-pixel label (a segmentation mask) names no class at all."""
+    x = np.random.default_rng(0).random((16, 6)).astype("float32")
+    tags = np.array([[1, 0, 1], [0, 0, 0], [0, 1, 0], [1, 1, 1]] * 4, "float32")
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="sigmoid", name="tags")])
+    model.compile("sgd", "binary_crossentropy")
+    model.fit(x, tags, epochs=1, verbose=0, callbacks=[
+        LayerView(str(tmp_path / "tags"), probe=(x[:4], tags[:4]), class_names=["a", "b", "c"], budget=None)])
+    series, run = only_run(tmp_path / "tags")
+    probes = json_of(run_blob(series, run, metadata.KIND_PREDICTIONS)[1][0])["probes"]
+    scores = model.predict(x[:4], verbose=0)
+    for p, row, label in zip(probes, scores, tags[:4]):
+        rec = p["outputs"]["output"]
+        assert rec["kind"] == "multilabel" and rec["threshold"] == 0.5 and "predicted" not in rec
+        assert rec["predicted_set"] == [int(i) for i in np.flatnonzero(row >= 0.5)]
+        assert rec["predicted_names"] == [["a", "b", "c"][i] for i in rec["predicted_set"]]
+        assert p["label"]["classes"] == [int(i) for i in np.flatnonzero(label)]
+    assert "class" not in probes[0]["label"] and probes[0]["label"]["names"] == ["a", "c"]
+    assert probes[2]["label"]["class"] == 1  # one tag: also that class
+
+    inp = keras.Input((8, 8, 3))
+    seg = keras.Model(inp, keras.layers.Conv2D(4, 1, activation="softmax", name="seg")(inp))
+    # one-hot masks: Keras' sparse cross-entropy of a 3-axis output fails its backward pass on PyTorch
+    # ("grad_input must be contiguous"), with or without LayerView
+    seg.compile("sgd", "categorical_crossentropy")
+    images = np.random.default_rng(1).random((8, 8, 8, 3)).astype("float32")
+    masks = np.eye(4, dtype="float32")[np.random.default_rng(2).integers(0, 4, (8, 8, 8))]
+    seg.fit(images, masks, epochs=1, verbose=0,
+            callbacks=[LayerView(str(tmp_path / "seg"), probe=(images[:2], masks[:2]), budget=None)])
+    series, run = only_run(tmp_path / "seg")
+    for p in json_of(run_blob(series, run, metadata.KIND_PREDICTIONS)[1][0])["probes"]:
+        assert p["label"] == {"value": None}
+        assert p["outputs"]["output"]["type"] == "values"
+
+
 def test_dict_probe_for_named_inputs(tmp_path):
     """A dict probe is matched to the model's inputs by name."""
     a, b = keras.Input((2,), name="left"), keras.Input((3,), name="right")

@@ -18,3 +18,24 @@ test('predictionText shows a regression head as values and the classifier as cla
   assert.equal(predictionText({outputs: {box, cls}, label: {value: 2, class: 2}}, ['a', 'b', 'c']),
     'box: 0.100, 0.200, 0.300, 0.400\ncls: c 70%, a 20%, b 10%\ntrue: 2');
 });
+
+const tags = {type: 'classes', kind: 'multilabel', threshold: 0.5, top: [[2, 0.9], [0, 0.6], [1, 0.1]],
+  predicted_set: [0, 2], predicted_names: ['a', 'c'], names: ['c', 'a', 'b']};
+
+test('predictionCorrect compares a multi-label prediction with the label as sets', () => {
+  assert.equal(predictionCorrect({outputs: {tags}, label: {value: null, classes: [0, 2]}}), true);
+  assert.equal(predictionCorrect({outputs: {tags}, label: {value: null, classes: [0]}}), false);
+  assert.equal(predictionCorrect({outputs: {tags}, label: {value: null, classes: [0, 1]}}), false);
+  assert.equal(predictionCorrect({outputs: {tags}, label: {value: null}}), null);
+  // one tag is also a class, but the tagger is judged on the whole set
+  assert.equal(predictionCorrect({outputs: {tags}, label: {value: null, class: 2, classes: [2]}}), false);
+});
+
+test('predictionText shows the predicted and the true set of a tagger, and no true line for a mask', () => {
+  assert.equal(predictionText({outputs: {tags}, label: {value: null, classes: [0, 2], names: ['a', 'c']}}),
+    '{a, c} · c 90%, a 60%, b 10%\ntrue: {a, c}');
+  const none = {...tags, predicted_set: [], predicted_names: []};
+  assert.equal(predictionText({outputs: {none}, label: {value: null, classes: []}}, ['a', 'b', 'c']),
+    '{} · c 90%, a 60%, b 10%\ntrue: {}');
+  assert.equal(predictionText({outputs: {box}, label: {value: null}}), '0.100, 0.200, 0.300, 0.400');
+});
