@@ -616,8 +616,9 @@ def to_numpy(t):
     Immutable tensors (TensorFlow's eager tensors, JAX arrays) come back as
     read-only views of their host buffer where they have one, without the
     copy ``keras.ops.convert_to_numpy`` makes (ResNet50 at 64x64: 0.12 s of
-    copying per probe pass). Other values (variables, PyTorch tensors) go
-    through ``keras.ops.convert_to_numpy``, which may share their memory:
+    copying per probe pass). PyTorch tensors come back as views of their CPU
+    memory (bfloat16 as float32), and other values (variables) go through
+    ``keras.ops.convert_to_numpy``; both may share memory with the model:
     :func:`snapshot` makes a copy that training cannot change.
     """
     if isinstance(t, np.ndarray):
@@ -628,6 +629,11 @@ def to_numpy(t):
             return np.asarray(t)
         except Exception:  # noqa: BLE001 - e.g. a string tensor: Keras' conversion decides
             pass
+    if kind.__module__.split(".", 1)[0] == "torch" and hasattr(t, "detach"):
+        # Directly: numpy 2 warns at every np.array() of a PyTorch tensor, which is
+        # how Keras converts them. bfloat16 has no numpy type there; float32 holds it exactly.
+        t = t.detach()
+        return (t.float() if str(t.dtype) == "torch.bfloat16" else t).cpu().numpy()
     import keras
 
     return np.asarray(keras.ops.convert_to_numpy(t))

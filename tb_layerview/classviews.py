@@ -65,11 +65,21 @@ def backquery_plan(model):
     if len(inputs) > 1:
         raise BackQueryUnavailable("back-query needs a single-input model; %r has %d inputs."
                                    " Use activation maximisation instead." % (model.name, len(inputs)))
-    plan = []
+    plan, names = [], []
 
     def visit(m):
-        for layer in m.layers:
+        # A functional model's operations include keras.ops calls made outside any layer.
+        for layer in getattr(m, "operations", None) or m.layers:
             cls = type(layer).__name__
+            if not isinstance(layer, keras.layers.Layer):
+                raise BackQueryUnavailable(
+                    "back-query is unavailable: %r applies the operation %r (%s) outside any layer. Use"
+                    " activation maximisation instead." % (m.name, getattr(layer, "name", cls), cls))
+            calls = len(getattr(layer, "_inbound_nodes", None) or ()) if not isinstance(layer, keras.Model) else 0
+            if calls > 1:
+                raise BackQueryUnavailable(
+                    "back-query is unavailable: layer %r (%s) is called %d times in the model, so the model"
+                    " is not a chain of layers. Use activation maximisation instead." % (layer.name, cls, calls))
             if isinstance(layer, keras.Model):
                 visit(layer)
             elif isinstance(layer, keras.layers.Dense):
@@ -79,9 +89,16 @@ def backquery_plan(model):
                         "back-query is unavailable: layer %r (Dense) uses the %r activation, which has no"
                         " inverse (needs sigmoid, tanh, linear or softmax). Use activation maximisation"
                         " instead." % (layer.name, act))
-                weights = layer.get_weights()
-                bias = weights[1] if len(weights) > 1 else np.zeros(weights[0].shape[1], np.float32)
-                plan.append((np.asarray(weights[0], np.float64), np.asarray(bias, np.float64), act))
+                kernel = capture.to_numpy(layer.kernel.value)
+                bias = capture.to_numpy(layer.bias.value) if layer.use_bias else None
+                if plan and plan[-1][0].shape[1] != kernel.shape[0]:
+                    raise BackQueryUnavailable(
+                        "back-query is unavailable: the Dense layers do not form a chain (%r gives %d values,"
+                        " %r takes %d). Use activation maximisation instead."
+                        % (names[-1], plan[-1][0].shape[1], layer.name, kernel.shape[0]))
+                bias = np.zeros(kernel.shape[1]) if bias is None else bias
+                plan.append((np.asarray(kernel, np.float64), np.asarray(bias, np.float64), act))
+                names.append(layer.name)
             elif cls == "Activation":
                 act = _activation_name(layer)
                 if act not in INVERTIBLE:

@@ -69,6 +69,28 @@ def test_relu_network_gets_a_message_naming_the_blocking_layer():
         classviews.backquery_plan(conv)
 
 
+def test_backquery_refuses_graphs_that_are_not_a_chain_of_dense_layers():
+    """Dense layers listed in order are not a chain when the graph reuses a layer, applies a keras.ops call
+    between them or feeds a Dense the last axis of a 3-axis tensor: back-query says so up front instead of
+    failing at its first class view (it raised a numpy broadcasting error on the first two)."""
+    i = keras.Input((4,))
+    shared = keras.layers.Dense(4, activation="tanh", name="shared")
+    twice = keras.Model(i, keras.layers.Dense(2, activation="softmax", name="out")(shared(shared(i))))
+    with pytest.raises(classviews.BackQueryUnavailable, match=r"layer 'shared' \(Dense\) is called 2 times"):
+        classviews.backquery_plan(twice)
+
+    j = keras.Input((4,))
+    h = keras.ops.concatenate([keras.layers.Dense(3, activation="tanh", name="d1")(j), j], axis=-1)
+    raw = keras.Model(j, keras.layers.Dense(2, activation="softmax", name="out")(h))
+    with pytest.raises(classviews.BackQueryUnavailable, match=r"applies the operation .*\(Concatenate\) outside"):
+        classviews.backquery_plan(raw)
+
+    seq = keras.Sequential([keras.Input((5, 4)), keras.layers.Dense(3, activation="tanh", name="per_step"),
+                            keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax", name="out")])
+    with pytest.raises(classviews.BackQueryUnavailable, match=r"'per_step' gives 3 values, 'out' takes 15"):
+        classviews.backquery_plan(seq)
+
+
 def two_patterns(n=400, seed=0):
     """8x8 images: class 0 a bright left half, class 1 a bright right half, with noise."""
     rng = np.random.default_rng(seed)
