@@ -68,14 +68,42 @@ def _is_symbolic(t):
     return type(t).__name__ == "KerasTensor"
 
 
+#: Marks the n-th call (n >= 2) of a layer called several times in one pass:
+#: ``"shared@2"``, ``"encoder/conv@2:1"``. The first call keeps the bare path.
+CALL_MARK = "@"
+
+#: Calls of one layer kept per pass: a siamese encoder or a block applied a
+#: few times shows each call; a layer a subclassed model applies in a loop
+#: over dozens of steps keeps its first ones (``calls`` in the config counts all).
+MAX_CALLS = 8
+
+
+def output_key(path, call, suffix):
+    """The key of one output of one call of layer ``path`` (calls count from 1)."""
+    return path + ("%s%d" % (CALL_MARK, call) if call > 1 else "") + suffix
+
+
+def layer_path_of(key, paths):
+    """The path of the layer that gave output ``key`` (see :func:`output_key`
+    and :func:`flatten_outputs`), given the set of layer ``paths``."""
+    if key in paths:
+        return key
+    head = key.split(":", 1)[0]
+    if head in paths:
+        return head
+    base, mark, call = head.rpartition(CALL_MARK)
+    return base if mark and call.isdigit() and base in paths else head
+
+
 class Recording:
     """What :func:`recording` collects: outputs per layer key, and call counts."""
 
     def __init__(self, per_step):
-        self.first = {}  # key -> [(suffix, tensor)] of the first real call
+        self.first = {}  # key -> [[(suffix, tensor)] of each real call] (layers called once, or shared)
         self.steps = {}  # key -> list of per-call [(suffix, tensor)] (per-time-step layers)
         self.calls = {}
         self._per_step = per_step
+        self._order = []  # (key, call) in the order the calls returned
 
     def add(self, key, out):
         flat = flatten_outputs(out)
@@ -84,20 +112,23 @@ class Recording:
         self.calls[key] = self.calls.get(key, 0) + 1
         if key in self._per_step:
             self.steps.setdefault(key, []).append(flat)
-        elif key not in self.first:  # shared layers: the first call, as layer.output
-            self.first[key] = flat
+        elif len(self.first.get(key, ())) < MAX_CALLS:  # a shared layer (siamese branches): each call
+            self.first.setdefault(key, []).append(flat)
+            self._order.append((key, len(self.first[key])))
 
     def output(self, key):
         """The first output tensor of layer ``key`` (its first call), or None."""
-        flat = self.first.get(key) or (self.steps.get(key) or [None])[0]
+        flat = (self.first.get(key) or [None])[0] or (self.steps.get(key) or [None])[0]
         return flat[0][1] if flat else None
 
     def outputs(self, stack):
-        """``{key + suffix: tensor}``; per-time-step calls stacked along axis 1 with ``stack``."""
+        """``{key + suffix: tensor}`` of every call in call order (the n-th call
+        of a shared layer under :func:`output_key`); per-time-step calls
+        stacked along axis 1 with ``stack``."""
         out = {}
-        for key, flat in self.first.items():
-            for suffix, t in flat:
-                out[key + suffix] = t
+        for key, call in self._order:
+            for suffix, t in self.first[key][call - 1]:
+                out[output_key(key, call, suffix)] = t
         for key, calls in self.steps.items():
             for i, (suffix, _) in enumerate(calls[0]):
                 parts = [c[i][1] for c in calls if len(c) > i]
@@ -495,7 +526,7 @@ class ProbePass:
         tensors = rec.outputs(lambda parts: ops.stack(parts, axis=1))
         kept, specs, jobs = {}, {}, []
         for key, t in tensors.items():
-            layer_path = key.split(":", 1)[0] if key not in self._layers else key
+            layer_path = layer_path_of(key, self._layers)
             specs[key] = OutputSpec(key, layer_path, tuple(int(d) if d is not None else -1 for d in t.shape[1:]),
                                     str(t.dtype))
             if not _drawable(t) or len(t.shape) < 1:

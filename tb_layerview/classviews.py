@@ -89,8 +89,8 @@ def backquery_plan(model):
                         "back-query is unavailable: layer %r (Dense) uses the %r activation, which has no"
                         " inverse (needs sigmoid, tanh, linear or softmax). Use activation maximisation"
                         " instead." % (layer.name, act))
-                kernel = capture.to_numpy(layer.kernel.value)
-                bias = capture.to_numpy(layer.bias.value) if layer.use_bias else None
+                kernel = capture.snapshot(layer.kernel)
+                bias = capture.snapshot(layer.bias) if layer.use_bias else None
                 if plan and plan[-1][0].shape[1] != kernel.shape[0]:
                     raise BackQueryUnavailable(
                         "back-query is unavailable: the Dense layers do not form a chain (%r gives %d values,"

@@ -1,7 +1,8 @@
 """The layer walk: every layer of a model in order, with its path.
 
 Nested models (and a model wrapped in ``TimeDistributed``) are entered, so
-their layers get paths such as ``encoder/conv1``. Shared layers appear once.
+their layers get paths such as ``encoder/conv1``. Shared layers appear once
+(their calls are told apart by the capture: :func:`tb_layerview.capture.output_key`).
 """
 
 import dataclasses

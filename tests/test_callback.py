@@ -134,8 +134,20 @@ def test_nested_model_layers_are_logged_under_a_path(tmp_path):
     assert enc["nested_model"] is True and "encoder/" in enc["skipped"]
 
 
+def _stats_by_path(series, run, step):
+    from tb_layerview import stats
+
+    header, data = stats.decode(*run_blob(series, run, metadata.KIND_STATS)[step])
+    out, at = {}, 0
+    for layer in header["layers"]:
+        out[layer["path"]] = dict(zip(header["stats"], data[:, at:at + layer["channels"]]))
+        at += layer["channels"]
+    return out
+
+
 def test_multi_input_multi_output_and_shared_layers(tmp_path):
-    """Two inputs through one shared Dense, two outputs: all logged, shared layer called twice."""
+    """Two inputs through one shared Dense, two outputs: all logged, and the shared layer's second call
+    too, as 'shared@2' (it used to show its first call only)."""
     a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
     shared = keras.layers.Dense(3, name="shared")
     merged = keras.layers.Concatenate(name="concat")([shared(a), shared(b)])
@@ -148,13 +160,75 @@ def test_multi_input_multi_output_and_shared_layers(tmp_path):
               callbacks=[LayerView(str(tmp_path / "multi"), probe=[xa[:2], xb[:2]], budget=None)])
     series, run = only_run(tmp_path / "multi")
     assert {k for k in layer_series(series, run) if k[0] == ACT} == {
-        (ACT, "shared"), (ACT, "concat"), (ACT, "out1"), (ACT, "out2")}
+        (ACT, "shared"), (ACT, "shared@2"), (ACT, "concat"), (ACT, "out1"), (ACT, "out2")}
     config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
     assert next(l for l in config["layers"] if l["path"] == "shared")["calls"] == 2
+    assert not [l for l in config["layers"] if "@" in l["path"]]  # one layer, two calls
+    by_path = _stats_by_path(series, run, 1)
+    assert list(by_path)[:2] == ["shared", "shared@2"]
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in model.get_layer("shared").weights)
+    np.testing.assert_allclose(by_path["shared"]["mean"], xa[0] @ kernel + bias, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(by_path["shared@2"]["mean"], xb[0] @ kernel + bias, rtol=1e-5, atol=1e-6)
     preds = json_of(run_blob(series, run, metadata.KIND_PREDICTIONS)[1][0])
     assert set(preds["probes"][0]["outputs"]) == {"out1", "out2"}
     probes = json_of(run_blob(series, run, metadata.KIND_PROBES)[0][0])
     assert probes["inputs"] == ["a", "b"]
+
+
+class RepeatedBlock(keras.Model):
+    """Applies one Dense 12 times, as a weight-tied block."""
+
+    def __init__(self):
+        super().__init__()
+        self.step = keras.layers.Dense(4, activation="tanh", name="step")
+        self.head = keras.layers.Dense(2, activation="softmax", name="head")
+
+    def call(self, x):
+        for _ in range(12):
+            x = self.step(x)
+        return self.head(x)
+
+
+def test_siamese_branches_each_get_their_series_and_a_looped_layer_keeps_its_first_calls(tmp_path):
+    """A nested encoder applied to two inputs logs each branch's layers ('encoder/conv' and
+    'encoder/conv@2', told apart by their statistics); a layer applied 12 times keeps 8 calls
+    (capture.MAX_CALLS) and counts 12."""
+    from tb_layerview import capture
+
+    enc_in = keras.Input((6, 6, 1))
+    enc = keras.Model(enc_in, keras.layers.GlobalAveragePooling2D(name="gap")(
+        keras.layers.Conv2D(2, 3, name="conv")(enc_in)), name="encoder")
+    left, right = keras.Input((6, 6, 1), name="left"), keras.Input((6, 6, 1), name="right")
+    model = keras.Model([left, right], keras.layers.Dense(1, activation="sigmoid", name="same")(
+        keras.layers.Subtract(name="diff")([enc(left), enc(right)])))
+    model.compile("sgd", "binary_crossentropy")
+    xl, xr = np.ones((8, 6, 6, 1), np.float32), np.full((8, 6, 6, 1), -2.0, np.float32)
+    model.fit([xl, xr], np.zeros((8, 1)), epochs=1, verbose=0,
+              callbacks=[LayerView(str(tmp_path / "siamese"), probe=[xl[:2], xr[:2]], budget=None)])
+    series, run = only_run(tmp_path / "siamese")
+    assert {k[1] for k in layer_series(series, run) if k[0] == ACT} == {
+        "encoder/conv", "encoder/conv@2", "encoder/gap", "encoder/gap@2", "diff", "same"}
+    meta = {s["meta"].layer: s["meta"] for s in series[run].values() if s["meta"].kind == ACT}
+    assert meta["encoder/conv@2"].parent == "encoder"
+    assert meta["encoder/conv@2"].layer_index == meta["encoder/conv"].layer_index
+    by_path = _stats_by_path(series, run, 1)
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in enc.get_layer("conv").weights)
+    np.testing.assert_allclose(by_path["encoder/gap"]["mean"], kernel.sum((0, 1, 2)) + bias, rtol=1e-5)
+    np.testing.assert_allclose(by_path["encoder/gap@2"]["mean"], -2 * kernel.sum((0, 1, 2)) + bias, rtol=1e-5)
+
+    looped = RepeatedBlock()
+    looped.compile("sgd", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((8, 4)).astype("float32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        looped.fit(x, np.zeros(8, int), epochs=1, verbose=0,
+                   callbacks=[LayerView(str(tmp_path / "looped"), probe=x[:2], budget=None)])
+    assert not [w for w in caught if issubclass(w.category, LayerViewWarning)], [str(w.message) for w in caught]
+    series, run = only_run(tmp_path / "looped")
+    assert list(_stats_by_path(series, run, 1)) == (
+        ["step"] + ["step@%d" % i for i in range(2, capture.MAX_CALLS + 1)] + ["head"])
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    assert next(l for l in config["layers"] if l["path"] == "step")["calls"] == 12
 
 
 class _TwoHeads(keras.Model):
