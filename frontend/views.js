@@ -194,8 +194,10 @@ export function predictionText(entry, classNames) {
     }
   }
   const l = entry.label;
-  if (l && l.class !== undefined) parts.push(`true: ${l.name ?? String(l.class)}`);
-  else if (l && l.classes) parts.push(`true: ${classList(l.classes, l.names, classNames)}`);
+  // A tagger's one-hot label is a set of one tag, as its prediction is a set.
+  const tagger = Object.values(entry.outputs || {}).some((r) => r.kind === 'multilabel');
+  if (l && l.classes && (tagger || l.class === undefined)) parts.push(`true: ${classList(l.classes, l.names, classNames)}`);
+  else if (l && l.class !== undefined) parts.push(`true: ${l.name ?? String(l.class)}`);
   else if (l && l.value !== null && l.value !== undefined) parts.push(`true: ${formatNumber(l.value)}`);
   return parts.join('\n');
 }

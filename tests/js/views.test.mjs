@@ -38,4 +38,8 @@ test('predictionText shows the predicted and the true set of a tagger, and no tr
   assert.equal(predictionText({outputs: {none}, label: {value: null, classes: []}}, ['a', 'b', 'c']),
     '{} · c 90%, a 60%, b 10%\ntrue: {}');
   assert.equal(predictionText({outputs: {box}, label: {value: null}}), '0.100, 0.200, 0.300, 0.400');
+  // one tag: a set of one for a tagger, a class for a classifier
+  const oneTag = {value: null, class: 0, name: 'a', classes: [0], names: ['a']};
+  assert.equal(predictionText({outputs: {tags}, label: oneTag}), '{a, c} · c 90%, a 60%, b 10%\ntrue: {a}');
+  assert.equal(predictionText({outputs: {cls}, label: oneTag}), '2 70%, 0 20%, 1 10%\ntrue: a');
 });
