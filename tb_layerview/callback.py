@@ -529,11 +529,19 @@ class LayerView(keras.callbacks.Callback):
         return result
 
     def _image_shape(self):
-        """The image shape of the (first) input, for dense-unit filters and class views."""
+        """The image shape of the (first) input, channels last, for dense-unit filters and class views."""
         if self.input_image_shape is not None:
             return self.input_image_shape
         first = self.probe.arrays[0]
-        return render.image_shape_of(first.shape[1:])
+        return render.image_shape_of(first.shape[1:], self._input_channels_first())
+
+    def _input_channels_first(self):
+        """Whether the model takes its (first) input's images as (C, H, W):
+        the layout of the first layer that reads it (:func:`walk.data_format_of`)."""
+        first = self.probe.arrays[0]
+        reader = next((e.layer for e in self._entries if not e.container), None)
+        return (first.ndim == 4 and reader is not None
+                and walk_lib.data_format_of(reader) == "channels_first")
 
     def _output_skip_reason(self, key, spec):
         entry = self._by_path[spec.layer_path]
@@ -702,7 +710,7 @@ class LayerView(keras.callbacks.Callback):
         if self._classlog is None:
             self._classlog = classlog.ClassViewLog(self.model, self.probe, self.max_classes, self.maximize_steps,
                                                    self.attribution_layer, self.maximize_units,
-                                                   self._image_shape(), self._warn)
+                                                   self._image_shape(), self._warn, self._input_channels_first())
         log = self._classlog
         regression = self._regression
         available = log.available(outputs, regression)
@@ -875,7 +883,8 @@ class LayerView(keras.callbacks.Callback):
         with writer_lib.writing_to(self._get_writer()):
             summary.config(info, step=step)
             summary.probes(self.probe.named(model), step=step, labels=self.probe.labels,
-                           class_names=self.class_names, image_shape=self.input_image_shape)
+                           class_names=self.class_names, image_shape=self.input_image_shape,
+                           channels_first=self._input_channels_first())
 
     def _check_class_names(self):
         """Warns when ``class_names`` fit none of the outputs that predict

@@ -43,13 +43,15 @@ class ClassViewLog:
       probe: the :class:`tb_layerview.probe.Probe`.
       max_classes, maximize_steps, attribution_layer, maximize_units: as for
         ``LayerView``.
-      image_shape: the input's image shape for drawing, or None.
+      image_shape: the input's image shape for drawing (channels last), or None.
       warn: ``warn(key, message)``.
+      channels_first: the model takes images as (C, H, W); the class views
+        are computed and drawn channels last.
     """
 
     def __init__(self, model, probe, max_classes, maximize_steps, attribution_layer, maximize_units,
-                 image_shape, warn):
-        self.model, self.probe = model, probe
+                 image_shape, warn, channels_first=False):
+        self.model, self.probe, self.channels_first = model, probe, channels_first
         self.max_classes, self.maximize_steps = max_classes, maximize_steps
         self.attribution_layer, self.maximize_units = attribution_layer, maximize_units
         self.image_shape, self.warn = image_shape, warn
@@ -120,7 +122,8 @@ class ClassViewLog:
             try:
                 lo, hi = self.probe.value_range()
                 images, history = classviews.maximize(self.model, classes, steps=self.maximize_steps,
-                                                      value_range=(lo, hi), input_shape=probe.shape[1:])
+                                                      value_range=(lo, hi), input_shape=probe.shape[1:],
+                                                      channels_first=self.channels_first)
                 extra = {"scores": history[-1].tolist(), "history": history.tolist(),
                          "params": {"steps": self.maximize_steps, "value_range": [lo, hi]}}
                 out.append(items.ClassImages(metadata.KIND_MAXIMIZATION, images, classes, self.image_shape, extra))
@@ -153,7 +156,7 @@ class ClassViewLog:
             targets += [{"probe": i, "class": c, "which": "true"} for i, c in enumerate(true)]
         inputs = np.concatenate([probe] * (len(targets) // len(probe)))
         maps, info = classviews.attribution(self.model, inputs, [t["class"] for t in targets],
-                                            layer=self.attribution_layer)
+                                            layer=self.attribution_layer, channels_first=self.channels_first)
         self._set(metadata.KIND_ATTRIBUTION, True, method=info["method"], layer=info["layer"])
         return items.Attribution(maps, targets, info)
 
@@ -179,7 +182,8 @@ class ClassViewLog:
             try:
                 images, history = classviews.maximize(self.model, layer=entry.layer, units=units,
                                                       steps=self.maximize_steps, value_range=value_range,
-                                                      input_shape=probe.shape[1:])
+                                                      input_shape=probe.shape[1:],
+                                                      channels_first=self.channels_first)
                 extra = {"scores": history[-1].tolist(), "history": history.tolist(),
                          "params": {"steps": self.maximize_steps, "value_range": list(value_range)}}
                 out.append(items.Units(entry, images, units, self.image_shape, extra))

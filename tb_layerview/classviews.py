@@ -194,7 +194,7 @@ def _blur(x):
 
 def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05, l2=0.01, jitter=2,
              blur_every=4, value_range=(0.0, 1.0), seed=0, output_index=0, record_every=8,
-             layer=None, units=None):
+             layer=None, units=None, channels_first=False):
     """Activation maximisation for several classes (or units) in one batch.
 
     Starts from the same seeded noise every call (so epochs are comparable)
@@ -227,10 +227,14 @@ def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05
       record_every: the un-jittered target scores are recorded every this
         many steps, and after the last.
       layer: a layer (object or name) whose units to maximise instead.
-      units: the unit (last-axis) indices of ``layer``.
+      units: the unit (channel) indices of ``layer``.
+      channels_first: the model takes images as (C, H, W). The images are
+        optimised, shifted, blurred and returned channels last (H, W, C), and
+        turned to the model's layout for each call.
 
     Returns:
-      ``(images, history)``: float32 array (K,) + input_shape, and the target
+      ``(images, history)``: float32 array (K,) + input_shape (channels last,
+      see above), and the target
       scores (log-probabilities for outputs in [0, 1]), one row (K,) per
       record, the first before any step and the last after the final step.
     """
@@ -238,6 +242,9 @@ def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05
     if input_shape is None:
         input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     input_shape = tuple(int(d) for d in input_shape)
+    channels_first = bool(channels_first) and len(input_shape) == 3
+    if channels_first:
+        input_shape = input_shape[1:] + input_shape[:1]
     if isinstance(layer, str):
         layer = _find_layer(model, layer)
     if layer is not None:
@@ -258,11 +265,12 @@ def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05
     shift_rng = np.random.default_rng(seed + 1)
     state = g.state(model)
     if layer is None:
-        first = capture.to_numpy(_class_output(g.call(model, state, x), output_index))
+        first = capture.to_numpy(_class_output(g.call(model, state, _model_layout(x, channels_first)), output_index))
         use_log = bool(np.all(first >= 0.0) and np.all(first <= 1.0))
     else:
         use_log = False
-    score, step_fn = _ascent_functions(g, model, tuple(targets), input_shape, use_log, output_index, layer)
+    score, step_fn = _ascent_functions(g, model, tuple(targets), input_shape, use_log, output_index, layer,
+                                       channels_first)
     history = []
     params = tuple(g.constant(v) for v in (learning_rate * (hi - lo), l2, lo, hi))
     for step in range(steps):
@@ -310,25 +318,41 @@ def _class_scores(out, classes):
 _ASCENT_CACHE = weakref.WeakKeyDictionary()
 
 
-def _ascent_functions(g, model, targets, input_shape, use_log, output_index, layer=None):
-    """(score, step) functions maximising ``targets``: classes of ``model``,
-    or units of ``layer``, compiled by the backend ``g``."""
+def _model_layout(x, channels_first):
+    """Channels-last images (N, H, W, C) as a channels-first model takes them."""
     from keras import ops
 
-    key = (g.name, targets, input_shape, use_log, output_index, None if layer is None else id(layer))
+    return ops.transpose(x, (0, 3, 1, 2)) if channels_first else x
+
+
+def _ascent_functions(g, model, targets, input_shape, use_log, output_index, layer=None, channels_first=False):
+    """(score, step) functions maximising ``targets``: classes of ``model``,
+    or units of ``layer``, compiled by the backend ``g``; ``input_shape`` is
+    channels last, and ``channels_first`` models get their inputs transposed."""
+    from keras import ops
+
+    from tb_layerview import walk
+
+    key = (g.name, targets, input_shape, use_log, output_index, None if layer is None else id(layer),
+           channels_first)
     per_model = _ASCENT_CACHE.setdefault(model, {})
     if key in per_model:
         return per_model[key]
     image = len(input_shape) == 3
     axes = list(range(1, len(input_shape) + 1))
 
+    unit_cf = layer is not None and walk.data_format_of(layer) == "channels_first"
+
     def score_of(state, inp):
+        inp = _model_layout(inp, channels_first)
         if layer is not None:
             with capture.recording({"units": layer}) as rec:
                 g.call(model, state, inp)
             feats = ops.cast(rec.output("units"), "float32")
-            per_unit = ops.mean(feats, axis=list(range(1, len(feats.shape) - 1))) if len(feats.shape) > 2 else feats
-            return _pick(per_unit, targets)  # a unit's mean, even for a layer of one unit
+            rank = len(feats.shape)
+            if rank > 2:  # a unit's mean over its positions
+                feats = ops.mean(feats, axis=list(range(2, rank)) if unit_cf else list(range(1, rank - 1)))
+            return _pick(feats, targets)  # a unit's mean, even for a layer of one unit
         s = _class_scores(_class_output(g.call(model, state, inp), output_index), targets)
         return ops.log(s + 1e-7) if use_log else s
 
@@ -397,7 +421,7 @@ def _normalise(maps):
     return maps / mx.reshape((-1,) + (1,) * (maps.ndim - 1))
 
 
-def attribution(model, inputs, classes, layer=None, output_index=0, weighting="elementwise"):
+def attribution(model, inputs, classes, layer=None, output_index=0, weighting="elementwise", channels_first=False):
     """Where the model looks: Grad-CAM on a conv layer, else gradient x input.
 
     Grad-CAM weighs a convolutional layer's feature maps A_k by the gradient
@@ -416,6 +440,8 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
         when None; without any, gradient x input saliency is used.
       output_index: which output of a multi-output model.
       weighting: ``"elementwise"`` or ``"mean"`` (see above).
+      channels_first: the inputs are images (N, C, H, W). The conv layer's
+        channel axis is its own (:func:`tb_layerview.walk.data_format_of`).
 
     Returns:
       ``(maps, info)``: float32 maps in [0, 1], (N, H, W) for image inputs
@@ -427,8 +453,12 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
         raise ValueError('weighting must be "elementwise" or "mean"; got %r' % (weighting,))
     from keras import ops
 
+    from tb_layerview import walk
+
     g = gradients.for_backend()
     x_np = np.asarray(inputs, np.float32)
+    channels_first = bool(channels_first) and x_np.ndim == 4
+    spatial = (int(x_np.shape[-2]), int(x_np.shape[-1])) if channels_first else tuple(int(d) for d in x_np.shape[1:3])
     x = g.constant(x_np)
     classes = [int(c) for c in classes]
     if isinstance(layer, str):
@@ -446,7 +476,7 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
             raise ValueError("the class score does not depend differentiably on the input")
         sal = np.abs(capture.to_numpy(grad) * x_np)
         if sal.ndim == 4:
-            sal = sal.sum(axis=-1)
+            sal = sal.sum(axis=1 if channels_first else -1)
         return _normalise(sal).astype(np.float32), {"method": "saliency", "layer": None, "weighting": None}
     # The gradient with respect to the layer's output is taken as the gradient
     # of a zero offset added to it: the one form every backend differentiates.
@@ -463,11 +493,13 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
 
     _, _, grads = g.value_and_grad(layer_score, zero)
     feats, grads = capture.to_numpy(feats).astype(np.float64), capture.to_numpy(grads).astype(np.float64)
+    if walk.data_format_of(layer) == "channels_first" and feats.ndim == 4:
+        feats, grads = np.moveaxis(feats, 1, -1), np.moveaxis(grads, 1, -1)
     if weighting == "mean":
         grads = np.broadcast_to(grads.mean(axis=(1, 2), keepdims=True), grads.shape)
     cam = np.maximum((feats * grads).sum(axis=-1), 0.0)
     if x_np.ndim == 4:
-        cam = _upsample(cam, (int(x_np.shape[1]), int(x_np.shape[2])))
+        cam = _upsample(cam, spatial)
     return _normalise(cam).astype(np.float32), {"method": "gradcam", "layer": layer.name, "weighting": weighting}
 
 

@@ -475,13 +475,17 @@ def decode_png(data):
     return np.asarray(Image.open(io.BytesIO(data)))
 
 
-def image_shape_of(shape):
+def image_shape_of(shape, channels_first=False):
     """Returns (h, w[, c]) if a sample of ``shape`` looks like an image, else None.
 
     Image-like: (H, W), (H, W, 1|3|4) with H, W >= 4, or a flat vector whose
-    length is a perfect square >= 64 (e.g. 784 -> 28x28).
+    length is a perfect square >= 64 (e.g. 784 -> 28x28). With
+    ``channels_first`` a 3-D sample is read as (C, H, W) and its image shape
+    is still given channels last (see :func:`channels_last`).
     """
     shape = tuple(int(s) for s in shape if s is not None)
+    if channels_first and len(shape) == 3:
+        shape = shape[1:] + shape[:1]
     if len(shape) == 2 and min(shape) >= 4:
         return shape
     if len(shape) == 3 and min(shape[:2]) >= 4 and shape[2] in (1, 3, 4):
@@ -491,6 +495,13 @@ def image_shape_of(shape):
         if r * r == shape[0]:
             return (r, r)
     return None
+
+
+def channels_last(x, channels_first=True):
+    """A batch of channels-first images (N, C, H, W) as (N, H, W, C); any
+    other array, or ``channels_first=False``, as it is."""
+    x = np.asarray(x)
+    return np.moveaxis(x, 1, -1) if channels_first and x.ndim == 4 else x
 
 
 def render_input(x, image_shape=None):

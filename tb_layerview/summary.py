@@ -270,7 +270,8 @@ def config(model_config, step=None):
     return write_blobs(metadata.KIND_CONFIG, [json_bytes(model_config)], step=step)
 
 
-def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_values=256, max_text=1000):
+def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_values=256, max_text=1000,
+                channels_first=False):
     """Renders probe inputs to ``[info_json, png_0, ...]``.
 
     Args:
@@ -282,6 +283,8 @@ def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_val
       image_shape: forces the image shape of the drawn input.
       max_values: values per input and probe kept in the JSON.
       max_text: characters kept of each string.
+      channels_first: image inputs are (C, H, W), as the model's first layer
+        reads them; they are drawn channels last.
     """
     names = list(inputs)
     n = int(np.shape(inputs[names[0]])[0])
@@ -290,10 +293,11 @@ def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_val
         arr = np.asarray(inputs[nm])
         if probe_lib.is_text(arr):
             continue
-        shape = image_shape or render.image_shape_of(arr.shape[1:])
+        shape = image_shape or render.image_shape_of(arr.shape[1:], channels_first)
         if shape is not None and np.issubdtype(render.to_float(arr[:1]).dtype, np.floating):
             drawn = nm
             break
+    pictures = render.channels_last(inputs[drawn], channels_first) if drawn is not None else None
     pngs, probes = [], []
     for i in range(n):
         entry = {"inputs": {}}
@@ -311,7 +315,7 @@ def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_val
         if labels is not None:
             entry["label"] = _label_of(np.asarray(labels)[i], class_names)
         if drawn is not None:
-            img, img_info = render.render_input(np.asarray(inputs[drawn])[i], image_shape)
+            img, img_info = render.render_input(pictures[i], image_shape)
             pngs.append(render.encode_png(img))
             entry["image"] = img_info
         probes.append(entry)
@@ -347,12 +351,14 @@ def _label_of(y, class_names):
     return out
 
 
-def probes(inputs, step=None, labels=None, class_names=None, image_shape=None):
-    """Writes the probe inputs (once per run)."""
+def probes(inputs, step=None, labels=None, class_names=None, image_shape=None, channels_first=False):
+    """Writes the probe inputs (once per run); ``channels_first``: as for
+    :func:`probe_blobs`."""
     if not isinstance(inputs, dict):
         inputs = {"input": inputs}
     return write_blobs(metadata.KIND_PROBES,
-                       probe_blobs(inputs, labels, class_names, image_shape), step=step)
+                       probe_blobs(inputs, labels, class_names, image_shape, channels_first=channels_first),
+                       step=step)
 
 
 def prediction_record(outputs, class_names=None, top_k=5, labels=None, regression=(), multilabel=None):

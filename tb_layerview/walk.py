@@ -6,6 +6,7 @@ their layers get paths such as ``encoder/conv1``. Shared layers appear once
 """
 
 import dataclasses
+import functools
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -33,9 +34,44 @@ class LayerEntry:
     def layer_class(self):
         return type(self.layer).__name__
 
-    @property
+    @functools.cached_property
     def data_format(self):
-        return getattr(self.layer, "data_format", None)
+        return data_format_of(self.layer)
+
+
+def data_format_of(layer, _hops=0):
+    """Where a layer's image-like (4-D and 5-D) outputs keep their channels:
+    ``"channels_first"`` or ``"channels_last"``.
+
+    The layer's own ``data_format`` where it has one (convolutions, pooling);
+    else a channel axis it names, 1 or -1 (``BatchNormalization(axis=1)``,
+    ``Concatenate(axis=1)``); else ``channels_first`` for a wrapped PyTorch
+    module, whose convention that is, and ``channels_last`` for a Dense
+    layer, which acts on the last axis. A layer with none of these (the
+    ``Activation`` and ``Add`` layers of a channels-first ResNet) keeps the
+    layout of the layer that feeds it, in a model's graph; without one,
+    Keras' ``image_data_format()`` decides.
+    """
+    fmt = getattr(layer, "data_format", None)
+    if fmt in ("channels_first", "channels_last"):
+        return fmt
+    axis = getattr(layer, "axis", None)
+    if type(axis) is int and axis in (1, -1):
+        return "channels_first" if axis == 1 else "channels_last"
+    kinds = {c.__name__ for c in type(layer).__mro__}
+    if "TorchModuleWrapper" in kinds:
+        return "channels_first"
+    if kinds & {"Dense", "EinsumDense"}:
+        return "channels_last"
+    nodes = getattr(layer, "_inbound_nodes", None) or ()
+    if nodes and _hops < 100:
+        for t in getattr(nodes[0], "input_tensors", ()):
+            source = getattr(getattr(t, "_keras_history", None), "operation", None)
+            if source is not None and type(source).__name__ != "InputLayer":
+                return data_format_of(source, _hops + 1)
+    import keras
+
+    return keras.config.image_data_format()
 
 
 def _is_model(layer):

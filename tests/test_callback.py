@@ -175,6 +175,42 @@ def test_multi_input_multi_output_and_shared_layers(tmp_path):
     assert probes["inputs"] == ["a", "b"]
 
 
+def test_channels_first_model_keeps_channels_on_axis_1_in_every_layer(tmp_path):
+    """Built under keras.config.set_image_data_format("channels_first") (as PyTorch users often do): the
+    BatchNormalization, Activation and Add layers, which have no data_format of their own, are read
+    channels first like the convolutions (their statistics used to count the width as channels), the
+    probe is drawn as an RGB image, and the class views come out channels last."""
+    saved = keras.config.image_data_format()
+    keras.config.set_image_data_format("channels_first")
+    try:
+        inp = keras.Input((3, 10, 12))
+        conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inp)
+        bn = keras.layers.BatchNormalization(axis=1, name="bn")(conv)
+        act = keras.layers.Activation("relu", name="act")(bn)
+        add = keras.layers.Add(name="add")([act, conv])
+        pooled = keras.layers.GlobalAveragePooling2D(name="gap")(add)
+        model = keras.Model(inp, keras.layers.Dense(2, activation="softmax", name="out")(pooled))
+    finally:
+        keras.config.set_image_data_format(saved)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((8, 3, 10, 12)).astype("float32")
+    model.fit(x, np.zeros(8, int), epochs=1, verbose=0,
+              callbacks=[LayerView(str(tmp_path / "cf"), probe=(x[:4], np.array([0, 1, 0, 1])), budget=None)])
+    series, run = only_run(tmp_path / "cf")
+    by_path = _stats_by_path(series, run, 1)
+    probe_out = keras.Model(model.input, [model.get_layer(n).output for n in ("conv", "bn", "act", "add")])(x[:4])
+    for name, out in zip(("conv", "bn", "act", "add"), probe_out):
+        assert by_path[name]["mean"].shape == (4,), name
+        np.testing.assert_allclose(by_path[name]["mean"], keras.ops.convert_to_numpy(out).mean(axis=(0, 2, 3)),
+                                   rtol=1e-4, atol=1e-5, err_msg=name)
+    probes = json_of(run_blob(series, run, metadata.KIND_PROBES)[0][0])
+    assert probes["drawn_input"] is not None and probes["probes"][0]["image"]["shape"] == [10, 12, 3]
+    maxim = json_of(run_blob(series, run, metadata.KIND_MAXIMIZATION)[1][0])
+    assert maxim["shape"] == [10, 12, 3]
+    attribution = json_of(run_blob(series, run, metadata.KIND_ATTRIBUTION)[1][0])
+    assert attribution["shape"] == [10, 12] and attribution["method"] == "gradcam"
+
+
 class RepeatedBlock(keras.Model):
     """Applies one Dense 12 times, as a weight-tied block."""
 

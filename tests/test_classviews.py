@@ -180,3 +180,65 @@ def test_the_only_unit_of_a_one_unit_layer_is_maximised_not_minimised():
     after = float(np.mean(keras.ops.convert_to_numpy(unit(images))))
     assert after > before + 0.1, (before, after)
     assert history[-1, 0] == pytest.approx(after, abs=1e-4)  # the recorded score is the unit's mean
+
+
+def _twin_cnns():
+    """One small CNN built channels last and again channels first, with the same weights (Keras keeps
+    conv kernels as (kh, kw, in, out) in both layouts, and its channels-first Flatten reorders to
+    channels last, so the Dense weights carry over too)."""
+
+    def build(fmt):
+        axis = 1 if fmt == "channels_first" else -1
+        shape = (3, 12, 12) if fmt == "channels_first" else (12, 12, 3)
+        inp = keras.Input(shape)
+        h = keras.layers.Conv2D(4, 3, data_format=fmt, name="conv")(inp)
+        h = keras.layers.BatchNormalization(axis=axis, name="bn")(h)
+        h = keras.layers.Activation("tanh", name="act")(h)
+        h = keras.layers.Conv2D(5, 3, data_format=fmt, activation="tanh", name="conv2")(h)
+        h = keras.layers.Flatten(data_format=fmt)(h)
+        return keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="out")(h))
+
+    last, first = build("channels_last"), build("channels_first")
+    rng = np.random.default_rng(7)
+    for layer in last.layers:
+        weights = [rng.normal(0, 0.3, w.shape).astype("float32") for w in layer.get_weights()]
+        if layer.name == "bn":  # moving variance must stay positive
+            weights[3] = np.abs(weights[3]) + 0.5
+        layer.set_weights(weights)
+        if weights:
+            first.get_layer(layer.name).set_weights(weights)
+    return last, first
+
+
+def test_class_views_of_a_channels_first_model_equal_those_of_its_channels_last_twin():
+    """Maximisation (classes and units) and attribution (Grad-CAM and saliency) of a model that takes
+    (C, H, W) images, run with channels_first=True, give what its channels-last twin gives: images
+    channels last, maps (H, W). Without the flag the shifts, blur and channel sums ran over the
+    wrong axes."""
+    last, first = _twin_cnns()
+    x = np.random.default_rng(3).random((2, 12, 12, 3)).astype("float32")
+    x_cf = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(first(x_cf)), keras.ops.convert_to_numpy(last(x)),
+                               atol=1e-5)
+    kw = dict(steps=8, record_every=4)
+    img_l, hist_l = classviews.maximize(last, [0, 2], **kw)
+    img_f, hist_f = classviews.maximize(first, [0, 2], channels_first=True, **kw)
+    assert img_f.shape == (2, 12, 12, 3)
+    np.testing.assert_allclose(img_f, img_l, atol=1e-4)
+    np.testing.assert_allclose(hist_f, hist_l, atol=1e-4)
+    units_l, _ = classviews.maximize(last, layer="conv2", units=[1, 4], **kw)
+    units_f, _ = classviews.maximize(first, layer="conv2", units=[1, 4], channels_first=True, **kw)
+    np.testing.assert_allclose(units_f, units_l, atol=1e-4)
+    for layer in ("conv2", "bn"):  # a convolution, and a layer whose channel axis is its `axis`
+        maps_l, info_l = classviews.attribution(last, x, [0, 1], layer=layer)
+        maps_f, info_f = classviews.attribution(first, x_cf, [0, 1], layer=layer, channels_first=True)
+        assert maps_f.shape == (2, 12, 12) and info_f == info_l
+        np.testing.assert_allclose(maps_f, maps_l, atol=1e-4)
+    dense = {fmt: keras.Sequential([keras.Input(shape), keras.layers.Flatten(data_format=fmt),
+                                    keras.layers.Dense(3, activation="softmax", name="out")])
+             for fmt, shape in (("channels_last", (12, 12, 3)), ("channels_first", (3, 12, 12)))}
+    dense["channels_first"].get_layer("out").set_weights(dense["channels_last"].get_layer("out").get_weights())
+    sal_l, info = classviews.attribution(dense["channels_last"], x, [0, 1])  # no convolution: saliency
+    sal_f, _ = classviews.attribution(dense["channels_first"], x_cf, [0, 1], channels_first=True)
+    assert info["method"] == "saliency" and sal_f.shape == (2, 12, 12)
+    np.testing.assert_allclose(sal_f, sal_l, atol=1e-5)

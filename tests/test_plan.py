@@ -245,3 +245,21 @@ def test_class_views_get_no_credit_while_layerview_is_over_its_time_budget():
     assert d["maximization"]["run"] is False and pl.credit["maximization"] == 0.0
     assert d["maximization"]["reason"] == ("deferred to stay within the 10% time budget: it takes about 3 s,"
                                            " and LayerView has already spent its share of the training so far")
+
+
+def test_data_format_of_a_layer_is_its_own_else_its_channel_axis_else_its_source():
+    import keras
+
+    from tb_layerview.walk import data_format_of
+
+    inp = keras.Input((3, 8, 8))
+    conv = keras.layers.Conv2D(2, 3, data_format="channels_first", name="conv")
+    bn = keras.layers.BatchNormalization(axis=1, name="bn")
+    act = keras.layers.Activation("relu", name="act")
+    add = keras.layers.Add(name="add")
+    h = conv(inp)
+    add([act(bn(h)), h])
+    assert [data_format_of(l) for l in (conv, bn, act, add)] == ["channels_first"] * 4
+    assert data_format_of(keras.layers.BatchNormalization()) == "channels_last"
+    assert data_format_of(keras.layers.Dense(3)) == "channels_last"
+    assert data_format_of(keras.layers.Activation("relu")) == keras.config.image_data_format()

@@ -303,3 +303,15 @@ def test_a_dense_kernel_matrix_keeps_its_first_max_filters_units():
     tiles, total, note = render.kernel_tiles(k, "dense", max_filters=4)
     assert total == 1 and tiles[0].shape == (6, 4) and tiles[0].tolist() == k[:, :4].tolist()
     assert note == "kernel matrix (rows: inputs, columns: the first 4 of 10 units)"
+
+
+def test_channels_first_images_are_drawn_channels_last():
+    assert render.image_shape_of((3, 10, 12), channels_first=True) == (10, 12, 3)
+    assert render.image_shape_of((1, 8, 8), channels_first=True) == (8, 8)
+    assert render.image_shape_of((3, 10, 12)) is None  # 3 x 10 pixels of 12 channels: no image
+    assert render.image_shape_of((10, 12, 3), channels_first=True) is None
+    x = np.arange(2 * 3 * 2 * 2).reshape(2, 3, 2, 2)
+    last = render.channels_last(x)
+    assert last.shape == (2, 2, 2, 3) and last[1, 0, 1].tolist() == [13, 17, 21]
+    assert render.channels_last(x, channels_first=False) is x
+    assert render.channels_last(np.zeros((2, 5))).shape == (2, 5)
