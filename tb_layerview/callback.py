@@ -194,6 +194,10 @@ class LayerView(keras.callbacks.Callback):
       budget: a :class:`~tb_layerview.plan.Budget`, a dict of its fields
         (``{"time_share": 0.05, "bytes_per_epoch": "2MB"}``), or None to log
         everything the other arguments ask for at every logged epoch.
+      model: the model to watch, when it is not the one being trained: a
+        part of it, such as the generator of a GAN whose own ``train_step``
+        trains a generator and a discriminator (``model=gan.generator``),
+        or the encoder of a larger model. The probe is that model's input.
     """
 
     def __init__(self, log_dir, probe, class_names=None, layers=None, exclude=None,
@@ -201,7 +205,7 @@ class LayerView(keras.callbacks.Callback):
                  max_tile_pixels=None, min_spatial=2, min_size=1, max_filters=64,
                  filter_input="first", input_image_shape=None, top_k=5, background=True,
                  class_views=True, max_classes=10, maximize_every_n_epochs=5, maximize_steps=64,
-                 attribution_layer=None, maximize_units=None, budget=Budget()):
+                 attribution_layer=None, maximize_units=None, budget=Budget(), model=None):
         super().__init__()
         if isinstance(log_dir, os.PathLike):
             log_dir = os.fspath(log_dir)
@@ -242,6 +246,10 @@ class LayerView(keras.callbacks.Callback):
         self.attribution_layer = attribution_layer
         self.maximize_units = argcheck.unit_spec(maximize_units)
         self.budget = Budget.parse(budget)
+        if model is not None and not isinstance(model, keras.Model):
+            raise TypeError("model must be a keras.Model to watch (for instance a GAN's generator); got %r"
+                            % (model,))
+        self._watch = model
         self._writer = None
         self._worker = None
         self._pending_initial = None
@@ -253,6 +261,14 @@ class LayerView(keras.callbacks.Callback):
         self._regression, self._multilabel, self._class_widths = {}, {}, None
         self._lock = threading.Lock()
         self._reset_measures()
+
+    @property
+    def _watched(self):
+        """The model LayerView watches: ``model=`` where given, else the one
+        being trained. Reading Keras' ``self.model`` first keeps JAX's training
+        state written back into the variables, which a watched part shares."""
+        trained = self.model
+        return self._watch if self._watch is not None else trained
 
     # ----------------------------------------------------------------- hooks
 
@@ -334,7 +350,7 @@ class LayerView(keras.callbacks.Callback):
         self._writes, self._not_writing = distributed.writer_process()
         if not self._writes:
             return
-        first = self._prepared_for is not self.model
+        first = self._prepared_for is not self._watched
         if first:
             self._check_log_dir()
             self._prepare()
@@ -430,7 +446,7 @@ class LayerView(keras.callbacks.Callback):
     def _prepare(self):
         """Walks the model, checks the layer patterns, traces the probe pass
         (the garbage collector waiting, as in :meth:`_take_step`)."""
-        model = self.model
+        model = self._watched
         if self._prepared_for is model and self._probe_pass is not None:
             return
         with capture.gc_paused():
@@ -491,7 +507,8 @@ class LayerView(keras.callbacks.Callback):
     def _call_model(self):
         try:
             with gradients.eager_retracing_quiet():
-                return self.model(self.probe.for_model(self.model), training=False)
+                model = self._watched
+                return model(self.probe.for_model(model), training=False)
         except Exception as err:
             raise ValueError(self._probe_mismatch(err)) from None
 
@@ -505,12 +522,17 @@ class LayerView(keras.callbacks.Callback):
 
         expected = None
         try:
-            expected = [tuple(t.shape) for t in self.model.inputs]
+            expected = [tuple(t.shape) for t in self._watched.inputs]
         except Exception:
             pass
         text = str(err).strip()
+        if isinstance(err, NotImplementedError) and self._watch is None:
+            return ("LayerView: the model %r cannot be called on the probe: it defines no call() (%s: %s). A"
+                    " model trained through its own train_step, such as a GAN, is watched through one of its"
+                    " parts: pass model=, e.g. LayerView(..., model=gan.generator), and a probe for that part"
+                    % (self._watched.name, type(err).__name__, text.splitlines()[0] if text else ""))
         return ("LayerView: the probe does not fit the model %r: the model expects inputs %s, the"
-                " probe has shape %s (%s: %s)" % (self.model.name, expected or "(unknown)",
+                " probe has shape %s (%s: %s)" % (self._watched.name, expected or "(unknown)",
                                                   shapes(self.probe.inputs), type(err).__name__,
                                                   text.splitlines()[0] if text else ""))
 
@@ -695,8 +717,8 @@ class LayerView(keras.callbacks.Callback):
         and the activations of the layers that compute them."""
         names = list(outputs)
         activations = {n: stats_lib.activation_of(layer)
-                       for n, layer in walk_lib.output_layers(self.model, names).items()}
-        loss = getattr(self.model, "loss", None)
+                       for n, layer in walk_lib.output_layers(self._watched, names).items()}
+        loss = getattr(self._watched, "loss", None)
         regression = probe_lib.regression_outputs(loss, names, activations)
         widths = {n: int(a.shape[1]) for n, a in outputs.items()
                   if n not in regression and getattr(a, "ndim", 0) == 2}
@@ -708,7 +730,7 @@ class LayerView(keras.callbacks.Callback):
         if not (self.class_views or self.maximize_units):
             return []
         if self._classlog is None:
-            self._classlog = classlog.ClassViewLog(self.model, self.probe, self.max_classes, self.maximize_steps,
+            self._classlog = classlog.ClassViewLog(self._watched, self.probe, self.max_classes, self.maximize_steps,
                                                    self.attribution_layer, self.maximize_units,
                                                    self._image_shape(), self._warn, self._input_channels_first())
         log = self._classlog
@@ -735,7 +757,7 @@ class LayerView(keras.callbacks.Callback):
             if isinstance(outputs, dict):
                 return {str(k): to_np(v) for k, v in outputs.items()}
             if isinstance(outputs, (list, tuple)):
-                names = list(getattr(self.model, "output_names", None) or [])
+                names = list(getattr(self._watched, "output_names", None) or [])
                 if len(names) != len(outputs):
                     names = ["output_%d" % i for i in range(len(outputs))]
                 return {n: to_np(v) for n, v in zip(names, outputs)}
@@ -853,7 +875,7 @@ class LayerView(keras.callbacks.Callback):
                 "params": params, "calls": self._probe_pass.calls.get(e.path, 0), "config": cfg,
                 "kinds": kinds, "skipped": reason,
             })
-        model = self.model
+        model = self._watched
         try:
             total = int(model.count_params())
         except Exception:

@@ -211,6 +211,54 @@ def test_channels_first_model_keeps_channels_on_axis_1_in_every_layer(tmp_path):
     assert attribution["shape"] == [10, 12] and attribution["method"] == "gradcam"
 
 
+class _NoCall(keras.Model):
+    """A model trained through its own train_step only, as a GAN is: it defines no call()."""
+
+    def __init__(self, part):
+        super().__init__()
+        self.part = part
+        self.built = True  # its parts are built; Keras cannot build a model without call() itself
+
+    def train_step(self, data):
+        return {}
+
+
+def test_model_argument_watches_a_part_of_the_trained_model(tmp_path):
+    """model= watches a part of what fit trains (an autoencoder's encoder here; a GAN's generator in the
+    README): its layers at every step, with the weights training gave them at each step (on JAX, Keras
+    keeps them in its training state, which reading the trained model writes back). A model without
+    call() stops fit at its start with a message that points to model=."""
+    enc = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="tanh", name="code")], name="encoder")
+    dec = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, name="recon")], name="decoder")
+    auto = keras.Model(enc.inputs, dec(enc(enc.inputs[0])))
+    auto.compile(keras.optimizers.SGD(0.5), "mse")
+    x = np.random.default_rng(0).random((32, 6)).astype("float32")
+    means = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            means.append(keras.ops.convert_to_numpy(enc(x[:4])).mean(axis=0))
+
+    auto.fit(x, x, epochs=2, batch_size=8, verbose=0,
+             callbacks=[LayerView(str(tmp_path / "enc"), probe=x[:4], model=enc, budget=None), Spy()])
+    series, run = only_run(tmp_path / "enc")
+    assert {k[1] for k in layer_series(series, run) if k[0] == ACT} == {"code"}
+    for step in (1, 2):
+        np.testing.assert_allclose(_stats_by_path(series, run, step)["code"]["mean"], means[step - 1],
+                                   rtol=1e-5, atol=1e-6)
+    assert not np.allclose(means[0], means[1])
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    assert config["model"]["name"] == "encoder"
+
+    with pytest.raises(ValueError, match=r"the model '.*' cannot be called on the probe: it defines no call\(\).*"
+                                         r"model=gan\.generator"):
+        no_call = _NoCall(enc)
+        no_call.compile("sgd")
+        no_call.fit(x, x, epochs=1, verbose=0, callbacks=[LayerView(str(tmp_path / "nocall"), probe=x[:4])])
+    with pytest.raises(TypeError, match=r"model must be a keras.Model to watch .*got 'encoder'"):
+        LayerView(str(tmp_path / "bad"), probe=x[:4], model="encoder")
+
+
 class RepeatedBlock(keras.Model):
     """Applies one Dense 12 times, as a weight-tied block."""
 
