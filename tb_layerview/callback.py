@@ -157,7 +157,8 @@ class LayerView(keras.callbacks.Callback):
         matches no layer stops ``fit`` at its start.
       exclude: names, paths or regular expressions of layers not to draw.
       every_n_epochs: log after every this many epochs (the last epoch is
-        always logged).
+        always logged, as is the one training stopped at when a callback
+        such as ``EarlyStopping`` ends it early).
       log_initial: log the state before training as step ``initial_epoch``.
       log_filters: log kernels of convolution and dense layers.
       max_channels: channels drawn per layer (the first ones); 64 when None,
@@ -317,17 +318,28 @@ class LayerView(keras.callbacks.Callback):
         if not self._writes or self._probe_pass is None:
             return
         step = epoch + 1
+        self._unlogged = step
         last = self.params.get("epochs") if self.params else None
         if step % self.every_n_epochs and step != last:
             return
+        self._log_epoch(step, step == last, t0)
+
+    def _log_epoch(self, step, last, t0):
+        self._unlogged = None
         self._update_epoch_time()
-        snap = self._guarded(self._take_step, step, step == last)
+        snap = self._guarded(self._take_step, step, last)
         if snap is not None:
             snap.hook_seconds = time.perf_counter() - t0
             self._submit(self._write_step, snap)
         self._hook_seconds += time.perf_counter() - t0
 
     def on_train_end(self, logs=None):
+        # Stopped early (EarlyStopping, a NaN guard) between two logged epochs:
+        # the state training ends in is logged too, as the last epoch's would be.
+        model = self.model
+        if (self._unlogged is not None and self._writes and self._probe_pass is not None
+                and getattr(model, "stop_training", False)):
+            self._log_epoch(self._unlogged, True, time.perf_counter())
         self.close()
 
     # ------------------------------------------------------------ public API
@@ -400,6 +412,7 @@ class LayerView(keras.callbacks.Callback):
         self._logged_steps = 0
         self._epochs_timed = []
         self._epoch_began = None
+        self._unlogged = None  # the step of the last epoch, while it is not logged
 
     def _warn(self, key, message):
         if key in self._warned:

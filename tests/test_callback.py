@@ -591,6 +591,26 @@ def test_every_n_epochs_logs_step_zero_multiples_and_the_last_epoch(tmp_path):
     assert sorted(layer_series(series, run)[(ACT, "d")]) == [0, 2, 4, 5]
 
 
+def test_training_stopped_early_logs_the_epoch_it_stopped_at(tmp_path):
+    """every_n_epochs=2 over 10 epochs, stopped after the third by a callback listed after LayerView (as
+    EarlyStopping usually is): steps 0, 2 and 3, the state training ended in; a fit that runs to its end
+    logs no extra step."""
+
+    class StopAfterThird(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                self.model.stop_training = True
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
+    model.compile("sgd", "mse")
+    x = np.ones((16, 2), np.float32)
+    model.fit(x, np.zeros((16, 1)), epochs=10, verbose=0, callbacks=[
+        LayerView(str(tmp_path / "stopped"), probe=x[:1], every_n_epochs=2, budget=None), StopAfterThird()])
+    series, run = only_run(tmp_path / "stopped")
+    assert sorted(layer_series(series, run)[(ACT, "d")]) == [0, 2, 3]
+    assert sorted(run_blob(series, run, metadata.KIND_STATS)) == [0, 2, 3]
+
+
 def test_resuming_with_initial_epoch_continues_the_step_count(tmp_path):
     """With initial_epoch=3 and epochs=5 the steps are 3 (before), 4 and 5."""
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
