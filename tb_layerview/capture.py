@@ -99,7 +99,7 @@ class Recording:
     """What :func:`recording` collects: outputs per layer key, and call counts."""
 
     def __init__(self, per_step):
-        self.first = {}  # key -> [[(suffix, tensor)] of each real call] (layers called once, or shared)
+        self.kept = {}  # key -> [[(suffix, tensor)] of each real call, up to MAX_CALLS]
         self.steps = {}  # key -> list of per-call [(suffix, tensor)] (per-time-step layers)
         self.calls = {}
         self._per_step = per_step
@@ -112,13 +112,13 @@ class Recording:
         self.calls[key] = self.calls.get(key, 0) + 1
         if key in self._per_step:
             self.steps.setdefault(key, []).append(flat)
-        elif len(self.first.get(key, ())) < MAX_CALLS:  # a shared layer (siamese branches): each call
-            self.first.setdefault(key, []).append(flat)
-            self._order.append((key, len(self.first[key])))
+        elif len(self.kept.get(key, ())) < MAX_CALLS:  # a shared layer (siamese branches): each call
+            self.kept.setdefault(key, []).append(flat)
+            self._order.append((key, len(self.kept[key])))
 
     def output(self, key):
         """The first output tensor of layer ``key`` (its first call), or None."""
-        flat = (self.first.get(key) or [None])[0] or (self.steps.get(key) or [None])[0]
+        flat = (self.kept.get(key) or [None])[0] or (self.steps.get(key) or [None])[0]
         return flat[0][1] if flat else None
 
     def outputs(self, stack):
@@ -127,7 +127,7 @@ class Recording:
         stacked along axis 1 with ``stack``."""
         out = {}
         for key, call in self._order:
-            for suffix, t in self.first[key][call - 1]:
+            for suffix, t in self.kept[key][call - 1]:
                 out[output_key(key, call, suffix)] = t
         for key, calls in self.steps.items():
             for i, (suffix, _) in enumerate(calls[0]):
@@ -663,8 +663,11 @@ def to_numpy(t):
     if kind.__module__.split(".", 1)[0] == "torch" and hasattr(t, "detach"):
         # Directly: numpy 2 warns at every np.array() of a PyTorch tensor, which is
         # how Keras converts them. bfloat16 has no numpy type there; float32 holds it exactly.
-        t = t.detach()
-        return (t.float() if str(t.dtype) == "torch.bfloat16" else t).cpu().numpy()
+        try:
+            d = t.detach()
+            return (d.float() if str(d.dtype) == "torch.bfloat16" else d).cpu().numpy()
+        except (TypeError, RuntimeError):  # a dtype numpy lacks: Keras' conversion decides
+            pass
     import keras
 
     return np.asarray(keras.ops.convert_to_numpy(t))
