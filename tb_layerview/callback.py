@@ -353,12 +353,12 @@ class LayerView(keras.callbacks.Callback):
     def log(self, step):
         """Logs the current state at ``step`` (for custom training loops).
 
-        Call ``set_model(model)`` once first. The run information (model
+        Call ``set_model(model)`` once first (or pass ``model=``). The run information (model
         configuration, probes) is written on the first call. Without epochs to
         time, only the byte bound of the budget applies.
         """
-        if self.model is None:
-            raise RuntimeError("LayerView.log needs a model: call set_model(model) first")
+        if self._watched is None:
+            raise RuntimeError("LayerView.log needs a model: call set_model(model) first, or pass model=")
         self._writes, self._not_writing = distributed.writer_process()
         if not self._writes:
             return
