@@ -20,6 +20,71 @@ def is_text(arr):
     return np.asarray(arr).dtype.kind in "US"
 
 
+#: Samples kept of a batch taken from a data set given as the probe.
+DATASET_PROBES = 8
+
+
+def _array_like(value):
+    return (isinstance(value, (np.ndarray, np.generic, list, tuple, dict, str, bytes))
+            or hasattr(value, "__array__") or hasattr(value, "shape"))
+
+
+def _is_pydataset(value):
+    return any(c.__name__ == "PyDataset" for c in type(value).__mro__)
+
+
+def first_batch(probe):
+    """A probe given as a data set (a ``tf.data.Dataset``, a Keras
+    ``PyDataset``, a PyTorch ``DataLoader``, any re-iterable of batches), as
+    the first :data:`DATASET_PROBES` samples of its first batch, read as
+    ``fit`` reads it (``keras.utils.unpack_x_y_sample_weight``): ``x``, or
+    ``(x, y)`` from an ``(x, y)`` or ``(x, y, sample_weight)`` batch. Any
+    other probe comes back as it is.
+
+    Raises:
+      TypeError: a one-shot iterator or generator: a batch taken from it
+        would be taken from training too.
+      ValueError: an empty data set.
+
+    Example::
+
+        LayerView("logs/run", probe=val_ds)   # the first 8 samples of val_ds
+    """
+    if _array_like(probe):
+        return probe
+    if _is_pydataset(probe):
+        if len(probe) == 0:
+            raise ValueError("probe is an empty data set (%s): it has no batch to take" % type(probe).__name__)
+        batch = probe[0]
+    elif hasattr(probe, "__iter__"):
+        it = iter(probe)
+        if it is probe:
+            raise TypeError("probe is a one-shot iterator (%s): a batch taken from it would be taken from"
+                            " training too. Pass a batch, such as next(iter(dataset)) or x[:8]"
+                            % type(probe).__name__)
+        try:
+            batch = next(it)
+        except StopIteration:
+            raise ValueError("probe is an empty data set (%s): it has no batch to take"
+                             % type(probe).__name__) from None
+    else:
+        return probe
+    import keras
+
+    x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)  # as fit reads a batch
+
+    def head(v):
+        if isinstance(v, dict):
+            return {k: head(t) for k, t in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [head(t) for t in v]
+        if hasattr(v, "detach") and hasattr(v, "cpu"):  # PyTorch
+            v = v.detach().cpu().numpy()
+        return np.asarray(v)[:DATASET_PROBES]
+
+    return head(x) if y is None else (head(x), head(y))
+
+
 def _as_array(value, what, text=True):
     """``value`` as a numpy array: numbers, or (``text``) strings.
 
@@ -242,12 +307,13 @@ class Probe:
     @classmethod
     def parse(cls, probe):
         """Checks a probe as given to ``LayerView``: an array, a list or dict
-        of arrays, or an ``(x, y)`` tuple.
+        of arrays, an ``(x, y)`` tuple, or a data set (:func:`first_batch`).
 
         Raises:
           TypeError, ValueError: naming the problem and quoting the value.
         """
         labels = None
+        probe = first_batch(probe)
         if isinstance(probe, tuple):
             if len(probe) != 2:
                 raise ValueError("probe given as a tuple must be (x, y); got a tuple of %d items"

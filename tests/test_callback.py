@@ -463,6 +463,47 @@ def test_multilabel_and_segmentation_labels_are_not_read_as_one_class(tmp_path):
         assert p["outputs"]["output"]["type"] == "values"
 
 
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, x, y):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        return self.x[i * 16:(i + 1) * 16], self.y[i * 16:(i + 1) * 16]
+
+
+def test_a_data_set_as_probe_gives_the_first_samples_of_its_first_batch(tmp_path):
+    """probe=val_ds, as fit takes data: the first 8 samples of the first batch of a PyDataset or a
+    tf.data.Dataset of (x, y) or (x, y, sample_weight), labels included; a generator is refused, since a
+    batch taken from it would be taken from training too."""
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax", name="out")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((32, 5)).astype("float32")
+    y = np.arange(32) % 3
+    sets = {"pydataset": _Batches(x, y),
+            "tfdata": tf.data.Dataset.from_tensor_slices((x, y, np.ones(32, "float32"))).batch(16)}
+    try:  # the suite installs every backend; a DataLoader yields PyTorch tensors whatever Keras runs on
+        import torch.utils.data as torch_data
+
+        sets["dataloader"] = torch_data.DataLoader(list(zip(x, y)), batch_size=16)
+    except ImportError:
+        pass
+    for name, data in sets.items():
+        model.fit(_Batches(x, y), epochs=1, verbose=0,
+                  callbacks=[LayerView(str(tmp_path / name), probe=data, budget=None)])
+        series, run = only_run(tmp_path / name)
+        probes = json_of(run_blob(series, run, metadata.KIND_PROBES)[0][0])
+        assert probes["count"] == 8, name
+        assert [p["label"]["class"] for p in probes["probes"]] == y[:8].tolist(), name
+        values = next(iter(probes["probes"][3]["inputs"].values()))["values"]
+        np.testing.assert_allclose(values, x[3], rtol=1e-6)
+    with pytest.raises(TypeError, match=r"probe is a one-shot iterator \(generator\)"):
+        LayerView(str(tmp_path / "gen"), probe=(b for b in [x]))
+
+
 def test_dict_probe_for_named_inputs(tmp_path):
     """A dict probe is matched to the model's inputs by name."""
     a, b = keras.Input((2,), name="left"), keras.Input((3,), name="right")
