@@ -26,6 +26,7 @@ import random
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -103,8 +104,11 @@ def tree_rss(pid):
 
 def get(url):
     t0 = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=60) as resp:
-        resp.read()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            resp.read()
+    except urllib.error.HTTPError as e:
+        raise RuntimeError("%s answered %d: %s" % (url, e.code, e.read()[:300])) from None
     return (time.perf_counter() - t0) * 1000
 
 
@@ -164,11 +168,22 @@ def measure(logdir, loader, args):
             run, layer, step = drawn[rnd.randrange(len(drawn))]
             return run, urllib.parse.quote(layer), step
 
+        drawn_probes = {}
+
+        def pick_image():
+            # The budget may draw fewer probes at a step (step 0 is priced before any epoch is timed):
+            # ask the step's info, outside the timing, how many it holds.
+            run, layer, step = pick()
+            if (run, layer, step) not in drawn_probes:
+                info = http_get(plugin + "info?run=%s&layer=%s&kind=activations&step=%d" % (run, layer, step))[2]
+                drawn_probes[(run, layer, step)] = len(json.loads(info)["probes"])
+            return run, layer, step, rnd.randrange(min(args.probes, drawn_probes[(run, layer, step)]))
+
         routes = {
             "runs": lambda: plugin + "runs",
             "steps": lambda: plugin + "steps?run=%s&layer=%s&kind=activations" % pick()[:2],
             "random info": lambda: plugin + "info?run=%s&layer=%s&kind=activations&step=%d" % pick(),
-            "random image": lambda: plugin + "image?run=%s&layer=%s&kind=activations&step=%d&probe=%d" % (pick() + (rnd.randrange(args.probes),)),
+            "random image": lambda: plugin + "image?run=%s&layer=%s&kind=activations&step=%d&probe=%d" % pick_image(),
             "ranges": lambda: plugin + "ranges?run=%s&layer=%s&kind=activations" % pick()[:2],
             "predictions": lambda: plugin + "predictions?run=run%d&step=%d" % (rnd.randrange(args.runs), rnd.randrange(args.epochs + 1)),
             "plan": lambda: plugin + "plan?run=run%d&step=%d" % (rnd.randrange(args.runs), rnd.randrange(args.epochs + 1)),
