@@ -338,9 +338,8 @@ class LayerView(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         # Stopped early (EarlyStopping, a NaN guard) between two logged epochs:
         # the state training ends in is logged too, as the last epoch's would be.
-        model = self.model
         if (self._unlogged is not None and self._writes and self._probe_pass is not None
-                and getattr(model, "stop_training", False)):
+                and getattr(self.model, "stop_training", False)):
             self._log_epoch(self._unlogged, True, time.perf_counter())
         self.close()
 
@@ -515,9 +514,8 @@ class LayerView(keras.callbacks.Callback):
         self._first_result = self._run_pass()
         # What the model's outputs are does not change from one step to the next.
         outputs = self._output_dict(self._first_result.model_outputs) or {}
-        self._regression, self._multilabel = self._output_roles(outputs)
-        self._class_widths = {n: int(a.shape[1]) for n, a in outputs.items()
-                              if n not in self._regression and getattr(a, "ndim", 0) == 2 and a.shape[1] > 1}
+        self._regression, self._multilabel, widths = self._output_roles(outputs)
+        self._class_widths = {n: k for n, k in widths.items() if k > 1}
 
     def _call_model(self):
         try:
@@ -726,10 +724,11 @@ class LayerView(keras.callbacks.Callback):
 
     def _output_roles(self, outputs):
         """The outputs trained as regression targets (``{name: loss name}``,
-        :func:`tb_layerview.probe.regression_outputs`) and those that tag a
+        :func:`tb_layerview.probe.regression_outputs`), those that tag a
         probe with several classes (``{name: threshold}``,
         :func:`tb_layerview.probe.multilabel_outputs`), from the compiled loss
-        and the activations of the layers that compute them."""
+        and the activations of the layers that compute them, and the width of
+        the others that are vectors (``{name: units}``)."""
         names = list(outputs)
         activations = {n: stats_lib.activation_of(layer)
                        for n, layer in walk_lib.output_layers(self._watched, names).items()}
@@ -737,7 +736,7 @@ class LayerView(keras.callbacks.Callback):
         regression = probe_lib.regression_outputs(loss, names, activations)
         widths = {n: int(a.shape[1]) for n, a in outputs.items()
                   if n not in regression and getattr(a, "ndim", 0) == 2}
-        return regression, probe_lib.multilabel_outputs(loss, names, widths, activations)
+        return regression, probe_lib.multilabel_outputs(loss, names, widths, activations), widths
 
     def _class_items(self, plan, outputs, step, first, last):
         from tb_layerview import classlog

@@ -71,6 +71,8 @@ def first_batch(probe):
         return probe
     import keras
 
+    from tb_layerview import capture
+
     x, y, _ = keras.utils.unpack_x_y_sample_weight(batch)  # as fit reads a batch
 
     def head(v):
@@ -78,9 +80,7 @@ def first_batch(probe):
             return {k: head(t) for k, t in v.items()}
         if isinstance(v, (list, tuple)):
             return [head(t) for t in v]
-        if hasattr(v, "detach") and hasattr(v, "cpu"):  # PyTorch
-            v = v.detach().cpu().numpy()
-        return np.asarray(v)[:DATASET_PROBES]
+        return np.asarray(capture.to_numpy(v))[:DATASET_PROBES]
 
     return head(x) if y is None else (head(x), head(y))
 
