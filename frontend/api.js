@@ -63,5 +63,5 @@ export const fetchHealth = (run, layer, stat) => getJson('health', {run, layer, 
 /** URL of GET /image (PNG, cached by the browser). */
 export const imageUrl = (run, layer, kind, step, probe) =>
   routeUrl('image', {run, layer, kind, step, probe});
-/** URL of GET /probe_image (PNG). */
-export const probeImageUrl = (run, probe) => routeUrl('probe_image', {run, probe});
+/** URL of GET /probe_image (PNG); `input` names a drawn input other than the first. */
+export const probeImageUrl = (run, probe, input) => routeUrl('probe_image', {run, probe, input});

@@ -7,7 +7,7 @@ import {classViews} from './classgrid.js';
 import {enlarge} from './enlarge.js';
 import {healthView} from './health.js';
 import {colormapTable, dequantize, differencePixels, overlayPixels} from './normalise.js';
-import {costLine, diffReference, nearestShown, planReason, probeSummary, sameLayout} from './state.js';
+import {costLine, diffReference, nearestShown, planReason, probeSummary, sameLayout, shownInput} from './state.js';
 import {
   configCard, el, errorBanner, formatShape, paint, paintPixels, predictionCorrect, predictionText,
 } from './views.js';
@@ -73,7 +73,7 @@ export function buildColumn(panel, run) {
     const status = el('div', {class: 'cell-status'});
     const notice = el('div', {class: 'thinned', hidden: true, role: 'note'});
     const cell = {probe: p, kind, canvas, status, notice};
-    const side = kind === 'activations' ? probeSide(panel, run, p, cell) : null;
+    const side = kind === 'activations' ? probeSide(panel, run, p, cell, layer) : null;
     canvas.addEventListener('mousemove', (e) => panel.hover(cell, e));
     canvas.addEventListener('mouseleave', () => {
       panel.tooltip.hidden = true;
@@ -85,7 +85,7 @@ export function buildColumn(panel, run) {
   return col;
 }
 
-export function probeSide(panel, run, p, cell) {
+export function probeSide(panel, run, p, cell, layer) {
   const side = el('div', {class: 'probe'});
   cell.prediction = el('pre', {class: 'prediction'});
   if (!run.has_probes) {
@@ -93,13 +93,24 @@ export function probeSide(panel, run, p, cell) {
     return side;
   }
   panel.model.probeInfo(run.run).then((info) => {
-    const head = el('div', {class: 'probe-index', text: `probe ${p}`});
-    if (info.drawn_input !== null && info.drawn_input !== undefined) {
-      const img = el('img', {class: 'probe-img', alt: `probe ${p}`, src: api.probeImageUrl(run.run, p)});
-      cell.overlay = el('canvas', {class: 'attribution', hidden: true});
-      side.prepend(head, el('div', {class: 'probe-stack'}, img, cell.overlay));
-      if (cell.step !== undefined) paintAttribution(panel, run, cell, cell.step, panel.paintToken);
+    const input = shownInput(info, layer);
+    if (input !== null) {
+      // With several drawn inputs, the picture says which one it is.
+      const several = (info.drawn_inputs || []).length > 1;
+      const head = el('div', {class: 'probe-index', text: several ? `probe ${p} · ${input}` : `probe ${p}`});
+      const first = input === (info.drawn_inputs || [input])[0];
+      const img = el('img', {class: 'probe-img', alt: `probe ${p}${several ? ` (${input})` : ''}`,
+        src: api.probeImageUrl(run.run, p, first ? undefined : input)});
+      const stack = el('div', {class: 'probe-stack'}, img);
+      side.prepend(head, stack);
+      if (first) {
+        // Class views explain the first drawn input: their overlay goes on its picture only.
+        cell.overlay = el('canvas', {class: 'attribution', hidden: true});
+        stack.append(cell.overlay);
+        if (cell.step !== undefined) paintAttribution(panel, run, cell, cell.step, panel.paintToken);
+      }
     } else {
+      const head = el('div', {class: 'probe-index', text: `probe ${p}`});
       side.prepend(head, el('div', {class: 'probe-values', text: probeSummary(info.probes[p])}));
     }
   }).catch(() => side.prepend(el('div', {class: 'probe-index', text: `probe ${p}`})));

@@ -373,6 +373,21 @@ export function sameLayout(a, b) {
 }
 
 /**
+ * Which drawn probe input to show beside a layer: the first drawn input
+ * (in the probes info's order) that the layer's output depends on, so the
+ * second call of a siamese encoder sits beside the right image; the first
+ * drawn input when the layer names none (older logs, subclassed models) or
+ * depends on no drawn input; null when no input is drawn.
+ */
+export function shownInput(info, layer) {
+  const drawn = Array.isArray(info && info.drawn_inputs) ? info.drawn_inputs
+    : (info && info.drawn_input !== null && info.drawn_input !== undefined ? [info.drawn_input] : []);
+  if (!drawn.length) return null;
+  const reached = layer && Array.isArray(layer.inputs) ? layer.inputs : [];
+  return drawn.find((name) => reached.includes(name)) ?? drawn[0];
+}
+
+/**
  * A probe that is not drawn, in a line: its first input's first values, or
  * (text inputs) its first string, shortened.
  */

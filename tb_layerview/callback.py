@@ -852,6 +852,7 @@ class LayerView(keras.callbacks.Callback):
         for key, spec in specs.items():
             by_layer.setdefault(spec.layer_path, []).append(key)
         candidates = {c.key for c in self._candidates()}
+        reach = walk_lib.InputReach(self._watched, self.probe.input_names(self._watched) or ())
         layers = []
         for e in self._entries:
             layer = e.layer
@@ -881,7 +882,8 @@ class LayerView(keras.callbacks.Callback):
                 "class": e.layer_class, "parent": e.parent, "index": e.index, "nested_model": e.container,
                 "output_shape": list(spec.shape) if spec is not None else None,
                 "dtype": spec.dtype if spec is not None else None,
-                "outputs": [{"path": k, "shape": list(specs[k].shape), "dtype": specs[k].dtype}
+                "outputs": [{"path": k, "shape": list(specs[k].shape), "dtype": specs[k].dtype,
+                             "inputs": reach.listed(e.path, capture.call_of(k, e.path))}
                             for k in keys],
                 "activation": self._activation.get(e.path),
                 "trainable": bool(getattr(layer, "trainable", True)),

@@ -95,6 +95,16 @@ def layer_path_of(key, paths):
     return base if mark and call.isdigit() and base in paths else head
 
 
+def call_of(key, path):
+    """Which call (from 1) of layer ``path`` gave output ``key`` (see :func:`output_key`)."""
+    rest = key[len(path):] if key.startswith(path) else ""
+    if rest.startswith(CALL_MARK):
+        digits = rest[1:].split(":", 1)[0]
+        if digits.isdigit():
+            return int(digits)
+    return 1
+
+
 class Recording:
     """What :func:`recording` collects: outputs per layer key, and call counts."""
 

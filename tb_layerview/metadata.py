@@ -18,7 +18,11 @@ PLUGIN_NAME = "tb_layerview"
 #: readers identify series by their metadata, so version 1 logs read alike.
 #: Version 3 stores the statistics' bytes as planes (``"shuffle"`` in their
 #: header), which a version 2 reader would misread: it refuses them instead.
-FORMAT_VERSION = 3
+#: Version 4 draws every image-shaped input of a multi-input probe (its
+#: ``probes`` series holds the PNGs input after input, ``drawn_inputs`` in
+#: its info) and names in the configuration the inputs each output depends
+#: on; a version 3 reader would count every input's pictures as probes.
+FORMAT_VERSION = 4
 
 #: Characters a layer path keeps in a tag; any other is percent-encoded
 #: (TensorBoard's data server cannot parse blob keys of tags with '"' or '\\').
@@ -78,6 +82,12 @@ INFO_POSITION = 0
 def image_position(index):
     """Position of image ``index`` (a probe, class, unit or target) in a step's blobs."""
     return 1 + int(index)
+
+
+def probe_image_position(probe, input_index=0, count=1):
+    """Position of probe ``probe``'s picture of its ``input_index``-th drawn
+    input in the ``probes`` series' blobs, for ``count`` probes."""
+    return 1 + int(input_index) * int(count) + int(probe)
 
 
 def image_count(length):

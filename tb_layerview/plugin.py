@@ -146,6 +146,14 @@ class LayerViewLoader(base_plugin.TBLoader):
         return LayerViewPlugin(context)
 
 
+def _names_or_none(value):
+    """A list of input names from a configuration record, or None when it
+    holds none (older logs) or something else."""
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    return None
+
+
 def _arg(request, name, required=True):
     value = request.args.get(name)
     if value is None:
@@ -402,12 +410,15 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                     "layout": act.meta.layout if act else None,
                     "kinds": {k: {"max_step": s.max_step, "max_wall_time": s.max_wall_time}
                               for k, s in sorted(kinds.items())},
+                    "inputs": None,
                 })
             # Layers the budget has not drawn yet have no series, but the run's
             # configuration lists them: they are listed too, without kinds.
-            listed = {l["path"] for l in layers}
+            listed = {l["path"]: l for l in layers}
             for l in self._config_layers(ctx, eid, entry):
-                if l["path"] not in listed:
+                if l["path"] in listed:
+                    listed[l["path"]]["inputs"] = l["inputs"]
+                else:
                     layers.append(l)
             layers.sort(key=lambda l: (l["index"], l["path"]))
             steps, probe_count = [], 0
@@ -422,7 +433,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 steps = [{"step": s, "wall_time": index[s][0]} for s in sorted(index)]
             probes = entry["run"].get(metadata.KIND_PROBES)
             if probes is not None:
-                probe_count = metadata.image_count(probes.max_length) or self._probe_count(ctx, eid, probes)
+                probe_count = self._probe_count(ctx, eid, probes)
             else:  # written by summary ops alone: count the images of a step
                 probe_count = max([metadata.image_count(k[metadata.KIND_ACTIVATIONS].max_length)
                                    for k in entry["layers"].values()
@@ -459,17 +470,28 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             self._derived[key] = result
         return result
 
-    def _probe_count(self, ctx, eid, series):
-        """Probes of a run whose probes series draws no image (text or
-        tabular inputs): the ``count`` of its info, 0 when unreadable."""
+    def _probes_info(self, ctx, eid, series):
+        """The info record of a run's probes (latest step), with
+        ``drawn_inputs`` filled in for logs of format version 3 and older,
+        which drew at most one input."""
         def read():
-            try:
-                info, _ = self._json_blob(ctx, eid, series, self._latest_step(ctx, eid, series))
-                return int(info.get("count") or 0)
-            except (errors.PublicError, AttributeError, TypeError, ValueError):
-                return 0
+            info, _ = self._json_blob(ctx, eid, series, self._latest_step(ctx, eid, series))
+            if not isinstance(info, dict):
+                raise errors.NotFoundError("the probes record of run %r is not an object" % series.run)
+            if not isinstance(info.get("drawn_inputs"), list):
+                drawn = info.get("drawn_input")
+                info["drawn_inputs"] = [drawn] if drawn is not None else []
+            return info
 
-        return self._per_version(("probe_count", eid), series, read)
+        return self._per_version(("probes_info", eid), series, read)
+
+    def _probe_count(self, ctx, eid, series):
+        """The probes of a run: the ``count`` of its probes info, else its
+        images (0 when neither can be read)."""
+        try:
+            return int(self._probes_info(ctx, eid, series).get("count") or 0)
+        except (errors.PublicError, AttributeError, TypeError, ValueError):
+            return metadata.image_count(series.max_length)
 
     def _config_layers(self, ctx, eid, entry):
         """The drawable layers of a run's configuration, as /runs entries without kinds."""
@@ -493,7 +515,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                     out.append({"path": path, "name": metadata.display_name(path, l.get("parent", "")),
                                 "class": l.get("class", ""), "parent": l.get("parent", ""),
                                 "index": int(l.get("index", 0)), "output_shape": output.get("shape"),
-                                "layout": None, "kinds": {}})
+                                "layout": None, "kinds": {}, "inputs": _names_or_none(output.get("inputs"))})
             except (TypeError, KeyError, ValueError):
                 continue  # a malformed record is left out
         return out
@@ -547,8 +569,27 @@ class LayerViewPlugin(base_plugin.TBPlugin):
 
     def probes_impl(self, ctx, eid, run):
         series = self._series(ctx, eid, run, None, metadata.KIND_PROBES)
-        info, _ = self._json_blob(ctx, eid, series, self._latest_step(ctx, eid, series))
-        return info
+        return self._probes_info(ctx, eid, series)
+
+    def probe_image_position(self, ctx, eid, run, probe, name=None):
+        """(probes series, step, blob position) of probe ``probe``'s picture
+        of input ``name`` (the first drawn input when None)."""
+        series = self._series(ctx, eid, run, None, metadata.KIND_PROBES)
+        info = self._probes_info(ctx, eid, series)
+        drawn = info["drawn_inputs"]
+        if not drawn:
+            raise errors.NotFoundError("run %r draws no probe input (none is image-shaped)" % run)
+        if name is not None and name not in drawn:
+            raise errors.NotFoundError("run %r draws no probe input %r; drawn: %s"
+                                       % (run, name, ", ".join(repr(d) for d in drawn)))
+        try:
+            count = int(info.get("count"))
+        except (TypeError, ValueError):
+            raise errors.NotFoundError("the probes record of run %r has no count" % run) from None
+        if probe >= count:
+            raise errors.NotFoundError("probe %d is out of range: run %r has %d probes" % (probe, run, count))
+        k = drawn.index(name) if name is not None else 0
+        return series, self._latest_step(ctx, eid, series), metadata.probe_image_position(probe, k, count)
 
     def predictions_impl(self, ctx, eid, run, step):
         series = self._series(ctx, eid, run, None, metadata.KIND_PREDICTIONS)
@@ -698,9 +739,8 @@ class LayerViewPlugin(base_plugin.TBPlugin):
     def _serve_probe_image(self, request):
         ctx, eid = self._ctx(request)
         run, probe = _arg(request, "run"), _int_arg(request, "probe")
-        series = self._series(ctx, eid, run, None, metadata.KIND_PROBES)
-        return self._png(request, ctx, eid, series, self._latest_step(ctx, eid, series),
-                         metadata.image_position(probe))
+        series, step, position = self.probe_image_position(ctx, eid, run, probe, _arg(request, "input", False))
+        return self._png(request, ctx, eid, series, step, position)
 
     def _png(self, request, ctx, eid, series, step, position):
         item = self._item(ctx, eid, series, step, position)

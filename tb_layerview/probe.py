@@ -292,6 +292,23 @@ def predicted_set(scores, threshold):
     return [int(i) for i in np.flatnonzero(np.nan_to_num(s, nan=-np.inf) >= threshold)]
 
 
+def graph_input_names(model):
+    """The names of a model's flattened ``inputs``: the keys of a model built
+    on a dict of inputs, else its input layers' names; None for a model
+    without symbolic inputs (subclassed, or not built)."""
+    try:
+        tensors = list(model.inputs)
+    except Exception:  # noqa: BLE001 - subclassed or unbuilt models have no symbolic inputs
+        return None
+    struct = getattr(model, "_inputs_struct", None)
+    keys = {id(t): k for k, t in struct.items()} if isinstance(struct, dict) else {}
+    names = []
+    for t in tensors:
+        op = getattr(getattr(t, "_keras_history", None), "operation", None)
+        names.append(keys.get(id(t)) or getattr(op, "name", None) or t.name)
+    return names
+
+
 @dataclasses.dataclass
 class Probe:
     """Checked probe inputs, with optional labels.
@@ -385,17 +402,20 @@ class Probe:
         if isinstance(self.inputs, dict):
             return dict(self.inputs)
         arrays = self.arrays
-        names = []
-        try:
-            for t in model.inputs:
-                history = getattr(t, "_keras_history", None)
-                op = getattr(history, "operation", None) if history is not None else None
-                names.append(getattr(op, "name", None) or t.name)
-        except Exception:  # subclassed or unbuilt models have no symbolic inputs
-            names = []
+        names = graph_input_names(model) or []
         if len(names) != len(arrays) or len(set(names)) != len(names):
             names = ["input_%d" % i for i in range(len(arrays))] if len(arrays) > 1 else ["input"]
         return dict(zip(names, arrays))
+
+    def input_names(self, model):
+        """The probe's name (a key of :meth:`named`) of each of the model's
+        flattened ``inputs``, in order, or None where they cannot be matched
+        (a subclassed model has no symbolic inputs)."""
+        keys = list(self.named(model))
+        graph = graph_input_names(model)
+        if graph is None or len(graph) != len(keys):
+            return None
+        return graph if set(graph) == set(keys) else keys
 
     def true_classes(self):
         """The true class of every sample (None where a label is no class), or None without labels."""

@@ -272,15 +272,17 @@ def config(model_config, step=None):
 
 def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_values=256, max_text=1000,
                 channels_first=False):
-    """Renders probe inputs to ``[info_json, png_0, ...]``.
+    """Renders probe inputs to ``[info_json, png, ...]``: the PNGs of every
+    probe of the first drawn input, then of the next one, and so on.
 
     Args:
-      inputs: ``{input_name: array (N, ...)}``; the first image-shaped input
-        is drawn; every input's first ``max_values`` values are kept in JSON
-        (``values``; for strings, ``text``).
+      inputs: ``{input_name: array (N, ...)}``; every image-shaped numeric
+        input is drawn (``drawn_inputs`` in the info); every input's first
+        ``max_values`` values are kept in JSON (``values``; for strings, ``text``).
       labels: optional array (N, ...) of true labels.
       class_names: optional list of class names.
-      image_shape: forces the image shape of the drawn input.
+      image_shape: forces the image shape of the first drawn input (and of
+        any other input of as many values).
       max_values: values per input and probe kept in the JSON.
       max_text: characters kept of each string.
       channels_first: image inputs are (C, H, W), as the model's first layer
@@ -288,17 +290,17 @@ def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_val
     """
     names = list(inputs)
     n = int(np.shape(inputs[names[0]])[0])
-    drawn = None
+    drawn = {}  # name -> image shape forced on it (or None)
     for nm in names:
         arr = np.asarray(inputs[nm])
-        if probe_lib.is_text(arr):
+        if probe_lib.is_text(arr) or not np.issubdtype(render.to_float(arr[:1]).dtype, np.floating):
             continue
-        shape = image_shape or render.image_shape_of(arr.shape[1:], channels_first)
-        if shape is not None and np.issubdtype(render.to_float(arr[:1]).dtype, np.floating):
-            drawn = nm
-            break
-    pictures = render.channels_last(inputs[drawn], channels_first) if drawn is not None else None
-    pngs, probes = [], []
+        forced = image_shape if image_shape and (not drawn or int(np.prod(image_shape)) == arr[0].size) else None
+        if forced or render.image_shape_of(arr.shape[1:], channels_first) is not None:
+            drawn[nm] = forced
+    pictures = {nm: render.channels_last(inputs[nm], channels_first) for nm in drawn}
+    pngs = {nm: [] for nm in drawn}
+    probes = []
     for i in range(n):
         entry = {"inputs": {}}
         for nm in names:
@@ -314,14 +316,17 @@ def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_val
                                    "truncated": bool(flat.size > max_values)}
         if labels is not None:
             entry["label"] = _label_of(np.asarray(labels)[i], class_names)
-        if drawn is not None:
-            img, img_info = render.render_input(pictures[i], image_shape)
-            pngs.append(render.encode_png(img))
-            entry["image"] = img_info
+        for k, (nm, forced) in enumerate(drawn.items()):
+            img, img_info = render.render_input(pictures[nm][i], forced)
+            pngs[nm].append(render.encode_png(img))
+            entry.setdefault("images", {})[nm] = img_info
+            if k == 0:
+                entry["image"] = img_info
         probes.append(entry)
-    info = {"count": n, "inputs": names, "drawn_input": drawn, "class_names": class_names,
-            "probes": probes}
-    return [json_bytes(info)] + pngs
+    order = list(drawn)
+    info = {"count": n, "inputs": names, "drawn_input": order[0] if order else None,
+            "drawn_inputs": order, "class_names": class_names, "probes": probes}
+    return [json_bytes(info)] + [png for nm in order for png in pngs[nm]]
 
 
 def _text_of(value, max_text):

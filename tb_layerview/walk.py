@@ -129,3 +129,109 @@ def output_layers(model, names):
         if op is not None and name in names:
             out[name] = op
     return out
+
+
+class InputReach:
+    """Which of a model's inputs each layer call depends on.
+
+    A probe picture belongs beside the layers its input reaches: the second
+    call of a siamese encoder (``encoder/conv@2``) sees the right image, not
+    the left. Functional and Sequential models say it through their graph,
+    which Keras runs node by node in a fixed order (deepest first), so the
+    n-th node of a layer in that order is the n-th call the capture counts.
+    Layers of a model without a graph (subclassed) get every input its call
+    reaches, or none are known at all at the top level.
+
+    Example::
+
+        reach = InputReach(siamese, ["left", "right"])
+        reach.of("encoder/conv", 2)  # ("right",)
+    """
+
+    def __init__(self, model, names):
+        self._calls = {}  # path -> [frozenset of input names, per call in order]
+        self._loose = {}  # path of a model without a graph -> what every call of its layers reaches
+        names = list(names)
+        # Everything depends on a model's one input, whatever the model's kind.
+        self._all = frozenset(names) if len(names) == 1 else None
+        self._known = False
+        if self._all is not None or not names or not _is_model(model):
+            return
+        try:
+            tensors = list(getattr(model, "inputs", None) or ())
+            if len(tensors) == len(names):
+                self._known = self._run(model, "", [frozenset([n]) for n in names], 0) is not None
+        except Exception:  # noqa: BLE001 - an unusual graph: no answer rather than a wrong one
+            self._calls, self._known = {}, False
+
+    def of(self, path, call=1):
+        """The names of the inputs call ``call`` (from 1) of layer ``path``
+        depends on, sorted; None when the model does not say."""
+        if self._all is not None:
+            return tuple(sorted(self._all))
+        if not self._known:
+            return None
+        calls = self._calls.get(path)
+        if calls and call <= len(calls):
+            return tuple(sorted(calls[call - 1]))
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in self._loose:
+                return tuple(sorted(self._loose[parent]))
+            parent = parent.rpartition("/")[0]
+        return None
+
+    def listed(self, path, call=1):
+        """:meth:`of` as a JSON-ready list (or None)."""
+        names = self.of(path, call)
+        return None if names is None else list(names)
+
+    def _record(self, path, reach):
+        self._calls.setdefault(path, []).append(reach)
+
+    def _run(self, model, prefix, in_reach, depth):
+        """Replays one call of ``model`` whose flattened inputs reach
+        ``in_reach``; returns what each flattened output reaches, or None
+        when the model has no graph."""
+        if depth > 50:
+            return None
+        functional = getattr(model, "_functional", None)  # a Sequential built on an Input
+        graph = model if getattr(model, "_nodes_by_depth", None) is not None else functional
+        if graph is None or getattr(graph, "_nodes_by_depth", None) is None:
+            return None
+        reach = {id(t): r for t, r in zip(graph.inputs, in_reach)}
+        own = {id(l) for l in getattr(model, "layers", ())}
+        for d in sorted(graph._nodes_by_depth, reverse=True):
+            for node in graph._nodes_by_depth[d]:
+                op = node.operation
+                if not op or node.is_input:
+                    continue
+                sources = node.input_tensors
+                if any(id(t) not in reach for t in sources):
+                    continue  # Keras skips a node its inputs do not reach, too
+                r = frozenset().union(*(reach[id(t)] for t in sources))
+                outs = node.output_tensors
+                out_reach = [r] * len(outs)
+                if id(op) in own and type(op).__name__ != "InputLayer":
+                    path = prefix + op.name
+                    self._record(path, r)
+                    if _is_model(op):
+                        inner = [reach[id(t)] for t in sources]
+                        n_in = len(getattr(op, "inputs", None) or ()) if _has_graph(op) else 0
+                        got = self._run(op, path + "/", inner if len(inner) == n_in else [r] * n_in, depth + 1) \
+                            if n_in else None
+                        if got is None:
+                            self._loose[path] = self._loose.get(path, frozenset()) | r
+                        elif len(got) == len(outs):
+                            out_reach = got
+                    inner = _time_distributed_inner(op)
+                    if inner is not None:
+                        self._loose[path] = self._loose.get(path, frozenset()) | r
+                for t, tr in zip(outs, out_reach):
+                    reach[id(t)] = tr
+        return [reach.get(id(t), frozenset()) for t in graph.outputs]
+
+
+def _has_graph(model):
+    return (getattr(model, "_nodes_by_depth", None) is not None
+            or getattr(getattr(model, "_functional", None), "_nodes_by_depth", None) is not None)

@@ -548,3 +548,47 @@ def test_difference_modes_paint_the_change_from_another_epoch(browser, tensorboa
     assert "diff=run" in p.page.url or "diff%3Drun" in p.page.url
     assert p.errors == [], p.errors
     p.page.close()
+
+
+PAIR_SCRIPT = r"""
+import sys, numpy as np, keras
+from tb_layerview import LayerView
+keras.utils.set_random_seed(0)
+enc_in = keras.Input((8, 8, 3))
+enc = keras.Model(enc_in, keras.layers.GlobalAveragePooling2D(name="gap")(
+    keras.layers.Conv2D(2, 3, name="conv")(enc_in)), name="encoder")
+left, right = keras.Input((8, 8, 3), name="left"), keras.Input((8, 8, 3), name="right")
+m = keras.Model([left, right], keras.layers.Dense(1, activation="sigmoid", name="same")(
+    keras.layers.Subtract(name="diff")([enc(left), enc(right)])))
+m.compile("sgd", "binary_crossentropy")
+x = np.random.default_rng(0).random((8, 8, 8, 3), dtype=np.float32)
+m.fit([x, x[:, ::-1]], np.zeros((8, 1)), epochs=1, verbose=0,
+      callbacks=[LayerView(sys.argv[1], probe=[x[:2], x[:2, ::-1]], budget=None)])
+"""
+
+
+def test_each_branch_of_a_siamese_model_sits_beside_its_own_input(browser, tmp_path):
+    """encoder/conv@2 (the encoder's call on the right input) shows the right picture, named;
+    encoder/conv shows the left one, with the attribution overlay's place."""
+    logdir = str(tmp_path / "pair_logs")
+    out = subprocess.run([sys.executable, "-c", PAIR_SCRIPT, os.path.join(logdir, "pair")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    proc, url = start_tensorboard(logdir)
+    try:
+        shown = ("() => [...document.querySelectorAll('.probe')].map(s => [s.querySelector('.probe-index').textContent,"
+                 " s.querySelector('img.probe-img').getAttribute('src'), s.querySelector('img.probe-img').naturalWidth])")
+        loaded = "() => { const i = document.querySelector('img.probe-img'); return i && i.complete && i.naturalWidth > 0; }"
+        p = Page(browser, tab_url(url, "run=pair&layer=encoder/conv@2&step=1&probe=0"))
+        p.wait(loaded)
+        [(head, src, width)] = p.eval(shown)
+        assert head == "probe 0 · right" and "input=right" in src and width == 8, (head, src, width)
+        p.page.goto(tab_url(url, "run=pair&layer=encoder/conv&step=1&probe=0"))
+        p.frame = p.wait_frame()
+        p.wait(loaded)
+        [(head, src, width)] = p.eval(shown)
+        assert head == "probe 0 · left" and "input=" not in src and width == 8, (head, src, width)
+        assert p.eval("() => document.querySelectorAll('.probe-stack canvas.attribution').length") == 1
+        p.finish("siamese")
+    finally:
+        stop(proc)

@@ -299,6 +299,19 @@ def test_siamese_branches_each_get_their_series_and_a_looped_layer_keeps_its_fir
     kernel, bias = (keras.ops.convert_to_numpy(w) for w in enc.get_layer("conv").weights)
     np.testing.assert_allclose(by_path["encoder/gap"]["mean"], kernel.sum((0, 1, 2)) + bias, rtol=1e-5)
     np.testing.assert_allclose(by_path["encoder/gap@2"]["mean"], -2 * kernel.sum((0, 1, 2)) + bias, rtol=1e-5)
+    # Each call names the inputs it depends on, and both image inputs are drawn: the panel shows the
+    # right image beside encoder/conv@2 (it used to show the left one beside every layer).
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    reach = {o["path"]: o["inputs"] for l in config["layers"] for o in l["outputs"]}
+    assert reach == {"encoder/conv": ["left"], "encoder/conv@2": ["right"], "encoder/gap": ["left"],
+                     "encoder/gap@2": ["right"], "diff": ["left", "right"], "same": ["left", "right"]}
+    probe_blobs = run_blob(series, run, metadata.KIND_PROBES)[0]
+    probes = json_of(probe_blobs[0])
+    assert probes["drawn_inputs"] == ["left", "right"] and probes["drawn_input"] == "left"
+    assert len(probe_blobs) == 1 + 2 * 2
+    assert [p["images"]["right"]["stats"]["min"] for p in probes["probes"]] == [-2.0, -2.0]
+    assert [p["images"]["left"]["stats"]["min"] for p in probes["probes"]] == [1.0, 1.0]
+    assert probes["probes"][0]["image"] == probes["probes"][0]["images"]["left"]
 
     looped = RepeatedBlock()
     looped.compile("sgd", "sparse_categorical_crossentropy")

@@ -378,3 +378,48 @@ def test_health_lists_every_layer_and_serves_a_channel_by_step_matrix(client):
                          ("health?run=cnn&layer=nope&stat=mean", 404), ("health?run=nope", 404)]:
         res = client.get("/data/plugin/tb_layerview/" + path)
         assert res.status_code == status, (path, res.get_data()[:200])
+
+
+def test_every_image_input_is_served_and_each_layer_names_the_inputs_it_sees(tmp_path):
+    """A siamese model with two image inputs and a tabular one: /probes lists both drawn inputs,
+    /probe_image serves each (input=right is the right picture), /runs says which inputs each
+    layer call depends on, and an unknown input or a probe past the count is a 404 that names it."""
+    import keras
+    from tb_layerview import LayerView
+
+    rng = np.random.default_rng(0)
+    enc_in = keras.Input((8, 8, 3))
+    enc = keras.Model(enc_in, keras.layers.GlobalAveragePooling2D(name="gap")(
+        keras.layers.Conv2D(2, 3, name="conv")(enc_in)), name="encoder")
+    left, right = keras.Input((8, 8, 3), name="left"), keras.Input((8, 8, 3), name="right")
+    side = keras.Input((5,), name="side")
+    merged = keras.layers.Concatenate(name="cat")([
+        keras.layers.Subtract(name="diff")([enc(left), enc(right)]), keras.layers.Dense(2, name="side_dense")(side)])
+    model = keras.Model([left, right, side], keras.layers.Dense(1, activation="sigmoid", name="same")(merged))
+    model.compile("sgd", "binary_crossentropy")
+    xl, xs = rng.random((8, 8, 8, 3), dtype=np.float32), rng.random((8, 5), dtype=np.float32)
+    xr = xl[:, ::-1] * 2.0  # the left pictures upside down and twice as bright
+    model.fit([xl, xr, xs], np.zeros((8, 1)), epochs=1, verbose=0,
+              callbacks=[LayerView(str(tmp_path / "pair"), probe=[xl[:2], xr[:2], xs[:2]], budget=None)])
+    client = wsgi_client(str(tmp_path))
+    probes = get_json(client, "probes", run="pair")
+    assert probes["drawn_inputs"] == ["left", "right"] and probes["inputs"] == ["left", "right", "side"]
+    run = get_json(client, "runs")["runs"][0]
+    assert run["probe_count"] == 2
+    reach = {l["path"]: l["inputs"] for l in run["layers"]}
+    assert reach["encoder/conv"] == ["left"] and reach["encoder/conv@2"] == ["right"]
+    assert reach["side_dense"] == ["side"] and reach["cat"] == ["left", "right", "side"]
+    stored = read_series(str(tmp_path))["pair"]
+    blobs = next(s for s in stored.values() if s["meta"].kind == metadata.KIND_PROBES)["steps"][0]
+    for p in range(2):
+        first = get(client, "probe_image", run="pair", probe=p).get_data()
+        assert first == get(client, "probe_image", run="pair", probe=p, input="left").get_data() == blobs[1 + p]
+        second = get(client, "probe_image", run="pair", probe=p, input="right").get_data()
+        assert second == blobs[1 + 2 + p] != first
+        # Drawn with its own range, the right picture is the left one upside down.
+        np.testing.assert_array_equal(render.decode_png(second), render.decode_png(first)[::-1])
+    for params, message in [({"probe": 0, "input": "side"}, "run 'pair' draws no probe input 'side'; drawn: 'left', 'right'"),
+                            ({"probe": 2}, "probe 2 is out of range: run 'pair' has 2 probes"),
+                            ({"probe": 2, "input": "left"}, "probe 2 is out of range")]:
+        resp = get(client, "probe_image", run="pair", **params)
+        assert resp.status_code == 404 and message in resp.get_data(as_text=True), resp.get_data(as_text=True)

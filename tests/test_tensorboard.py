@@ -92,6 +92,8 @@ def test_image_revalidation_gets_304(server):
     ("info?run=cnn&layer=..%2F..%2Fetc&kind=activations&step=1", 404),
     ("config", 400),
     ("predictions?run=cnn&step=-5", 400),
+    ("probe_image?run=cnn&probe=0&input=%3Cscript%3E", 404),
+    ("probe_image?run=cnn&probe=3", 404),
     ("..%2f..%2fsetup.py", 404),
     ("%2e%2e%2fplugin.py", 404),
     ("index.js%2f..%2f..%2fplugin.py", 404),

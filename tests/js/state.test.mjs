@@ -4,7 +4,7 @@ import {test} from 'node:test';
 
 import {
   alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
-  blockKey, costLine, diffReference, formatSize, nearestShown, ownHashState, planReason, probeSummary, sameLayout, snapStep, unionSteps, withHashParam,
+  blockKey, costLine, diffReference, formatSize, nearestShown, ownHashState, planReason, probeSummary, sameLayout, shownInput, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
 test('encodeState/decodeState round-trip every field, names with odd characters included', () => {
@@ -210,4 +210,17 @@ test('probeSummary: a numeric probe by its first six values, a text probe by its
   assert.equal(long.length, 120);
   assert.ok(long.endsWith('…'));
   assert.equal(probeSummary(undefined), '');
+});
+
+test('shownInput: the first drawn input the layer depends on, else the first drawn one, else null', () => {
+  const info = {drawn_input: 'left', drawn_inputs: ['left', 'right']};
+  assert.equal(shownInput(info, {path: 'encoder/conv@2', inputs: ['right']}), 'right');
+  assert.equal(shownInput(info, {path: 'diff', inputs: ['left', 'right']}), 'left');
+  assert.equal(shownInput(info, {path: 'side_dense', inputs: ['side']}), 'left');
+  assert.equal(shownInput(info, {path: 'x', inputs: null}), 'left');
+  assert.equal(shownInput(info, null), 'left');
+  // Logs of format version 3 name one drawn input and no inputs per layer.
+  assert.equal(shownInput({drawn_input: 'image'}, {path: 'conv'}), 'image');
+  assert.equal(shownInput({drawn_input: null}, {path: 'dense', inputs: ['x']}), null);
+  assert.equal(shownInput({drawn_inputs: []}, {path: 'dense'}), null);
 });
