@@ -2,9 +2,9 @@
 // the units of the selected layer, one column per (sampled) epoch.
 
 import * as api from './api.js';
-import {gridSteps, snapStep} from './state.js';
+import {classViewWhy, gridSteps, snapStep} from './state.js';
 import {el, errorBanner} from './views.js';
-import {fetchInfo} from './model.js';
+import {fetchInfo, fetchPlan} from './model.js';
 
 export const CLASS_KIND_LABELS = {maximization: 'Activation maximisation', backquery: 'Back-query'};
 
@@ -17,10 +17,13 @@ export function classViews(panel, run, body) {
     if (!views[kind]) {
       const why = el('div', {class: 'placeholder', text: `No ${CLASS_KIND_LABELS[kind].toLowerCase()} in this run.`});
       section.append(why);
-      panel.model.config(run.run).then((cfg) => {
-        const status = (cfg.class_views || {})[kind];
-        if (status && status.reason) why.textContent = status.reason;
-      }).catch(() => {});
+      const step = panel.currentStep();
+      const plan = run.has_plan && step !== null ? fetchPlan(run.run, step).catch(() => null) : Promise.resolve(null);
+      const config = run.has_config ? panel.model.config(run.run).catch(() => null) : Promise.resolve(null);
+      Promise.all([plan, config]).then(([p, cfg]) => {
+        const text = classViewWhy(kind, p, ((cfg && cfg.class_views) || {})[kind]);
+        if (text) why.textContent = text;
+      });
       continue;
     }
     section.append(epochGrid(panel, run, kind, null));

@@ -10,7 +10,7 @@ import {startLive} from './live.js';
 import {Model} from './model.js';
 import {COLORMAPS, NORMS, tileStats} from './normalise.js';
 import {
-  DIFFS, VIEWS, ZOOMS, alignLayers, assignColours, decodeState, encodeState, filterLayers, layerRows, moveStep, snapStep,
+  DIFFS, VIEWS, ZOOMS, alignLayers, assignColours, epochSpan, decodeState, encodeState, filterLayers, layerRows, moveStep, snapStep,
   unionSteps,
 } from './state.js';
 import {UrlState} from './url.js';
@@ -213,7 +213,7 @@ class Panel {
       return el('li', {class: 'run'},
         el('label', {}, box, el('span', {class: 'swatch', style: `background:${this.colour(r.run)}`}),
           el('span', {class: 'run-name', text: r.run, title: r.run})),
-        el('span', {class: 'run-meta', text: `${r.steps.length} epochs`}));
+        el('span', {class: 'run-meta', text: epochSpan(r.steps)}));
     });
     this.runList.replaceChildren(...items);
   }

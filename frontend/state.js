@@ -294,6 +294,35 @@ export function planReason(plan, layer, kind) {
   return null;
 }
 
+/**
+ * Why a run has no class view of `kind` to show: the reason the plan of
+ * the shown epoch gives (the budget deferred it there, say), else the
+ * configuration's status (unavailable for this model, or a note written
+ * when training started); null when neither says.
+ */
+export function classViewWhy(kind, plan, status) {
+  const entry = plan && plan.class_views ? plan.class_views[kind] : null;
+  if (entry && entry.reason) return `None up to epoch ${plan.step}: ${entry.reason}.`;
+  if (status && status.reason) return status.reason;
+  if (status && status.note) return `None yet: ${status.note}.`;
+  return null;
+}
+
+/**
+ * A run's logged steps in a few words: "epochs 0–2" for a 2-epoch fit (epoch
+ * 0 is the state before training), "epochs 0–100 (26 logged)" when only
+ * some epochs were logged.
+ */
+export function epochSpan(steps) {
+  const list = (steps || []).map((s) => (typeof s === 'number' ? s : s.step));
+  if (!list.length) return 'no epochs yet';
+  const first = list[0];
+  const last = list[list.length - 1];
+  if (list.length === 1) return `epoch ${first}`;
+  const gaps = last - first + 1 !== list.length;
+  return `epochs ${first}–${last}${gaps ? ` (${list.length} logged)` : ''}`;
+}
+
 /** A byte count the way the plan's notes write it (plan._size): "38.4 KB", "1.38 MB". */
 export function formatSize(bytes) {
   for (const [unit, f] of [['GB', 1e9], ['MB', 1e6], ['KB', 1e3]]) {

@@ -550,10 +550,11 @@ def test_difference_modes_paint_the_change_from_another_epoch(browser, tensorboa
     p.page.close()
 
 
-PAIR_SCRIPT = r"""
-import sys, numpy as np, keras
+SMALL_SCRIPT = r"""
+import os, sys, numpy as np, keras
 from tb_layerview import LayerView
 keras.utils.set_random_seed(0)
+# A siamese pair of image inputs, through one encoder.
 enc_in = keras.Input((8, 8, 3))
 enc = keras.Model(enc_in, keras.layers.GlobalAveragePooling2D(name="gap")(
     keras.layers.Conv2D(2, 3, name="conv")(enc_in)), name="encoder")
@@ -563,32 +564,56 @@ m = keras.Model([left, right], keras.layers.Dense(1, activation="sigmoid", name=
 m.compile("sgd", "binary_crossentropy")
 x = np.random.default_rng(0).random((8, 8, 8, 3), dtype=np.float32)
 m.fit([x, x[:, ::-1]], np.zeros((8, 1)), epochs=1, verbose=0,
-      callbacks=[LayerView(sys.argv[1], probe=[x[:2], x[:2, ::-1]], budget=None)])
+      callbacks=[LayerView(os.path.join(sys.argv[1], "pair"), probe=[x[:2], x[:2, ::-1]], budget=None)])
+# A tiny classifier at the default budget: its class views (seconds) never fit in 5% of its epochs.
+t = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, name="c"),
+                      keras.layers.Flatten(name="flat"), keras.layers.Dense(3, activation="softmax", name="o")])
+t.compile("sgd", "sparse_categorical_crossentropy")
+xt = np.random.default_rng(1).random((32, 6, 6, 1), dtype=np.float32)
+t.fit(xt, np.arange(32) % 3, epochs=2, verbose=0,
+      callbacks=[LayerView(os.path.join(sys.argv[1], "tiny"), probe=(xt[:3], np.arange(3)))])
 """
 
 
-def test_each_branch_of_a_siamese_model_sits_beside_its_own_input(browser, tmp_path):
-    """encoder/conv@2 (the encoder's call on the right input) shows the right picture, named;
-    encoder/conv shows the left one, with the attribution overlay's place."""
-    logdir = str(tmp_path / "pair_logs")
-    out = subprocess.run([sys.executable, "-c", PAIR_SCRIPT, os.path.join(logdir, "pair")],
-                         capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def small_runs(tmp_path_factory):
+    """A TensorBoard over SMALL_SCRIPT's two runs."""
+    logdir = str(tmp_path_factory.mktemp("small_logs"))
+    out = subprocess.run([sys.executable, "-c", SMALL_SCRIPT, logdir], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     proc, url = start_tensorboard(logdir)
-    try:
-        shown = ("() => [...document.querySelectorAll('.probe')].map(s => [s.querySelector('.probe-index').textContent,"
-                 " s.querySelector('img.probe-img').getAttribute('src'), s.querySelector('img.probe-img').naturalWidth])")
-        loaded = "() => { const i = document.querySelector('img.probe-img'); return i && i.complete && i.naturalWidth > 0; }"
-        p = Page(browser, tab_url(url, "run=pair&layer=encoder/conv@2&step=1&probe=0"))
-        p.wait(loaded)
-        [(head, src, width)] = p.eval(shown)
-        assert head == "probe 0 · right" and "input=right" in src and width == 8, (head, src, width)
-        p.page.goto(tab_url(url, "run=pair&layer=encoder/conv&step=1&probe=0"))
-        p.frame = p.wait_frame()
-        p.wait(loaded)
-        [(head, src, width)] = p.eval(shown)
-        assert head == "probe 0 · left" and "input=" not in src and width == 8, (head, src, width)
-        assert p.eval("() => document.querySelectorAll('.probe-stack canvas.attribution').length") == 1
-        p.finish("siamese")
-    finally:
-        stop(proc)
+    yield url
+    stop(proc)
+
+
+def test_each_branch_of_a_siamese_model_sits_beside_its_own_input(browser, small_runs):
+    """encoder/conv@2 (the encoder's call on the right input) shows the right picture, named;
+    encoder/conv shows the left one, with the attribution overlay's place."""
+    shown = ("() => [...document.querySelectorAll('.probe')].map(s => [s.querySelector('.probe-index').textContent,"
+             " s.querySelector('img.probe-img').getAttribute('src'), s.querySelector('img.probe-img').naturalWidth])")
+    loaded = "() => { const i = document.querySelector('img.probe-img'); return i && i.complete && i.naturalWidth > 0; }"
+    p = Page(browser, tab_url(small_runs, "run=pair&layer=encoder/conv@2&step=1&probe=0"))
+    p.wait(loaded)
+    [(head, src, width)] = p.eval(shown)
+    assert head == "probe 0 · right" and "input=right" in src and width == 8, (head, src, width)
+    p.page.goto(tab_url(small_runs, "run=pair&layer=encoder/conv&step=1&probe=0"))
+    p.frame = p.wait_frame()
+    p.wait(loaded)
+    [(head, src, width)] = p.eval(shown)
+    assert head == "probe 0 · left" and "input=" not in src and width == 8, (head, src, width)
+    assert p.eval("() => document.querySelectorAll('.probe-stack canvas.attribution').length") == 1
+    p.finish("siamese")
+
+
+def test_class_views_the_budget_deferred_say_why_at_the_shown_epoch(browser, small_runs):
+    """A run without activation maximisation says what the shown epoch's plan says (deferred by the
+    time budget, with its cost), not only the status written when training started."""
+    p = Page(browser, tab_url(small_runs, "run=tiny&layer=c&view=classes&step=2"))
+    section = "section.class-view[data-kind='maximization'] .placeholder"
+    p.wait("() => { const e = document.querySelector(\"%s\"); return e && e.textContent.startsWith('None up'); }" % section)
+    text = p.eval("(sel) => document.querySelector(sel).textContent", section)
+    assert re.match(r"None up to epoch 2: deferred to stay within the 5% time budget: it takes about [0-9.e+-]+ s", text), text
+    # A 2-epoch fit logs epochs 0 (before training) to 2: the run list says so, not "3 epochs".
+    metas = p.eval("() => [...document.querySelectorAll('li.run')].map(r => r.querySelector('.run-meta').textContent)")
+    assert metas == ["epochs 0–1", "epochs 0–2"], metas
+    p.finish("class_views_deferred")

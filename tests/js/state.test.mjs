@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
 import {
-  alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
+  classViewWhy, epochSpan, alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
   blockKey, costLine, diffReference, formatSize, nearestShown, ownHashState, planReason, probeSummary, sameLayout, shownInput, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
@@ -223,4 +223,22 @@ test('shownInput: the first drawn input the layer depends on, else the first dra
   assert.equal(shownInput({drawn_input: 'image'}, {path: 'conv'}), 'image');
   assert.equal(shownInput({drawn_input: null}, {path: 'dense', inputs: ['x']}), null);
   assert.equal(shownInput({drawn_inputs: []}, {path: 'dense'}), null);
+});
+
+test('classViewWhy: the shown epoch\'s plan first, then the status of the configuration', () => {
+  const plan = {step: 4, class_views: {maximization: {run: false, reason: 'deferred to stay within the 5% time budget: it takes about 2.8 s'}}};
+  assert.equal(classViewWhy('maximization', plan, {available: true, note: 'waits until an epoch has been timed'}),
+    'None up to epoch 4: deferred to stay within the 5% time budget: it takes about 2.8 s.');
+  assert.equal(classViewWhy('backquery', plan, {available: false, reason: 'back-query is unavailable: a Conv2D'}),
+    'back-query is unavailable: a Conv2D');
+  assert.equal(classViewWhy('maximization', null, {available: true, note: 'waits until an epoch has been timed'}),
+    'None yet: waits until an epoch has been timed.');
+  assert.equal(classViewWhy('maximization', {step: 1, class_views: {maximization: {run: true, reason: null}}}, null), null);
+});
+
+test('epochSpan: the first and last logged epochs, and how many when some were skipped', () => {
+  assert.equal(epochSpan([{step: 0}, {step: 1}, {step: 2}]), 'epochs 0–2');
+  assert.equal(epochSpan([0, 4, 8, 12]), 'epochs 0–12 (4 logged)');
+  assert.equal(epochSpan([{step: 3}]), 'epoch 3');
+  assert.equal(epochSpan([]), 'no epochs yet');
 });
