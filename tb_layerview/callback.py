@@ -260,6 +260,7 @@ class LayerView(keras.callbacks.Callback):
         self._writes, self._not_writing = True, None
         self._prepared_for = None
         self._probe_pass = None
+        self._states = []  # stateful layers' state variables (capture.layer_states)
         self._warned = set()
         self._regression, self._multilabel, self._class_widths = {}, {}, None
         self._lock = threading.Lock()
@@ -463,7 +464,7 @@ class LayerView(keras.callbacks.Callback):
         model = self._watched
         if self._prepared_for is model and self._probe_pass is not None:
             return
-        with capture.gc_paused():
+        with capture.gc_paused(), capture.states_kept(capture.layer_states(model)):
             self._prepare_for(model)
 
     def _prepare_for(self, model):
@@ -479,6 +480,7 @@ class LayerView(keras.callbacks.Callback):
                                  % (what, missing[0] if len(missing) == 1 else missing, model.name,
                                     argcheck.abbreviated(e.path for e in entries)))
         self._entries = entries
+        self._states = capture.layer_states(model)
         self._by_path = {e.path: e for e in entries}
         limits = {e.path: stats_lib.saturation_limits(stats_lib.activation_of(e.layer)) for e in entries}
         self._activation = {e.path: stats_lib.activation_of(e.layer) for e in entries}
@@ -654,15 +656,16 @@ class LayerView(keras.callbacks.Callback):
         (:func:`capture.gc_paused`), not during the class views, whose
         activation maximisation may run for seconds.
         """
-        with capture.gc_paused():
-            plan, step_items, outputs, result = self._capture(step)
-        first = step is None
-        class_seconds = 0.0
-        if outputs is not None:
-            step_items.append(items.Predictions(outputs, frozenset(self._regression), dict(self._multilabel)))
-            t0 = time.perf_counter()
-            step_items += self._class_items(plan, outputs, step, first, last)
-            class_seconds = time.perf_counter() - t0
+        with capture.states_kept(self._states):
+            with capture.gc_paused():
+                plan, step_items, outputs, result = self._capture(step)
+            first = step is None
+            class_seconds = 0.0
+            if outputs is not None:
+                step_items.append(items.Predictions(outputs, frozenset(self._regression), dict(self._multilabel)))
+                t0 = time.perf_counter()
+                step_items += self._class_items(plan, outputs, step, first, last)
+                class_seconds = time.perf_counter() - t0
         snap = _Step(step, step_items, plan)
         snap.class_seconds = class_seconds
         snap.capture = {"mode": self._probe_pass.mode, "seconds": round(result.seconds, 4),

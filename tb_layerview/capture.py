@@ -337,6 +337,44 @@ def many_host_stats(jobs):
         return [host_stats(t, cf, lim) for t, cf, lim in jobs]
 
 
+def layer_states(model):
+    """The state variables of a model's stateful layers (RNNs built with
+    ``stateful=True``, in a ``Bidirectional`` too), which every call updates,
+    in inference as in training. Keras keeps them out of the model's
+    variables, so they are found layer by layer."""
+    try:
+        layers = list(model._flatten_layers(include_self=True))
+    except Exception:  # noqa: BLE001 - not a Keras layer tree: look at its layers only
+        layers = [model] + list(getattr(model, "layers", ()))
+    found, seen = [], set()
+    for layer in layers:
+        if not getattr(layer, "stateful", False):
+            continue
+        states = getattr(layer, "states", None)
+        stack = list(states) if isinstance(states, (list, tuple)) else ([states] if states is not None else [])
+        while stack:
+            v = stack.pop(0)
+            if isinstance(v, (list, tuple)):
+                stack[:0] = list(v)
+            elif hasattr(v, "assign") and id(v) not in seen:
+                seen.add(id(v))
+                found.append(v)
+    return found
+
+
+@contextlib.contextmanager
+def states_kept(variables):
+    """The block's model calls leave ``variables`` (:func:`layer_states`) as
+    they found them: a probe pass through a stateful RNN would otherwise hand
+    training the state the probe left, and change what it learns."""
+    saved = [np.array(to_numpy(v.value)) for v in variables]
+    try:
+        yield
+    finally:
+        for v, value in zip(variables, saved):
+            v.assign(value)
+
+
 _gc_lock = threading.Lock()
 _gc_state = {"depth": 0, "was_enabled": False}
 
