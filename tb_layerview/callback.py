@@ -261,6 +261,7 @@ class LayerView(keras.callbacks.Callback):
         self._prepared_for = None
         self._probe_pass = None
         self._states = []  # stateful layers' state variables (capture.layer_states)
+        self._earlier_files = []  # event files of earlier fits found in log_dir at train begin
         self._warned = set()
         self._regression, self._multilabel, self._class_widths = {}, {}, None
         self._lock = threading.Lock()
@@ -283,6 +284,7 @@ class LayerView(keras.callbacks.Callback):
         if not self._writes:
             return
         self._check_log_dir()
+        self._earlier_files = writer_lib.layerview_files(self.log_dir)
         try:
             self._prepare()  # raises a clear error if the probe or the layer patterns do not fit
         except distributed.SplitAcrossProcesses as err:
@@ -304,6 +306,12 @@ class LayerView(keras.callbacks.Callback):
         if self._started:
             return
         self._started = True
+        if epoch == 0 and self._earlier_files:
+            self._warn("earlier_log", "log_dir %r already holds the LayerView log of an earlier fit (%s); this fit"
+                       " logs from epoch 0 again, so TensorBoard will show both fits' data at the same epochs (and"
+                       " its two loaders keep different ones). Pass initial_epoch to continue that run's epochs,"
+                       " or give each fit its own log_dir" % (self.log_dir, ", ".join(self._earlier_files[:3])
+                                                               + (" ..." if len(self._earlier_files) > 3 else "")))
         info = self._guarded(self._run_info)
         if info is not None:
             self._submit(self._write_run_info, epoch, info)

@@ -76,8 +76,8 @@ class EventWriter:
         # TensorBoard reads every file whose name holds "tfevents"; the suffix
         # keeps these apart from a TensorFlow or TensorBoard writer's files
         # opened by the same process in the same second.
-        self.path = os.path.join(logdir, "events.out.tfevents.%010d.%s.%d.%d.layerview" % (
-            time.time(), socket.gethostname(), os.getpid(), next(_FILE_NUMBERS)))
+        self.path = os.path.join(logdir, "events.out.tfevents.%010d.%s.%d.%d%s" % (
+            time.time(), socket.gethostname(), os.getpid(), next(_FILE_NUMBERS), FILE_SUFFIX))
         self._file = tf.io.gfile.GFile(self.path, "wb")
         self._tags_seen = set()
         self._lock = threading.Lock()
@@ -210,6 +210,22 @@ def _remove(path):
 
         fs, fs_path = fsspec.core.url_to_fs(path)
         fs.rm(fs_path)
+
+
+#: The end of the names of the event files :class:`EventWriter` writes.
+FILE_SUFFIX = ".layerview"
+
+
+def layerview_files(logdir):
+    """Names of the event files an :class:`EventWriter` wrote in ``logdir``
+    (an earlier fit's), sorted; empty when there are none or it cannot be listed."""
+    from tensorboard.compat import tf
+
+    try:
+        names = tf.io.gfile.listdir(logdir)
+    except Exception:  # noqa: BLE001 - a new or unlistable directory holds no earlier log we can see
+        return []
+    return sorted(n.rstrip("/") for n in names if "tfevents" in n and n.rstrip("/").endswith(FILE_SUFFIX))
 
 
 def check_writable(logdir):

@@ -1679,8 +1679,7 @@ def test_stateful_layers_train_as_without_layerview(tmp_path):
         keras.utils.set_random_seed(3)
         model = build()
         model.compile("sgd", "mse")
-        callbacks = [LayerView(str(tmp_path / ("on" if with_view else "off")), probe=x[:batch], budget=None)] \
-            if with_view else []
+        callbacks = [LayerView(str(tmp_path / build.__name__), probe=x[:batch], budget=None)] if with_view else []
         history = model.fit(x, y, batch_size=batch, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
         state = [keras.ops.convert_to_numpy(v) for l in model.layers if getattr(l, "stateful", False)
                  for v in l.states]
@@ -1707,3 +1706,26 @@ def test_stateful_layers_train_as_without_layerview(tmp_path):
         assert len(state_on) == len(state_off) > 0
         for a, b in zip(state_on, state_off):
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_second_fit_from_epoch_0_into_the_same_log_dir_warns_and_one_that_continues_does_not(tmp_path):
+    """Rerunning a fit into the same log_dir writes epochs 0.. again beside the earlier ones (TensorBoard's
+    two loaders then keep different ones): it warns, naming the directory and the earlier file. A fit that
+    continues with initial_epoch, and a first fit, do not."""
+    x = np.random.default_rng(0).random((16, 4)).astype("float32")
+
+    def run(**fit_kwargs):
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, name="d")])
+        model.compile("sgd", "mse")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(x, np.zeros((16, 2)), verbose=0, callbacks=[
+                LayerView(str(tmp_path / "run"), probe=x[:2], class_views=False, budget=None)], **fit_kwargs)
+        return [str(w.message) for w in caught if issubclass(w.category, LayerViewWarning)]
+
+    assert run(epochs=2) == []
+    first_file = sorted(os.listdir(tmp_path / "run"))[0]
+    [message] = run(epochs=2)
+    assert "log_dir %r already holds the LayerView log of an earlier fit (%s)" % (str(tmp_path / "run"), first_file) \
+        in message and "Pass initial_epoch" in message, message
+    assert run(epochs=4, initial_epoch=2) == []
