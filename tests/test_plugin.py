@@ -423,3 +423,32 @@ def test_every_image_input_is_served_and_each_layer_names_the_inputs_it_sees(tmp
                             ({"probe": 2, "input": "left"}, "probe 2 is out of range")]:
         resp = get(client, "probe_image", run="pair", **params)
         assert resp.status_code == 404 and message in resp.get_data(as_text=True), resp.get_data(as_text=True)
+
+
+def test_a_format_version_3_probes_series_reads_with_its_one_drawn_input(tmp_path):
+    """Version 3 probes info has drawn_input and no drawn_inputs (nor images): /probes fills drawn_inputs
+    in, /runs counts its probes, /probe_image serves them, with or without input=."""
+    import json as json_lib
+
+    from tb_layerview import summary, writer
+
+    blobs = summary.probe_blobs({"image": np.random.default_rng(0).random((3, 6, 6, 3)).astype(np.float32)})
+    from tb_layerview.proto import plugin_data_pb2
+
+    info = json_lib.loads(blobs[0])
+    info.pop("drawn_inputs")
+    for p in info["probes"]:
+        p.pop("images")
+    old = [json_lib.dumps(info).encode()] + blobs[1:]
+    w = writer.EventWriter(str(tmp_path / "v3run"))
+    meta = metadata.create_summary_metadata(metadata.KIND_PROBES)
+    meta.plugin_data.content = plugin_data_pb2.LayerViewPluginData(version=3, kind="probes").SerializeToString()
+    w.write(metadata.tag_for(metadata.KIND_PROBES), old, 0, meta)
+    w.close()
+    client = wsgi_client(str(tmp_path))
+    probes = get_json(client, "probes", run="v3run")
+    assert probes["drawn_inputs"] == ["image"] and probes["drawn_input"] == "image"
+    assert get_json(client, "runs")["runs"][0]["probe_count"] == 3
+    assert get(client, "probe_image", run="v3run", probe=2).get_data() == blobs[3]
+    assert get(client, "probe_image", run="v3run", probe=2, input="image").get_data() == blobs[3]
+    assert get(client, "probe_image", run="v3run", probe=3).status_code == 404
