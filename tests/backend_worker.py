@@ -6,6 +6,8 @@ Usage:
   python backend_worker.py distributed PID N PORT LOGDIR
                                                       one process of a keras.distribution fit on JAX
   python backend_worker.py local_devices LOGDIR       DataParallel over two local devices (XLA_FLAGS)
+  python backend_worker.py torch_distributed RANK N PORT LOGDIR
+                                                      one rank of a torch.distributed (gloo) job
 """
 
 import os
@@ -64,6 +66,22 @@ def fit(logdir):
     print("tensorflow imported:", "tensorflow" in sys.modules)
 
 
+def _fit_part(index, logdir):
+    """One process's fit of a multi-process job: its own part of the data, the shared probe, LayerView
+    on the shared log directory. Returns the callback."""
+    from tb_layerview import LayerView
+
+    model = fixed_cnn()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(index).random((64, 12, 12, 3)).astype("float32")
+    y = np.random.default_rng(10 + index).integers(0, 3, 64)
+    probe = np.random.default_rng(99).random((2, 12, 12, 3)).astype("float32")
+    cb = LayerView(os.path.join(logdir, "run"), probe=probe, maximize_every_n_epochs=1, maximize_steps=4,
+                   budget=None)
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[cb])
+    return cb
+
+
 def distributed(pid, n, port, logdir):
     import keras
     import jax
@@ -72,16 +90,7 @@ def distributed(pid, n, port, logdir):
     # Each process feeds its own part of the data, as with a sharded input pipeline.
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices(),
                                                                         auto_shard_dataset=False))
-    from tb_layerview import LayerView
-
-    model = fixed_cnn()
-    model.compile("adam", "sparse_categorical_crossentropy")
-    x = np.random.default_rng(int(pid)).random((64, 12, 12, 3)).astype("float32")
-    y = np.random.default_rng(10 + int(pid)).integers(0, 3, 64)
-    probe = np.random.default_rng(99).random((2, 12, 12, 3)).astype("float32")
-    cb = LayerView(os.path.join(logdir, "run"), probe=probe, maximize_every_n_epochs=1, maximize_steps=4,
-                   budget=None)
-    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[cb])
+    _fit_part(int(pid), logdir)
     print("process %s of %d done; devices %d" % (jax.process_index(), jax.process_count(), len(jax.devices())))
 
 
@@ -113,6 +122,22 @@ def local_devices(logdir):
     print("LayerView warnings:", [str(w.message) for w in caught if "tb_layerview" in str(w.message)])
 
 
+def torch_distributed(rank, n, port, logdir):
+    """One rank of a torch.distributed job on localhost (gloo), every rank fitting with LayerView on the
+    same log directory, as a script launched by torchrun would."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method="tcp://127.0.0.1:%s" % port, rank=int(rank), world_size=int(n))
+    import keras
+
+    cb = _fit_part(int(rank), logdir)
+    dist.barrier()  # every rank finished its fit: none waited on the writer
+    print("rank %d of %d done on %s; not writing: %s" % (dist.get_rank(), dist.get_world_size(),
+                                                        keras.backend.backend(), cb.not_writing))
+    dist.destroy_process_group()
+
+
 if __name__ == "__main__":
     job, rest = sys.argv[1], sys.argv[2:]
-    {"agree": agree, "fit": fit, "distributed": distributed, "local_devices": local_devices}[job](*rest)
+    {"agree": agree, "fit": fit, "distributed": distributed, "local_devices": local_devices,
+     "torch_distributed": torch_distributed}[job](*rest)

@@ -75,14 +75,14 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_keras_distribution_on_two_processes_writes_one_complete_event_file(tmp_path):
-    """Two JAX processes on localhost train one model under keras.distribution.DataParallel, each
-    with LayerView on the same log directory: process 0 writes exactly one event file, complete."""
+def _run_processes(job, backend, tmp_path, n=2):
+    """Runs ``n`` worker processes of ``job`` (each given its index, n, a free port and ``tmp_path``)
+    side by side; returns their outputs once all succeeded."""
     port = _free_port()
-    env = backend_env("jax")
-    procs = [subprocess.Popen([sys.executable, WORKER, "distributed", str(pid), "2", str(port), str(tmp_path)],
-                              env=env, cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for pid in range(2)]
+    procs = [subprocess.Popen([sys.executable, WORKER, job, str(i), str(n), str(port), str(tmp_path)],
+                              env=backend_env(backend), cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+             for i in range(n)]
     outs = []
     for p in procs:
         try:
@@ -93,7 +93,12 @@ def test_keras_distribution_on_two_processes_writes_one_complete_event_file(tmp_
             raise
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, "a training process failed (%d):\n%s\n%s" % (p.returncode, out, err[-6000:])
-    assert "process 0 of 2" in outs[0][0] and "process 1 of 2" in outs[1][0]
+    return [out for out, _ in outs]
+
+
+def _assert_one_complete_event_file(tmp_path):
+    """The processes left exactly one event file, in run/, with every layer, the statistics and the
+    class views at steps 0 to 2."""
     files = glob.glob(str(tmp_path / "**" / "*tfevents*"), recursive=True)
     assert len(files) == 1 and os.path.dirname(files[0]) == str(tmp_path / "run"), files
     series = read_series(str(tmp_path))
@@ -102,6 +107,23 @@ def test_keras_distribution_on_two_processes_writes_one_complete_event_file(tmp_
         assert sorted(got[(ACT, layer)]) == [0, 1, 2], layer
     for kind in (metadata.KIND_STATS, metadata.KIND_MAXIMIZATION, metadata.KIND_ATTRIBUTION):
         assert sorted(run_blob(series, "run", kind)) == [0, 1, 2], kind
+
+
+def test_keras_distribution_on_two_processes_writes_one_complete_event_file(tmp_path):
+    """Two JAX processes on localhost train one model under keras.distribution.DataParallel, each
+    with LayerView on the same log directory: process 0 writes exactly one event file, complete."""
+    outs = _run_processes("distributed", "jax", tmp_path)
+    assert "process 0 of 2" in outs[0] and "process 1 of 2" in outs[1]
+    _assert_one_complete_event_file(tmp_path)
+
+
+def test_torch_distributed_ranks_on_localhost_write_one_event_file_from_rank_0(tmp_path):
+    """Two torch.distributed ranks (gloo, on localhost), each fitting with LayerView on the same log
+    directory: rank 0 writes exactly one complete event file, rank 1 says why it writes nothing."""
+    outs = _run_processes("torch_distributed", "torch", tmp_path)
+    assert "rank 0 of 2 done on torch; not writing: None" in outs[0], outs[0]
+    assert "rank 1 of 2 done on torch; not writing: this is torch.distributed rank 1; rank 0 writes" in outs[1]
+    _assert_one_complete_event_file(tmp_path)
 
 
 def test_data_parallel_over_local_devices_gathers_a_sharded_probe(tmp_path):
