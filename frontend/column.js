@@ -7,7 +7,9 @@ import {classViews} from './classgrid.js';
 import {enlarge} from './enlarge.js';
 import {healthView} from './health.js';
 import {colormapTable, dequantize, differencePixels, overlayPixels} from './normalise.js';
-import {costLine, diffReference, nearestShown, planReason, probeSummary, sameLayout, shownInput} from './state.js';
+import {
+  configLayerOf, costLine, diffReference, nearestShown, planReason, probeSummary, sameLayout, shownInput,
+} from './state.js';
 import {
   configCard, el, errorBanner, formatShape, paint, paintPixels, predictionCorrect, predictionText,
 } from './views.js';
@@ -47,7 +49,7 @@ export function buildColumn(panel, run) {
     const holder = el('div', {class: 'config-holder', text: 'Loading…'});
     body.append(holder);
     panel.model.config(run.run).then((cfg) => {
-      holder.replaceChildren(configCard((cfg.layers || []).find((l) => l.path === layer.path)));
+      holder.replaceChildren(configCard(configLayerOf(cfg, layer.path)));
     }).catch((err) => holder.replaceChildren(errorBanner(err.message)));
     return col;
   }

@@ -417,6 +417,33 @@ export function shownInput(info, layer) {
 }
 
 /**
+ * The configuration record (GET /config's `layers[]`) behind a series path:
+ * the layer of that path, or the layer one of whose outputs it is (a shared
+ * layer's further call `shared@2`, an RNN's state `lstm:1`); null if none.
+ */
+export function configLayerOf(config, path) {
+  const layers = (config && config.layers) || [];
+  return layers.find((l) => l.path === path)
+    ?? layers.find((l) => (l.outputs || []).some((o) => o.path === path)) ?? null;
+}
+
+/**
+ * Which model inputs a layer's outputs depend on (the configuration's
+ * `outputs[].inputs`), in a line for its configuration card: one list when
+ * every call sees the same inputs, else one per call ("encoder/conv: left ·
+ * encoder/conv@2: right"). Null for single-input models and when the
+ * configuration does not say.
+ */
+export function inputsText(layer) {
+  const outs = ((layer && layer.outputs) || []).filter((o) => Array.isArray(o.inputs));
+  const names = new Set(outs.flatMap((o) => o.inputs));
+  if (!outs.length || names.size < 2) return null;
+  const lists = outs.map((o) => (o.inputs.length ? o.inputs.join(', ') : 'none'));
+  if (lists.every((t) => t === lists[0])) return lists[0];
+  return outs.map((o, i) => `${o.path}: ${lists[i]}`).join(' · ');
+}
+
+/**
  * A probe that is not drawn, in a line: its first input's first values, or
  * (text inputs) its first string, shortened.
  */

@@ -2,6 +2,7 @@
 // textContent or attributes, never as HTML.
 
 import {byteMap, colourise, colormapTable, displayRange, displayZoom, tileAt, tileRect} from './normalise.js';
+import {inputsText} from './state.js';
 
 /** Creates an element with attributes/properties and children. */
 export function el(tag, props = {}, ...children) {
@@ -154,6 +155,8 @@ export function configCard(layer) {
     ['Calls on the probe', String(layer.calls)],
     ['Logged', layer.kinds.length ? layer.kinds.join(', ') : 'nothing'],
   ];
+  const inputs = inputsText(layer);
+  if (inputs) rows.push(['Depends on inputs', inputs]);
   if (layer.skipped) rows.push(['Skipped', layer.skipped]);
   const table = el('table', {class: 'config'});
   for (const [k, v] of rows) table.append(el('tr', {}, el('th', {text: k}), el('td', {text: v})));

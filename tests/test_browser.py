@@ -602,6 +602,14 @@ def test_each_branch_of_a_siamese_model_sits_beside_its_own_input(browser, small
     [(head, src, width)] = p.eval(shown)
     assert head == "probe 0 · left" and "input=" not in src and width == 8, (head, src, width)
     assert p.eval("() => document.querySelectorAll('.probe-stack canvas.attribution').length") == 1
+    # The second call's configuration is its layer's, and says which input each call sees.
+    p.page.goto(tab_url(small_runs, "run=pair&layer=encoder/conv@2&view=config"))
+    p.frame = p.wait_frame()
+    p.wait("() => document.querySelector('table.config')")
+    rows = p.eval("() => Object.fromEntries([...document.querySelectorAll('table.config tr')].map("
+                  "r => [r.cells[0].textContent, r.cells[1].textContent]))")
+    assert rows["Path"] == "encoder/conv" and rows["Calls on the probe"] == "2", rows
+    assert rows["Depends on inputs"] == "encoder/conv: left · encoder/conv@2: right", rows
     p.finish("siamese")
 
 

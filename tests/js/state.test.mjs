@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
 import {
-  classViewWhy, epochSpan, alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
+  classViewWhy, configLayerOf, epochSpan, inputsText, alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
   blockKey, costLine, diffReference, formatSize, nearestShown, ownHashState, planReason, probeSummary, sameLayout, shownInput, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
@@ -241,4 +241,26 @@ test('epochSpan: the first and last logged epochs, and how many when some were s
   assert.equal(epochSpan([0, 4, 8, 12]), 'epochs 0–12 (4 logged)');
   assert.equal(epochSpan([{step: 3}]), 'epoch 3');
   assert.equal(epochSpan([]), 'no epochs yet');
+});
+
+test('inputsText: the inputs a layer depends on, per call when they differ, null for one input', () => {
+  assert.equal(inputsText({outputs: [{path: 'encoder/conv', inputs: ['left']}, {path: 'encoder/conv@2', inputs: ['right']}]}),
+    'encoder/conv: left · encoder/conv@2: right');
+  assert.equal(inputsText({outputs: [{path: 'cat', inputs: ['left', 'side']}]}), 'left, side');
+  assert.equal(inputsText({outputs: [{path: 'a', inputs: ['left']}, {path: 'a:1', inputs: ['left']}]}), null);
+  assert.equal(inputsText({outputs: [{path: 'd', inputs: ['x']}]}), null);
+  assert.equal(inputsText({outputs: [{path: 'd', inputs: null}]}), null);
+  assert.equal(inputsText({outputs: [{path: 'c', inputs: []}, {path: 'c@2', inputs: ['a', 'b']}]}), 'c: none · c@2: a, b');
+  assert.equal(inputsText(null), null);
+});
+
+test('configLayerOf: a further call or output of a layer finds the layer\'s record', () => {
+  const cfg = {layers: [{path: 'encoder', outputs: []},
+    {path: 'encoder/conv', outputs: [{path: 'encoder/conv'}, {path: 'encoder/conv@2'}]},
+    {path: 'lstm', outputs: [{path: 'lstm'}, {path: 'lstm:1'}]}]};
+  assert.equal(configLayerOf(cfg, 'encoder/conv@2').path, 'encoder/conv');
+  assert.equal(configLayerOf(cfg, 'lstm:1').path, 'lstm');
+  assert.equal(configLayerOf(cfg, 'encoder').path, 'encoder');
+  assert.equal(configLayerOf(cfg, 'nope'), null);
+  assert.equal(configLayerOf(null, 'x'), null);
 });
