@@ -54,6 +54,15 @@ export function buildColumn(panel, run) {
     return col;
   }
   const kind = s.view;
+  if (kind === 'filters' && !layer.kinds.filters && layer.layer && layer.layer !== layer.path) {
+    // A shared layer's further call, or a further output, has its layer's kernel: show that.
+    const owner = run.layers.find((l) => l.path === layer.layer);
+    if (owner && owner.kinds.filters) {
+      body.append(el('div', {class: 'owner-note', role: 'note', text: `The filters of ${owner.path}, whose output this is.`}));
+      col.layer = owner;
+      return addCells(panel, run, col, body, owner, kind);
+    }
+  }
   if (!layer.kinds[kind]) {
     const why = el('div', {class: 'placeholder',
       text: kind === 'filters' ? 'This layer has no filters (only convolution and dense kernels are drawn).'
@@ -69,6 +78,12 @@ export function buildColumn(panel, run) {
     }
     return col;
   }
+  return addCells(panel, run, col, body, layer, kind);
+}
+
+/** The cells of a column: one per probe shown (activations), or one (filters). */
+function addCells(panel, run, col, body, layer, kind) {
+  const s = panel.state;
   const probes = kind === 'filters' ? [0] : (s.probe < 0 ? [...Array(run.probe_count).keys()] : [Math.min(s.probe, Math.max(run.probe_count - 1, 0))]);
   for (const p of probes) {
     const canvas = el('canvas', {class: 'tiles'});

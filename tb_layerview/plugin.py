@@ -411,13 +411,14 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                     "kinds": {k: {"max_step": s.max_step, "max_wall_time": s.max_wall_time}
                               for k, s in sorted(kinds.items())},
                     "inputs": None,
+                    "layer": path,
                 })
             # Layers the budget has not drawn yet have no series, but the run's
             # configuration lists them: they are listed too, without kinds.
             listed = {l["path"]: l for l in layers}
             for l in self._config_layers(ctx, eid, entry):
                 if l["path"] in listed:
-                    listed[l["path"]]["inputs"] = l["inputs"]
+                    listed[l["path"]].update(inputs=l["inputs"], layer=l["layer"])
                 else:
                     layers.append(l)
             layers.sort(key=lambda l: (l["index"], l["path"]))
@@ -515,7 +516,8 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                     out.append({"path": path, "name": metadata.display_name(path, l.get("parent", "")),
                                 "class": l.get("class", ""), "parent": l.get("parent", ""),
                                 "index": int(l.get("index", 0)), "output_shape": output.get("shape"),
-                                "layout": None, "kinds": {}, "inputs": _names_or_none(output.get("inputs"))})
+                                "layout": None, "kinds": {}, "inputs": _names_or_none(output.get("inputs")),
+                                "layer": str(l.get("path", path))})
             except (TypeError, KeyError, ValueError):
                 continue  # a malformed record is left out
         return out

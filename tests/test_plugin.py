@@ -407,6 +407,7 @@ def test_every_image_input_is_served_and_each_layer_names_the_inputs_it_sees(tmp
     run = get_json(client, "runs")["runs"][0]
     assert run["probe_count"] == 2
     reach = {l["path"]: l["inputs"] for l in run["layers"]}
+    assert {l["path"]: l["layer"] for l in run["layers"]}["encoder/conv@2"] == "encoder/conv"
     assert reach["encoder/conv"] == ["left"] and reach["encoder/conv@2"] == ["right"]
     assert reach["side_dense"] == ["side"] and reach["cat"] == ["left", "right", "side"]
     stored = read_series(str(tmp_path))["pair"]
