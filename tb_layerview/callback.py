@@ -863,7 +863,7 @@ class LayerView(keras.callbacks.Callback):
         for key, spec in specs.items():
             by_layer.setdefault(spec.layer_path, []).append(key)
         candidates = {c.key for c in self._candidates()}
-        reach = walk_lib.InputReach(self._watched, self.probe.input_names(self._watched) or ())
+        reach = walk_lib.InputReach(self._watched, self.probe.input_names(self._watched) or (), self._entries)
         layers = []
         for e in self._entries:
             layer = e.layer

@@ -148,7 +148,14 @@ class InputReach:
         reach.of("encoder/conv", 2)  # ("right",)
     """
 
-    def __init__(self, model, names):
+    def __init__(self, model, names, entries=None):
+        """Args:
+          model: the model whose calls the capture counts.
+          names: the name of each of ``model.inputs`` (flattened), in order.
+          entries: :func:`walk` of the model (walked here when None): a
+            layer's calls are counted under its one path, however many
+            nested models share it.
+        """
         self._calls = {}  # path -> [frozenset of input names, per call in order]
         self._loose = {}  # path of a model without a graph -> what every call of its layers reaches
         names = list(names)
@@ -158,9 +165,10 @@ class InputReach:
         if self._all is not None or not names or not _is_model(model):
             return
         try:
+            self._paths = {id(e.layer): e.path for e in (walk(model) if entries is None else entries)}
             tensors = list(getattr(model, "inputs", None) or ())
             if len(tensors) == len(names):
-                self._known = self._run(model, "", [frozenset([n]) for n in names], 0) is not None
+                self._known = self._run(model, [frozenset([n]) for n in names], 0) is not None
         except Exception:  # noqa: BLE001 - an unusual graph: no answer rather than a wrong one
             self._calls, self._known = {}, False
 
@@ -186,10 +194,7 @@ class InputReach:
         names = self.of(path, call)
         return None if names is None else list(names)
 
-    def _record(self, path, reach):
-        self._calls.setdefault(path, []).append(reach)
-
-    def _run(self, model, prefix, in_reach, depth):
+    def _run(self, model, in_reach, depth):
         """Replays one call of ``model`` whose flattened inputs reach
         ``in_reach``; returns what each flattened output reaches, or None
         when the model has no graph."""
@@ -200,7 +205,6 @@ class InputReach:
         if graph is None or getattr(graph, "_nodes_by_depth", None) is None:
             return None
         reach = {id(t): r for t, r in zip(graph.inputs, in_reach)}
-        own = {id(l) for l in getattr(model, "layers", ())}
         for d in sorted(graph._nodes_by_depth, reverse=True):
             for node in graph._nodes_by_depth[d]:
                 op = node.operation
@@ -212,21 +216,19 @@ class InputReach:
                 r = frozenset().union(*(reach[id(t)] for t in sources))
                 outs = node.output_tensors
                 out_reach = [r] * len(outs)
-                if id(op) in own and type(op).__name__ != "InputLayer":
-                    path = prefix + op.name
-                    self._record(path, r)
-                    if _is_model(op):
-                        inner = [reach[id(t)] for t in sources]
-                        n_in = len(getattr(op, "inputs", None) or ()) if _has_graph(op) else 0
-                        got = self._run(op, path + "/", inner if len(inner) == n_in else [r] * n_in, depth + 1) \
-                            if n_in else None
-                        if got is None:
-                            self._loose[path] = self._loose.get(path, frozenset()) | r
-                        elif len(got) == len(outs):
-                            out_reach = got
-                    inner = _time_distributed_inner(op)
-                    if inner is not None:
+                path = self._paths.get(id(op))  # None: an operation that is no layer (keras.ops)
+                if path is not None:
+                    self._calls.setdefault(path, []).append(r)
+                if path is not None and _is_model(op):
+                    inner = [reach[id(t)] for t in sources]
+                    n_in = len(getattr(op, "inputs", None) or ()) if _has_graph(op) else 0
+                    got = self._run(op, inner if len(inner) == n_in else [r] * n_in, depth + 1) if n_in else None
+                    if got is None:
                         self._loose[path] = self._loose.get(path, frozenset()) | r
+                    elif len(got) == len(outs):
+                        out_reach = got
+                if path is not None and _time_distributed_inner(op) is not None:
+                    self._loose[path] = self._loose.get(path, frozenset()) | r
                 for t, tr in zip(outs, out_reach):
                     reach[id(t)] = tr
         return [reach.get(id(t), frozenset()) for t in graph.outputs]

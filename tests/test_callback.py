@@ -1729,3 +1729,34 @@ def test_a_second_fit_from_epoch_0_into_the_same_log_dir_warns_and_one_that_cont
     assert "log_dir %r already holds the LayerView log of an earlier fit (%s)" % (str(tmp_path / "run"), first_file) \
         in message and "Pass initial_epoch" in message, message
     assert run(epochs=4, initial_epoch=2) == []
+
+
+def test_each_call_of_a_layer_shared_by_two_nested_models_names_the_input_its_data_came_from(tmp_path):
+    """A Dense shared by two nested models (one fed through a nested Sequential): the capture counts its
+    calls under one path, and the configuration's inputs of each call agree with the statistics of that
+    call's output (the graph is replayed in the order Keras runs it)."""
+    shared = keras.layers.Dense(3, name="shared")
+    a_in, b_in = keras.Input((4,)), keras.Input((4,))
+    ma = keras.Model(a_in, shared(a_in), name="ma")
+    mb = keras.Model(b_in, keras.layers.Dense(2, name="after")(shared(b_in)), name="mb")
+    seq = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="s1")], name="seq")
+    i1, i2 = keras.Input((4,), name="i1"), keras.Input((4,), name="i2")
+    model = keras.Model([i1, i2], keras.layers.Concatenate(name="cat")([ma(i1), mb(seq(i2))]))
+    x1 = np.ones((8, 4), np.float32)
+    x2 = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    fit(model, [x1, x2], np.zeros((8, 5)), tmp_path / "run", epochs=1, probe=[x1[:2], x2[:2]])
+    series, run = only_run(tmp_path / "run")
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    layer = next(l for l in config["layers"] if l["outputs"] and l["outputs"][0]["path"].endswith("shared"))
+    assert layer["calls"] == 2
+    by_path = _stats_by_path(series, run, 1)
+    expected = {"i1": keras.ops.convert_to_numpy(shared(x1[:2])),
+                "i2": keras.ops.convert_to_numpy(shared(seq(x2[:2])))}
+    seen = []
+    for output in layer["outputs"]:
+        [name] = output["inputs"]
+        seen.append(name)
+        np.testing.assert_allclose(by_path[output["path"]]["mean"], expected[name].mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert sorted(seen) == ["i1", "i2"]
+    reach = {o["path"]: o["inputs"] for l in config["layers"] for o in l["outputs"]}
+    assert reach["seq/s1"] == ["i2"] and reach["mb/after"] == ["i2"] and reach["cat"] == ["i1", "i2"]
