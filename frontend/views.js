@@ -179,12 +179,16 @@ function classList(cs, names, classNames) {
 export function predictionText(entry, classNames) {
   if (!entry) return '';
   const parts = [];
+  // A writer that named some output's classes named every output class_names
+  // fit (a 2-class head of a 10-class model keeps its ids); records written
+  // without names take the run's.
+  const fallback = Object.values(entry.outputs || {}).some((r) => r.names) ? null : classNames;
   for (const [name, rec] of Object.entries(entry.outputs || {})) {
     const prefix = Object.keys(entry.outputs).length > 1 ? `${name}: ` : '';
     if (rec.type === 'classes') {
       const asShare = rec.kind === 'probabilities' || (rec.kind === 'multilabel' && rec.threshold === 0.5);
       const top = rec.top.slice(0, 3).map(([c, v], i) => {
-        const label = (rec.names && rec.names[i]) || (classNames && classNames[c]) || String(c);
+        const label = (rec.names && rec.names[i]) || (fallback && fallback[c]) || String(c);
         return `${label} ${asShare ? (100 * v).toFixed(0) + '%' : formatNumber(v)}`;
       });
       const set = rec.kind === 'multilabel'
@@ -195,14 +199,24 @@ export function predictionText(entry, classNames) {
     } else {
       parts.push(prefix + rec.values.slice(0, 4).map(formatNumber).join(', ') + (rec.values.length > 4 ? ', …' : ''));
     }
+    // Labels given per output (a multi-output model) follow their output.
+    const own = labelText(rec.label, rec.kind === 'multilabel', null);
+    if (own) parts[parts.length - 1] += ` · true: ${own}`;
   }
-  const l = entry.label;
+  if (Object.values(entry.outputs || {}).some((r) => r.label)) return parts.join('\n');
   // A tagger's one-hot label is a set of one tag, as its prediction is a set.
   const tagger = Object.values(entry.outputs || {}).some((r) => r.kind === 'multilabel');
-  if (l && l.classes && (tagger || l.class === undefined)) parts.push(`true: ${classList(l.classes, l.names, classNames)}`);
-  else if (l && l.class !== undefined) parts.push(`true: ${l.name ?? String(l.class)}`);
-  else if (l && l.value !== null && l.value !== undefined) parts.push(`true: ${formatNumber(l.value)}`);
+  const text = labelText(entry.label, tagger, classNames);
+  if (text) parts.push(`true: ${text}`);
   return parts.join('\n');
+}
+
+/** A label record (GET /predictions) in a few words; '' without one. */
+function labelText(l, tagger, classNames) {
+  if (l && l.classes && (tagger || l.class === undefined)) return classList(l.classes, l.names, classNames);
+  if (l && l.class !== undefined) return l.name ?? String(l.class);
+  if (l && l.value !== null && l.value !== undefined) return formatNumber(l.value);
+  return '';
 }
 
 /**
@@ -212,16 +226,26 @@ export function predictionText(entry, classNames) {
  * same set of classes.
  */
 export function predictionCorrect(entry) {
+  const recs = Object.values((entry && entry.outputs) || {});
+  if (recs.some((r) => r.label)) {
+    // Labels per output: right when every output that can be judged is.
+    const verdicts = recs.filter((r) => r.label).map((r) => outputCorrect(r, r.label)).filter((v) => v !== null);
+    return verdicts.length ? verdicts.every(Boolean) : null;
+  }
   const l = entry && entry.label;
   if (!l) return null;
-  const rec = Object.values(entry.outputs || {})
-    .find((r) => r.predicted !== undefined || r.predicted_set !== undefined);
-  if (!rec) return null;
+  const rec = recs.find((r) => r.predicted !== undefined || r.predicted_set !== undefined);
+  return rec ? outputCorrect(rec, l) : null;
+}
+
+/** Whether one output's prediction matches label `l`; null when it cannot be judged. */
+function outputCorrect(rec, l) {
   // The writer decides what is predicted (tb_layerview.probe.predicted_class
   // and predicted_set); both lists are in class order.
   if (rec.predicted_set !== undefined) {
     if (!l.classes) return null;
     return l.classes.length === rec.predicted_set.length && l.classes.every((c, i) => c === rec.predicted_set[i]);
   }
+  if (rec.predicted === undefined) return null;
   return l.class === undefined ? null : rec.predicted === l.class;
 }

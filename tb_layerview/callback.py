@@ -524,8 +524,25 @@ class LayerView(keras.callbacks.Callback):
         self._first_result = self._run_pass()
         # What the model's outputs are does not change from one step to the next.
         outputs = self._output_dict(self._first_result.model_outputs) or {}
+        if outputs:
+            self.probe.resolve_labels(outputs)  # a clear error for labels of outputs the model lacks
         self._regression, self._multilabel, widths = self._output_roles(outputs)
         self._class_widths = {n: k for n, k in widths.items() if k > 1}
+
+    def _labels_by_output(self):
+        """The probe's labels as the writer takes them: one array, or
+        ``{output name: array}`` when they were given per output."""
+        return self.probe.output_labels if isinstance(self.probe.output_labels, dict) else self.probe.labels
+
+    def _names_by_output(self):
+        """``class_names`` as the predictions apply them: one list for every
+        output, or, for a model with several class outputs, ``{output: the
+        names}`` for the outputs with as many classes as names (the others
+        get none: a 2-class head of a 10-class model is not 'cat'/'dog')."""
+        widths = self._class_widths or {}
+        if self.class_names is None or len(widths) < 2:
+            return None
+        return {n: (list(self.class_names) if k == len(self.class_names) else None) for n, k in widths.items()}
 
     def _call_model(self):
         try:
@@ -793,8 +810,8 @@ class LayerView(keras.callbacks.Callback):
 
     def _write_step(self, snap):
         """Renders and writes one step (on the writer thread), measuring its cost."""
-        ctx = items.WriteContext(self.class_names, self.probe.labels, self.top_k, self.max_filters,
-                                 self.filter_input, self.min_spatial, self._warn)
+        ctx = items.WriteContext(self.class_names, self._labels_by_output(), self.top_k, self.max_filters,
+                                 self.filter_input, self.min_spatial, self._warn, self._names_by_output())
         cpu0 = time.thread_time()
         image_cpu = fixed_cpu = 0.0
         image_bytes = fixed_bytes = 0
@@ -931,9 +948,9 @@ class LayerView(keras.callbacks.Callback):
         self._check_class_names()
         with writer_lib.writing_to(self._get_writer()):
             summary.config(info, step=step)
-            summary.probes(self.probe.named(model), step=step, labels=self.probe.labels,
-                           class_names=self.class_names, image_shape=self.input_image_shape,
-                           channels_first=self._input_channels_first())
+            summary.probes(self.probe.named(model), step=step, labels=self._labels_by_output(),
+                           class_names=self._names_by_output() or self.class_names,
+                           image_shape=self.input_image_shape, channels_first=self._input_channels_first())
 
     def _check_class_names(self):
         """Warns when ``class_names`` fit none of the outputs that predict

@@ -19,12 +19,13 @@ class WriteContext:
     """Settings every item may need when it is written."""
 
     class_names: object = None
-    labels: object = None
+    labels: object = None  # an array, or {output name: array} for a multi-output model
     top_k: int = 5
     max_filters: int = 64
     filter_input: str = "first"
     min_spatial: int = 2
     warn: object = None  # warn(key, message)
+    output_class_names: object = None  # class_names per output (summary.prediction_record); None: class_names
 
 
 @dataclasses.dataclass
@@ -125,7 +126,8 @@ class Predictions:
     image = False
 
     def write(self, step, ctx):
-        summary.predictions(self.outputs, step=step, class_names=ctx.class_names, top_k=ctx.top_k,
+        names = ctx.class_names if ctx.output_class_names is None else ctx.output_class_names
+        summary.predictions(self.outputs, step=step, class_names=names, top_k=ctx.top_k,
                             labels=ctx.labels, regression=self.regression, multilabel=self.multilabel)
 
     def what(self):

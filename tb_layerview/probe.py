@@ -292,6 +292,16 @@ def predicted_set(scores, threshold):
     return [int(i) for i in np.flatnonzero(np.nan_to_num(s, nan=-np.inf) >= threshold)]
 
 
+def _labels_array(y, n, key=None):
+    """One array of probe labels (those of output ``key`` when given), checked to have ``n`` samples."""
+    where = "" if key is None else "[%r]" % key
+    y = _as_array(y, "probe labels (y)" + where, text=False)
+    if y.ndim == 0 or y.shape[0] != n:
+        raise ValueError("probe labels%s have %s samples but the inputs have %d"
+                         % (where, y.shape[0] if y.ndim else "no", n))
+    return y
+
+
 def graph_input_names(model):
     """The names of a model's flattened ``inputs``: the keys of a model built
     on a dict of inputs, else its input layers' names; None for a model
@@ -315,11 +325,18 @@ class Probe:
 
     Attributes:
       inputs: an array, a list of arrays or a dict of arrays.
-      labels: array (N, ...) or None.
+      labels: array (N, ...) or None: the labels of the model's first
+        labelled output (its only one, mostly), which the class views and
+        each probe's ``label`` record use.
+      output_labels: the labels of a multi-output model, given per output as
+        ``y`` is to ``fit``: ``{output name: array}`` once
+        :meth:`resolve_labels` has named them (a list of arrays before, in
+        the model's output order); None for one array of labels.
     """
 
     inputs: object
     labels: object = None
+    output_labels: object = None
 
     @classmethod
     def parse(cls, probe):
@@ -355,12 +372,48 @@ class Probe:
         if n < 1 or n > MAX_PROBES:
             raise ValueError("probe must hold 1 to %d samples (each is drawn for every layer at every"
                              " logged epoch); got %d. Pass a slice such as x[:8]" % (MAX_PROBES, n))
-        if labels is not None:
-            labels = _as_array(labels, "probe labels (y)", text=False)
-            if labels.shape[0] != n:
-                raise ValueError("probe labels have %d samples but the inputs have %d"
-                                 % (labels.shape[0], n))
-        return cls(inputs, labels)
+        output_labels = None
+        if isinstance(labels, dict) or (isinstance(labels, (list, tuple)) and len(labels) > 1 and all(
+                len(getattr(y, "shape", ())) >= 1 and y.shape[0] == n for y in labels)):
+            # One array per output of a multi-output model, as fit takes y (a
+            # list of numbers, or of one-hot rows, is one output's labels).
+            keyed = labels.items() if isinstance(labels, dict) else enumerate(labels)
+            output_labels = {k if isinstance(k, int) else str(k): _labels_array(y, n, k) for k, y in keyed}
+            if not output_labels:
+                raise ValueError("probe labels (y) is an empty %s; pass one array per output or none"
+                                 % type(labels).__name__)
+            if isinstance(labels, dict):
+                labels = next(iter(output_labels.values()))
+            else:
+                labels, output_labels = output_labels[0], list(output_labels.values())
+        elif labels is not None:
+            labels = _labels_array(labels, n)
+        return cls(inputs, labels, output_labels)
+
+    def resolve_labels(self, output_names):
+        """Names the per-output labels after the model's outputs (``output_names``,
+        in the model's order) and takes :attr:`labels` from the first
+        labelled one. Nothing to do for one array of labels.
+
+        Raises:
+          ValueError: labels for an output the model does not have, or a
+            list of labels whose length is not the number of outputs.
+        """
+        if self.output_labels is None:
+            return
+        names = list(output_names)
+        given = self.output_labels
+        if isinstance(given, list):
+            if len(given) != len(names):
+                raise ValueError("probe labels (y) is a list of %d arrays but the model has %d outputs (%s)"
+                                 % (len(given), len(names), ", ".join(names)))
+            given = dict(zip(names, given))
+        unknown = [k for k in given if k not in names]
+        if unknown:
+            raise ValueError("probe labels (y) name outputs the model does not have: %s; its outputs are: %s"
+                             % (", ".join(map(repr, unknown)), ", ".join(names)))
+        self.output_labels = {n: given[n] for n in names if n in given}
+        self.labels = next(iter(self.output_labels.values()))
 
     @property
     def arrays(self):

@@ -279,8 +279,11 @@ def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_val
       inputs: ``{input_name: array (N, ...)}``; every image-shaped numeric
         input is drawn (``drawn_inputs`` in the info); every input's first
         ``max_values`` values are kept in JSON (``values``; for strings, ``text``).
-      labels: optional array (N, ...) of true labels.
-      class_names: optional list of class names.
+      labels: optional array (N, ...) of true labels, or ``{output name:
+        array}`` for a multi-output model (each probe then has ``labels``, one
+        record per output, and ``label``, the first one's).
+      class_names: optional list of class names, or ``{output name: names
+        or None}`` (see :func:`prediction_record`).
       image_shape: forces the image shape of the first drawn input (and of
         any other input of as many values).
       max_values: values per input and probe kept in the JSON.
@@ -314,8 +317,14 @@ def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_val
             entry["inputs"][nm] = {"shape": list(arr.shape), "dtype": str(arr.dtype),
                                    "values": flat[:max_values].astype(np.float64).tolist(),
                                    "truncated": bool(flat.size > max_values)}
-        if labels is not None:
-            entry["label"] = _label_of(np.asarray(labels)[i], class_names)
+        if isinstance(labels, dict):
+            entry["labels"] = {out: _label_of(np.asarray(y)[i], _names_for(class_names, out))
+                               for out, y in labels.items()}
+            if entry["labels"]:
+                entry["label"] = next(iter(entry["labels"].values()))
+        elif labels is not None:
+            primary = next(iter(class_names), None) if isinstance(class_names, dict) else None
+            entry["label"] = _label_of(np.asarray(labels)[i], _names_for(class_names, primary))
         for k, (nm, forced) in enumerate(drawn.items()):
             img, img_info = render.render_input(pictures[nm][i], forced)
             pngs[nm].append(render.encode_png(img))
@@ -326,6 +335,8 @@ def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_val
     order = list(drawn)
     info = {"count": n, "inputs": names, "drawn_input": order[0] if order else None,
             "drawn_inputs": order, "class_names": class_names, "probes": probes}
+    if isinstance(class_names, dict):  # the names the user gave are those of the outputs that use them
+        info["class_names"] = next((v for v in class_names.values() if v), None)
     return [json_bytes(info)] + [png for nm in order for png in pngs[nm]]
 
 
@@ -371,9 +382,13 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
 
     Args:
       outputs: ``{output_name: array (N, ...)}``.
-      class_names: names of the classes of a classifier output.
+      class_names: names of the classes of a classifier output, or
+        ``{output_name: names or None}`` for a model whose outputs have
+        classes of their own.
       top_k: classes kept per probe for classifier outputs.
-      labels: optional true labels (N, ...).
+      labels: optional true labels (N, ...), or ``{output_name: labels}`` for
+        a multi-output model: then each of those outputs' records has its
+        ``label``, and the entry's ``label`` is the first one's.
       regression: names of outputs trained as regression targets, whose
         records are always ``values``.
       multilabel: ``{name: threshold}`` of outputs that tag a probe with any
@@ -410,20 +425,34 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
                     probs = bool(np.all(y >= 0) and np.all(y <= 1) and abs(y.sum() - 1) < 1e-3)
                     rec = {"type": "classes", "kind": "probabilities" if probs else "scores",
                            "top": top, "predicted": probe_lib.predicted_class(y)}
-                if class_names:
-                    rec["names"] = [_class_name(c, class_names) for c, _ in top]
+                own = _names_for(class_names, nm)
+                if own:
+                    rec["names"] = [_class_name(c, own) for c, _ in top]
                     if "predicted_set" in rec:
-                        rec["predicted_names"] = [_class_name(c, class_names) for c in rec["predicted_set"]]
+                        rec["predicted_names"] = [_class_name(c, own) for c in rec["predicted_set"]]
             elif scores and y.size == 1 and 0.0 <= float(y.ravel()[0]) <= 1.0:
                 rec = {"type": "binary", "value": float(y.ravel()[0]), "predicted": probe_lib.predicted_class(y)}
             else:
                 rec = {"type": "values", "shape": list(y.shape),
                        "values": y.ravel()[:64].tolist()}
             entry["outputs"][nm] = rec
-        if labels is not None:
-            entry["label"] = _label_of(np.asarray(labels)[i], class_names)
+        if isinstance(labels, dict):
+            for nm, y in labels.items():
+                if nm in entry["outputs"]:
+                    entry["outputs"][nm]["label"] = _label_of(np.asarray(y)[i], _names_for(class_names, nm))
+            first = next(iter(labels), None)
+            if first is not None:
+                entry["label"] = _label_of(np.asarray(labels[first])[i], _names_for(class_names, first))
+        elif labels is not None:
+            entry["label"] = _label_of(np.asarray(labels)[i], _names_for(class_names, names[0]))
         recs.append(entry)
     return recs
+
+
+def _names_for(class_names, output):
+    """The class names of ``output``: ``class_names`` itself (one list for
+    every output), or its entry for that output (a dict)."""
+    return class_names.get(output) if isinstance(class_names, dict) else class_names
 
 
 def predictions(outputs, step=None, class_names=None, top_k=5, labels=None, regression=(), multilabel=None):

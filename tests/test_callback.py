@@ -743,6 +743,8 @@ def test_unwritable_log_dir_is_a_clear_error_at_train_begin(tmp_path):
     ({"probe": np.ones((100, 2))}, "probe must hold 1 to 64 samples .* got 100"),
     ({"probe": np.float32(3)}, "probe needs a leading batch axis; got a scalar 3.0"),
     ({"probe": (np.ones((2, 2)), np.ones(3))}, "probe labels have 3 samples but the inputs have 2"),
+    ({"probe": (np.ones((2, 2)), {"animal": np.ones(3)})}, "probe labels\\['animal'\\] have 3 samples but the inputs have 2"),
+    ({"probe": (np.ones((2, 2)), {})}, "probe labels \\(y\\) is an empty dict; pass one array per output or none"),
     ({"probe": (1, 2, 3)}, "probe given as a tuple must be \\(x, y\\); got a tuple of 3 items"),
     ({"probe": [np.ones((2, 2)), np.ones((3, 2))]}, "probe inputs disagree on the number of samples: \\[2, 3\\]"),
     ({"log_dir": ""}, "log_dir must be a non-empty path string; got ''"),
@@ -1760,3 +1762,38 @@ def test_each_call_of_a_layer_shared_by_two_nested_models_names_the_input_its_da
     assert sorted(seen) == ["i1", "i2"]
     reach = {o["path"]: o["inputs"] for l in config["layers"] for o in l["outputs"]}
     assert reach["seq/s1"] == ["i2"] and reach["mb/after"] == ["i2"] and reach["cat"] == ["i1", "i2"]
+
+
+def test_labels_given_per_output_label_each_output_and_name_only_the_classes_they_fit(tmp_path):
+    """A model with a 4-class and a 2-class head, probe labels given per output as fit takes them (a dict,
+    or a list in output order): each output's prediction record has its own label, the probes keep one
+    per output, class_names name the 4-class head only, and labels for an output the model lacks stop
+    fit with the names of its outputs. It used to refuse the dict as 'an object array holding dict'."""
+    inp = keras.Input((8,))
+    h = keras.layers.Dense(6, activation="relu", name="h")(inp)
+    model = keras.Model(inp, {"animal": keras.layers.Dense(4, activation="softmax", name="animal")(h),
+                              "indoor": keras.layers.Dense(2, activation="softmax", name="indoor")(h)})
+    x = np.random.default_rng(0).random((32, 8)).astype("float32")
+    ya, yi = np.arange(32) % 4, (np.arange(32) // 2) % 2
+    names = ["cat", "dog", "bird", "fish"]
+    for run, y in (("by_name", {"indoor": yi[:3], "animal": ya[:3]}), ("by_order", [ya[:3], yi[:3]])):
+        model.compile("sgd", {"animal": "sparse_categorical_crossentropy", "indoor": "sparse_categorical_crossentropy"})
+        model.fit(x, {"animal": ya, "indoor": yi}, epochs=1, batch_size=16, verbose=0, callbacks=[
+            LayerView(str(tmp_path / run), probe=(x[:3], y), class_names=names, budget=None)])
+        series, _ = only_run(tmp_path / run)
+        preds = json_of(run_blob(series, run, metadata.KIND_PREDICTIONS)[1][0])["probes"]
+        for i, entry in enumerate(preds):
+            animal, indoor = entry["outputs"]["animal"], entry["outputs"]["indoor"]
+            assert animal["label"] == {"value": float(ya[i]), "class": int(ya[i]), "name": names[ya[i]]}, run
+            assert indoor["label"] == {"value": float(yi[i]), "class": int(yi[i])}, run
+            assert animal["names"] and "names" not in indoor
+            assert entry["label"] == animal["label"]  # the first output's, which the class views explain
+        probes = json_of(run_blob(series, run, metadata.KIND_PROBES)[0][0])["probes"]
+        assert [p["labels"]["indoor"]["class"] for p in probes] == [int(c) for c in yi[:3]]
+        assert [p["label"]["name"] for p in probes] == [names[c] for c in ya[:3]]
+        attribution = json_of(run_blob(series, run, metadata.KIND_ATTRIBUTION)[1][0])
+        assert [t["class"] for t in attribution["targets"] if t["which"] == "true"] == [int(c) for c in ya[:3]]
+    with pytest.raises(ValueError, match="probe labels \\(y\\) name outputs the model does not have: 'kind'; "
+                                         "its outputs are: animal, indoor"):
+        model.fit(x, {"animal": ya, "indoor": yi}, epochs=1, verbose=0, callbacks=[
+            LayerView(str(tmp_path / "bad"), probe=(x[:3], {"kind": ya[:3]}), budget=None)])

@@ -43,3 +43,16 @@ test('predictionText shows the predicted and the true set of a tagger, and no tr
   assert.equal(predictionText({outputs: {tags}, label: oneTag}), '{a, c} · c 90%, a 60%, b 10%\ntrue: {a}');
   assert.equal(predictionText({outputs: {cls}, label: oneTag}), '2 70%, 0 20%, 1 10%\ntrue: a');
 });
+
+test('labels given per output: each follows its output, and the probe is right when every judged output is', () => {
+  const animal = {type: 'classes', kind: 'probabilities', top: [[1, 0.6], [0, 0.4]], predicted: 1, names: ['dog', 'cat'],
+    label: {value: 1, class: 1, name: 'dog'}};
+  const indoor = {type: 'classes', kind: 'probabilities', top: [[0, 0.7], [1, 0.3]], predicted: 0, label: {value: 1, class: 1}};
+  const size = {type: 'values', shape: [1], values: [2.5], label: {value: 3, class: undefined}};
+  const entry = {outputs: {animal, indoor, size}, label: animal.label};
+  assert.equal(predictionText(entry, ['cat', 'dog']),
+    'animal: dog 60%, cat 40% · true: dog\nindoor: 0 70%, 1 30% · true: 1\nsize: 2.500 · true: 3.000');
+  assert.equal(predictionCorrect(entry), false);
+  assert.equal(predictionCorrect({outputs: {animal, size}, label: animal.label}), true);
+  assert.equal(predictionCorrect({outputs: {size}}), null);
+});
