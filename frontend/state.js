@@ -233,6 +233,10 @@ export function layerRows(layers, opts = {}) {
   const keys = layers.map((l) => (grouping ? blockKey(l.name ?? l.path) : null));
   const rows = [];
   let parent = '';
+  // Blocks of one name may recur apart (NASNet's cells reuse separable_conv_1):
+  // each run is its own group, `name~2` from the second on, opened alone.
+  const starts = new Map();
+  let id = null;
   for (let i = 0; i < layers.length; i++) {
     const l = layers[i];
     if (l.parent && l.parent !== parent) {
@@ -254,8 +258,11 @@ export function layerRows(layers, opts = {}) {
       rows.push(l);
       continue;
     }
-    const id = (parent ? parent + '/' : '') + key;
     if (!same(i - 1)) {
+      const base = (parent ? parent + '/' : '') + key;
+      const n = (starts.get(base) || 0) + 1;
+      starts.set(base, n);
+      id = n > 1 ? `${base}~${n}` : base;
       let count = 0;
       while (same(i + count)) count++;
       rows.push({group: id, name: key, depth: l.depth || 0, count, collapsed: isCollapsed(id)});

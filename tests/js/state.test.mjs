@@ -264,3 +264,15 @@ test('configLayerOf: a further call or output of a layer finds the layer\'s reco
   assert.equal(configLayerOf(cfg, 'nope'), null);
   assert.equal(configLayerOf(null, 'x'), null);
 });
+
+test('a block name that recurs apart makes separate groups, each opened on its own', () => {
+  const cell = (k) => [`sep_conv_1_left_${k}`, `sep_conv_1_right_${k}`, `normal_add_${k}`].map((name) => ({path: name, name}));
+  const layers = [];
+  for (let k = 0; k < 12; k++) layers.push(...cell(k));
+  const rows = layerRows(layers, {expanded: new Set(['sep_conv_1~3'])});
+  const groups = rows.filter((r) => r.group);
+  assert.deepEqual(groups.slice(0, 3).map((g) => [g.group, g.count, g.collapsed]),
+    [['sep_conv_1', 2, true], ['sep_conv_1~2', 2, true], ['sep_conv_1~3', 2, false]]);
+  // Only the third run shows its layers.
+  assert.deepEqual(rows.filter((r) => r.inGroup).map((r) => r.path), ['sep_conv_1_left_2', 'sep_conv_1_right_2']);
+});
