@@ -8,7 +8,7 @@ import {enlarge} from './enlarge.js';
 import {healthView} from './health.js';
 import {colormapTable, dequantize, differencePixels, overlayPixels} from './normalise.js';
 import {
-  configLayerOf, costLine, diffReference, nearestShown, planReason, probeSummary, sameLayout, shownInput,
+  configLayerOf, costLine, diffReference, nearestShown, planReason, probeSummary, sameLayout, shownInput, undrawnInput,
 } from './state.js';
 import {
   configCard, el, errorBanner, formatShape, paint, paintPixels, predictionCorrect, predictionText,
@@ -111,7 +111,8 @@ export function probeSide(panel, run, p, cell, layer) {
   }
   panel.model.probeInfo(run.run).then((info) => {
     const input = shownInput(info, layer);
-    if (input !== null) {
+    const plain = undrawnInput(info, layer);
+    if (input !== null && plain === null) {
       // With several drawn inputs, the picture says which one it is.
       const several = (info.drawn_inputs || []).length > 1;
       const head = el('div', {class: 'probe-index', text: several ? `probe ${p} · ${input}` : `probe ${p}`});
@@ -127,8 +128,10 @@ export function probeSide(panel, run, p, cell, layer) {
         if (cell.step !== undefined) paintAttribution(panel, run, cell, cell.step, panel.paintToken);
       }
     } else {
-      const head = el('div', {class: 'probe-index', text: `probe ${p}`});
-      side.prepend(head, el('div', {class: 'probe-values', text: probeSummary(info.probes[p])}));
+      // No picture, or the layer sees none of them: the values of what it does see.
+      const several = (info.inputs || []).length > 1 && plain !== null;
+      const head = el('div', {class: 'probe-index', text: several ? `probe ${p} · ${plain}` : `probe ${p}`});
+      side.prepend(head, el('div', {class: 'probe-values', text: probeSummary(info.probes[p], plain)}));
     }
   }).catch(() => side.prepend(el('div', {class: 'probe-index', text: `probe ${p}`})));
   side.append(cell.prediction);

@@ -451,11 +451,25 @@ export function inputsText(layer) {
 }
 
 /**
+ * The input whose values stand beside a layer that depends on no drawn
+ * input (a tabular branch of a model that also takes images): the first it
+ * depends on; null when the layer depends on a drawn input, or does not say.
+ */
+export function undrawnInput(info, layer) {
+  const reached = layer && Array.isArray(layer.inputs) ? layer.inputs : [];
+  const drawn = Array.isArray(info && info.drawn_inputs) ? info.drawn_inputs
+    : (info && info.drawn_input !== null && info.drawn_input !== undefined ? [info.drawn_input] : []);
+  if (!reached.length || reached.some((name) => drawn.includes(name))) return null;
+  return reached[0];
+}
+
+/**
  * A probe that is not drawn, in a line: its first input's first values, or
  * (text inputs) its first string, shortened.
  */
-export function probeSummary(probe) {
-  const first = probe ? Object.values(probe.inputs)[0] : null;
+export function probeSummary(probe, input) {
+  const inputs = (probe && probe.inputs) || {};
+  const first = input !== undefined && input !== null && inputs[input] ? inputs[input] : Object.values(inputs)[0];
   if (!first) return '';
   if (first.text) {
     const text = first.text.join(' | ');

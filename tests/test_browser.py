@@ -559,12 +559,15 @@ enc_in = keras.Input((8, 8, 3))
 enc = keras.Model(enc_in, keras.layers.GlobalAveragePooling2D(name="gap")(
     keras.layers.Conv2D(2, 3, name="conv")(enc_in)), name="encoder")
 left, right = keras.Input((8, 8, 3), name="left"), keras.Input((8, 8, 3), name="right")
-m = keras.Model([left, right], keras.layers.Dense(1, activation="sigmoid", name="same")(
-    keras.layers.Subtract(name="diff")([enc(left), enc(right)])))
+side = keras.Input((3,), name="side")  # and a tabular input, through a branch of its own
+merged = keras.layers.Concatenate(name="cat")([keras.layers.Subtract(name="diff")([enc(left), enc(right)]),
+                                              keras.layers.Dense(2, name="side_dense")(side)])
+m = keras.Model([left, right, side], keras.layers.Dense(1, activation="sigmoid", name="same")(merged))
 m.compile("sgd", "binary_crossentropy")
 x = np.random.default_rng(0).random((8, 8, 8, 3), dtype=np.float32)
-m.fit([x, x[:, ::-1]], np.zeros((8, 1)), epochs=1, verbose=0,
-      callbacks=[LayerView(os.path.join(sys.argv[1], "pair"), probe=[x[:2], x[:2, ::-1]], budget=None)])
+xs = np.array([[0.25, 0.5, 0.75]] * 8, dtype=np.float32)
+m.fit([x, x[:, ::-1], xs], np.zeros((8, 1)), epochs=1, verbose=0,
+      callbacks=[LayerView(os.path.join(sys.argv[1], "pair"), probe=[x[:2], x[:2, ::-1], xs[:2]], budget=None)])
 # A tiny classifier at the default budget: its class views (seconds) never fit in 5% of its epochs.
 t = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, name="c"),
                       keras.layers.Flatten(name="flat"), keras.layers.Dense(3, activation="softmax", name="o")])
@@ -602,6 +605,13 @@ def test_each_branch_of_a_siamese_model_sits_beside_its_own_input(browser, small
     [(head, src, width)] = p.eval(shown)
     assert head == "probe 0 · left" and "input=" not in src and width == 8, (head, src, width)
     assert p.eval("() => document.querySelectorAll('.probe-stack canvas.attribution').length") == 1
+    # A layer of the tabular branch stands beside that input's values, not beside a picture.
+    p.page.goto(tab_url(small_runs, "run=pair&layer=side_dense&step=1&probe=0"))
+    p.frame = p.wait_frame()
+    p.wait("() => document.querySelector('.probe-values')")
+    side = p.eval("() => [document.querySelector('.probe-index').textContent,"
+                  " document.querySelector('.probe-values').textContent, document.querySelectorAll('img.probe-img').length]")
+    assert side == ["probe 0 · side", "0.25 0.50 0.75", 0], side
     # The second call's configuration is its layer's, and says which input each call sees.
     p.page.goto(tab_url(small_runs, "run=pair&layer=encoder/conv@2&view=config"))
     p.frame = p.wait_frame()

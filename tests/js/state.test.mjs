@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
 import {
-  classViewWhy, configLayerOf, epochSpan, inputsText, alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
+  classViewWhy, configLayerOf, epochSpan, inputsText, undrawnInput, alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
   blockKey, costLine, diffReference, formatSize, nearestShown, ownHashState, planReason, probeSummary, sameLayout, shownInput, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
@@ -275,4 +275,15 @@ test('a block name that recurs apart makes separate groups, each opened on its o
     [['sep_conv_1', 2, true], ['sep_conv_1~2', 2, true], ['sep_conv_1~3', 2, false]]);
   // Only the third run shows its layers.
   assert.deepEqual(rows.filter((r) => r.inGroup).map((r) => r.path), ['sep_conv_1_left_2', 'sep_conv_1_right_2']);
+});
+
+test('undrawnInput: a layer that sees only a tabular input stands beside its values, not another picture', () => {
+  const info = {drawn_inputs: ['left', 'right'], inputs: ['left', 'right', 'side']};
+  assert.equal(undrawnInput(info, {inputs: ['side']}), 'side');
+  assert.equal(undrawnInput(info, {inputs: ['left', 'side']}), null);
+  assert.equal(undrawnInput(info, {inputs: null}), null);
+  assert.equal(undrawnInput({drawn_input: null}, {inputs: ['x']}), 'x');
+  const probe = {inputs: {left: {values: [1]}, side: {values: [0.5, 0.25]}}};
+  assert.equal(probeSummary(probe, 'side'), '0.50 0.25');
+  assert.equal(probeSummary(probe), '1.00');
 });
