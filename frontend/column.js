@@ -8,7 +8,8 @@ import {enlarge} from './enlarge.js';
 import {healthView} from './health.js';
 import {colormapTable, dequantize, differencePixels, overlayPixels} from './normalise.js';
 import {
-  configLayerOf, costLine, diffReference, nearestShown, planReason, probeSummary, sameLayout, shownInput, undrawnInput,
+  configLayerOf, costLine, diffReference, drawnInputs, nearestShown, planReason, probeSummary, sameLayout, shownInput,
+  undrawnInput,
 } from './state.js';
 import {
   configCard, el, errorBanner, formatShape, paint, paintPixels, predictionCorrect, predictionText,
@@ -114,9 +115,9 @@ export function probeSide(panel, run, p, cell, layer) {
     const plain = undrawnInput(info, layer);
     if (input !== null && plain === null) {
       // With several drawn inputs, the picture says which one it is.
-      const several = (info.drawn_inputs || []).length > 1;
+      const several = drawnInputs(info).length > 1;
       const head = el('div', {class: 'probe-index', text: several ? `probe ${p} · ${input}` : `probe ${p}`});
-      const first = input === (info.drawn_inputs || [input])[0];
+      const first = input === drawnInputs(info)[0];
       const img = el('img', {class: 'probe-img', alt: `probe ${p}${several ? ` (${input})` : ''}`,
         src: api.probeImageUrl(run.run, p, first ? undefined : input)});
       const stack = el('div', {class: 'probe-stack'}, img);

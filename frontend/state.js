@@ -408,6 +408,12 @@ export function sameLayout(a, b) {
   return ['layout', 'shown', 'rows', 'cols', 'tile_w', 'tile_h', 'gap', 'scale'].every((k) => a[k] === b[k]);
 }
 
+/** The drawn inputs of a probes record (GET /probes); version 3 logs name one at most. */
+export function drawnInputs(info) {
+  if (Array.isArray(info && info.drawn_inputs)) return info.drawn_inputs;
+  return info && info.drawn_input !== null && info.drawn_input !== undefined ? [info.drawn_input] : [];
+}
+
 /**
  * Which drawn probe input to show beside a layer: the first drawn input
  * (in the probes info's order) that the layer's output depends on, so the
@@ -416,8 +422,7 @@ export function sameLayout(a, b) {
  * depends on no drawn input; null when no input is drawn.
  */
 export function shownInput(info, layer) {
-  const drawn = Array.isArray(info && info.drawn_inputs) ? info.drawn_inputs
-    : (info && info.drawn_input !== null && info.drawn_input !== undefined ? [info.drawn_input] : []);
+  const drawn = drawnInputs(info);
   if (!drawn.length) return null;
   const reached = layer && Array.isArray(layer.inputs) ? layer.inputs : [];
   return drawn.find((name) => reached.includes(name)) ?? drawn[0];
@@ -457,8 +462,7 @@ export function inputsText(layer) {
  */
 export function undrawnInput(info, layer) {
   const reached = layer && Array.isArray(layer.inputs) ? layer.inputs : [];
-  const drawn = Array.isArray(info && info.drawn_inputs) ? info.drawn_inputs
-    : (info && info.drawn_input !== null && info.drawn_input !== undefined ? [info.drawn_input] : []);
+  const drawn = drawnInputs(info);
   if (!reached.length || reached.some((name) => drawn.includes(name))) return null;
   return reached[0];
 }
