@@ -535,10 +535,11 @@ class LayerView(keras.callbacks.Callback):
         return self.probe.output_labels if isinstance(self.probe.output_labels, dict) else self.probe.labels
 
     def _names_by_output(self):
-        """``class_names`` as the predictions apply them: one list for every
-        output, or, for a model with several class outputs, ``{output: the
-        names}`` for the outputs with as many classes as names (the others
-        get none: a 2-class head of a 10-class model is not 'cat'/'dog')."""
+        """``class_names`` per output, for a model with several class
+        outputs: ``{output: the names}`` for the outputs with as many classes
+        as names, None for the others (a 2-class head of a 10-class model is
+        not 'cat'/'dog'); None when ``class_names`` serve every output as
+        they are."""
         widths = self._class_widths or {}
         if self.class_names is None or len(widths) < 2:
             return None
@@ -911,7 +912,7 @@ class LayerView(keras.callbacks.Callback):
                 "output_shape": list(spec.shape) if spec is not None else None,
                 "dtype": spec.dtype if spec is not None else None,
                 "outputs": [{"path": k, "shape": list(specs[k].shape), "dtype": specs[k].dtype,
-                             "inputs": reach.listed(e.path, capture.call_of(k, e.path))}
+                             "inputs": reach.listed(*capture.key_parts(k, {e.path}))}
                             for k in keys],
                 "activation": self._activation.get(e.path),
                 "trainable": bool(getattr(layer, "trainable", True)),

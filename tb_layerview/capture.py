@@ -83,26 +83,24 @@ def output_key(path, call, suffix):
     return path + ("%s%d" % (CALL_MARK, call) if call > 1 else "") + suffix
 
 
-def layer_path_of(key, paths):
-    """The path of the layer that gave output ``key`` (see :func:`output_key`
-    and :func:`flatten_outputs`), given the set of layer ``paths``."""
+def key_parts(key, paths):
+    """``(layer path, call)`` of output ``key`` (see :func:`output_key` and
+    :func:`flatten_outputs`), given the set of layer ``paths``: the layer
+    that gave it, and which of its calls (from 1)."""
     if key in paths:
-        return key
+        return key, 1
     head = key.split(":", 1)[0]
     if head in paths:
-        return head
+        return head, 1
     base, mark, call = head.rpartition(CALL_MARK)
-    return base if mark and call.isdigit() and base in paths else head
+    if mark and call.isdigit() and base in paths:
+        return base, int(call)
+    return head, 1
 
 
-def call_of(key, path):
-    """Which call (from 1) of layer ``path`` gave output ``key`` (see :func:`output_key`)."""
-    rest = key[len(path):] if key.startswith(path) else ""
-    if rest.startswith(CALL_MARK):
-        digits = rest[1:].split(":", 1)[0]
-        if digits.isdigit():
-            return int(digits)
-    return 1
+def layer_path_of(key, paths):
+    """The path of the layer that gave output ``key`` (:func:`key_parts`)."""
+    return key_parts(key, paths)[0]
 
 
 class Recording:
