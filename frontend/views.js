@@ -192,7 +192,7 @@ export function predictionText(entry, classNames) {
         return `${label} ${asShare ? (100 * v).toFixed(0) + '%' : formatNumber(v)}`;
       });
       const set = rec.kind === 'multilabel'
-        ? `${classList(rec.predicted_set, rec.predicted_names, classNames)} · ` : '';
+        ? `${classList(rec.predicted_set, rec.predicted_names, fallback)} · ` : '';
       parts.push(prefix + set + top.join(', '));
     } else if (rec.type === 'binary') {
       parts.push(prefix + `p=${rec.value.toFixed(3)}`);
@@ -206,7 +206,7 @@ export function predictionText(entry, classNames) {
   if (Object.values(entry.outputs || {}).some((r) => r.label)) return parts.join('\n');
   // A tagger's one-hot label is a set of one tag, as its prediction is a set.
   const tagger = Object.values(entry.outputs || {}).some((r) => r.kind === 'multilabel');
-  const text = labelText(entry.label, tagger, classNames);
+  const text = labelText(entry.label, tagger, fallback);
   if (text) parts.push(`true: ${text}`);
   return parts.join('\n');
 }

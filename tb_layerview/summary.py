@@ -318,8 +318,7 @@ def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_val
                                    "values": flat[:max_values].astype(np.float64).tolist(),
                                    "truncated": bool(flat.size > max_values)}
         if isinstance(labels, dict):
-            entry["labels"] = {out: _label_of(np.asarray(y)[i], _names_for(class_names, out))
-                               for out, y in labels.items()}
+            entry["labels"] = _labels_of(labels, i, class_names)
             if entry["labels"]:
                 entry["label"] = next(iter(entry["labels"].values()))
         elif labels is not None:
@@ -437,16 +436,22 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
                        "values": y.ravel()[:64].tolist()}
             entry["outputs"][nm] = rec
         if isinstance(labels, dict):
-            for nm, y in labels.items():
+            per_output = _labels_of(labels, i, class_names)
+            for nm, rec in per_output.items():
                 if nm in entry["outputs"]:
-                    entry["outputs"][nm]["label"] = _label_of(np.asarray(y)[i], _names_for(class_names, nm))
-            first = next(iter(labels), None)
-            if first is not None:
-                entry["label"] = _label_of(np.asarray(labels[first])[i], _names_for(class_names, first))
+                    entry["outputs"][nm]["label"] = rec
+            if per_output:
+                entry["label"] = next(iter(per_output.values()))
         elif labels is not None:
             entry["label"] = _label_of(np.asarray(labels)[i], _names_for(class_names, names[0]))
         recs.append(entry)
     return recs
+
+
+def _labels_of(labels, i, class_names):
+    """``{output: label record}`` of probe ``i`` for labels given per output
+    (``{output: array}``), each named with its output's class names."""
+    return {out: _label_of(np.asarray(y)[i], _names_for(class_names, out)) for out, y in labels.items()}
 
 
 def _names_for(class_names, output):
