@@ -197,7 +197,7 @@ export function predictionText(entry, classNames) {
     } else if (rec.type === 'binary') {
       parts.push(prefix + `p=${rec.value.toFixed(3)}`);
     } else {
-      parts.push(prefix + rec.values.slice(0, 4).map(formatNumber).join(', ') + (rec.values.length > 4 ? ', …' : ''));
+      parts.push(prefix + valuesText(rec.values));
     }
     // Labels given per output (a multi-output model) follow their output.
     const own = labelText(rec.label, rec.kind === 'multilabel', null);
@@ -211,11 +211,17 @@ export function predictionText(entry, classNames) {
   return parts.join('\n');
 }
 
+/** The first values of a record of several (an output's, or a target's). */
+function valuesText(values) {
+  return values.slice(0, 4).map(formatNumber).join(', ') + (values.length > 4 ? ', …' : '');
+}
+
 /** A label record (GET /predictions) in a few words; '' without one. */
 function labelText(l, tagger, classNames) {
   if (l && l.classes && (tagger || l.class === undefined)) return classList(l.classes, l.names, classNames);
   if (l && l.class !== undefined) return l.name ?? String(l.class);
   if (l && l.value !== null && l.value !== undefined) return formatNumber(l.value);
+  if (l && l.values && l.values.length) return valuesText(l.values);
   return '';
 }
 

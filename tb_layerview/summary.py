@@ -350,6 +350,17 @@ def _class_name(c, class_names):
     return class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
 
 
+#: Values a prediction or label record of several values keeps in JSON.
+MAX_RECORD_VALUES = 64
+
+
+def _values_record(y):
+    """``{"shape", "values"}`` of an output or label of several values: its
+    shape and first :data:`MAX_RECORD_VALUES` values, in C order."""
+    y = np.asarray(y)
+    return {"shape": list(y.shape), "values": np.ravel(y)[:MAX_RECORD_VALUES].astype(np.float64).tolist()}
+
+
 def _label_of(y, class_names):
     y = np.asarray(y)
     out = {"value": float(np.ravel(y)[0]) if y.size == 1 else None}
@@ -363,6 +374,9 @@ def _label_of(y, class_names):
         out["classes"] = tags
         if class_names:
             out["names"] = [_class_name(c, class_names) for c in tags]
+    if y.size != 1 and "class" not in out and "classes" not in out:
+        # A target vector (a box) or a mask: what it holds, as its prediction's record shows it.
+        out.update(_values_record(y))
     return out
 
 
@@ -432,8 +446,7 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
             elif scores and y.size == 1 and 0.0 <= float(y.ravel()[0]) <= 1.0:
                 rec = {"type": "binary", "value": float(y.ravel()[0]), "predicted": probe_lib.predicted_class(y)}
             else:
-                rec = {"type": "values", "shape": list(y.shape),
-                       "values": y.ravel()[:64].tolist()}
+                rec = dict(type="values", **_values_record(y))
             entry["outputs"][nm] = rec
         if isinstance(labels, dict):
             per_output = _labels_of(labels, i, class_names)

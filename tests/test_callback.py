@@ -471,9 +471,11 @@ def test_multilabel_and_segmentation_labels_are_not_read_as_one_class(tmp_path):
     seg.fit(images, masks, epochs=1, verbose=0,
             callbacks=[LayerView(str(tmp_path / "seg"), probe=(images[:2], masks[:2]), budget=None)])
     series, run = only_run(tmp_path / "seg")
-    for p in json_of(run_blob(series, run, metadata.KIND_PREDICTIONS)[1][0])["probes"]:
-        assert p["label"] == {"value": None}
+    for p, mask in zip(json_of(run_blob(series, run, metadata.KIND_PREDICTIONS)[1][0])["probes"], masks):
+        # no class, but what the mask holds, as the prediction beside it shows its own values
+        assert p["label"] == {"value": None, "shape": [8, 8, 4], "values": mask.ravel()[:64].tolist()}
         assert p["outputs"]["output"]["type"] == "values"
+        assert p["outputs"]["output"]["shape"] == [8, 8, 4] and len(p["outputs"]["output"]["values"]) == 64
 
 
 class _Batches(keras.utils.PyDataset):

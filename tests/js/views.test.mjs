@@ -31,13 +31,18 @@ test('predictionCorrect compares a multi-label prediction with the label as sets
   assert.equal(predictionCorrect({outputs: {tags}, label: {value: null, class: 2, classes: [2]}}), false);
 });
 
-test('predictionText shows the predicted and the true set of a tagger, and no true line for a mask', () => {
+test('predictionText shows the predicted and the true set of a tagger, and no true line without a label value', () => {
   assert.equal(predictionText({outputs: {tags}, label: {value: null, classes: [0, 2], names: ['a', 'c']}}),
     '{a, c} · c 90%, a 60%, b 10%\ntrue: {a, c}');
   const none = {...tags, predicted_set: [], predicted_names: []};
   assert.equal(predictionText({outputs: {none}, label: {value: null, classes: []}}, ['a', 'b', 'c']),
     '{} · c 90%, a 60%, b 10%\ntrue: {}');
   assert.equal(predictionText({outputs: {box}, label: {value: null}}), '0.100, 0.200, 0.300, 0.400');
+  // a target vector or a mask: its first values, as its prediction shows them
+  assert.equal(predictionText({outputs: {box}, label: {value: null, shape: [4], values: [0, 0.25, 1, 1]}}),
+    '0.100, 0.200, 0.300, 0.400\ntrue: 0, 0.250, 1.000, 1.000');
+  assert.equal(predictionText({outputs: {box}, label: {value: null, shape: [2, 3], values: [0, 1, 2, 3, 1, 0]}}),
+    '0.100, 0.200, 0.300, 0.400\ntrue: 0, 1.000, 2.000, 3.000, …');
   // one tag: a set of one for a tagger, a class for a classifier
   const oneTag = {value: null, class: 0, name: 'a', classes: [0], names: ['a']};
   assert.equal(predictionText({outputs: {tags}, label: oneTag}), '{a, c} · c 90%, a 60%, b 10%\ntrue: {a}');
