@@ -50,7 +50,7 @@ export function buildColumn(panel, run) {
     const holder = el('div', {class: 'config-holder', text: 'Loading…'});
     body.append(holder);
     panel.model.config(run.run).then((cfg) => {
-      holder.replaceChildren(configCard(configLayerOf(cfg, layer.path)));
+      holder.replaceChildren(configCard(configLayerOf(cfg, layer.path), layer.path));
     }).catch((err) => holder.replaceChildren(errorBanner(err.message)));
     return col;
   }

@@ -143,9 +143,14 @@ export function singleLayout(w, h) {
   return {rows: 1, cols: 1, tile_h: h, tile_w: w, gap: 1, shown: 1};
 }
 
-/** The configuration card of a layer (from GET /config). */
-export function configCard(layer) {
+/**
+ * The configuration card of a layer (from GET /config); `path`, the output
+ * shown, when it is one of the layer's further outputs or calls
+ * (`lstm:1`, `encoder/conv@2`), which then has its own row and reason.
+ */
+export function configCard(layer, path = null) {
   if (!layer) return el('div', {class: 'placeholder', text: 'No configuration recorded for this layer.'});
+  const own = path !== null && path !== layer.path ? (layer.outputs || []).find((o) => o.path === path) : null;
   const rows = [
     ['Path', layer.path],
     ['Class', layer.class],
@@ -157,7 +162,9 @@ export function configCard(layer) {
   ];
   const inputs = inputsText(layer);
   if (inputs) rows.push(['Depends on inputs', inputs]);
-  if (layer.skipped) rows.push(['Skipped', layer.skipped]);
+  if (own) rows.push(['This output', `${own.path} ${formatShape(own.shape)} ${own.dtype || ''}`.trim()]);
+  const skipped = own ? own.skipped : layer.skipped;
+  if (skipped) rows.push(['Skipped', skipped]);
   const table = el('table', {class: 'config'});
   for (const [k, v] of rows) table.append(el('tr', {}, el('th', {text: k}), el('td', {text: v})));
   const cfg = layer.config || {};

@@ -610,6 +610,8 @@ class LayerView(keras.callbacks.Callback):
         entry = self._by_path[spec.layer_path]
         if not self._selected(entry):
             return "not selected (layers/exclude arguments)"
+        if key in self._probe_pass.failed:
+            return "statistics could not be computed (%s)" % self._probe_pass.failed[key]
         if key not in self._last_stats:
             return "output dtype %s cannot be drawn" % spec.dtype
         per_sample = int(np.prod(spec.shape)) if spec.shape else 1
@@ -706,6 +708,10 @@ class LayerView(keras.callbacks.Callback):
         compiling = self._probe_pass.mode == "compiled" and not self._compiled_ran
         result, self._first_result = (self._first_result or self._run_pass()), None
         self._last_stats = result.stats
+        for key, why in self._probe_pass.failed.items():
+            self._warn("stats:" + key, "statistics of output %r (shape %s, %s) could not be computed and are"
+                       " left out: %s" % (key, self._probe_pass.specs[key].shape,
+                                          self._probe_pass.specs[key].dtype, why))
         planner = self._planner
         if self._probe_pass.mode == "eager":
             self._eager_seconds = result.seconds
@@ -912,7 +918,8 @@ class LayerView(keras.callbacks.Callback):
                 "output_shape": list(spec.shape) if spec is not None else None,
                 "dtype": spec.dtype if spec is not None else None,
                 "outputs": [{"path": k, "shape": list(specs[k].shape), "dtype": specs[k].dtype,
-                             "inputs": reach.listed(*capture.key_parts(k, {e.path}))}
+                             "inputs": reach.listed(*capture.key_parts(k, {e.path})),
+                             "skipped": reason if k == e.path else self._output_skip_reason(k, specs[k])}
                             for k in keys],
                 "activation": self._activation.get(e.path),
                 "trainable": bool(getattr(layer, "trainable", True)),

@@ -315,10 +315,16 @@ def on_host(t):
     return kind == "cpu"
 
 
+def _empty(t):
+    """Whether a tensor's static shape says it holds no values (an axis of 0)."""
+    return any(d == 0 for d in getattr(t, "shape", ()))
+
+
 def host_stats(t, channels_first=False, limits=None):
     """Per-channel statistics outside a compiled function: in numpy for an
-    output in host memory, with ``keras.ops`` on its device otherwise."""
-    if on_host(t):
+    output in host memory (or without values), with ``keras.ops`` on its
+    device otherwise."""
+    if on_host(t) or _empty(t):
         return stats_lib.channel_stats(to_numpy(t), channels_first, limits)
     return eager_stats(t, channels_first, limits)
 
@@ -333,6 +339,24 @@ def many_host_stats(jobs):
     """
     with one_blas_thread():
         return [host_stats(t, cf, lim) for t, cf, lim in jobs]
+
+
+def _stats_or_failure(jobs):
+    """:func:`many_host_stats`, one job at a time where they fail together:
+    ``(statistics with None for a failed job, [error or None])``. One odd
+    output must not cost the statistics of every other layer."""
+    try:
+        return many_host_stats(jobs), [None] * len(jobs)
+    except Exception:  # noqa: BLE001 - found and reported per job below
+        out, errors = [], []
+        for job in jobs:
+            try:
+                out.append(many_host_stats([job])[0])
+                errors.append(None)
+            except Exception as err:  # noqa: BLE001 - reported by the caller
+                out.append(None)
+                errors.append(err)
+        return out, errors
 
 
 def layer_states(model):
@@ -505,6 +529,17 @@ def _without_graph_rewrites():
         ctx.function_call_options = options[0]
 
 
+def dtype_name(t):
+    """A tensor's dtype as Keras names it on every backend (``"int32"``, not
+    TensorFlow's ``"<dtype: 'int32'>"`` or PyTorch's ``"torch.int32"``)."""
+    try:
+        from keras import backend
+
+        return backend.standardize_dtype(t.dtype)
+    except Exception:  # noqa: BLE001 - a dtype Keras does not know: as the backend writes it
+        return str(getattr(t, "dtype", ""))
+
+
 def _drawable(t):
     dtype = str(getattr(t, "dtype", ""))
     return any(k in dtype for k in ("float", "int", "bool"))
@@ -558,6 +593,7 @@ class ProbePass:
         self._sums_in_graph = gradients.on_accelerator()
         self.fallback_reason = None
         self.specs = {}           # key -> OutputSpec, from the first pass
+        self.failed = {}          # key -> why its statistics could not be computed
         self._output_keys = None  # the order of the model's own dict output, if it returns one
         self.calls = {}
 
@@ -570,24 +606,36 @@ class ProbePass:
             else:
                 out = call()
         tensors = rec.outputs(lambda parts: ops.stack(parts, axis=1))
-        kept, specs, jobs = {}, {}, []
+        kept, specs = {}, {}
         for key, t in tensors.items():
             layer_path = layer_path_of(key, self._layers)
             specs[key] = OutputSpec(key, layer_path, tuple(int(d) if d is not None else -1 for d in t.shape[1:]),
-                                    str(t.dtype))
-            if not _drawable(t) or len(t.shape) < 1:
-                continue
-            jobs.append((t,) + self._stats_args(layer_path))
-            kept[key] = t
+                                    dtype_name(t))
+            if _drawable(t) and len(t.shape) >= 1:
+                kept[key] = t
+        self.specs, self.calls = specs, dict(rec.calls)
         if eager:
-            stats = dict(zip(kept, many_host_stats(jobs)))
+            stats = self._host_stats(kept)
         elif self._sums_in_graph:
-            stats = {key: graph_sums(*job) for key, job in zip(kept, jobs)}
+            # An output without values has nothing to sum (and no first
+            # position to sum from): the host measures it after the pass.
+            stats = {key: graph_sums(t, *self._stats_args(specs[key].layer_path))
+                     for key, t in kept.items() if not _empty(t)}
         else:
             stats = {}  # the outputs come back, and their statistics are computed on the host
-        self.specs, self.calls = specs, dict(rec.calls)
         self._output_keys = list(out) if isinstance(out, dict) else None
         return stats, kept, out
+
+    def _host_stats(self, tensors):
+        """``{key: statistics}`` of ``{key: tensor}`` on the host; an output
+        whose statistics fail is left out and its error kept in :attr:`failed`."""
+        keys = list(tensors)
+        values, errors = _stats_or_failure(
+            [(tensors[k],) + self._stats_args(self.specs[k].layer_path) for k in keys])
+        for k, err in zip(keys, errors):
+            if err is not None:
+                self.failed[k] = "%s: %s" % (type(err).__name__, (str(err).splitlines() or [""])[0])
+        return {k: v for k, v in zip(keys, values) if v is not None}
 
     def _stats_args(self, layer_path):
         """(channels_first, saturation limits) of a layer's outputs, for the statistics."""
@@ -651,9 +699,10 @@ class ProbePass:
                 out = _ordered(out, self._output_keys)
             if self._sums_in_graph:
                 stats = {k: sums_to_stats(to_numpy(v)) for k, v in sums.items()}
+                stats.update(self._host_stats({k: t for k, t in tensors.items() if k not in sums}))
+                stats = _ordered(stats, self.specs)
             else:
-                stats = dict(zip(tensors, many_host_stats(
-                    [(t,) + self._stats_args(self.specs[k].layer_path) for k, t in tensors.items()])))
+                stats = self._host_stats(tensors)
             if any(v is None for v in stats.values()):
                 # NaN or Inf in an output: the compiled sums cannot count them,
                 # the eager pass's masked statistics can. Rare, and worth a pass.

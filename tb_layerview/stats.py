@@ -135,13 +135,18 @@ def channel_stats(x, channels_first=False, limits=None):
     if x.dtype.kind != "f" or x.dtype.itemsize < 4:  # ints, bools, float16, bfloat16
         x = x.astype(np.float32)
     axis = channel_axis(x.ndim, channels_first)
-    flat = x.reshape(-1, 1) if axis is None else np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
-    if flat.shape[0]:
-        flat = np.ascontiguousarray(flat)
-        lo, hi = column_reduce(np.minimum, flat), column_reduce(np.maximum, flat)
-        # min and max carry any NaN or Inf through: finite extremes mean finite data.
-        if np.isfinite(lo).all() and np.isfinite(hi).all():
-            return _finite_stats(flat, lo, hi, limits)
+    if axis is None:
+        flat = x.reshape(-1, 1)
+    else:  # rows counted, not inferred: an output without channels has no -1 to infer
+        c = x.shape[axis]
+        flat = np.moveaxis(x, axis, -1).reshape(x.size // c if c else 0, c)
+    if not flat.shape[0]:  # no values (a sequence of length 0, no channels): nothing to measure
+        return np.zeros((len(STATS), flat.shape[1]))
+    flat = np.ascontiguousarray(flat)
+    lo, hi = column_reduce(np.minimum, flat), column_reduce(np.maximum, flat)
+    # min and max carry any NaN or Inf through: finite extremes mean finite data.
+    if np.isfinite(lo).all() and np.isfinite(hi).all():
+        return _finite_stats(flat, lo, hi, limits)
     return _masked_stats(flat.astype(np.float64), limits)
 
 

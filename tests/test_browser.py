@@ -620,6 +620,8 @@ def test_each_branch_of_a_siamese_model_sits_beside_its_own_input(browser, small
                   "r => [r.cells[0].textContent, r.cells[1].textContent]))")
     assert rows["Path"] == "encoder/conv" and rows["Calls on the probe"] == "2", rows
     assert rows["Depends on inputs"] == "encoder/conv: left · encoder/conv@2: right", rows
+    assert re.fullmatch(r"encoder/conv@2 \(\d+, \d+, \d+\) float32", rows["This output"]), rows
+    assert "Skipped" not in rows, rows
     # Its filters are its layer's (they said "This layer has no filters").
     p.page.goto(tab_url(small_runs, "run=pair&layer=encoder/conv@2&view=filters&step=1"))
     p.frame = p.wait_frame()

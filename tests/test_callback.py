@@ -993,6 +993,76 @@ def test_layer_with_several_outputs_logs_every_output(tmp_path):
     assert [o["path"] for o in lstm["outputs"]] == ["lstm", "lstm:1", "lstm:2"]
 
 
+class _WithEmpty(keras.layers.Layer):
+    """Returns its input, an int per sample and an output without values (no channels)."""
+
+    def call(self, x):
+        return x, keras.ops.argmax(x, axis=-1), keras.ops.zeros((keras.ops.shape(x)[0], 0))
+
+    def compute_output_shape(self, shape):
+        return shape, shape[:-1], (shape[0], 0)
+
+
+def test_an_output_without_values_is_listed_with_why_and_the_rest_logged(tmp_path):
+    """A layer output with an axis of 0 once stopped fit, reported as a probe that did not fit the model
+    ("cannot reshape array of size 0"). It now has statistics of no channels, its configuration says why
+    it has no images, and dtypes are named as Keras names them on every backend."""
+    from tb_layerview import stats
+
+    inp = keras.Input((6,))
+    same, arg, empty = _WithEmpty(name="odd")(keras.layers.Dense(4, name="d")(inp))
+    model = keras.Model(inp, keras.layers.Dense(1, name="out")(same))
+    x = np.random.default_rng(0).random((16, 6)).astype("float32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(model, x, np.zeros((16, 1)), tmp_path / "empty", probe=x[:2])
+    assert not [w for w in caught if issubclass(w.category, LayerViewWarning)], [str(w.message) for w in caught]
+    series, run = only_run(tmp_path / "empty")
+    got = layer_series(series, run)
+    assert sorted(got[(ACT, "odd")]) == [0, 1, 2] and sorted(got[(ACT, "odd:1")]) == [0, 1, 2]
+    assert (ACT, "odd:2") not in got
+    header, data = stats.decode(*run_blob(series, run, metadata.KIND_STATS)[2])
+    channels = {l["path"]: l["channels"] for l in header["layers"]}
+    assert channels == {"d": 4, "odd": 4, "odd:1": 1, "odd:2": 0, "out": 1}, channels
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    odd = next(l for l in config["layers"] if l["path"] == "odd")
+    assert [(o["path"], o["shape"], o["dtype"]) for o in odd["outputs"]] == [
+        ("odd", [4], "float32"), ("odd:1", [], "int32"), ("odd:2", [0], "float32")]
+    assert [o["skipped"] for o in odd["outputs"]] == [
+        None, None, "output has 0 values per sample, fewer than min_size=1"], odd["outputs"]
+
+
+def test_statistics_that_fail_on_one_output_warn_and_the_others_are_logged(tmp_path, monkeypatch):
+    """A failure computing one output's statistics warns with the output's name and what went wrong;
+    training goes on and every other output keeps its statistics and images."""
+    from tb_layerview import stats
+
+    real = stats.channel_stats
+
+    def failing_on_three_channels(x, *args, **kwargs):
+        if np.asarray(x).shape[-1] == 3:
+            raise FloatingPointError("boom")
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(stats, "channel_stats", failing_on_three_channels)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, name="bad"),
+                              keras.layers.Dense(2, name="good")])
+    x = np.random.default_rng(0).random((16, 6)).astype("float32")
+    with pytest.warns(LayerViewWarning, match=r"statistics of output 'bad' \(shape \(3,\), float32\) could not be"
+                                              r" computed and are left out: FloatingPointError: boom"):
+        history = fit(model, x, np.zeros((16, 2)), tmp_path / "stats_fail", probe=x[:2]).model.history
+    assert len(history.history["loss"]) == 2
+    series, run = only_run(tmp_path / "stats_fail")
+    for step in (0, 1, 2):
+        header, _ = stats.decode(*run_blob(series, run, metadata.KIND_STATS)[step])
+        assert [l["path"] for l in header["layers"]] == ["good"], step
+    got = layer_series(series, run)
+    assert (ACT, "bad") not in got and sorted(got[(ACT, "good")]) == [0, 1, 2]
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    bad = next(l for l in config["layers"] if l["path"] == "bad")
+    assert bad["skipped"] == "statistics could not be computed (FloatingPointError: boom)", bad
+
+
 def test_model_wrapped_in_time_distributed_is_logged_inside(tmp_path):
     """The layers of a model inside TimeDistributed get series, their calls stacked over time."""
     inner = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, name="conv"),
@@ -1346,6 +1416,27 @@ def test_a_compiled_pass_over_nan_outputs_counts_them_with_masks(sums_in_graph):
     assert list(got[stats.STATS.index("nan")]) == [0.0, 2.0, 0.0]
     np.testing.assert_allclose(got[stats.STATS.index("mean"), [0, 2]], (x @ w + b).mean(axis=0)[[0, 2]],
                                rtol=1e-5, atol=1e-6)  # float32 rounding: a mean near zero has no relative precision
+
+
+@pytest.mark.parametrize("sums_in_graph", [False, True], ids=["host-statistics", "accelerator-sums"])
+def test_a_compiled_pass_measures_an_output_without_values_on_the_host(sums_in_graph):
+    """An output with an axis of 0 has nothing to sum in the graph (not even a first position): both
+    compiled forms give it statistics of no channels, beside the other outputs' own, in model order."""
+    from tb_layerview import capture, stats, walk
+
+    inp = keras.Input((4,))
+    same, _, _ = _WithEmpty(name="odd")(keras.layers.Dense(3, name="d")(inp))
+    model = keras.Model(inp, keras.layers.Dense(1, name="out")(same))
+    x = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    pp = capture.ProbePass(model, walk.walk(model), x, {})
+    pp._sums_in_graph = sums_in_graph
+    if keras.backend.backend() != "torch":
+        assert pp.compile() is None and pp.mode == "compiled"
+    got = pp.run().stats
+    assert list(got) == ["d", "odd", "odd:1", "odd:2", "out"] and got["odd:2"].shape == (len(stats.STATS), 0)
+    w, b = model.get_layer("d").get_weights()
+    np.testing.assert_allclose(got["odd"], stats.channel_stats(x @ w + b), rtol=1e-4, atol=1e-6)
+    assert not pp.failed
 
 
 def test_a_kernel_snapshot_keeps_the_value_it_was_taken_at():
