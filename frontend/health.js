@@ -3,7 +3,7 @@
 // the selected layer (GET /health).
 
 import {colormapTable, heatmapPixels, matrixRange} from './normalise.js';
-import {HEALTH_STATS} from './state.js';
+import {HEALTH_STATS, UNIT_PROBLEMS, firstProblem, problemCell, unitLines} from './state.js';
 import {el, errorBanner} from './views.js';
 
 const STAT_LABELS = {
@@ -11,7 +11,6 @@ const STAT_LABELS = {
   min: 'min', max: 'max', nan: 'NaN count', inf: 'Inf count',
 };
 const FRACTIONS = ['active', 'zero', 'sat'];
-const PROBLEMS = [['dead', 'dead'], ['saturated', 'saturated'], ['nonfinite', 'NaN/Inf']];
 
 /** Fills a run column's body with the Health view. */
 export function healthView(panel, run, body) {
@@ -19,24 +18,21 @@ export function healthView(panel, run, body) {
   const tableHolder = el('div', {class: 'health-problems', text: 'Loading…'});
   body.append(el('h4', {text: 'Unit problems'}), tableHolder);
   panel.model.health(run.run, version).then((res) => {
-    const rows = res.layers.filter((l) => Object.keys(l.since).length);
+    const rows = res.layers.filter((l) => firstProblem(l) !== null);
     if (!rows.length) {
       tableHolder.replaceChildren(el('div', {class: 'placeholder',
         text: 'No dead, saturated or NaN/Inf units at any logged epoch (measured on the probe).'}));
       return;
     }
     const table = el('table', {class: 'health-table'},
-      el('tr', {}, el('th', {text: 'layer'}), PROBLEMS.map(([, label]) => el('th', {text: `${label} units`})),
+      el('tr', {}, el('th', {text: 'layer'}), UNIT_PROBLEMS.map(([, label]) => el('th', {text: `${label} units`})),
         el('th', {text: 'first epoch'})));
     for (const l of rows) {
-      const first = Math.min(...Object.values(l.since));
+      const first = firstProblem(l);
       table.append(el('tr', {class: 'health-row' + (l.path === panel.state.layer ? ' selected' : ''), 'data-path': l.path,
         title: `Go to ${l.path} at epoch ${first}`, onclick: () => panel.set({layer: l.path, step: first, follow: false})},
       el('td', {class: 'layer-name', text: l.path}),
-      PROBLEMS.map(([key]) => el('td', {
-        text: l[key] === null || l[key] === undefined ? '–'
-          : `${l[key]} / ${l.channels}` + (l.since[key] !== undefined ? ` since ${l.since[key]}` : ''),
-      })),
+      UNIT_PROBLEMS.map(([key]) => el('td', {text: problemCell(l, key)})),
       el('td', {text: String(first)})));
     }
     tableHolder.replaceChildren(table);
@@ -64,8 +60,12 @@ export function healthView(panel, run, body) {
       const i = Math.floor(((e.clientX - r.left) / r.width) * res.steps.length);
       if (res.steps[i] !== undefined) panel.set({step: res.steps[i], follow: false}, false);
     });
+    const lines = unitLines(res.units);
     holder.replaceChildren(el('div', {class: 'heatmap-frame'}, canvas, marker),
       el('div', {class: 'heat-legend', text: `${STAT_LABELS[res.stat]}: ${lo.toPrecision(3)} (dark) to ${hi.toPrecision(3)} (bright)` +
-        ` · ${res.channels} channels × ${res.steps.length} epochs`}));
+        ` · ${res.channels} channels × ${res.steps.length} epochs`}),
+      el('div', {class: 'unit-lines', role: 'note'},
+        ...(lines.length ? lines : [`No dead, saturated or NaN/Inf units in ${layer} at epoch ${res.steps[res.steps.length - 1]}.`])
+          .map((t) => el('div', {text: t}))));
   }).catch((err) => holder.replaceChildren(errorBanner(err.message)));
 }

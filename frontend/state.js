@@ -8,6 +8,48 @@ export const DIFFS = ['none', 'prev', 'first', 'run'];
 /** Statistics the Health view's heatmap can show (GET /stats names). */
 export const HEALTH_STATS = ['active', 'zero', 'sat', 'mean', 'std', 'min', 'max', 'nan', 'inf'];
 export const ZOOMS = [1, 2, 3, 4, 6, 8];
+/** Unit problems of GET /health, with the words the Health view uses. */
+export const UNIT_PROBLEMS = [['dead', 'dead'], ['saturated', 'saturated'], ['nonfinite', 'NaN/Inf']];
+
+/**
+ * One cell of the Health view's table: a layer's units with `problem` at
+ * the last epoch ("3 / 64 since 5"), or, when it went away, when it was
+ * first seen ("0 / 64 (first at 2)"); '–' where the activation has no such
+ * notion.
+ */
+export function problemCell(layer, problem) {
+  const n = layer[problem];
+  if (n === null || n === undefined) return '–';
+  const since = (layer.since || {})[problem];
+  const first = (layer.first || {})[problem];
+  if (n && since !== undefined) return `${n} / ${layer.channels} since ${since}`;
+  if (first !== undefined) return `${n} / ${layer.channels} (first at ${first})`;
+  return `${n} / ${layer.channels}`;
+}
+
+/** The first epoch any unit problem of a layer appeared (GET /health), or null. */
+export function firstProblem(layer) {
+  const steps = Object.values(layer.first || layer.since || {});
+  return steps.length ? Math.min(...steps) : null;
+}
+
+/**
+ * The units of the selected layer that have each problem now, longest
+ * first, from GET /health's `units`: one line per problem that some unit
+ * has ("dead: 5 since 0, 1 since 3"), at most `max` units each.
+ */
+export function unitLines(units, max = 12) {
+  const lines = [];
+  for (const [key, label] of UNIT_PROBLEMS) {
+    const list = (units && units[key]) || [];
+    if (!list.length) continue;
+    const sorted = [...list].sort((a, b) => a[1] - b[1] || a[0] - b[0]);
+    const shown = sorted.slice(0, max).map(([c, since]) => `${c} since ${since}`).join(', ');
+    const more = sorted.length > max ? `, … and ${sorted.length - max} more` : '';
+    lines.push(`${label} (${list.length}): channel ${shown}${more}`);
+  }
+  return lines;
+}
 
 export function defaultState() {
   return {

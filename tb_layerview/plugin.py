@@ -667,7 +667,8 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             if all(r is None for r in rows):
                 raise errors.NotFoundError("run %r has no statistics of layer %r" % (run, layer))
             result = {"run": run, "layer": layer, "stat": stat, "steps": steps,
-                      "channels": max(len(r) for r in rows if r is not None), "values": rows}
+                      "channels": max(len(r) for r in rows if r is not None), "values": rows,
+                      "units": stats.unit_streaks(steps, decoded, layer)}
         return result
 
     # ----------------------------------------------------------------- HTTP

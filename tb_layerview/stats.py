@@ -84,6 +84,36 @@ RECTIFIERS = ("relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swi
 SATURATED_UNIT = 0.9
 
 
+def unit_flags(activation, values):
+    """Which units of one layer output have each problem: the one rule
+    behind :func:`health`, :func:`unit_counts` and :func:`problems`.
+
+    Args:
+      activation: the layer's activation name (:func:`activation_of`).
+      values: array (len(STATS), C) of :func:`channel_stats`.
+
+    Returns:
+      ``{"dead": bool (C,) (never positive on the probe), or None when the
+      activation is no rectifier; "saturated": bool (C,) (``sat >=
+      SATURATED_UNIT``), or None when the activation is unbounded;
+      "nonfinite": bool (C,) (any NaN or Inf)}``.
+
+    Example::
+
+        v = np.zeros((len(STATS), 2)); v[STATS.index("active")] = [0.0, 0.5]
+        unit_flags("relu", v)["dead"]  # [True, False]
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(len(STATS), -1)
+    row = {name: v[i] for i, name in enumerate(STATS)}
+    return {"dead": row["active"] == 0 if activation in RECTIFIERS else None,
+            "saturated": row["sat"] >= SATURATED_UNIT if activation in _BOUNDS else None,
+            "nonfinite": (row["nan"] + row["inf"]) > 0}
+
+
+#: The unit problems :func:`unit_flags` tells, in the order answers list them.
+PROBLEMS = ("dead", "saturated", "nonfinite")
+
+
 def health(activation, values):
     """Unit health of one layer output from its statistics.
 
@@ -99,10 +129,10 @@ def health(activation, values):
     """
     v = np.asarray(values, dtype=np.float64).reshape(len(STATS), -1)
     c = max(v.shape[1], 1)
-    row = {name: v[i] for i, name in enumerate(STATS)}
-    dead = float(np.count_nonzero(row["active"] == 0) / c) if activation in RECTIFIERS else None
-    saturated = float(np.count_nonzero(row["sat"] >= SATURATED_UNIT) / c) if activation in _BOUNDS else None
-    return {"dead": dead, "saturated": saturated, "nan": int(row["nan"].sum()), "inf": int(row["inf"].sum())}
+    flags = unit_flags(activation, v)
+    share = {k: None if f is None else float(np.count_nonzero(f) / c) for k, f in flags.items()}
+    return {"dead": share["dead"], "saturated": share["saturated"],
+            "nan": int(v[STATS.index("nan")].sum()), "inf": int(v[STATS.index("inf")].sum())}
 
 
 def channel_axis(ndim, channels_first=False):
@@ -325,12 +355,7 @@ def layer_slice(header, data, path):
 def unit_counts(activation, values):
     """Numbers of dead, saturated (None where they make no sense for the
     activation) and non-finite units of one layer output, from its statistics."""
-    v = np.asarray(values, dtype=np.float64).reshape(len(STATS), -1)
-    c = v.shape[1]
-    h = health(activation, v)
-    return {"dead": None if h["dead"] is None else int(round(h["dead"] * c)),
-            "saturated": None if h["saturated"] is None else int(round(h["saturated"] * c)),
-            "nonfinite": int(np.count_nonzero(v[STATS.index("nan")] + v[STATS.index("inf")]))}
+    return {k: None if f is None else int(np.count_nonzero(f)) for k, f in unit_flags(activation, values).items()}
 
 
 def problems(steps, decoded):
@@ -342,18 +367,61 @@ def problems(steps, decoded):
 
     Returns:
       list of ``{"path", "activation", "channels", "dead", "saturated",
-      "nonfinite", "since"}``: the numbers of dead, saturated (None where the
-      activation has no such notion) and non-finite units at the last step,
-      and ``since``, ``{problem: the first step it appeared}``.
+      "nonfinite", "since", "first"}``: the numbers of dead, saturated (None
+      where the activation has no such notion) and non-finite units at the
+      last step the layer was measured; ``since``, ``{problem: the step from
+      which the layer has had it at every step}`` for the problems it has
+      then; and ``first``, ``{problem: the first step it appeared}``, gone
+      since or not. A step without the layer's statistics breaks no streak.
     """
     out = {}
     for step, (header, data) in zip(steps, decoded):
         for l in header["layers"]:
             counts = unit_counts(l.get("activation"), data[:, l["offset"]:l["offset"] + l["channels"]])
             rec = out.setdefault(l["path"], {"path": l["path"], "activation": l.get("activation"),
-                                             "channels": l["channels"], "since": {}})
+                                             "channels": l["channels"], "since": {}, "first": {}})
             for what, n in counts.items():
                 rec[what] = n
-                if n and what not in rec["since"]:
-                    rec["since"][what] = step
+                if n:
+                    rec["first"].setdefault(what, step)
+                    rec["since"].setdefault(what, step)
+                else:
+                    rec["since"].pop(what, None)
     return list(out.values())
+
+
+def unit_streaks(steps, decoded, path):
+    """The units of one layer output that have each problem at the last step
+    it was measured, with the step since which each has had it.
+
+    Args:
+      steps: the steps, in order.
+      decoded: the :func:`decode` result of each step.
+      path: the layer output.
+
+    Returns:
+      ``{problem: [[channel, since step], ...] in channel order, or None
+      where the activation has no such notion}``; None when no step
+      measured the layer. A step without the layer's statistics breaks no
+      streak; one whose channel count differs starts them again.
+
+    Example::
+
+        # a ReLU channel 1 dead at steps 2 and 3, after being alive at step 1
+        unit_streaks([1, 2, 3], decoded, "conv2")["dead"]  # [[1, 2]]
+    """
+    start, flags = None, None
+    for step, (header, data) in zip(steps, decoded):
+        layer = next((l for l in header["layers"] if l["path"] == path), None)
+        if layer is None:
+            continue
+        flags = unit_flags(layer.get("activation"), data[:, layer["offset"]:layer["offset"] + layer["channels"]])
+        if start is None or any(len(v) != layer["channels"] for v in start.values()):
+            start = {k: np.full(layer["channels"], -1, np.int64) for k in PROBLEMS}
+        for what in PROBLEMS:
+            f = flags[what] if flags[what] is not None else np.zeros(layer["channels"], bool)
+            start[what] = np.where(f, np.where(start[what] >= 0, start[what], step), -1)
+    if flags is None:
+        return None
+    return {what: None if flags[what] is None else
+            [[int(c), int(start[what][c])] for c in np.flatnonzero(start[what] >= 0)] for what in PROBLEMS}

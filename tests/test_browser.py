@@ -527,6 +527,8 @@ def test_health_view_names_dead_channels_since_their_first_epoch_and_draws_a_hea
         assert size == [5, 4]
         legend = p.eval("() => document.querySelector('.heat-legend').textContent")
         assert legend.startswith("active (fraction > 0): 0.00 (dark) to 1.00 (bright)")
+        units = p.eval("() => document.querySelector('.unit-lines').textContent")
+        assert units == "dead (4): channel 0 since 0, 1 since 0, 2 since 0, 3 since 0", units
         p.finish("health")
     finally:
         stop(proc)

@@ -1560,7 +1560,7 @@ def test_a_model_diverging_to_nan_shows_the_first_nan_epoch_of_each_layer(tmp_pa
             class_views=False)
     health = json.loads(wsgi_client(str(tmp_path)).get("/data/plugin/tb_layerview/health?run=nan").get_data())
     assert health["steps"] == list(range(7))
-    since = {l["path"]: l["since"].get("nonfinite") for l in health["layers"]}
+    since = {l["path"]: l["first"].get("nonfinite") for l in health["layers"]}
     assert since["out"] is not None and since["out"] > 0, since
     series, run = only_run(tmp_path / "nan")
     from tb_layerview import stats

@@ -374,10 +374,46 @@ def test_health_lists_every_layer_and_serves_a_channel_by_step_matrix(client):
     matrix = json.loads(res.get_data())
     assert matrix["channels"] == 4 and len(matrix["values"]) == 16
     assert all(0.0 <= v <= 1.0 for row in matrix["values"] for v in row)
+    # Each channel never positive at the last step, with the first step of its unbroken run of such steps.
+    dead = []
+    for c in range(4):
+        column = [row[c] for row in matrix["values"]]
+        if column[-1] == 0:
+            run_start = len(column) - 1
+            while run_start > 0 and column[run_start - 1] == 0:
+                run_start -= 1
+            dead.append([c, body["steps"][run_start]])
+    assert matrix["units"] == {"dead": dead, "saturated": None, "nonfinite": []}, matrix["units"]
+    assert conv2["dead"] == len(dead) and conv2["since"].get("dead") == (min(s for _, s in dead) if dead else None)
     for path, status in [("health?run=cnn&layer=conv2&stat=bogus", 400), ("health?run=cnn&layer=conv2", 400),
                          ("health?run=cnn&layer=nope&stat=mean", 404), ("health?run=nope", 404)]:
         res = client.get("/data/plugin/tb_layerview/" + path)
         assert res.status_code == status, (path, res.get_data()[:200])
+
+
+def test_unit_problems_say_since_when_each_unit_and_layer_has_had_them_without_a_break():
+    """A ReLU channel dead at step 0, alive at step 1 and dead again from step 2 is dead "since 2", not
+    since 0; a problem that went away keeps only its first step; a step without the layer breaks no run."""
+    from tb_layerview import stats
+
+    def step(active, nan=(0, 0, 0), path="c"):
+        v = np.zeros((len(stats.STATS), 3))
+        v[stats.STATS.index("active")] = active
+        v[stats.STATS.index("nan")] = nan
+        return stats.decode(*stats.encode([(path, "relu", v)]))
+
+    decoded = [step([0, 0.5, 0], nan=(0, 2, 0)), step([0, 0, 0.5]), step([0, 0, 0], path="other"),
+               step([0, 0.25, 0]), step([0, 0.25, 0])]
+    steps = [0, 1, 2, 3, 4]
+    assert stats.unit_streaks(steps, decoded, "c") == {"dead": [[0, 0], [2, 3]], "saturated": None, "nonfinite": []}
+    [c] = [l for l in stats.problems(steps, decoded) if l["path"] == "c"]
+    assert (c["dead"], c["nonfinite"], c["since"], c["first"]) == (2, 0, {"dead": 0}, {"dead": 0, "nonfinite": 0})
+    assert stats.unit_streaks(steps, decoded, "nope") is None
+    # The layer's own run breaks when no unit has the problem at a step.
+    decoded[2] = step([0.5, 0.5, 0.5])
+    [c] = [l for l in stats.problems(steps, decoded) if l["path"] == "c"]
+    assert c["since"] == {"dead": 3} and c["first"] == {"dead": 0, "nonfinite": 0}
+    assert stats.unit_streaks(steps, decoded, "c")["dead"] == [[0, 3], [2, 3]]
 
 
 def test_every_image_input_is_served_and_each_layer_names_the_inputs_it_sees(tmp_path):

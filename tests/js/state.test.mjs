@@ -4,7 +4,7 @@ import {test} from 'node:test';
 
 import {
   classViewWhy, configLayerOf, epochSpan, inputsText, undrawnInput, alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
-  blockKey, costLine, diffReference, formatSize, nearestShown, ownHashState, planReason, probeSummary, sameLayout, shownInput, snapStep, unionSteps, withHashParam,
+  blockKey, costLine, diffReference, firstProblem, formatSize, problemCell, unitLines, nearestShown, ownHashState, planReason, probeSummary, sameLayout, shownInput, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
 test('encodeState/decodeState round-trip every field, names with odd characters included', () => {
@@ -286,4 +286,23 @@ test('undrawnInput: a layer that sees only a tabular input stands beside its val
   const probe = {inputs: {left: {values: [1]}, side: {values: [0.5, 0.25]}}};
   assert.equal(probeSummary(probe, 'side'), '0.50 0.25');
   assert.equal(probeSummary(probe), '1.00');
+});
+
+test('a Health table cell says how many units have a problem now and since when, or when it was first seen', () => {
+  const l = {channels: 64, dead: 3, saturated: null, nonfinite: 0, since: {dead: 5}, first: {dead: 2, nonfinite: 4}};
+  assert.equal(problemCell(l, 'dead'), '3 / 64 since 5');
+  assert.equal(problemCell(l, 'saturated'), '–');
+  assert.equal(problemCell(l, 'nonfinite'), '0 / 64 (first at 4)');
+  assert.equal(problemCell({channels: 8, dead: 0, since: {}, first: {}}, 'dead'), '0 / 8');
+  assert.equal(firstProblem(l), 2);
+  assert.equal(firstProblem({since: {}, first: {}}), null);
+});
+
+test('unitLines lists the units with each problem, longest first, capped', () => {
+  assert.deepEqual(unitLines({dead: [[1, 3], [5, 0], [7, 3]], saturated: null, nonfinite: []}),
+    ['dead (3): channel 5 since 0, 1 since 3, 7 since 3']);
+  const many = Array.from({length: 15}, (_, c) => [c, 0]);
+  assert.deepEqual(unitLines({dead: [], saturated: many, nonfinite: [[2, 4]]}, 2),
+    ['saturated (15): channel 0 since 0, 1 since 0, … and 13 more', 'NaN/Inf (1): channel 2 since 4']);
+  assert.deepEqual(unitLines(undefined), []);
 });
