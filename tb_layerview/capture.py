@@ -330,33 +330,26 @@ def host_stats(t, channels_first=False, limits=None):
 
 
 def many_host_stats(jobs):
-    """:func:`host_stats` of ``[(tensor, channels_first, limits), ...]``, in order.
+    """:func:`host_stats` of ``[(tensor, channels_first, limits), ...]``, in
+    order: ``(statistics, errors)``, a failed job's statistics None and its
+    exception in ``errors`` (None for the others): one odd output must not
+    cost the statistics of every other layer.
 
     One thread is enough: the numpy statistics are a few matrix products and
     folded reductions per output (MobileNetV2 at 96x96, 155 outputs of 32 M
     values in all: 0.055 s), and a pool of two threads was no faster. The
     matrix products run on one BLAS thread (:func:`one_blas_thread`).
     """
+    out, errors = [], []
     with one_blas_thread():
-        return [host_stats(t, cf, lim) for t, cf, lim in jobs]
-
-
-def _stats_or_failure(jobs):
-    """:func:`many_host_stats`, one job at a time where they fail together:
-    ``(statistics with None for a failed job, [error or None])``. One odd
-    output must not cost the statistics of every other layer."""
-    try:
-        return many_host_stats(jobs), [None] * len(jobs)
-    except Exception:  # noqa: BLE001 - found and reported per job below
-        out, errors = [], []
-        for job in jobs:
+        for t, cf, lim in jobs:
             try:
-                out.append(many_host_stats([job])[0])
+                out.append(host_stats(t, cf, lim))
                 errors.append(None)
-            except Exception as err:  # noqa: BLE001 - reported by the caller
+            except Exception as err:  # noqa: BLE001 - reported by the caller, with the output's name
                 out.append(None)
                 errors.append(err)
-        return out, errors
+    return out, errors
 
 
 def layer_states(model):
@@ -593,7 +586,7 @@ class ProbePass:
         self._sums_in_graph = gradients.on_accelerator()
         self.fallback_reason = None
         self.specs = {}           # key -> OutputSpec, from the first pass
-        self.failed = {}          # key -> why its statistics could not be computed
+        self.failed = {}          # key -> why its statistics failed in the last pass
         self._output_keys = None  # the order of the model's own dict output, if it returns one
         self.calls = {}
 
@@ -630,7 +623,7 @@ class ProbePass:
         """``{key: statistics}`` of ``{key: tensor}`` on the host; an output
         whose statistics fail is left out and its error kept in :attr:`failed`."""
         keys = list(tensors)
-        values, errors = _stats_or_failure(
+        values, errors = many_host_stats(
             [(tensors[k],) + self._stats_args(self.specs[k].layer_path) for k in keys])
         for k, err in zip(keys, errors):
             if err is not None:
@@ -689,6 +682,7 @@ class ProbePass:
     def run(self):
         """One pass of the probe: returns a :class:`PassResult`."""
         t0 = time.perf_counter()
+        self.failed = {}
         stats = None
         if self._fn is not None:
             sums, tensors, out = self._fn()

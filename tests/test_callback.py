@@ -1268,7 +1268,8 @@ def test_eager_and_graph_statistics_equal_the_numpy_reference(non_finite, channe
     else:
         np.testing.assert_allclose(capture.sums_to_stats(sums), ref, rtol=1e-4, atol=1e-5)
     jobs = [(keras.ops.convert_to_tensor(x), channels_first, limits), (x[:1], channels_first, None)]
-    many = capture.many_host_stats(jobs)
+    many, errors = capture.many_host_stats(jobs)
+    assert errors == [None, None]
     np.testing.assert_allclose(many[0], ref, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(many[1], stats.channel_stats(x[:1], channels_first), rtol=1e-4, atol=1e-5)
 
@@ -1319,7 +1320,7 @@ def test_statistics_run_on_one_blas_thread_which_the_thread_that_set_it_restores
     release.set()
     t.join(30)
     assert blas_threads() == before
-    many = capture.many_host_stats([(np.ones((64, 3), np.float32), False, None)])
+    many, _ = capture.many_host_stats([(np.ones((64, 3), np.float32), False, None)])
     assert many[0][0].tolist() == [1.0, 1.0, 1.0] and blas_threads() == before
 
 
