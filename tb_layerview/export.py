@@ -17,8 +17,10 @@ per (run, kind, layer, probe) with a frame per epoch; with
 ``--contact-sheet``, one ``contact_probe0.png`` per (run, kind, layer) with a
 row per channel (per class or probe for class views) and a column per epoch;
 with ``--health-csv``, ``OUT/health.csv``: a row per run, step and layer with
-its dead, saturated and NaN/Inf units. A progress bar on standard error
-follows long exports.
+its dead, saturated and NaN/Inf units, and ``OUT/units.csv``: a row per unit
+that has one of those problems at its layer's last logged step, with the
+step since which it has had it. A progress bar on standard error follows
+long exports.
 """
 
 import argparse
@@ -242,46 +244,86 @@ def contact_sheets(logdir, out, runs=None, layers=None, kinds=("activations",), 
 HEALTH_COLUMNS = ("run", "step", "layer", "activation", "channels", "dead_units", "saturated_units",
                   "nonfinite_units", "mean_active", "nan", "inf")
 
+UNIT_COLUMNS = ("run", "layer", "activation", "channel", "problem", "since", "last_step")
+
+
+def _decoded_stats(logdir, runs=None):
+    """``(run, steps, decoded)`` of each run's statistics series: its steps in
+    order and each one's :func:`tb_layerview.stats.decode` result."""
+    from tb_layerview import stats
+
+    for run, items in sorted(read_series(logdir, kinds=(metadata.KIND_STATS,)).items()):
+        if runs and run not in runs:
+            continue
+        for _, steps in items:
+            progress = Progress(len(steps))
+            order, decoded = sorted(steps), []
+            for step in order:
+                progress.step("%s step %d" % (run, step))
+                decoded.append(stats.decode(steps[step][0], steps[step][1]))
+            yield run, order, decoded
+
 
 def health_rows(logdir, runs=None):
     """The unit-health table: one dict per (run, step, layer output), from the statistics series."""
     from tb_layerview import stats
 
     out = []
-    for run, items in sorted(read_series(logdir, kinds=(metadata.KIND_STATS,)).items()):
-        if runs and run not in runs:
-            continue
-        for _, steps in items:
-            progress = Progress(len(steps))
-            for step in sorted(steps):
-                progress.step("%s step %d" % (run, step))
-                header, data = stats.decode(steps[step][0], steps[step][1])
-                for l in header["layers"]:
-                    part = data[:, l["offset"]:l["offset"] + l["channels"]]
-                    counts = stats.unit_counts(l.get("activation"), part)
-                    c = l["channels"]
-                    out.append({
-                        "run": run, "step": step, "layer": l["path"], "activation": l.get("activation") or "",
-                        "channels": c,
-                        "dead_units": "" if counts["dead"] is None else counts["dead"],
-                        "saturated_units": "" if counts["saturated"] is None else counts["saturated"],
-                        "nonfinite_units": counts["nonfinite"],
-                        "mean_active": float("%.6g" % float(np.nanmean(part[stats.STATS.index("active")]))) if c else "",
-                        "nan": l["nan"], "inf": l["inf"]})
+    for run, steps, decoded in _decoded_stats(logdir, runs):
+        for step, (header, data) in zip(steps, decoded):
+            for l in header["layers"]:
+                part = data[:, l["offset"]:l["offset"] + l["channels"]]
+                counts = stats.unit_counts(l.get("activation"), part)
+                c = l["channels"]
+                out.append({
+                    "run": run, "step": step, "layer": l["path"], "activation": l.get("activation") or "",
+                    "channels": c,
+                    "dead_units": "" if counts["dead"] is None else counts["dead"],
+                    "saturated_units": "" if counts["saturated"] is None else counts["saturated"],
+                    "nonfinite_units": counts["nonfinite"],
+                    "mean_active": float("%.6g" % float(np.nanmean(part[stats.STATS.index("active")]))) if c else "",
+                    "nan": l["nan"], "inf": l["inf"]})
     return out
+
+
+def unit_rows(logdir, runs=None):
+    """The units with a problem at their layer's last logged step: one dict
+    per (run, layer output, channel, problem), with the step since which the
+    unit has had it without a break (:func:`tb_layerview.stats.unit_streaks`)."""
+    from tb_layerview import stats
+
+    out = []
+    for run, steps, decoded in _decoded_stats(logdir, runs):
+        layers = {}
+        for step, (header, _) in zip(steps, decoded):
+            for l in header["layers"]:
+                layers[l["path"]] = (l.get("activation") or "", step)
+        for path, (activation, last) in layers.items():
+            for problem, units in (stats.unit_streaks(steps, decoded, path) or {}).items():
+                out += [{"run": run, "layer": path, "activation": activation, "channel": c, "problem": problem,
+                         "since": since, "last_step": last} for c, since in units or ()]
+    return out
+
+
+def _write_csv(path, columns, rows):
+    import csv
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
+    return len(rows)
 
 
 def health_csv(logdir, path, runs=None):
     """Writes :func:`health_rows` as CSV to ``path``; returns the number of rows."""
-    import csv
+    return _write_csv(path, HEALTH_COLUMNS, health_rows(logdir, runs))
 
-    rows = health_rows(logdir, runs)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=HEALTH_COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-    return len(rows)
+
+def units_csv(logdir, path, runs=None):
+    """Writes :func:`unit_rows` as CSV to ``path``; returns the number of rows."""
+    return _write_csv(path, UNIT_COLUMNS, unit_rows(logdir, runs))
 
 
 def main(argv=None):
@@ -296,7 +338,9 @@ def main(argv=None):
     p.add_argument("--gif", action="store_true", help="also write a GIF over epochs per series and image")
     p.add_argument("--contact-sheet", action="store_true",
                    help="write one contact sheet per series instead: channels (or classes) x epochs")
-    p.add_argument("--health-csv", action="store_true", help="write OUT/health.csv: unit health per run, step, layer")
+    p.add_argument("--health-csv", action="store_true",
+                   help="write OUT/health.csv (unit health per run, step, layer) and OUT/units.csv (each unit"
+                        " dead, saturated or NaN/Inf at the last step, and since when)")
     p.add_argument("--scale", type=int, default=1, help="enlarge by this factor (default 1)")
     args = p.parse_args(argv)
     if not os.path.isdir(args.logdir):
@@ -308,6 +352,9 @@ def main(argv=None):
     if args.health_csv:
         path = os.path.join(args.out, "health.csv")
         if health_csv(args.logdir, path, runs=args.run):
+            written.append(path)
+            path = os.path.join(args.out, "units.csv")
+            units_csv(args.logdir, path, runs=args.run)  # header only when no unit has a problem
             written.append(path)
     if args.contact_sheet:
         for probe in args.probe or [0]:

@@ -97,6 +97,32 @@ def test_health_csv_has_a_row_per_run_step_and_layer(logdir, tmp_path):
     assert "[" in out.stderr  # the progress bar over 16 steps
 
 
+def test_units_csv_lists_each_unit_with_a_problem_and_since_when(tmp_path):
+    """units.csv: a ReLU unit dead at every step is dead since 0; one that revived at step 1 and died
+    again at step 2 is dead since 2; a live unit and a layer without problems have no row."""
+    import csv
+
+    import keras
+
+    from tb_layerview import LayerView
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3, activation="relu", name="units"),
+                              keras.layers.Dense(1, name="out")])
+    lv = LayerView(str(tmp_path / "logs" / "planted"), probe=np.ones((2, 2), np.float32), class_views=False)
+    lv.set_model(model)
+    dense = model.get_layer("units")
+    for step, bias in enumerate([[-1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [-1.0, -1.0, 1.0]]):
+        dense.set_weights([np.zeros((2, 3), np.float32), np.array(bias, np.float32)])
+        lv.log(step=step)
+    lv.close()
+    out = subprocess.run([sys.executable, "-m", "tb_layerview.export", str(tmp_path / "logs"), str(tmp_path / "out"),
+                          "--health-csv"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = list(csv.DictReader(open(tmp_path / "out" / "units.csv", encoding="utf-8")))
+    assert [tuple(r[k] for k in export.UNIT_COLUMNS) for r in rows] == [
+        ("planted", "units", "relu", "0", "dead", "0", "2"), ("planted", "units", "relu", "1", "dead", "2", "2")]
+
+
 def test_progress_bar_reaches_the_total():
     """Progress writes a bar that ends at total/total with a newline."""
     import io
