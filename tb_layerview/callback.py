@@ -786,7 +786,7 @@ class LayerView(keras.callbacks.Callback):
         regression = self._regression
         available = log.available(outputs, regression)
         if not self.class_views:
-            available = [metadata.KIND_MAXIMIZATION] if available else []
+            available = [metadata.KIND_MAXIMIZATION] if metadata.KIND_MAXIMIZATION in available else []
         for kind, seconds in log.seconds.items():
             self._planner.measured.class_view_seconds[kind] = seconds
         due = first or last or (step is not None and step % self.maximize_every_n_epochs == 0)
@@ -794,7 +794,7 @@ class LayerView(keras.callbacks.Callback):
         n_targets = n_classes + sum(len(u) for u in self.maximize_units.values())
         decisions = self._planner.allow_class_views(plan, step, due, available, n_targets, self.maximize_steps)
         if not self.class_views:
-            probe, why = log.gradient_probe()
+            probe, why = log.gradient_probe(metadata.KIND_MAXIMIZATION)
             if why is None and decisions.get(metadata.KIND_MAXIMIZATION, {}).get("run"):
                 return log.unit_items(probe)
             return []

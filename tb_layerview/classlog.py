@@ -58,14 +58,22 @@ class ClassViewLog:
         self.status = {}
         #: Seconds the last run of each kind took.
         self.seconds = {}
+        self._gradcam = False  # not looked for yet (None: the model has no convolution)
 
     def _set(self, kind, available, reason=None, **more):
         status = {"available": bool(available), "reason": reason}
         status.update(more)
         self.status[kind] = status
 
-    def gradient_probe(self):
-        """The probe as one float array to take input gradients of, or why there is none."""
+    def gradient_probe(self, kind=metadata.KIND_MAXIMIZATION):
+        """The probe as one array to run ``kind`` (maximisation or
+        attribution) on, or why there is none.
+
+        Maximisation and saliency take gradients with respect to the input,
+        which needs a float input. Grad-CAM takes them with respect to a
+        convolution's output, so an image model fed integers (8-bit pixels
+        into a ``Rescaling`` layer) still gets attribution maps.
+        """
         import keras
 
         arr = self.probe.single
@@ -75,20 +83,31 @@ class ClassViewLog:
             gradients.for_backend(keras.backend.backend())
         except ValueError as err:
             return None, str(err)
-        if not np.issubdtype(np.asarray(arr).dtype, np.floating):
-            return None, "the input (dtype %s, e.g. token ids) is not differentiable" % np.asarray(arr).dtype
-        return np.asarray(arr), None
+        arr = np.asarray(arr)
+        if np.issubdtype(arr.dtype, np.floating):
+            return arr, None
+        if kind == metadata.KIND_ATTRIBUTION and self.image_shape is not None and self._gradcam_layer() is not None:
+            return arr, None
+        what = "the input (dtype %s: token ids, 8-bit pixels...) is not differentiable" % arr.dtype
+        if kind == metadata.KIND_MAXIMIZATION:
+            return None, what + ", which activation maximisation needs"
+        return None, what + ", and Grad-CAM, which needs no input gradient, needs image inputs and a convolution"
+
+    def _gradcam_layer(self):
+        """The layer Grad-CAM would explain: ``attribution_layer``, else the last convolution (None: none)."""
+        if self._gradcam is False:
+            self._gradcam = self.attribution_layer or classviews.last_conv_layer(self.model)
+        return self._gradcam
 
     def available(self, outputs, regression=None):
         """The gradient kinds (attribution, maximisation) this model supports now."""
         classes, reason = classes_of(outputs, self.max_classes, regression)
         if reason is None and self.probe.single is None:
             reason = "class views need a single-input model"
-        if reason is None:
-            reason = self.gradient_probe()[1]
         if reason is not None:
             return []
-        return [metadata.KIND_ATTRIBUTION, metadata.KIND_MAXIMIZATION]
+        return [kind for kind in (metadata.KIND_ATTRIBUTION, metadata.KIND_MAXIMIZATION)
+                if self.gradient_probe(kind)[1] is None]
 
     def step_items(self, outputs, decisions, regression=None):
         """Items of one step. ``decisions``: {kind: {"run": bool, "reason": str}}
@@ -112,12 +131,10 @@ class ClassViewLog:
         except Exception as err:
             self._set(metadata.KIND_BACKQUERY, False, "back-query failed: %s: %s" % (type(err).__name__, err))
             self.warn("backquery", "back-query was not logged (%s: %s)" % (type(err).__name__, err))
-        probe, why = self.gradient_probe()
+        probe, why = self.gradient_probe(metadata.KIND_MAXIMIZATION)
         if why is not None:
-            for kind in (metadata.KIND_MAXIMIZATION, metadata.KIND_ATTRIBUTION):
-                self._set(kind, False, why)
-            return out
-        if decisions.get(metadata.KIND_MAXIMIZATION, {}).get("run"):
+            self._set(metadata.KIND_MAXIMIZATION, False, why)
+        elif decisions.get(metadata.KIND_MAXIMIZATION, {}).get("run"):
             t0 = time.perf_counter()
             try:
                 lo, hi = self.probe.value_range()
@@ -137,7 +154,10 @@ class ClassViewLog:
         elif metadata.KIND_MAXIMIZATION not in self.status:
             self._set(metadata.KIND_MAXIMIZATION, True, None,
                       note=decisions.get(metadata.KIND_MAXIMIZATION, {}).get("reason"))
-        if decisions.get(metadata.KIND_ATTRIBUTION, {}).get("run"):
+        probe, why = self.gradient_probe(metadata.KIND_ATTRIBUTION)
+        if why is not None:
+            self._set(metadata.KIND_ATTRIBUTION, False, why)
+        elif decisions.get(metadata.KIND_ATTRIBUTION, {}).get("run"):
             t0 = time.perf_counter()
             try:
                 out.append(self.attribution_item(probe, outputs))

@@ -145,6 +145,53 @@ def test_gradcam_mass_lies_on_the_half_that_decides_the_class(halves_model):
     assert (left_mass[y == 1] < 0.5).mean() > 0.8
 
 
+def test_an_image_model_fed_8_bit_pixels_gets_gradcam_and_says_why_not_maximisation(tmp_path):
+    """uint8 images into a Rescaling layer: Grad-CAM differentiates the convolution's output, not the
+    input, so its maps are logged (and put their mass on the half that decides the class); activation
+    maximisation needs input gradients and says so, naming the dtype. Token ids get neither, and say why."""
+    from helpers import json_of, read_series, run_blob
+
+    from tb_layerview import LayerView, metadata, render
+
+    keras.utils.set_random_seed(0)
+    x, y = two_patterns(64)
+    x8 = np.round(x * 255).astype("uint8")
+    model = keras.Sequential([keras.Input((8, 8, 1), dtype="uint8"), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv"),
+                              keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax", name="out")])
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x8, y, epochs=15, batch_size=32, verbose=0,
+              callbacks=[LayerView(str(tmp_path / "u8"), probe=(x8[:8], y[:8]), budget=None)])
+    assert model.evaluate(x8, y, verbose=0)[1] > 0.95
+    series = read_series(str(tmp_path))["u8"]
+    config = json_of(run_blob({"u8": series}, "u8", metadata.KIND_CONFIG)[0][0])
+    assert config["class_views"]["attribution"] == {"available": True, "reason": None, "method": "gradcam",
+                                                    "layer": "conv"}
+    assert config["class_views"]["maximization"] == {
+        "available": False, "reason": "the input (dtype uint8: token ids, 8-bit pixels...) is not differentiable,"
+                                      " which activation maximisation needs"}
+    blobs = run_blob({"u8": series}, "u8", metadata.KIND_ATTRIBUTION)[15]
+    info = json_of(blobs[0])
+    maps = np.stack([render.decode_png(b)[..., 0] for b in blobs[1:]]).astype(np.float64)
+    predicted = [t for t in info["targets"] if t["which"] == "predicted"]
+    assert info["method"] == "gradcam" and maps.shape == (len(info["targets"]), 8, 8)
+    left_mass = maps[:, :, :4].sum(axis=(1, 2)) / np.maximum(maps.sum(axis=(1, 2)), 1e-9)
+    for t, mass in zip(predicted, left_mass):
+        assert (mass > 0.5) == (t["class"] == 0), (t, mass)
+
+    tokens = keras.Sequential([keras.Input((10,), dtype="int32"), keras.layers.Embedding(20, 4),
+                               keras.layers.Conv1D(3, 3, name="conv1d"), keras.layers.GlobalMaxPooling1D(),
+                               keras.layers.Dense(2, activation="softmax")])
+    tokens.compile("sgd", "sparse_categorical_crossentropy")
+    ids = np.random.default_rng(0).integers(0, 20, (16, 10)).astype("int32")
+    tokens.fit(ids, np.zeros(16, int), epochs=1, verbose=0,
+               callbacks=[LayerView(str(tmp_path / "ids"), probe=(ids[:2], np.zeros(2, int)), budget=None)])
+    config = json_of(run_blob(read_series(str(tmp_path)), "ids", metadata.KIND_CONFIG)[0][0])
+    assert config["class_views"]["attribution"]["reason"] == (
+        "the input (dtype int32: token ids, 8-bit pixels...) is not differentiable, and Grad-CAM, which needs no"
+        " input gradient, needs image inputs and a convolution")
+
+
 def test_saliency_for_models_without_convolutions():
     """A dense model gets gradient x input saliency shaped like its input."""
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2, activation="softmax")])
