@@ -259,6 +259,7 @@ class LayerView(keras.callbacks.Callback):
         self._started = True
         self._writes, self._not_writing = True, None
         self._prepared_for = None
+        self._weight_marks = None  # (step, a few values of every trainable variable) at the last log()
         self._probe_pass = None
         self._states = []  # stateful layers' state variables (capture.layer_states)
         self._earlier_files = []  # event files of earlier fits found in log_dir at train begin
@@ -360,18 +361,37 @@ class LayerView(keras.callbacks.Callback):
         writes the run), or None when it writes."""
         return self._not_writing
 
-    def log(self, step):
+    def log(self, step, state=None):
         """Logs the current state at ``step`` (for custom training loops).
 
         Call ``set_model(model)`` once first (or pass ``model=``). The run information (model
         configuration, probes) is written on the first call. Without epochs to
         time, only the byte bound of the budget applies.
+
+        Args:
+          step: the step (epoch) to log at.
+          state: for a loop that trains with ``model.stateless_call`` (JAX),
+            which keeps the weights outside the model: its
+            ``(trainable_variables, non_trainable_variables)``, in the order
+            of ``model.trainable_variables`` and
+            ``model.non_trainable_variables``. They are assigned to the
+            model's variables before logging, as such a loop does once
+            training ends; the loop's own state is not touched.
+
+        Example::
+
+            for epoch in range(epochs):
+                trainable, non_trainable, opt_vars = train_one_epoch(trainable, non_trainable, opt_vars)
+                lv.log(step=epoch + 1, state=(trainable, non_trainable))
         """
         if self._watched is None:
             raise RuntimeError("LayerView.log needs a model: call set_model(model) first, or pass model=")
         self._writes, self._not_writing = distributed.writer_process()
         if not self._writes:
             return
+        if state is not None:
+            self._assign_state(state)
+        self._check_weights_moved(step, state is not None)
         first = self._prepared_for is not self._watched
         if first:
             self._check_log_dir()
@@ -381,6 +401,46 @@ class LayerView(keras.callbacks.Callback):
             self._write_run_info(step, self._run_info())
         self._write_step(snap)
         self.flush()
+
+    def _assign_state(self, state):
+        """Assigns a stateless loop's ``(trainable, non_trainable)`` values to the watched model's variables."""
+        model = self._watched
+        try:
+            trainable, non_trainable = state
+        except (TypeError, ValueError):
+            raise TypeError("LayerView.log state must be (trainable_variables, non_trainable_variables); got %s"
+                            % type(state).__name__) from None
+        for name, variables, values in (("trainable", model.trainable_variables, trainable),
+                                        ("non-trainable", model.non_trainable_variables, non_trainable)):
+            values = list(values)
+            if len(values) != len(variables):
+                raise ValueError("LayerView.log state has %d %s values; the model %r has %d %s variables"
+                                 % (len(values), name, model.name, len(variables), name))
+            for variable, value in zip(variables, values):
+                if tuple(value.shape) != tuple(variable.shape):
+                    raise ValueError("LayerView.log state: a value of shape %s for variable %r of shape %s"
+                                     % (tuple(value.shape), variable.path, tuple(variable.shape)))
+                variable.assign(value)
+
+    def _check_weights_moved(self, step, given):
+        """Warns when a custom loop logs the same weights at a new step: a
+        loop that trains outside the model's variables logs its start
+        again and again. A few values of every trainable variable tell."""
+        try:
+            from keras import ops
+
+            marks = tuple(np.asarray(capture.to_numpy(ops.reshape(v.value, (-1,))[:8])).tobytes()
+                          for v in self._watched.trainable_variables)
+        except Exception:  # noqa: BLE001 - a check, never a reason to skip a step
+            return
+        last = self._weight_marks
+        self._weight_marks = (step, marks)
+        if last is not None and last[1] == marks and last[0] != step and marks:
+            self._warn("weights_unchanged", "LayerView.log(step=%r): the model's weights are the ones logged at"
+                       " step %r. A loop that trains with model.stateless_call (JAX) keeps its weights outside"
+                       " the model: pass them, log(step, state=(trainable_variables, non_trainable_variables)),"
+                       " or assign them to the model's variables before logging%s"
+                       % (step, last[0], " (the state given holds the same values)" if given else ""))
 
     def flush(self):
         """Flushes the event file, if one was opened."""

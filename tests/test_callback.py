@@ -830,6 +830,41 @@ def test_only_the_training_thread_reads_the_callbacks_model_property(tmp_path, m
     assert readers == {threading.main_thread().name}, readers
 
 
+def test_a_stateless_loop_logs_the_weights_it_passes_and_is_warned_when_it_passes_none(tmp_path):
+    """A loop that trains outside the model's variables (model.stateless_call, as Keras' JAX guide
+    does) logged its initial weights at every step, silently. log(step, state=...) assigns the state
+    it is given, so each step's statistics are those of that step's weights; logging unchanged weights
+    at a new step warns, naming both steps; a state that does not fit the model is a clear error."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d"),
+                              keras.layers.BatchNormalization(name="bn")])
+    probe = np.random.default_rng(0).random((4, 3)).astype("float32")
+    lv = LayerView(str(tmp_path / "stateless"), probe=probe, budget=None, class_views=False)
+    lv.set_model(model)
+    trainable = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+    non_trainable = [keras.ops.convert_to_numpy(v) for v in model.non_trainable_variables]
+    lv.log(0)
+    with pytest.warns(LayerViewWarning, match=r"log\(step=1\): the model's weights are the ones logged at step 0"):
+        lv.log(1)  # trained outside the model, and not passed
+    kernels = {}
+    for step in (2, 3):
+        trainable = [w + 0.5 * step for w in trainable]  # what a step of the loop returns
+        kernels[step] = trainable[:2]
+        lv.log(step, state=(trainable, non_trainable))
+    with pytest.raises(ValueError, match=r"state has 1 trainable values; the model 'sequential\S*' has 4"):
+        lv.log(4, state=(trainable[:1], non_trainable))
+    with pytest.raises(ValueError, match=r"a value of shape \(2, 3\) for variable 'sequential\S*/d/kernel' of"
+                                         r" shape \(3, 2\)"):
+        lv.log(4, state=([trainable[0].T] + trainable[1:], non_trainable))
+    with pytest.raises(TypeError, match="state must be \\(trainable_variables, non_trainable_variables\\); got list"):
+        lv.log(4, state=[trainable])
+    lv.close()
+    series, run = only_run(tmp_path / "stateless")
+    for step in (2, 3):
+        kernel, bias = kernels[step]
+        want = probe @ kernel + bias
+        np.testing.assert_allclose(_stats_by_path(series, run, step)["d"]["mean"], want.mean(axis=0), rtol=1e-5)
+
+
 def test_custom_training_loop_with_log_and_summary_ops(tmp_path):
     """LayerView.log and tb_layerview.summary write the same series without model.fit."""
     import tb_layerview
@@ -838,6 +873,7 @@ def test_custom_training_loop_with_log_and_summary_ops(tmp_path):
     lv = LayerView(str(tmp_path / "loop"), probe=np.ones((2, 3), np.float32), budget=None)
     lv.set_model(model)
     for step in range(3):
+        model.get_layer("d").kernel.assign(np.full((3, 2), float(step), np.float32))  # a step of training
         lv.log(step)
     lv.close()
     writer = tf.summary.create_file_writer(str(tmp_path / "ops"))
