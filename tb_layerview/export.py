@@ -264,18 +264,24 @@ def _decoded_stats(logdir, runs=None):
             yield run, order, decoded
 
 
-def health_rows(logdir, runs=None):
-    """The unit-health table: one dict per (run, step, layer output), from the statistics series."""
+def health_tables(logdir, runs=None):
+    """The unit-health tables, from one read of the statistics series:
+    ``(health, units)``, one dict per (run, step, layer output) with its
+    unit counts, and one per unit that has a problem at its layer's last
+    logged step, with the step since which it has had it without a break
+    (:func:`tb_layerview.stats.unit_streaks`)."""
     from tb_layerview import stats
 
-    out = []
+    health, units = [], []
     for run, steps, decoded in _decoded_stats(logdir, runs):
+        last = {}  # layer output -> (activation, the last step that measured it)
         for step, (header, data) in zip(steps, decoded):
             for l in header["layers"]:
                 part = data[:, l["offset"]:l["offset"] + l["channels"]]
                 counts = stats.unit_counts(l.get("activation"), part)
                 c = l["channels"]
-                out.append({
+                last[l["path"]] = (l.get("activation") or "", step)
+                health.append({
                     "run": run, "step": step, "layer": l["path"], "activation": l.get("activation") or "",
                     "channels": c,
                     "dead_units": "" if counts["dead"] is None else counts["dead"],
@@ -283,26 +289,11 @@ def health_rows(logdir, runs=None):
                     "nonfinite_units": counts["nonfinite"],
                     "mean_active": float("%.6g" % float(np.nanmean(part[stats.STATS.index("active")]))) if c else "",
                     "nan": l["nan"], "inf": l["inf"]})
-    return out
-
-
-def unit_rows(logdir, runs=None):
-    """The units with a problem at their layer's last logged step: one dict
-    per (run, layer output, channel, problem), with the step since which the
-    unit has had it without a break (:func:`tb_layerview.stats.unit_streaks`)."""
-    from tb_layerview import stats
-
-    out = []
-    for run, steps, decoded in _decoded_stats(logdir, runs):
-        layers = {}
-        for step, (header, _) in zip(steps, decoded):
-            for l in header["layers"]:
-                layers[l["path"]] = (l.get("activation") or "", step)
-        for path, (activation, last) in layers.items():
-            for problem, units in (stats.unit_streaks(steps, decoded, path) or {}).items():
-                out += [{"run": run, "layer": path, "activation": activation, "channel": c, "problem": problem,
-                         "since": since, "last_step": last} for c, since in units or ()]
-    return out
+        for path, (activation, at) in last.items():
+            for problem, found in (stats.unit_streaks(steps, decoded, path) or {}).items():
+                units += [{"run": run, "layer": path, "activation": activation, "channel": c, "problem": problem,
+                           "since": since, "last_step": at} for c, since in found or ()]
+    return health, units
 
 
 def _write_csv(path, columns, rows):
@@ -313,17 +304,19 @@ def _write_csv(path, columns, rows):
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
-    return len(rows)
 
 
-def health_csv(logdir, path, runs=None):
-    """Writes :func:`health_rows` as CSV to ``path``; returns the number of rows."""
-    return _write_csv(path, HEALTH_COLUMNS, health_rows(logdir, runs))
-
-
-def units_csv(logdir, path, runs=None):
-    """Writes :func:`unit_rows` as CSV to ``path``; returns the number of rows."""
-    return _write_csv(path, UNIT_COLUMNS, unit_rows(logdir, runs))
+def health_csv(logdir, out, runs=None):
+    """Writes :func:`health_tables` to ``out/health.csv`` and ``out/units.csv``
+    (its header alone when no unit has a problem); returns the paths written,
+    none when the log directory holds no statistics."""
+    health, units = health_tables(logdir, runs)
+    if not health:
+        return []
+    paths = [os.path.join(out, "health.csv"), os.path.join(out, "units.csv")]
+    _write_csv(paths[0], HEALTH_COLUMNS, health)
+    _write_csv(paths[1], UNIT_COLUMNS, units)
+    return paths
 
 
 def main(argv=None):
@@ -350,12 +343,7 @@ def main(argv=None):
     kinds = tuple(args.kind or ["activations"])
     written = []
     if args.health_csv:
-        path = os.path.join(args.out, "health.csv")
-        if health_csv(args.logdir, path, runs=args.run):
-            written.append(path)
-            path = os.path.join(args.out, "units.csv")
-            units_csv(args.logdir, path, runs=args.run)  # header only when no unit has a problem
-            written.append(path)
+        written += health_csv(args.logdir, args.out, runs=args.run)
     if args.contact_sheet:
         for probe in args.probe or [0]:
             written += contact_sheets(args.logdir, args.out, runs=args.run, layers=args.layer, kinds=kinds,
