@@ -8,7 +8,7 @@ import {enlarge} from './enlarge.js';
 import {healthView} from './health.js';
 import {colormapTable, dequantize, differencePixels, overlayPixels} from './normalise.js';
 import {
-  configLayerOf, costLine, diffReference, drawnInputs, nearestShown, planReason, probeSummary, sameLayout, shownInput,
+  attributionFor, configLayerOf, costLine, diffReference, drawnInputs, nearestShown, planReason, probeSummary, sameLayout, shownInput,
   undrawnInput,
 } from './state.js';
 import {
@@ -122,12 +122,12 @@ export function probeSide(panel, run, p, cell, layer) {
         src: api.probeImageUrl(run.run, p, first ? undefined : input)});
       const stack = el('div', {class: 'probe-stack'}, img);
       side.prepend(head, stack);
-      if (first) {
-        // Class views explain the first drawn input: their overlay goes on its picture only.
-        cell.overlay = el('canvas', {class: 'attribution', hidden: true});
-        stack.append(cell.overlay);
-        if (cell.step !== undefined) paintAttribution(panel, run, cell, cell.step, panel.paintToken);
-      }
+      // Attribution maps explain one input (the first drawn, unless their
+      // info names another): paintAttribution shows them on its picture only.
+      cell.overlay = el('canvas', {class: 'attribution', hidden: true});
+      cell.overlayInput = {input, first};
+      stack.append(cell.overlay);
+      if (cell.step !== undefined) paintAttribution(panel, run, cell, cell.step, panel.paintToken);
     } else {
       // No picture, or the layer sees none of them: the values of what it does see.
       const several = (info.inputs || []).length > 1 && plain !== null;
@@ -263,7 +263,10 @@ export async function paintAttribution(panel, run, cell, step, token) {
   try {
     const info = await fetchInfo(run.run, null, 'attribution', step);
     const i = info.targets.findIndex((t) => t.probe === cell.probe && t.which === 'predicted');
-    if (i < 0) return;
+    if (i < 0 || !attributionFor(info, cell.overlayInput.input, cell.overlayInput.first)) {
+      overlay.hidden = true;
+      return;
+    }
     const url = api.imageUrl(run.run, null, 'attribution', step, i);
     const px = pixelsOf(url, await loadImage(url));
     if (token !== panel.paintToken) return;

@@ -523,3 +523,13 @@ export function probeSummary(probe, input) {
   }
   return (first.values || []).slice(0, 6).map((v) => v.toFixed(2)).join(' ');
 }
+
+/**
+ * Whether attribution maps (their GET /info record) are drawn over the
+ * picture of `input`, `first` when it is the first drawn input: the input
+ * their info names (a model of several inputs), else the first drawn one.
+ */
+export function attributionFor(info, input, first) {
+  const named = info && typeof info.input === 'string' ? info.input : null;
+  return named === null ? Boolean(first) : named === input;
+}

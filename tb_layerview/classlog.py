@@ -59,6 +59,9 @@ class ClassViewLog:
         #: Seconds the last run of each kind took.
         self.seconds = {}
         self._gradcam = False  # not looked for yet (None: the model has no convolution)
+        self._image_input = None  # (key, why) of _attribution_input, once looked for
+        #: The input attribution maps are drawn over, for a model of several inputs.
+        self.attribution_input_name = None
 
     def _set(self, kind, available, reason=None, **more):
         status = {"available": bool(available), "reason": reason}
@@ -77,12 +80,15 @@ class ClassViewLog:
         import keras
 
         arr = self.probe.single
-        if arr is None:
-            return None, "needs a single-input model"
+        if arr is None and kind != metadata.KIND_ATTRIBUTION:
+            return None, "activation maximisation needs a single-input model"
         try:
             gradients.for_backend(keras.backend.backend())
         except ValueError as err:
             return None, str(err)
+        if arr is None:
+            why = self._attribution_input()[1]
+            return (None, why) if why else (self.probe.for_model(self.model), None)
         arr = np.asarray(arr)
         if np.issubdtype(arr.dtype, np.floating):
             return arr, None
@@ -93,18 +99,56 @@ class ClassViewLog:
             return None, what + ", which activation maximisation needs"
         return None, what + ", and Grad-CAM, which needs no input gradient, needs image inputs and a convolution"
 
+    def _attribution_input(self):
+        """For a model of several inputs: ``(key, None)``, the index or key in
+        :meth:`Probe.for_model`'s structure of the one image input that
+        Grad-CAM's layer sees, or ``(None, why)`` when there is none such."""
+        from tb_layerview import render, walk
+
+        if self._image_input is not None:
+            return self._image_input
+        layer = self._gradcam_layer()
+        names = self.probe.input_names(self.model)
+        why, key = None, None
+        if layer is None:
+            why = "attribution of a model of several inputs needs a convolution (Grad-CAM)"
+        elif names is None:
+            why = "the model does not say which of its inputs layer %r sees (a subclassed model)" % layer.name
+        else:
+            entries = walk.walk(self.model)
+            path = next((e.path for e in entries if e.layer is layer), layer.name)
+            reach = walk.InputReach(self.model, names, entries)
+            seen, calls = reach.of(path), reach.calls(path)
+            named = self.probe.named(self.model)
+            if calls is not None and calls > 1:
+                why = ("Grad-CAM's layer %r is called %d times (a shared encoder): one map cannot tell its calls"
+                       " apart; pass attribution_layer= a layer called once" % (path, calls))
+            elif seen is None or len(seen) != 1:
+                why = "Grad-CAM's layer %r sees the inputs %s; a map needs exactly one" % (path, list(seen or ()))
+            elif render.image_shape_of(np.asarray(named[seen[0]]).shape[1:], self.channels_first) is None:
+                why = "Grad-CAM's layer %r sees input %r, which is not an image" % (path, seen[0])
+            else:
+                structure = self.probe.for_model(self.model)
+                key = seen[0] if isinstance(structure, dict) else names.index(seen[0])
+                self.attribution_input_name = seen[0]
+        self._image_input = (key, why)
+        return self._image_input
+
     def _gradcam_layer(self):
         """The layer Grad-CAM would explain: ``attribution_layer``, else the last convolution (None: none)."""
         if self._gradcam is False:
-            self._gradcam = self.attribution_layer or classviews.last_conv_layer(self.model)
+            layer = self.attribution_layer
+            if isinstance(layer, str):
+                try:
+                    layer = classviews.find_layer(self.model, layer)
+                except ValueError:
+                    layer = None  # attribution then fails with the same message, which the status keeps
+            self._gradcam = layer or classviews.last_conv_layer(self.model)
         return self._gradcam
 
     def available(self, outputs, regression=None):
         """The gradient kinds (attribution, maximisation) this model supports now."""
-        classes, reason = classes_of(outputs, self.max_classes, regression)
-        if reason is None and self.probe.single is None:
-            reason = "class views need a single-input model"
-        if reason is not None:
+        if classes_of(outputs, self.max_classes, regression)[1] is not None:
             return []
         return [kind for kind in (metadata.KIND_ATTRIBUTION, metadata.KIND_MAXIMIZATION)
                 if self.gradient_probe(kind)[1] is None]
@@ -115,13 +159,13 @@ class ClassViewLog:
         for :func:`classes_of`."""
         out = []
         classes, reason = classes_of(outputs, self.max_classes, regression)
-        if reason is None and self.probe.single is None:
-            reason = "class views need a single-input model"
         if reason is not None:
             for kind in metadata.CLASS_KINDS:
                 self._set(kind, False, reason)
             return out
         try:
+            if self.probe.single is None:
+                raise classviews.BackQueryUnavailable("back-query needs a single-input model")
             plan = classviews.backquery_plan(self.model)
             images = classviews.backquery(plan, classviews.class_targets(plan, classes))
             out.append(items.ClassImages(metadata.KIND_BACKQUERY, images, classes, self.image_shape))
@@ -174,10 +218,22 @@ class ClassViewLog:
         true = self.probe.true_classes()
         if true is not None and all(c is not None for c in true):
             targets += [{"probe": i, "class": c, "which": "true"} for i, c in enumerate(true)]
-        inputs = np.concatenate([probe] * (len(targets) // len(probe)))
+        copies = len(targets) // self.probe.count
+        image = None
+        if isinstance(probe, (list, dict)):  # a model of several inputs: each input repeated alike
+            image = self._attribution_input()[0]
+            keys = list(probe) if isinstance(probe, dict) else range(len(probe))
+            repeated = {k: np.concatenate([np.asarray(probe[k])] * copies) for k in keys}
+            inputs = repeated if isinstance(probe, dict) else [repeated[k] for k in keys]
+        else:
+            inputs = np.concatenate([probe] * copies)
         maps, info = classviews.attribution(self.model, inputs, [t["class"] for t in targets],
-                                            layer=self.attribution_layer, channels_first=self.channels_first)
-        self._set(metadata.KIND_ATTRIBUTION, True, method=info["method"], layer=info["layer"])
+                                            layer=self.attribution_layer, channels_first=self.channels_first,
+                                            image=image)
+        if image is not None:
+            info["input"] = self.attribution_input_name
+        more = {"input": info["input"]} if "input" in info else {}
+        self._set(metadata.KIND_ATTRIBUTION, True, method=info["method"], layer=info["layer"], **more)
         return items.Attribution(maps, targets, info)
 
     def unit_items(self, probe):

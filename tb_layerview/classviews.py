@@ -246,7 +246,7 @@ def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05
     if channels_first:
         input_shape = input_shape[1:] + input_shape[:1]
     if isinstance(layer, str):
-        layer = _find_layer(model, layer)
+        layer = find_layer(model, layer)
     if layer is not None:
         if not units:
             raise ValueError("maximize(layer=...) needs the units to maximise; got %r" % (units,))
@@ -421,7 +421,8 @@ def _normalise(maps):
     return maps / mx.reshape((-1,) + (1,) * (maps.ndim - 1))
 
 
-def attribution(model, inputs, classes, layer=None, output_index=0, weighting="elementwise", channels_first=False):
+def attribution(model, inputs, classes, layer=None, output_index=0, weighting="elementwise", channels_first=False,
+                image=None):
     """Where the model looks: Grad-CAM on a conv layer, else gradient x input.
 
     Grad-CAM weighs a convolutional layer's feature maps A_k by the gradient
@@ -442,6 +443,11 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
       weighting: ``"elementwise"`` or ``"mean"`` (see above).
       channels_first: the inputs are images (N, C, H, W). The conv layer's
         channel axis is its own (:func:`tb_layerview.walk.data_format_of`).
+      image: for a model of several inputs (``inputs`` a list or dict of
+        arrays, in the structure the model takes), the index or key of the
+        image input the conv layer sees, whose size the maps take. Only
+        Grad-CAM explains such a model (its other inputs need not be
+        differentiable).
 
     Returns:
       ``(maps, info)``: float32 maps in [0, 1], (N, H, W) for image inputs
@@ -456,13 +462,24 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
     from tb_layerview import walk
 
     g = gradients.for_backend()
-    x_np = np.asarray(inputs, np.float32)
+    if isinstance(inputs, (list, tuple, dict)):
+        if image is None:
+            raise ValueError("attribution of a model of several inputs needs image=, the index or key of the"
+                             " image input its conv layer sees; got inputs %s"
+                             % (list(inputs) if isinstance(inputs, dict) else "of %d arrays" % len(inputs)))
+        keys = list(inputs) if isinstance(inputs, dict) else range(len(inputs))
+        arrays = {k: np.asarray(inputs[k], np.float32) for k in keys}
+        x_np = arrays[image]
+        x = {k: g.constant(v) for k, v in arrays.items()} if isinstance(inputs, dict) else \
+            [g.constant(arrays[k]) for k in keys]
+    else:
+        x_np = np.asarray(inputs, np.float32)
+        x = g.constant(x_np)
     channels_first = bool(channels_first) and x_np.ndim == 4
     spatial = (int(x_np.shape[-2]), int(x_np.shape[-1])) if channels_first else tuple(int(d) for d in x_np.shape[1:3])
-    x = g.constant(x_np)
     classes = [int(c) for c in classes]
     if isinstance(layer, str):
-        layer = _find_layer(model, layer)
+        layer = find_layer(model, layer)
     if layer is None:
         layer = last_conv_layer(model)
     state = g.state(model)
@@ -470,7 +487,7 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
     def score(out):
         return ops.sum(_class_scores(_class_output(out, output_index), classes))
 
-    if layer is None:
+    if layer is None and not isinstance(x, (list, dict)):
         _, _, grad = g.value_and_grad(lambda v: (score(g.call(model, state, v)), None), x)
         if grad is None:
             raise ValueError("the class score does not depend differentiably on the input")
@@ -478,6 +495,8 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
         if sal.ndim == 4:
             sal = sal.sum(axis=1 if channels_first else -1)
         return _normalise(sal).astype(np.float32), {"method": "saliency", "layer": None, "weighting": None}
+    if layer is None:
+        raise ValueError("attribution of a model of several inputs needs a conv layer (Grad-CAM); this model has none")
     # The gradient with respect to the layer's output is taken as the gradient
     # of a zero offset added to it: the one form every backend differentiates.
     with capture.recording({"features": layer}) as rec:
@@ -503,13 +522,18 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
     return _normalise(cam).astype(np.float32), {"method": "gradcam", "layer": layer.name, "weighting": weighting}
 
 
-def _find_layer(model, name):
+def find_layer(model, name):
+    """The layer called ``name`` in ``model`` or a model nested in it (depth first).
+
+    Raises:
+      ValueError: naming the layer and the model, when there is none.
+    """
     for layer in model.layers:
         if layer.name == name:
             return layer
         if hasattr(layer, "layers") and layer.layers:
             try:
-                return _find_layer(layer, name)
+                return find_layer(layer, name)
             except ValueError:
                 pass
     raise ValueError("no layer named %r in model %r" % (name, model.name))

@@ -530,7 +530,7 @@ def class_images(kind, images, step=None, classes=(), class_names=None, image_sh
     return write_blobs(kind, class_image_blobs(images, image_shape, fields), step=step)
 
 
-def attribution_maps(maps, step=None, targets=(), method="", layer=None, weighting=None):
+def attribution_maps(maps, step=None, targets=(), method="", layer=None, weighting=None, input=None):
     """Writes attribution maps (values in [0, 1]), one per (probe, class) target.
 
     The maps are quantised on the fixed range [0, 1] so that intensities
@@ -543,6 +543,8 @@ def attribution_maps(maps, step=None, targets=(), method="", layer=None, weighti
         per map.
       method, layer, weighting: as returned by
         :func:`tb_layerview.classviews.attribution`.
+      input: for a model of several inputs, the name (as the probes series
+        names it) of the input the maps are drawn over; None: the first drawn.
     """
     maps = np.clip(render.to_float(maps), 0.0, 1.0)
     pngs = []
@@ -553,6 +555,8 @@ def attribution_maps(maps, step=None, targets=(), method="", layer=None, weighti
         pngs.append(render.encode_png(np.stack([q, render.alpha_codes(m)], axis=-1)))
     info = {"method": method, "layer": layer, "weighting": weighting, "shape": list(maps.shape[1:]),
             "targets": list(targets), "range": [0.0, 1.0]}
+    if input is not None:
+        info["input"] = str(input)
     return write_blobs(metadata.KIND_ATTRIBUTION, [json_bytes(info)] + pngs, step=step)
 
 

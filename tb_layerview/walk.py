@@ -189,6 +189,12 @@ class InputReach:
             parent = parent.rpartition("/")[0]
         return None
 
+    def calls(self, path):
+        """How many calls of layer ``path`` the model's graph makes, or None when it does not say."""
+        if not self._known:
+            return None
+        return len(self._calls.get(path, ()))
+
     def listed(self, path, call=1):
         """:meth:`of` as a JSON-ready list (or None)."""
         names = self.of(path, call)

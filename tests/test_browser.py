@@ -570,6 +570,17 @@ x = np.random.default_rng(0).random((8, 8, 8, 3), dtype=np.float32)
 xs = np.array([[0.25, 0.5, 0.75]] * 8, dtype=np.float32)
 m.fit([x, x[:, ::-1], xs], np.zeros((8, 1)), epochs=1, verbose=0,
       callbacks=[LayerView(os.path.join(sys.argv[1], "pair"), probe=[x[:2], x[:2, ::-1], xs[:2]], budget=None)])
+# A classifier of a table and two pictures, whose only convolution sees the second picture.
+meta, thumb, photo = keras.Input((3,), name="meta"), keras.Input((6, 6, 3), name="thumb"), keras.Input((8, 8, 3), name="photo")
+parts = [keras.layers.Dense(2, name="mdense")(meta), keras.layers.Flatten(name="tflat")(thumb),
+         keras.layers.GlobalAveragePooling2D(name="pgap")(keras.layers.Conv2D(2, 3, name="pconv")(photo))]
+m3 = keras.Model([meta, thumb, photo], keras.layers.Dense(2, activation="softmax", name="cls")(
+    keras.layers.Concatenate(name="all")(parts)))
+m3.compile("sgd", "sparse_categorical_crossentropy")
+xt3 = np.random.default_rng(2).random((8, 6, 6, 3), dtype=np.float32)
+m3.fit([xs, xt3, x], np.arange(8) % 2, epochs=1, verbose=0,
+       callbacks=[LayerView(os.path.join(sys.argv[1], "second"), probe=([xs[:2], xt3[:2], x[:2]], np.array([0, 1])),
+                            budget=None)])
 # A tiny classifier at the default budget: its class views (seconds) never fit in 5% of its epochs.
 t = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, name="c"),
                       keras.layers.Flatten(name="flat"), keras.layers.Dense(3, activation="softmax", name="o")])
@@ -634,6 +645,24 @@ def test_each_branch_of_a_siamese_model_sits_beside_its_own_input(browser, small
     p.finish("siamese")
 
 
+def test_attribution_maps_go_on_the_picture_of_the_input_they_explain(browser, small_runs):
+    """A model of a table and two pictures whose convolution sees the second one: the Grad-CAM overlay
+    is drawn on that picture, beside its layers, and not on the first picture."""
+    overlay = "() => { const c = document.querySelector('.probe-stack canvas.attribution'); return c && !c.hidden; }"
+    p = Page(browser, tab_url(small_runs, "run=second&layer=pconv&step=1&probe=0"))
+    p.wait(overlay)
+    head = p.eval("() => document.querySelector('.probe-index').textContent")
+    title = p.eval("() => document.querySelector('.probe-stack canvas.attribution').title")
+    assert head == "probe 0 · photo" and title.startswith("gradcam on pconv for class "), (head, title)
+    p.page.goto(tab_url(small_runs, "run=second&layer=tflat&step=1&probe=0"))
+    p.frame = p.wait_frame()
+    p.wait("() => { const i = document.querySelector('img.probe-img'); return i && i.complete && i.naturalWidth > 0; }")
+    assert p.eval("() => document.querySelector('.probe-index').textContent") == "probe 0 · thumb"
+    p.page.wait_for_timeout(1500)  # the attribution info has come and gone by now
+    assert p.eval(overlay) is False
+    p.finish("attribution_input")
+
+
 def test_class_views_the_budget_deferred_say_why_at_the_shown_epoch(browser, small_runs):
     """A run without activation maximisation says what the shown epoch's plan says (deferred by the
     time budget, with its cost), not only the status written when training started."""
@@ -643,6 +672,7 @@ def test_class_views_the_budget_deferred_say_why_at_the_shown_epoch(browser, sma
     text = p.eval("(sel) => document.querySelector(sel).textContent", section)
     assert re.match(r"None up to epoch 2: deferred to stay within the 5% time budget: it takes about [0-9.e+-]+ s", text), text
     # A 2-epoch fit logs epochs 0 (before training) to 2: the run list says so, not "3 epochs".
-    metas = p.eval("() => [...document.querySelectorAll('li.run')].map(r => r.querySelector('.run-meta').textContent)")
-    assert metas == ["epochs 0–1", "epochs 0–2"], metas
+    metas = p.eval("() => Object.fromEntries([...document.querySelectorAll('li.run')].map("
+                   "r => [r.querySelector('.run-name').textContent, r.querySelector('.run-meta').textContent]))")
+    assert metas == {"pair": "epochs 0–1", "second": "epochs 0–1", "tiny": "epochs 0–2"}, metas
     p.finish("class_views_deferred")

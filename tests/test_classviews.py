@@ -192,6 +192,55 @@ def test_an_image_model_fed_8_bit_pixels_gets_gradcam_and_says_why_not_maximisat
         " input gradient, needs image inputs and a convolution")
 
 
+def test_a_model_of_several_inputs_gets_gradcam_over_the_image_its_convolution_sees(tmp_path):
+    """An image and a table of numbers into one classifier: Grad-CAM on the image branch's convolution,
+    fed both inputs, logs maps that name the image input and put their mass on the half that decides
+    the class. Maximisation and back-query say they need a single input; a siamese encoder, whose
+    convolution runs on both images, gets no maps and says why."""
+    from helpers import json_of, read_series, run_blob
+
+    from tb_layerview import LayerView, metadata, render
+
+    keras.utils.set_random_seed(0)
+    x, y = two_patterns(64)
+    table = np.random.default_rng(5).random((64, 3)).astype("float32")
+    image, meta = keras.Input((8, 8, 1), name="image"), keras.Input((3,), name="meta")
+    features = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(image))
+    joined = keras.layers.Concatenate()([features, keras.layers.Dense(2, name="meta_dense")(meta)])
+    model = keras.Model([image, meta], keras.layers.Dense(2, activation="softmax", name="out")(joined))
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit([x, table], y, epochs=15, batch_size=32, verbose=0,
+              callbacks=[LayerView(str(tmp_path / "mm"), probe=([x[:8], table[:8]], y[:8]), budget=None)])
+    assert model.evaluate([x, table], y, verbose=0)[1] > 0.95
+    series = read_series(str(tmp_path))
+    config = json_of(run_blob(series, "mm", metadata.KIND_CONFIG)[0][0])
+    views = config["class_views"]
+    assert views["attribution"] == {"available": True, "reason": None, "method": "gradcam", "layer": "conv",
+                                    "input": "image"}, views
+    assert views["maximization"] == {"available": False, "reason": "activation maximisation needs a single-input model"}
+    blobs = run_blob(series, "mm", metadata.KIND_ATTRIBUTION)[15]
+    info = json_of(blobs[0])
+    assert info["input"] == "image" and info["shape"] == [8, 8]
+    maps = np.stack([render.decode_png(b)[..., 0] for b in blobs[1:]]).astype(np.float64)
+    left_mass = maps[:, :, :4].sum(axis=(1, 2)) / np.maximum(maps.sum(axis=(1, 2)), 1e-9)
+    for t, mass in zip(info["targets"], left_mass):
+        if t["which"] == "predicted":
+            assert (mass > 0.5) == (t["class"] == 0), (t, mass)
+
+    encoder = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, name="conv"),
+                                keras.layers.GlobalAveragePooling2D()], name="encoder")
+    left, right = keras.Input((8, 8, 1), name="left"), keras.Input((8, 8, 1), name="right")
+    pair = keras.Model([left, right], keras.layers.Dense(2, activation="softmax")(
+        keras.layers.Concatenate()([encoder(left), encoder(right)])))
+    pair.compile("sgd", "sparse_categorical_crossentropy")
+    pair.fit([x, x[::-1]], y, epochs=1, verbose=0,
+             callbacks=[LayerView(str(tmp_path / "pair"), probe=([x[:2], x[2:4]], y[:2]), budget=None)])
+    config = json_of(run_blob(read_series(str(tmp_path)), "pair", metadata.KIND_CONFIG)[0][0])
+    assert config["class_views"]["attribution"]["reason"] == (
+        "Grad-CAM's layer 'encoder/conv' is called 2 times (a shared encoder): one map cannot tell its calls"
+        " apart; pass attribution_layer= a layer called once")
+
+
 def test_saliency_for_models_without_convolutions():
     """A dense model gets gradient x input saliency shaped like its input."""
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2, activation="softmax")])

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
 import {
-  classViewWhy, configLayerOf, epochSpan, inputsText, undrawnInput, alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
+  attributionFor, classViewWhy, configLayerOf, epochSpan, inputsText, undrawnInput, alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
   blockKey, costLine, diffReference, firstProblem, formatSize, problemCell, unitLines, nearestShown, ownHashState, planReason, probeSummary, sameLayout, shownInput, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
@@ -305,4 +305,11 @@ test('unitLines lists the units with each problem, longest first, capped', () =>
   assert.deepEqual(unitLines({dead: [], saturated: many, nonfinite: [[2, 4]]}, 2),
     ['saturated (15): channel 0 since 0, 1 since 0, … and 13 more', 'NaN/Inf (1): channel 2 since 4']);
   assert.deepEqual(unitLines(undefined), []);
+});
+
+test('attribution maps go on the picture of the input they explain', () => {
+  assert.equal(attributionFor({method: 'gradcam'}, 'image', true), true);
+  assert.equal(attributionFor({method: 'gradcam'}, 'side', false), false);
+  assert.equal(attributionFor({method: 'gradcam', input: 'right'}, 'left', true), false);
+  assert.equal(attributionFor({method: 'gradcam', input: 'right'}, 'right', false), true);
 });
