@@ -230,9 +230,9 @@ class ClassViewLog:
         maps, info = classviews.attribution(self.model, inputs, [t["class"] for t in targets],
                                             layer=self.attribution_layer, channels_first=self.channels_first,
                                             image=image)
-        if image is not None:
-            info["input"] = self.attribution_input_name
-        more = {"input": info["input"]} if "input" in info else {}
+        more = {}
+        if image is not None:  # the maps and the status say which input they explain
+            info["input"] = more["input"] = self.attribution_input_name
         self._set(metadata.KIND_ATTRIBUTION, True, method=info["method"], layer=info["layer"], **more)
         return items.Attribution(maps, targets, info)
 
