@@ -209,6 +209,9 @@ class ClassViewLog:
                 self._set(metadata.KIND_ATTRIBUTION, False, "%s: %s" % (type(err).__name__, err))
                 self.warn("attribution", "attribution maps were not logged (%s: %s)" % (type(err).__name__, err))
             self.seconds[metadata.KIND_ATTRIBUTION] = time.perf_counter() - t0
+        elif metadata.KIND_ATTRIBUTION not in self.status:  # available, not run yet: the plan says why
+            self._set(metadata.KIND_ATTRIBUTION, True, None,
+                      note=decisions.get(metadata.KIND_ATTRIBUTION, {}).get("reason"))
         return out
 
     def attribution_item(self, probe, outputs):

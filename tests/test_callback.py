@@ -1253,6 +1253,11 @@ def test_keras_applications_model_keeps_statistics_and_the_byte_budget(tmp_path)
         assert data.shape[1] == sum(l["channels"] for l in header["layers"])
     for blobs in run_blob(series, run, metadata.KIND_PLAN).values():
         assert json_of(blobs[0])["cost"]["bytes"] <= 1.5 * 400_000
+    # Class views wait for a timed epoch: the configuration says so for each kind, attribution included.
+    views = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])["class_views"]
+    for kind in (metadata.KIND_MAXIMIZATION, metadata.KIND_ATTRIBUTION):
+        assert views[kind] == {"available": True, "reason": None,
+                               "note": "waits until an epoch has been timed (time budget)"}, views
 
 
 def test_a_layers_pattern_that_matches_nothing_stops_fit_with_the_layer_list(tmp_path):
