@@ -63,6 +63,12 @@ class ClassViewLog:
         #: The input attribution maps are drawn over, for a model of several inputs.
         self.attribution_input_name = None
 
+    def _not_run_yet(self, kind, decisions):
+        """A kind available but not run at this step: until its first run, its
+        status carries the plan's reason as a note."""
+        if kind not in self.status:
+            self._set(kind, True, None, note=decisions.get(kind, {}).get("reason"))
+
     def _set(self, kind, available, reason=None, **more):
         status = {"available": bool(available), "reason": reason}
         status.update(more)
@@ -195,9 +201,8 @@ class ClassViewLog:
                           % (type(err).__name__, err))
             self.seconds[metadata.KIND_MAXIMIZATION] = time.perf_counter() - t0
             out += self.unit_items(probe)
-        elif metadata.KIND_MAXIMIZATION not in self.status:
-            self._set(metadata.KIND_MAXIMIZATION, True, None,
-                      note=decisions.get(metadata.KIND_MAXIMIZATION, {}).get("reason"))
+        else:
+            self._not_run_yet(metadata.KIND_MAXIMIZATION, decisions)
         probe, why = self.gradient_probe(metadata.KIND_ATTRIBUTION)
         if why is not None:
             self._set(metadata.KIND_ATTRIBUTION, False, why)
@@ -209,9 +214,8 @@ class ClassViewLog:
                 self._set(metadata.KIND_ATTRIBUTION, False, "%s: %s" % (type(err).__name__, err))
                 self.warn("attribution", "attribution maps were not logged (%s: %s)" % (type(err).__name__, err))
             self.seconds[metadata.KIND_ATTRIBUTION] = time.perf_counter() - t0
-        elif metadata.KIND_ATTRIBUTION not in self.status:  # available, not run yet: the plan says why
-            self._set(metadata.KIND_ATTRIBUTION, True, None,
-                      note=decisions.get(metadata.KIND_ATTRIBUTION, {}).get("reason"))
+        else:
+            self._not_run_yet(metadata.KIND_ATTRIBUTION, decisions)
         return out
 
     def attribution_item(self, probe, outputs):
