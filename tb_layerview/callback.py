@@ -259,7 +259,7 @@ class LayerView(keras.callbacks.Callback):
         self._started = True
         self._writes, self._not_writing = True, None
         self._prepared_for = None
-        self._weight_marks = None  # (step, a few values of every trainable variable) at the last log()
+        self._weight_marks = None  # (step, a few values of trainable variables) at the last log(), or "moved"
         self._probe_pass = None
         self._states = []  # stateful layers' state variables (capture.layer_states)
         self._earlier_files = []  # event files of earlier fits found in log_dir at train begin
@@ -425,17 +425,23 @@ class LayerView(keras.callbacks.Callback):
     def _check_weights_moved(self, step, given):
         """Warns when a custom loop logs the same weights at a new step: a
         loop that trains outside the model's variables logs its start
-        again and again. A few values of every trainable variable tell."""
+        again and again. A few values of up to 32 trainable variables tell;
+        once the weights have moved between two logs, the check stops."""
+        if self._weight_marks == "moved":
+            return
         try:
             from keras import ops
 
-            marks = tuple(np.asarray(capture.to_numpy(ops.reshape(v.value, (-1,))[:8])).tobytes()
-                          for v in self._watched.trainable_variables)
+            variables = self._watched.trainable_variables
+            picked = variables[::max(1, -(-len(variables) // 32))]
+            marks = tuple(np.asarray(capture.to_numpy(ops.reshape(v.value, (-1,))[:8])).tobytes() for v in picked)
         except Exception:  # noqa: BLE001 - a check, never a reason to skip a step
             return
         last = self._weight_marks
         self._weight_marks = (step, marks)
-        if last is not None and last[1] == marks and last[0] != step and marks:
+        if last is not None and last[1] != marks:
+            self._weight_marks = "moved"
+        elif last is not None and last[0] != step and marks:
             self._warn("weights_unchanged", "LayerView.log(step=%r): the model's weights are the ones logged at"
                        " step %r. A loop that trains with model.stateless_call (JAX) keeps its weights outside"
                        " the model: pass them, log(step, state=(trainable_variables, non_trainable_variables)),"
