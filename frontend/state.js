@@ -36,7 +36,7 @@ export function firstProblem(layer) {
 /**
  * The units of the selected layer that have each problem now, longest
  * first, from GET /health's `units`: one line per problem that some unit
- * has ("dead: 5 since 0, 1 since 3"), at most `max` units each.
+ * has ("dead (2): channel 5 since 0, 1 since 3"), at most `max` units each.
  */
 export function unitLines(units, max = 12) {
   const lines = [];
