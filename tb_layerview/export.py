@@ -289,8 +289,9 @@ def health_tables(logdir, runs=None):
                     "nonfinite_units": counts["nonfinite"],
                     "mean_active": float("%.6g" % float(np.nanmean(part[stats.STATS.index("active")]))) if c else "",
                     "nan": l["nan"], "inf": l["inf"]})
+        streaks = stats.unit_streaks(steps, decoded)
         for path, (activation, at) in last.items():
-            for problem, found in (stats.unit_streaks(steps, decoded, path) or {}).items():
+            for problem, found in streaks.get(path, {}).items():
                 units += [{"run": run, "layer": path, "activation": activation, "channel": c, "problem": problem,
                            "since": since, "last_step": at} for c, since in found or ()]
     return health, units

@@ -390,19 +390,20 @@ def problems(steps, decoded):
     return list(out.values())
 
 
-def unit_streaks(steps, decoded, path):
-    """The units of one layer output that have each problem at the last step
+def unit_streaks(steps, decoded, path=None):
+    """The units of a layer output that have each problem at the last step
     it was measured, with the step since which each has had it.
 
     Args:
       steps: the steps, in order.
       decoded: the :func:`decode` result of each step.
-      path: the layer output.
+      path: the layer output; None: every layer output, in one pass.
 
     Returns:
       ``{problem: [[channel, since step], ...] in channel order, or None
       where the activation has no such notion}``; None when no step
-      measured the layer. A step without the layer's statistics breaks no
+      measured the layer. Without ``path``, ``{path: that}`` for every layer
+      output measured. A step without the layer's statistics breaks no
       streak; one whose channel count differs starts them again.
 
     Example::
@@ -410,18 +411,22 @@ def unit_streaks(steps, decoded, path):
         # a ReLU channel 1 dead at steps 2 and 3, after being alive at step 1
         unit_streaks([1, 2, 3], decoded, "conv2")["dead"]  # [[1, 2]]
     """
-    start, flags = None, None
+    start, flags = {}, {}  # path -> {problem: first step of each channel's run, -1 if none}; its last flags
     for step, (header, data) in zip(steps, decoded):
-        layer = next((l for l in header["layers"] if l["path"] == path), None)
-        if layer is None:
-            continue
-        flags = unit_flags(layer.get("activation"), data[:, layer["offset"]:layer["offset"] + layer["channels"]])
-        if start is None or any(len(v) != layer["channels"] for v in start.values()):
-            start = {k: np.full(layer["channels"], -1, np.int64) for k in PROBLEMS}
-        for what in PROBLEMS:
-            f = flags[what] if flags[what] is not None else np.zeros(layer["channels"], bool)
-            start[what] = np.where(f, np.where(start[what] >= 0, start[what], step), -1)
-    if flags is None:
-        return None
-    return {what: None if flags[what] is None else
-            [[int(c), int(start[what][c])] for c in np.flatnonzero(start[what] >= 0)] for what in PROBLEMS}
+        for layer in header["layers"]:
+            p = layer["path"]
+            if path is not None and p != path:
+                continue
+            c = layer["channels"]
+            f = unit_flags(layer.get("activation"), data[:, layer["offset"]:layer["offset"] + c])
+            runs = start.get(p)
+            if runs is None or any(len(v) != c for v in runs.values()):
+                runs = start[p] = {k: np.full(c, -1, np.int64) for k in PROBLEMS}
+            for what in PROBLEMS:
+                on = f[what] if f[what] is not None else np.zeros(c, bool)
+                runs[what] = np.where(on, np.where(runs[what] >= 0, runs[what], step), -1)
+            flags[p] = f
+    out = {p: {what: None if flags[p][what] is None else
+               [[int(ch), int(runs[what][ch])] for ch in np.flatnonzero(runs[what] >= 0)] for what in PROBLEMS}
+           for p, runs in start.items()}
+    return out if path is None else out.get(path)

@@ -409,6 +409,8 @@ def test_unit_problems_say_since_when_each_unit_and_layer_has_had_them_without_a
     [c] = [l for l in stats.problems(steps, decoded) if l["path"] == "c"]
     assert (c["dead"], c["nonfinite"], c["since"], c["first"]) == (2, 0, {"dead": 0}, {"dead": 0, "nonfinite": 0})
     assert stats.unit_streaks(steps, decoded, "nope") is None
+    every = stats.unit_streaks(steps, decoded)  # every layer in one pass, as the export reads them
+    assert sorted(every) == ["c", "other"] and every["c"] == stats.unit_streaks(steps, decoded, "c")
     # The layer's own run breaks when no unit has the problem at a step.
     decoded[2] = step([0.5, 0.5, 0.5])
     [c] = [l for l in stats.problems(steps, decoded) if l["path"] == "c"]
