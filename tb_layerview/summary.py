@@ -317,13 +317,12 @@ def probe_blobs(inputs, labels=None, class_names=None, image_shape=None, max_val
             entry["inputs"][nm] = {"shape": list(arr.shape), "dtype": str(arr.dtype),
                                    "values": flat[:max_values].astype(np.float64).tolist(),
                                    "truncated": bool(flat.size > max_values)}
-        if isinstance(labels, dict):
-            entry["labels"] = _labels_of(labels, i, class_names)
-            if entry["labels"]:
-                entry["label"] = next(iter(entry["labels"].values()))
-        elif labels is not None:
-            primary = next(iter(class_names), None) if isinstance(class_names, dict) else None
-            entry["label"] = _label_of(np.asarray(labels)[i], _names_for(class_names, primary))
+        per_output, label = _probe_labels(labels, i, class_names,
+                                          next(iter(class_names), None) if isinstance(class_names, dict) else None)
+        if per_output is not None:
+            entry["labels"] = per_output
+        if label is not None:
+            entry["label"] = label
         for k, (nm, forced) in enumerate(drawn.items()):
             img, img_info = render.render_input(pictures[nm][i], forced)
             pngs[nm].append(render.encode_png(img))
@@ -448,23 +447,30 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
             else:
                 rec = dict(type="values", **_values_record(y))
             entry["outputs"][nm] = rec
-        if isinstance(labels, dict):
-            per_output = _labels_of(labels, i, class_names)
-            for nm, rec in per_output.items():
-                if nm in entry["outputs"]:
-                    entry["outputs"][nm]["label"] = rec
-            if per_output:
-                entry["label"] = next(iter(per_output.values()))
-        elif labels is not None:
-            entry["label"] = _label_of(np.asarray(labels)[i], _names_for(class_names, names[0]))
+        per_output, label = _probe_labels(labels, i, class_names, names[0])
+        for nm, rec in (per_output or {}).items():
+            if nm in entry["outputs"]:
+                entry["outputs"][nm]["label"] = rec
+        if label is not None:
+            entry["label"] = label
         recs.append(entry)
     return recs
 
 
-def _labels_of(labels, i, class_names):
-    """``{output: label record}`` of probe ``i`` for labels given per output
-    (``{output: array}``), each named with its output's class names."""
-    return {out: _label_of(np.asarray(y)[i], _names_for(class_names, out)) for out, y in labels.items()}
+def _probe_labels(labels, i, class_names, labelled_output):
+    """The label records of probe ``i``: ``(per output, the probe's)``.
+
+    Labels given per output (``{output: array}``) give ``{output: record}``,
+    each named with its output's class names, and the first one as the
+    probe's; one array of labels gives ``(None, its record)``, named as
+    ``labelled_output``'s classes; no labels give ``(None, None)``.
+    """
+    if isinstance(labels, dict):
+        per_output = {out: _label_of(np.asarray(y)[i], _names_for(class_names, out)) for out, y in labels.items()}
+        return per_output, next(iter(per_output.values()), None)
+    if labels is None:
+        return None, None
+    return None, _label_of(np.asarray(labels)[i], _names_for(class_names, labelled_output))
 
 
 def _names_for(class_names, output):
