@@ -219,6 +219,8 @@ class ClassViewLog:
         return out
 
     def attribution_item(self, probe, outputs):
+        import keras
+
         first = next(iter(outputs.values()))
         predicted = [probe_lib.predicted_class(row) for row in first]
         targets = [{"probe": i, "class": c, "which": "predicted"} for i, c in enumerate(predicted)]
@@ -227,13 +229,9 @@ class ClassViewLog:
             targets += [{"probe": i, "class": c, "which": "true"} for i, c in enumerate(true)]
         copies = len(targets) // self.probe.count
         image = None
-        if isinstance(probe, (list, dict)):  # a model of several inputs: each input repeated alike
+        if isinstance(probe, (list, dict)):  # a model of several inputs
             image = self._attribution_input()[0]
-            keys = list(probe) if isinstance(probe, dict) else range(len(probe))
-            repeated = {k: np.concatenate([np.asarray(probe[k])] * copies) for k in keys}
-            inputs = repeated if isinstance(probe, dict) else [repeated[k] for k in keys]
-        else:
-            inputs = np.concatenate([probe] * copies)
+        inputs = keras.tree.map_structure(lambda a: np.concatenate([np.asarray(a)] * copies), probe)
         maps, info = classviews.attribution(self.model, inputs, [t["class"] for t in targets],
                                             layer=self.attribution_layer, channels_first=self.channels_first,
                                             image=image)

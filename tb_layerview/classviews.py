@@ -467,11 +467,10 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
             raise ValueError("attribution of a model of several inputs needs image=, the index or key of the"
                              " image input its conv layer sees; got inputs %s"
                              % (list(inputs) if isinstance(inputs, dict) else "of %d arrays" % len(inputs)))
-        keys = list(inputs) if isinstance(inputs, dict) else range(len(inputs))
-        arrays = {k: np.asarray(inputs[k], np.float32) for k in keys}
-        x_np = arrays[image]
-        x = {k: g.constant(v) for k, v in arrays.items()} if isinstance(inputs, dict) else \
-            [g.constant(arrays[k]) for k in keys]
+        import keras
+
+        x_np = np.asarray(inputs[image], np.float32)
+        x = keras.tree.map_structure(g.constant, inputs)
     else:
         x_np = np.asarray(inputs, np.float32)
         x = g.constant(x_np)
