@@ -55,6 +55,15 @@ DEFAULT_MAX_CHANNELS = 64
 DEFAULT_MAX_TILE_PIXELS = 4096
 
 
+def _built(model):
+    """Whether every layer of ``model`` is built: a failed call can leave a
+    model marked built around unbuilt layers."""
+    try:
+        return all(layer.built for layer in model._flatten_layers(include_self=True))
+    except Exception:  # noqa: BLE001 - not a Keras layer tree
+        return bool(model.built)
+
+
 class LayerViewWarning(UserWarning):
     """A logging problem that did not stop training."""
 
@@ -538,14 +547,41 @@ class LayerView(keras.callbacks.Callback):
         model = self._watched
         if self._prepared_for is model and self._probe_pass is not None:
             return
-        with capture.gc_paused(), capture.states_kept(capture.layer_states(model)):
-            self._prepare_for(model)
+        with capture.gc_paused():
+            if not _built(model):
+                self._build(model)
+            states = capture.layer_states(model)
+            with capture.states_kept(states):
+                self._prepare_for(model, states)
 
-    def _prepare_for(self, model):
-        if not model.built:
-            # A subclassed model never called has no layers to walk yet: one
-            # call of the probe builds it (and checks that the probe fits).
-            self._call_model()
+    def _build(self, model):
+        """Builds a model that was never called (a subclassed model, which
+        Keras builds at its first train step on TensorFlow) by a call of the
+        probe inside a ``keras.StatelessScope``: its layers then exist to be
+        walked, the call says whether the probe fits, and the variables it
+        creates keep their initial values (a stateful layer's state too) for
+        training. A layer that creates a variable from a value, which Keras
+        does not allow in that scope, is built by a plain call instead."""
+        try:
+            with keras.StatelessScope():
+                probe = self.probe.for_model(model)
+                if isinstance(model, keras.Sequential) and hasattr(probe, "shape"):
+                    # A Sequential keeps its building input's shape as its own: built
+                    # from the probe, its summary and saved file would show the
+                    # probe's batch size.
+                    model.build((None,) + tuple(probe.shape[1:]))
+                self._call_model()
+            return
+        except Exception:  # noqa: BLE001 - a probe that does not fit fails again below, and says so
+            pass
+        self._call_model()
+        if capture.layer_states(model):
+            self._warn("build-state", "model %r was built by calling it on the probe (a layer creates a"
+                       " variable from a value, which keras.StatelessScope does not allow), so its stateful"
+                       " layers start training from the state the probe left; call the model once before fit"
+                       " to avoid this" % model.name)
+
+    def _prepare_for(self, model, states):
         entries = walk_lib.walk(model)
         for what, patterns in (("layers", self._include), ("exclude", self._exclude)):
             missing = argcheck.unmatched(patterns, entries)
@@ -554,7 +590,7 @@ class LayerView(keras.callbacks.Callback):
                                  % (what, missing[0] if len(missing) == 1 else missing, model.name,
                                     argcheck.abbreviated(e.path for e in entries)))
         self._entries = entries
-        self._states = capture.layer_states(model)
+        self._states = states
         self._by_path = {e.path: e for e in entries}
         limits = {e.path: stats_lib.saturation_limits(stats_lib.activation_of(e.layer)) for e in entries}
         self._activation = {e.path: stats_lib.activation_of(e.layer) for e in entries}

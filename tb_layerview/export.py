@@ -265,11 +265,28 @@ def _decoded_stats(logdir, runs=None):
 
 
 def health_tables(logdir, runs=None):
-    """The unit-health tables, from one read of the statistics series:
-    ``(health, units)``, one dict per (run, step, layer output) with its
-    unit counts, and one per unit that has a problem at its layer's last
-    logged step, with the step since which it has had it without a break
-    (:func:`tb_layerview.stats.unit_streaks`)."""
+    """The unit-health tables, from one read of the statistics series.
+
+    Args:
+      logdir: a TensorBoard log directory (any path TensorBoard reads).
+      runs: run names to read (all when None).
+
+    Returns:
+      ``(health, units)``: one dict per (run, step, layer output) with its
+      unit counts (the columns of :data:`HEALTH_COLUMNS`), and one per unit
+      that has a problem at its layer's last logged step, with the step
+      since which it has had it without a break (:data:`UNIT_COLUMNS`,
+      :func:`tb_layerview.stats.unit_streaks`).
+
+    Example::
+
+        from tb_layerview.export import health_tables
+
+        health, units = health_tables("logs", runs=["run1"])
+        for u in units:
+            if u["problem"] == "dead":
+                print(u["layer"], "channel", u["channel"], "dead since epoch", u["since"])
+    """
     from tb_layerview import stats
 
     health, units = [], []

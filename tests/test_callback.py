@@ -1805,6 +1805,16 @@ class _RunningSum(keras.layers.Layer):
         return x + total
 
 
+class SummingModel(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.sum = keras.layers.Dense(3, name="hidden"), _RunningSum(name="sum")
+        self.out = keras.layers.Dense(1, name="out")
+
+    def call(self, x):
+        return self.out(self.sum(self.hidden(x)))
+
+
 def test_stateful_layers_train_as_without_layerview(tmp_path):
     """The probe pass and the class views call the model; through a stateful layer those calls used
     to hand training the state the probe left (a stateful LSTM's loss moved from 0.4120 to 0.4093 on
@@ -1818,7 +1828,7 @@ def test_stateful_layers_train_as_without_layerview(tmp_path):
         model.compile("sgd", "mse")
         callbacks = [LayerView(str(tmp_path / build.__name__), probe=x[:batch], budget=None)] if with_view else []
         history = model.fit(x, y, batch_size=batch, epochs=2, shuffle=False, verbose=0, callbacks=callbacks)
-        state = [keras.ops.convert_to_numpy(v) for l in model.layers if getattr(l, "stateful", False)
+        state = [keras.ops.convert_to_numpy(v) for l in model._flatten_layers() if getattr(l, "stateful", False)
                  for v in l.states]
         return history.history["loss"], state
 
@@ -1827,8 +1837,13 @@ def test_stateful_layers_train_as_without_layerview(tmp_path):
         return keras.Model(inp, keras.layers.Dense(1, name="out")(_RunningSum(name="sum")(
             keras.layers.Dense(3, name="hidden")(inp))))
 
+    def subclassed():
+        # Never called before fit: Keras builds it at its first train step on TensorFlow, and LayerView,
+        # which walks it before that, used to build it by calling it on the probe.
+        return SummingModel()
+
     x, y = rng.random((32, 3), dtype=np.float32), rng.random((32, 1), dtype=np.float32)
-    builds = [(summing, x, y, 8)]
+    builds = [(summing, x, y, 8), (subclassed, x, y, 8)]
     if keras.backend.backend() != "torch":
         # Keras cannot train a stateful LSTM on PyTorch ("modified by an inplace operation"), with or
         # without LayerView.
@@ -1843,6 +1858,52 @@ def test_stateful_layers_train_as_without_layerview(tmp_path):
         assert len(state_on) == len(state_off) > 0
         for a, b in zip(state_on, state_off):
             np.testing.assert_array_equal(a, b)
+
+
+class _ValueInitialisedSum(_RunningSum):
+    """Creates its state from a value, not an initializer: Keras allows that only outside a
+    keras.StatelessScope."""
+
+    def build(self, shape):
+        self.states = [keras.Variable(np.zeros(shape[-1], np.float32), trainable=False, name="total")]
+
+
+def test_a_stateful_model_that_only_a_plain_call_can_build_warns_that_the_probe_set_its_state(tmp_path):
+    """LayerView builds a never-called model by a call of the probe in a keras.StatelessScope, which
+    leaves every variable at its initial value. A layer creating a variable from a value cannot be built
+    there; the plain call that builds it instead leaves the stateful layers' state to training: that
+    is said, naming the model, not silent."""
+    x = np.random.default_rng(0).random((16, 3)).astype("float32")
+    model = SummingModel()
+    model.sum = _ValueInitialisedSum(name="sum")
+    view = LayerView(str(tmp_path / "run"), probe=x[:4], class_views=False, budget=None)
+    view.set_model(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        view.log(0)
+    view.close()
+    messages = [str(w.message) for w in caught if issubclass(w.category, LayerViewWarning)]
+    assert any("model %r was built by calling it on the probe" % model.name in m and "stateful" in m
+               for m in messages), messages
+    assert keras.ops.convert_to_numpy(model.sum.states[0]).any()  # what the warning is about
+
+
+def test_a_sequential_model_without_input_keeps_no_trace_of_the_probes_batch_size(tmp_path):
+    """A Sequential model without an Input is built by its first call and keeps that call's input
+    shape: Keras' fit gives it the first batch's (16). On TensorFlow LayerView builds it before Keras
+    does: from the probe, its summary and saved file said batch 3. It is now built for any batch."""
+    x = np.random.default_rng(0).random((32, 4)).astype("float32")
+
+    def input_shape(with_view):
+        model = keras.Sequential([keras.layers.Dense(8, activation="relu", name="d1"), keras.layers.Dense(2)])
+        model.compile("sgd", "mse")
+        callbacks = [LayerView(str(tmp_path / str(with_view)), probe=x[:3], budget=None)] if with_view else []
+        model.fit(x, x[:, :2], epochs=1, batch_size=16, verbose=0, callbacks=callbacks)
+        return tuple(model.inputs[0].shape)
+
+    with_view, without = input_shape(True), input_shape(False)
+    assert without == (16, 4)
+    assert with_view in ((None, 4), without), with_view
 
 
 def test_a_second_fit_from_epoch_0_into_the_same_log_dir_warns_and_one_that_continues_does_not(tmp_path):

@@ -121,6 +121,10 @@ def test_units_csv_lists_each_unit_with_a_problem_and_since_when(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "out" / "units.csv", encoding="utf-8")))
     assert [tuple(r[k] for k in export.UNIT_COLUMNS) for r in rows] == [
         ("planted", "units", "relu", "0", "dead", "0", "2"), ("planted", "units", "relu", "1", "dead", "2", "2")]
+    # The README's Python form of the same answer.
+    _, units = export.health_tables(str(tmp_path / "logs"), runs=["planted"])
+    assert [(u["layer"], u["channel"], u["since"]) for u in units if u["problem"] == "dead"] == [
+        ("units", 0, 0), ("units", 1, 2)]
 
 
 def test_progress_bar_reaches_the_total():
