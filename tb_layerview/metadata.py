@@ -113,7 +113,8 @@ def index_series(listing):
     """Groups a data provider's ``list_blob_sequences`` answer by run.
 
     The one series listing of the reader side (plugin, export, tests): series
-    whose metadata this version cannot read are left out, not fatal.
+    whose metadata this version cannot read, or that hold no items, are left
+    out, not fatal; so is a run left without series.
 
     Returns:
       ``{run: {"layers": {path: {kind: Series}}, "run": {kind: Series}}}``.
@@ -122,6 +123,9 @@ def index_series(listing):
     for run, tags in listing.items():
         entry = {"layers": {}, "run": {}}
         for tag, ts in tags.items():
+            if not ts.max_length:
+                # Nothing to read; TensorBoard's Rust data server does not list such a series at all.
+                continue
             try:
                 meta = parse_plugin_data(ts.plugin_content)
             except FormatError:
@@ -131,7 +135,8 @@ def index_series(listing):
                 entry["layers"].setdefault(meta.layer, {})[meta.kind] = series
             else:
                 entry["run"][meta.kind] = series
-        out[run] = entry
+        if entry["layers"] or entry["run"]:
+            out[run] = entry
     return out
 
 

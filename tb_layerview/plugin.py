@@ -368,11 +368,17 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             pass  # a read-ahead that fails is simply not cached
 
     def _json_blob(self, ctx, eid, series, step):
+        """The JSON record of a step (an object in every series that holds one) and its wall time."""
         data, _, wall = self._blob(ctx, eid, series, step, 0)
         try:
-            return json.loads(data.decode("utf-8")), wall
+            record = json.loads(data.decode("utf-8"))
         except ValueError as e:
-            raise errors.NotFoundError("stored JSON of this series is corrupt: %s" % e) from None
+            raise errors.NotFoundError("stored JSON of series %r of run %r at step %d is corrupt: %s"
+                                       % (series.tag, series.run, step, e)) from None
+        if not isinstance(record, dict):
+            raise errors.NotFoundError("stored JSON of series %r of run %r at step %d is not an object: got %s"
+                                       % (series.tag, series.run, step, type(record).__name__))
+        return record, wall
 
     def _latest_step(self, ctx, eid, series):
         index = self._steps_of(ctx, eid, series)
@@ -506,8 +512,9 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             config, _ = self._json_blob(ctx, eid, series, self._latest_step(ctx, eid, series))
         except errors.PublicError:
             return []
+        layers = config.get("layers") if isinstance(config, dict) else None
         out = []
-        for l in config.get("layers", []) if isinstance(config, dict) else []:
+        for l in layers if isinstance(layers, list) else []:
             try:
                 for output in l.get("outputs") or []:
                     if l.get("nested_model") or l.get("skipped"):
@@ -518,7 +525,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                                 "index": int(l.get("index", 0)), "output_shape": output.get("shape"),
                                 "layout": None, "kinds": {}, "inputs": _names_or_none(output.get("inputs")),
                                 "layer": str(l.get("path", path))})
-            except (TypeError, KeyError, ValueError):
+            except (AttributeError, TypeError, KeyError, ValueError):
                 continue  # a malformed record is left out
         return out
 
@@ -553,13 +560,11 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         infos = self._bulk.map(lambda st: self._json_blob(ctx, eid, series, st)[0], steps)
         per_step, lo, hi = [], None, None
         for step, info in zip(steps, infos):
-            tiles_min, tiles_max = None, None
-            for probe in info.get("probes", []):
-                mins = [0.0 if v is None else v for v in probe.get("min", [])]
-                maxs = [0.0 if v is None else v for v in probe.get("max", [])]
-                tiles_min = mins if tiles_min is None else [min(a, b) for a, b in zip(tiles_min, mins)]
-                tiles_max = maxs if tiles_max is None else [max(a, b) for a, b in zip(tiles_max, maxs)]
-            tiles_min, tiles_max = tiles_min or [], tiles_max or []
+            try:
+                tiles_min, tiles_max = _tile_ranges(info)
+            except (AttributeError, TypeError, ValueError) as e:
+                raise errors.NotFoundError("the %s record of layer %r in run %r at step %d has no readable tile"
+                                           " ranges: %s: %s" % (kind, layer, run, step, type(e).__name__, e)) from None
             per_step.append({"step": step, "min": min(tiles_min, default=0.0),
                              "max": max(tiles_max, default=0.0)})
             lo = tiles_min if lo is None else [min(a, b) for a, b in zip(lo, tiles_min)]
@@ -679,7 +684,15 @@ class LayerViewPlugin(base_plugin.TBPlugin):
 
     def _json(self, request, fn, *args):
         ctx, eid = self._ctx(request)
-        return http_util.Respond(request, fn(ctx, eid, *args), "application/json")
+        try:
+            answer = fn(ctx, eid, *args)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
+            # Records are read field by field; a log written by another tool,
+            # or damaged on disk, can hold records of another shape: say which
+            # and what failed instead of answering 500.
+            raise errors.NotFoundError("the stored data this answer needs has another form than tb_layerview"
+                                       " writes (%s: %s)" % (type(e).__name__, e)) from None
+        return http_util.Respond(request, answer, "application/json")
 
     @wrappers.Request.application
     def _serve_runs(self, request):
@@ -779,6 +792,19 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             return http_util.Respond(request, content, mime)
 
         return serve
+
+
+def _tile_ranges(info):
+    """(per-tile minima, per-tile maxima) of one step's info record over its
+    probes (a missing value counts as 0); raises TypeError or ValueError on
+    a malformed record."""
+    tiles_min, tiles_max = None, None
+    for probe in info.get("probes", []):
+        mins = [0.0 if v is None else float(v) for v in probe.get("min", [])]
+        maxs = [0.0 if v is None else float(v) for v in probe.get("max", [])]
+        tiles_min = mins if tiles_min is None else [min(a, b) for a, b in zip(tiles_min, mins)]
+        tiles_max = maxs if tiles_max is None else [max(a, b) for a, b in zip(tiles_max, maxs)]
+    return tiles_min or [], tiles_max or []
 
 
 def _finite_or_none(values):

@@ -215,3 +215,64 @@ def test_documented_json_examples_name_exactly_the_served_fields(server):
         top = set(re.findall(r'^[{ ]"([A-Za-z_]+)":', block, re.M))
         if isinstance(served, dict):
             assert set(served) <= top | documented, (path, set(served) - top - documented)
+
+
+#: Records of other forms than tb_layerview writes, as another tool or a damaged disk may leave them:
+#: run -> the items written at each step of every series kind.
+MALFORMED = {
+    "not_json": [b"\xff\x00 not json"],
+    "not_objects": [b"[1, 2, 3]"],
+    "null": [b"null"],
+    "wrong_types": [b'{"layers": 5, "probes": 5, "count": "x", "drawn_inputs": 5, "stats": "x"}', b"{}"],
+    "wrong_items": [b'{"layers": [5, {"outputs": 3}], "probes": [5, {"min": "a", "max": [null, "b"]}],'
+                    b' "count": 2, "drawn_inputs": ["a", 5], "stats": ["mean"]}', b"\x00\x01\x02"],
+    "no_items": [],
+}
+
+
+def _write_malformed(logdir):
+    from tb_layerview import metadata
+    from tb_layerview.writer import EventWriter
+
+    for run, items in MALFORMED.items():
+        w = EventWriter(os.path.join(logdir, run))
+        for kind in metadata.KINDS:
+            layer = "L" if kind in metadata.LAYER_KINDS else ""
+            meta = metadata.create_summary_metadata(kind, layer=layer, layer_class="Conv2D",
+                                                    output_shape=(4, 4, 2), layout="grid")
+            for step in (0, 1):
+                w.write(metadata.tag_for(kind, layer), items, step, meta)
+        w.close()
+
+
+def test_records_of_another_form_get_a_4xx_with_a_message_under_both_loaders(tmp_path):
+    """Runs whose series hold records of another form than tb_layerview writes (not JSON, JSON that is
+    not an object, fields of other types, no items): /runs still lists every run that holds items, and
+    every route answers with a 4xx and a message, never a 500, the same under --load_fast=true and
+    false. (A config of {"layers": 5} made /runs answer 500 for every run; a run of empty series was
+    listed by the Python loader alone.)"""
+    _write_malformed(str(tmp_path))
+    servers = [start_tensorboard(str(tmp_path), "--load_fast=%s" % lf) for lf in ("true", "false")]
+    try:
+        for _, url in servers:
+            wait_for(lambda: [r["run"] for r in json.loads(http_get(url + PLUGIN + "runs")[2])["runs"]]
+                     == sorted(set(MALFORMED) - {"no_items"}), timeout=120)
+        paths = []
+        for run in MALFORMED:
+            paths += [p % run for p in (
+                "config?run=%s", "probes?run=%s", "predictions?run=%s&step=1", "plan?run=%s&step=1",
+                "stats?run=%s&step=1", "stats?run=%s&step=1&layer=L", "health?run=%s",
+                "health?run=%s&layer=L&stat=mean", "steps?run=%s&layer=L&kind=activations",
+                "info?run=%s&layer=L&kind=activations&step=1", "info?run=%s&layer=L&kind=filters&step=0",
+                "info?run=%s&kind=maximization&step=1", "ranges?run=%s&layer=L&kind=activations",
+                "image?run=%s&layer=L&kind=activations&step=1&probe=0", "probe_image?run=%s&probe=0",
+                "probe_image?run=%s&probe=1&input=a")]
+        answers = [[http_get(url + PLUGIN + p)[::2] for p in paths] for _, url in servers]
+        for path, (s1, b1), (s2, b2) in zip(paths, *answers):
+            assert s1 < 500 and (s1, b1) == (s2, b2), (path, s1, b1[:200], s2, b2[:200])
+            if s1 >= 400:
+                assert len(b1) > 20, (path, b1)  # a message, not a bare status
+        assert sum(s == 200 for s, _ in answers[0]) < len(paths) // 2
+    finally:
+        for proc, _ in servers:
+            stop(proc)
