@@ -20,13 +20,17 @@ with ``--health-csv``, ``OUT/health.csv``: a row per run, step and layer with
 its dead, saturated and NaN/Inf units, and ``OUT/units.csv``: a row per unit
 that has one of those problems at its layer's last logged step, with the
 step since which it has had it. A progress bar on standard error follows
-long exports.
+long exports. Items that cannot be read are left out with an
+:class:`UnreadableItem` warning each (listed on standard error, exit status
+1); the rest is written.
 """
 
 import argparse
+import json
 import os
 import re
 import sys
+import warnings
 
 import numpy as np
 
@@ -60,6 +64,20 @@ def viewable(png, scale=1):
     if scale > 1:
         img = img.repeat(scale, axis=0).repeat(scale, axis=1)
     return img
+
+
+class UnreadableItem(UserWarning):
+    """A stored item the export could not read, and left out; the rest is written."""
+
+
+#: What a stored item of another form than tb_layerview writes raises on reading.
+_UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError, OSError)
+
+
+def _unreadable(run, meta, step, what, err):
+    warnings.warn("left out %s of the %s series%s in run %r at step %d: %s: %s"
+                  % (what, meta.kind, " of layer %r" % meta.layer if meta.layer else "", run, step,
+                     type(err).__name__, err), UnreadableItem, stacklevel=3)
 
 
 def _safe(name):
@@ -146,7 +164,11 @@ def export(logdir, out, runs=None, layers=None, kinds=("activations",), probes=N
                     blob = blobs[metadata.image_position(i)]
                     if probes is not None and i not in probes:
                         continue
-                    img = Image.fromarray(viewable(blob, scale), "RGBA")
+                    try:
+                        img = Image.fromarray(viewable(blob, scale), "RGBA")
+                    except _UNREADABLE as e:
+                        _unreadable(run, meta, step, "image %d" % i, e)
+                        continue
                     path = os.path.join(folder, "step_%06d_probe%d.png" % (step, i))
                     img.save(path)
                     written.append(path)
@@ -201,8 +223,6 @@ def contact_sheets(logdir, out, runs=None, layers=None, kinds=("activations",), 
     """Writes one contact sheet per (run, kind, layer): a row per channel (or
     filter) of image ``probe`` for layer kinds, a row per image (class, unit or
     probe target) for class views; a column per logged epoch. Returns the paths."""
-    import json
-
     from PIL import Image
 
     series = [(run, meta, steps) for run, items in sorted(read_series(logdir).items())
@@ -214,18 +234,11 @@ def contact_sheets(logdir, out, runs=None, layers=None, kinds=("activations",), 
         progress.step("%s %s" % (run, meta.layer or meta.kind))
         columns = []
         for step in sorted(steps):
-            blobs = steps[step]
-            info = json.loads(blobs[metadata.INFO_POSITION].decode("utf-8"))
-            n = metadata.image_count(len(blobs))
-            if meta.kind in metadata.LAYER_KINDS and meta.kind != metadata.KIND_UNITS:
-                index = 0 if meta.kind == metadata.KIND_FILTERS else probe
-                if index >= n:
-                    columns.append([])
-                    continue
-                img = viewable(blobs[metadata.image_position(index)])
-                columns.append([_tile(img, info, t) for t in range(info.get("shown", 1))])
-            else:
-                columns.append([viewable(blobs[metadata.image_position(i)]) for i in range(n)])
+            try:
+                columns.append(_column(meta, steps[step], probe))
+            except _UNREADABLE as e:
+                _unreadable(run, meta, step, "the column", e)
+                columns.append([])
         rows = max((len(c) for c in columns), default=0)
         cells = [[col[r] if r < len(col) else None for col in columns] for r in range(rows)]
         sheet = contact_sheet(cells)
@@ -239,6 +252,19 @@ def contact_sheets(logdir, out, runs=None, layers=None, kinds=("activations",), 
         Image.fromarray(sheet, "RGBA").save(path)
         written.append(path)
     return written
+
+
+def _column(meta, blobs, probe):
+    """One epoch's cells of a contact sheet (see :func:`contact_sheets`)."""
+    info = json.loads(blobs[metadata.INFO_POSITION].decode("utf-8"))
+    n = metadata.image_count(len(blobs))
+    if meta.kind in metadata.LAYER_KINDS and meta.kind != metadata.KIND_UNITS:
+        index = 0 if meta.kind == metadata.KIND_FILTERS else probe
+        if index >= n:
+            return []
+        img = viewable(blobs[metadata.image_position(index)])
+        return [_tile(img, info, t) for t in range(int(info.get("shown", 1)))]
+    return [viewable(blobs[metadata.image_position(i)]) for i in range(n)]
 
 
 HEALTH_COLUMNS = ("run", "step", "layer", "activation", "channels", "dead_units", "saturated_units",
@@ -255,12 +281,17 @@ def _decoded_stats(logdir, runs=None):
     for run, items in sorted(read_series(logdir, kinds=(metadata.KIND_STATS,)).items()):
         if runs and run not in runs:
             continue
-        for _, steps in items:
+        for meta, steps in items:
             progress = Progress(len(steps))
-            order, decoded = sorted(steps), []
-            for step in order:
+            order, decoded = [], []
+            for step in sorted(steps):
                 progress.step("%s step %d" % (run, step))
-                decoded.append(stats.decode(steps[step][0], steps[step][1]))
+                try:
+                    decoded.append(stats.decode(*steps[step][:2]))
+                except _UNREADABLE as e:
+                    _unreadable(run, meta, step, "the record", e)
+                    continue
+                order.append(step)
             yield run, order, decoded
 
 
@@ -359,6 +390,24 @@ def main(argv=None):
     if args.scale < 1:
         p.error("--scale must be >= 1; got %d" % args.scale)
     kinds = tuple(args.kind or ["activations"])
+    with warnings.catch_warnings(record=True) as left_out:
+        warnings.simplefilter("always", UnreadableItem)
+        written = _run(args, kinds)
+    for w in left_out:
+        print("%s: %s" % (w.category.__name__, w.message), file=sys.stderr)
+    unreadable = sum(issubclass(w.category, UnreadableItem) for w in left_out)
+    if not written:
+        print("nothing exported: %s in %s" % ("every matching item was unreadable" if unreadable else
+                                              "no tb_layerview images match", args.logdir), file=sys.stderr)
+        return 1
+    print("wrote %d files under %s" % (len(written), args.out))
+    if unreadable:
+        print("left out %d unreadable item(s), listed above" % unreadable, file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(args, kinds):
     written = []
     if args.health_csv:
         written += health_csv(args.logdir, args.out, runs=args.run)
@@ -369,11 +418,7 @@ def main(argv=None):
     if not (args.health_csv or args.contact_sheet):
         written = export(args.logdir, args.out, runs=args.run, layers=args.layer, kinds=kinds,
                          probes=args.probe, gif=args.gif, scale=args.scale)
-    if not written:
-        print("nothing exported: no tb_layerview images match in %s" % args.logdir, file=sys.stderr)
-        return 1
-    print("wrote %d files under %s" % (len(written), args.out))
-    return 0
+    return written
 
 
 if __name__ == "__main__":

@@ -338,6 +338,10 @@ def decode(header_blob, data_blob):
                 raise ValueError("shuffle %r does not match dtype %s" % (size, dtype))
             raw = np.ascontiguousarray(np.frombuffer(raw, np.uint8).reshape(size, -1).T).tobytes()
         data = np.frombuffer(raw, dtype=dtype).reshape(len(names), total)
+        for l in header["layers"]:
+            offset, channels = int(l["offset"]), int(l["channels"])
+            if not isinstance(l["path"], str) or channels < 0 or offset < 0 or offset + channels > total:
+                raise ValueError("layer record %r does not fit %d channels" % (l, total))
     except (ValueError, KeyError, TypeError, zlib.error) as e:
         raise ValueError("not a tb_layerview statistics record: %s" % e) from None
     return header, data

@@ -1,6 +1,7 @@
 """Test helpers: read tb_layerview series back through TensorBoard's own code."""
 
 import json
+import os
 
 from tensorboard import context as tb_context
 from tensorboard.backend import application
@@ -227,3 +228,31 @@ def panel_frame(page, timeout=60):
                     pass
         page.wait_for_timeout(200)
     raise AssertionError("the Layer View panel did not load within %ss" % timeout)
+
+
+#: Records of other forms than tb_layerview writes, as another tool or a damaged disk may leave them:
+#: run -> the items written at each step of every series kind.
+MALFORMED = {
+    "not_json": [b"\xff\x00 not json"],
+    "not_objects": [b"[1, 2, 3]"],
+    "null": [b"null"],
+    "wrong_types": [b'{"layers": 5, "probes": 5, "count": "x", "drawn_inputs": 5, "stats": "x"}', b"{}"],
+    "wrong_items": [b'{"layers": [5, {"outputs": 3}], "probes": [5, {"min": "a", "max": [null, "b"]}],'
+                    b' "count": 2, "drawn_inputs": ["a", 5], "stats": ["mean"]}', b"\x00\x01\x02"],
+    "no_items": [],
+}
+
+
+def write_malformed(logdir):
+    """Writes a run per :data:`MALFORMED` entry: every series kind, steps 0 and 1, those items."""
+    from tb_layerview.writer import EventWriter
+
+    for run, items in MALFORMED.items():
+        w = EventWriter(os.path.join(logdir, run))
+        for kind in metadata.KINDS:
+            layer = "L" if kind in metadata.LAYER_KINDS else ""
+            meta = metadata.create_summary_metadata(kind, layer=layer, layer_class="Conv2D",
+                                                    output_shape=(4, 4, 2), layout="grid")
+            for step in (0, 1):
+                w.write(metadata.tag_for(kind, layer), items, step, meta)
+        w.close()

@@ -136,3 +136,32 @@ def test_progress_bar_reaches_the_total():
     for i in range(3):
         bar.step("item %d" % i)
     assert stream.getvalue().rstrip().endswith("[###] 3/3 item 2")
+
+
+def test_unreadable_items_are_left_out_and_listed_and_the_rest_is_written(logdir, tmp_path):
+    """A log directory holding runs of records of another form than tb_layerview writes beside a
+    good run: every form of export writes the good run's files, lists each item it left out on
+    standard error (run, series, step and why) and exits 1. It used to stop at the first one with
+    a traceback, writing nothing after it."""
+    import shutil
+
+    from helpers import write_malformed
+
+    mixed = tmp_path / "logs"
+    shutil.copytree(os.path.join(logdir, "cnn"), mixed / "cnn")
+    write_malformed(str(mixed))
+    for i, args in enumerate((["--health-csv"], ["--contact-sheet", "--layer", "conv1", "--layer", "L"],
+                              ["--gif", "--layer", "conv1", "--layer", "L", "--probe", "0"])):
+        out = tmp_path / ("out%d" % i)
+        result = subprocess.run([sys.executable, "-m", "tb_layerview.export", str(mixed), str(out)] + args,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1, (args, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert "in run 'wrong_types' at step 1: " in result.stderr, result.stderr[-2000:]
+        assert "left out %s" % ("the record of the stats series" if i == 0 else
+                                "the column of the activations series of layer 'L'" if i == 1 else
+                                "image 0 of the activations series of layer 'L'") in result.stderr
+        written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+        assert written and all(p.startswith("cnn") or p.endswith(".csv") for p in written), written
+        if i == 0:
+            assert {"cnn"} == {line.split(",")[0] for line in (out / "health.csv").read_text().splitlines()[1:]}

@@ -8,7 +8,7 @@ from urllib.parse import quote
 import pytest
 
 from tb_layerview import render
-from helpers import HOSTILE_LAYER, HOSTILE_RUN, http_get, start_tensorboard, stop, wait_for
+from helpers import HOSTILE_LAYER, HOSTILE_RUN, MALFORMED, http_get, start_tensorboard, stop, wait_for, write_malformed
 
 pytestmark = [pytest.mark.tensorboard, pytest.mark.xdist_group("tensorboard")]
 
@@ -217,41 +217,13 @@ def test_documented_json_examples_name_exactly_the_served_fields(server):
             assert set(served) <= top | documented, (path, set(served) - top - documented)
 
 
-#: Records of other forms than tb_layerview writes, as another tool or a damaged disk may leave them:
-#: run -> the items written at each step of every series kind.
-MALFORMED = {
-    "not_json": [b"\xff\x00 not json"],
-    "not_objects": [b"[1, 2, 3]"],
-    "null": [b"null"],
-    "wrong_types": [b'{"layers": 5, "probes": 5, "count": "x", "drawn_inputs": 5, "stats": "x"}', b"{}"],
-    "wrong_items": [b'{"layers": [5, {"outputs": 3}], "probes": [5, {"min": "a", "max": [null, "b"]}],'
-                    b' "count": 2, "drawn_inputs": ["a", 5], "stats": ["mean"]}', b"\x00\x01\x02"],
-    "no_items": [],
-}
-
-
-def _write_malformed(logdir):
-    from tb_layerview import metadata
-    from tb_layerview.writer import EventWriter
-
-    for run, items in MALFORMED.items():
-        w = EventWriter(os.path.join(logdir, run))
-        for kind in metadata.KINDS:
-            layer = "L" if kind in metadata.LAYER_KINDS else ""
-            meta = metadata.create_summary_metadata(kind, layer=layer, layer_class="Conv2D",
-                                                    output_shape=(4, 4, 2), layout="grid")
-            for step in (0, 1):
-                w.write(metadata.tag_for(kind, layer), items, step, meta)
-        w.close()
-
-
 def test_records_of_another_form_get_a_4xx_with_a_message_under_both_loaders(tmp_path):
     """Runs whose series hold records of another form than tb_layerview writes (not JSON, JSON that is
     not an object, fields of other types, no items): /runs still lists every run that holds items, and
     every route answers with a 4xx and a message, never a 500, the same under --load_fast=true and
     false. (A config of {"layers": 5} made /runs answer 500 for every run; a run of empty series was
     listed by the Python loader alone.)"""
-    _write_malformed(str(tmp_path))
+    write_malformed(str(tmp_path))
     servers = [start_tensorboard(str(tmp_path), "--load_fast=%s" % lf) for lf in ("true", "false")]
     try:
         for _, url in servers:
