@@ -269,6 +269,9 @@ class LayerView(keras.callbacks.Callback):
         self._writes, self._not_writing = True, None
         self._prepared_for = None
         self._weight_marks = None  # (step, a few values of trainable variables) at the last log(), or "moved"
+        self._logged = None  # (model, step, _fingerprint() at train end or None) of the last step logged
+        self._initial_skipped = False
+        self._described = None  # the model whose configuration and probes this instance has written
         self._probe_pass = None
         self._states = []  # stateful layers' state variables (capture.layer_states)
         self._earlier_files = []  # event files of earlier fits found in log_dir at train begin
@@ -304,7 +307,12 @@ class LayerView(keras.callbacks.Callback):
         # The state before training is captured now and written once the
         # first epoch's number (the step) is known.
         self._pending_initial = None
-        if self.log_initial:
+        # A loop of fits, one epoch each, passes this callback the model it
+        # logged at the end of the last fit: that state is the one this fit
+        # starts from, and logging it again would double the cost of the
+        # loop and write one step twice.
+        self._initial_skipped = self.log_initial and self._logged_unchanged()
+        if self.log_initial and not self._initial_skipped:
             self._pending_initial = self._guarded(self._take_step, None, False)
         self._first_result = None
         self._started = False
@@ -322,14 +330,23 @@ class LayerView(keras.callbacks.Callback):
                        " its two loaders keep different ones). Pass initial_epoch to continue that run's epochs,"
                        " or give each fit its own log_dir" % (self.log_dir, ", ".join(self._earlier_files[:3])
                                                                + (" ..." if len(self._earlier_files) > 3 else "")))
-        info = self._guarded(self._run_info)
-        if info is not None:
-            self._submit(self._write_run_info, epoch, info)
+        model = self._prepared_for
+        if self._described is not model:
+            info = self._guarded(self._run_info)
+            if info is not None:
+                self._submit(self._write_run_info, epoch, info)
+                self._described = model
+        if self._initial_skipped and epoch != self._logged[1]:
+            # This fit starts at another epoch than the last one logged ended
+            # at: its start is logged here (training has not begun yet).
+            self._pending_initial = self._guarded(self._take_step, None, False)
         if self._pending_initial is not None:
             self._pending_initial.step = epoch
             self._pending_initial.plan.step = epoch
             self._submit(self._write_step, self._pending_initial)
+            self._logged = (model, epoch, None)
         self._pending_initial = None
+        self._epoch_began = time.perf_counter()
         self._hook_seconds += time.perf_counter() - t0
 
     def on_epoch_end(self, epoch, logs=None):
@@ -350,6 +367,7 @@ class LayerView(keras.callbacks.Callback):
         self._update_epoch_time()
         snap = self._guarded(self._take_step, step, last)
         if snap is not None:
+            self._logged = (self._prepared_for, step, None)
             snap.hook_seconds = time.perf_counter() - t0
             self._submit(self._write_step, snap)
         self._hook_seconds += time.perf_counter() - t0
@@ -360,6 +378,9 @@ class LayerView(keras.callbacks.Callback):
         if (self._unlogged is not None and self._writes and self._probe_pass is not None
                 and getattr(self.model, "stop_training", False)):
             self._log_epoch(self._unlogged, True, time.perf_counter())
+        if self._logged is not None and self._unlogged is None:
+            # Training ends in the state logged last; a next fit may start from it.
+            self._logged = self._logged[:2] + (self._fingerprint(),)
         self.close()
 
     # ------------------------------------------------------------ public API
@@ -406,9 +427,11 @@ class LayerView(keras.callbacks.Callback):
             self._check_log_dir()
             self._prepare()
         snap = self._take_step(step, False)
-        if first:
+        if self._described is not self._prepared_for:
             self._write_run_info(step, self._run_info())
+            self._described = self._prepared_for
         self._write_step(snap)
+        self._logged = (self._prepared_for, step, None)
         self.flush()
 
     def _assign_state(self, state):
@@ -438,13 +461,8 @@ class LayerView(keras.callbacks.Callback):
         once the weights have moved between two logs, the check stops."""
         if self._weight_marks == "moved":
             return
-        try:
-            from keras import ops
-
-            variables = self._watched.trainable_variables
-            picked = variables[::max(1, -(-len(variables) // 32))]
-            marks = tuple(np.asarray(capture.to_numpy(ops.reshape(v.value, (-1,))[:8])).tobytes() for v in picked)
-        except Exception:  # noqa: BLE001 - a check, never a reason to skip a step
+        marks = self._fingerprint()
+        if marks is None:
             return
         last = self._weight_marks
         self._weight_marks = (step, marks)
@@ -456,6 +474,27 @@ class LayerView(keras.callbacks.Callback):
                        " the model: pass them, log(step, state=(trainable_variables, non_trainable_variables)),"
                        " or assign them to the model's variables before logging%s"
                        % (step, last[0], " (the state given holds the same values)" if given else ""))
+
+    def _fingerprint(self):
+        """A few values of up to 32 of the watched model's trainable
+        variables: enough to tell whether training moved the weights, read
+        in milliseconds. None when they cannot be read."""
+        try:
+            from keras import ops
+
+            variables = self._watched.trainable_variables
+            picked = variables[::max(1, -(-len(variables) // 32))]
+            return tuple(np.asarray(capture.to_numpy(ops.reshape(v.value, (-1,))[:8])).tobytes() for v in picked)
+        except Exception:  # noqa: BLE001 - a check, never a reason to skip a step
+            return None
+
+    def _logged_unchanged(self):
+        """Whether the model about to be trained is the one this instance
+        logged last, with the weights it had then."""
+        if self._logged is None or self._logged[0] is not self._watched:
+            return False
+        marks = self._fingerprint()
+        return marks is not None and self._logged[2] is not None and marks == self._logged[2]
 
     def flush(self):
         """Flushes the event file, if one was opened."""

@@ -1906,6 +1906,43 @@ def test_a_sequential_model_without_input_keeps_no_trace_of_the_probes_batch_siz
     assert with_view in ((None, 4), without), with_view
 
 
+def _steps_written(log_dir):
+    """[(step, sorted tags)] of every event with a summary in ``log_dir``'s files, in file order."""
+    from tensorboard.backend.event_processing import event_file_loader
+
+    return [(e.step, sorted(v.tag for v in e.summary.value)) for f in sorted(os.listdir(log_dir))
+            for e in event_file_loader.EventFileLoader(os.path.join(log_dir, f)).Load() if e.HasField("summary")]
+
+
+def test_a_loop_of_one_epoch_fits_logs_each_epoch_once(tmp_path):
+    """`for e in range(n): fit(initial_epoch=e, epochs=e + 1, callbacks=[view])` hands each fit the
+    model the last fit logged at its end. Each fit used to log that state again at its start, with
+    the configuration and the probes: two probe passes per epoch, and every step written twice. Now
+    each step is written once, and the configuration once; a fit that starts from changed weights,
+    or at another epoch than the last one ended at, still logs its start."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 6), dtype=np.float32), rng.integers(0, 3, 32)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu", name="hidden"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    log_dir = str(tmp_path / "loop")
+    view = LayerView(log_dir, probe=(x[:4], y[:4]), budget=None)
+    for e in range(3):
+        model.fit(x, y, initial_epoch=e, epochs=e + 1, verbose=0, callbacks=[view])
+    written = _steps_written(log_dir)
+    steps = [step for step, tags in written if any(t.startswith("layerview/activations/") for t in tags)]
+    assert steps == [0, 1, 2, 3], written
+    assert [step for step, tags in written if "layerview/run/config" in tags] == [0]
+
+    # Changed weights between fits: the new start is logged (its step written again, as it changed).
+    model.get_layer("hidden").set_weights([w + 1.0 for w in model.get_layer("hidden").get_weights()])
+    model.fit(x, y, initial_epoch=3, epochs=4, verbose=0, callbacks=[view])
+    # A fit at another epoch than the last one ended at, from the same weights: its start is logged.
+    model.fit(x, y, initial_epoch=10, epochs=11, verbose=0, callbacks=[view])
+    steps = [step for step, tags in _steps_written(log_dir) if any(t.startswith("layerview/activations/") for t in tags)]
+    assert steps == [0, 1, 2, 3, 3, 4, 10, 11], steps
+
+
 def test_a_second_fit_from_epoch_0_into_the_same_log_dir_warns_and_one_that_continues_does_not(tmp_path):
     """Rerunning a fit into the same log_dir writes epochs 0.. again beside the earlier ones (TensorBoard's
     two loaders then keep different ones): it warns, naming the directory and the earlier file. A fit that
