@@ -269,7 +269,7 @@ class LayerView(keras.callbacks.Callback):
         self._writes, self._not_writing = True, None
         self._prepared_for = None
         self._weight_marks = None  # (step, a few values of trainable variables) at the last log(), or "moved"
-        self._logged = None  # (model, step, _fingerprint() at train end or None) of the last step logged
+        self._logged = None  # (model, step, _fingerprint() when it was logged) of the last step logged
         self._initial_skipped = False
         self._described = None  # the model whose configuration and probes this instance has written
         self._probe_pass = None
@@ -344,7 +344,7 @@ class LayerView(keras.callbacks.Callback):
             self._pending_initial.step = epoch
             self._pending_initial.plan.step = epoch
             self._submit(self._write_step, self._pending_initial)
-            self._logged = (model, epoch, None)
+            self._logged = (model, epoch, self._fingerprint())
         self._pending_initial = None
         self._epoch_began = time.perf_counter()
         self._hook_seconds += time.perf_counter() - t0
@@ -367,7 +367,9 @@ class LayerView(keras.callbacks.Callback):
         self._update_epoch_time()
         snap = self._guarded(self._take_step, step, last)
         if snap is not None:
-            self._logged = (self._prepared_for, step, None)
+            # Read now: a callback after this one (EarlyStopping restoring
+            # the best weights) may change the weights before the next fit.
+            self._logged = (self._prepared_for, step, self._fingerprint())
             snap.hook_seconds = time.perf_counter() - t0
             self._submit(self._write_step, snap)
         self._hook_seconds += time.perf_counter() - t0
@@ -378,9 +380,6 @@ class LayerView(keras.callbacks.Callback):
         if (self._unlogged is not None and self._writes and self._probe_pass is not None
                 and getattr(self.model, "stop_training", False)):
             self._log_epoch(self._unlogged, True, time.perf_counter())
-        if self._logged is not None and self._unlogged is None:
-            # Training ends in the state logged last; a next fit may start from it.
-            self._logged = self._logged[:2] + (self._fingerprint(),)
         self.close()
 
     # ------------------------------------------------------------ public API
@@ -431,7 +430,7 @@ class LayerView(keras.callbacks.Callback):
             self._write_run_info(step, self._run_info())
             self._described = self._prepared_for
         self._write_step(snap)
-        self._logged = (self._prepared_for, step, None)
+        self._logged = (self._prepared_for, step, self._fingerprint())
         self.flush()
 
     def _assign_state(self, state):
@@ -494,7 +493,7 @@ class LayerView(keras.callbacks.Callback):
         if self._logged is None or self._logged[0] is not self._watched:
             return False
         marks = self._fingerprint()
-        return marks is not None and self._logged[2] is not None and marks == self._logged[2]
+        return marks is not None and marks == self._logged[2]
 
     def flush(self):
         """Flushes the event file, if one was opened."""

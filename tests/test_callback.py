@@ -1939,8 +1939,18 @@ def test_a_loop_of_one_epoch_fits_logs_each_epoch_once(tmp_path):
     model.fit(x, y, initial_epoch=3, epochs=4, verbose=0, callbacks=[view])
     # A fit at another epoch than the last one ended at, from the same weights: its start is logged.
     model.fit(x, y, initial_epoch=10, epochs=11, verbose=0, callbacks=[view])
+
+    class Restore(keras.callbacks.Callback):  # as EarlyStopping(restore_best_weights=True) does
+        def on_train_end(self, logs=None):
+            self.model.get_layer("hidden").set_weights(self.kept)
+
+    restore = Restore()
+    restore.kept = model.get_layer("hidden").get_weights()
+    model.fit(x, y, initial_epoch=11, epochs=12, verbose=0, callbacks=[restore, view])
+    # Weights changed after the last logged step, by a callback whose end ran before LayerView's.
+    model.fit(x, y, initial_epoch=12, epochs=13, verbose=0, callbacks=[view])
     steps = [step for step, tags in _steps_written(log_dir) if any(t.startswith("layerview/activations/") for t in tags)]
-    assert steps == [0, 1, 2, 3, 3, 4, 10, 11], steps
+    assert steps == [0, 1, 2, 3, 3, 4, 10, 11, 12, 12, 13], steps
 
 
 def test_a_second_fit_from_epoch_0_into_the_same_log_dir_warns_and_one_that_continues_does_not(tmp_path):
