@@ -58,10 +58,7 @@ DEFAULT_MAX_TILE_PIXELS = 4096
 def _built(model):
     """Whether every layer of ``model`` is built: a failed call can leave a
     model marked built around unbuilt layers."""
-    try:
-        return all(layer.built for layer in model._flatten_layers(include_self=True))
-    except Exception:  # noqa: BLE001 - not a Keras layer tree
-        return bool(model.built)
+    return all(getattr(layer, "built", True) for layer in capture.all_layers(model))
 
 
 class LayerViewWarning(UserWarning):
@@ -420,7 +417,8 @@ class LayerView(keras.callbacks.Callback):
             return
         if state is not None:
             self._assign_state(state)
-        self._check_weights_moved(step, state is not None)
+        marks = self._fingerprint()
+        self._check_weights_moved(step, state is not None, marks)
         first = self._prepared_for is not self._watched
         if first:
             self._check_log_dir()
@@ -430,7 +428,7 @@ class LayerView(keras.callbacks.Callback):
             self._write_run_info(step, self._run_info())
             self._described = self._prepared_for
         self._write_step(snap)
-        self._logged = (self._prepared_for, step, self._fingerprint())
+        self._logged = (self._prepared_for, step, marks)
         self.flush()
 
     def _assign_state(self, state):
@@ -453,15 +451,12 @@ class LayerView(keras.callbacks.Callback):
                                      % (tuple(value.shape), variable.path, tuple(variable.shape)))
                 variable.assign(value)
 
-    def _check_weights_moved(self, step, given):
+    def _check_weights_moved(self, step, given, marks):
         """Warns when a custom loop logs the same weights at a new step: a
         loop that trains outside the model's variables logs its start
         again and again. A few values of up to 32 trainable variables tell;
         once the weights have moved between two logs, the check stops."""
-        if self._weight_marks == "moved":
-            return
-        marks = self._fingerprint()
-        if marks is None:
+        if self._weight_marks == "moved" or marks is None:
             return
         last = self._weight_marks
         self._weight_marks = (step, marks)

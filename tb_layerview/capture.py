@@ -352,17 +352,21 @@ def many_host_stats(jobs):
     return out, errors
 
 
+def all_layers(model):
+    """The model and every layer inside it, at any depth."""
+    try:
+        return list(model._flatten_layers(include_self=True))
+    except Exception:  # noqa: BLE001 - not a Keras layer tree: look at its layers only
+        return [model] + list(getattr(model, "layers", ()))
+
+
 def layer_states(model):
     """The state variables of a model's stateful layers (RNNs built with
     ``stateful=True``, in a ``Bidirectional`` too), which every call updates,
     in inference as in training. Keras keeps them out of the model's
     variables, so they are found layer by layer."""
-    try:
-        layers = list(model._flatten_layers(include_self=True))
-    except Exception:  # noqa: BLE001 - not a Keras layer tree: look at its layers only
-        layers = [model] + list(getattr(model, "layers", ()))
     found, seen = [], set()
-    for layer in layers:
+    for layer in all_layers(model):
         if not getattr(layer, "stateful", False):
             continue
         states = getattr(layer, "states", None)

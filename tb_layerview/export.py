@@ -70,8 +70,9 @@ class UnreadableItem(UserWarning):
     """A stored item the export could not read, and left out; the rest is written."""
 
 
-#: What a stored item of another form than tb_layerview writes raises on reading.
-_UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError, OSError)
+#: What reading a stored item of another form raises: a record's errors, or
+#: Pillow's on an image it cannot decode (an OSError).
+_UNREADABLE = metadata.RECORD_ERRORS + (OSError,)
 
 
 def _unreadable(run, meta, step, what, err):

@@ -99,6 +99,12 @@ def image_count(length):
 ALL_STEPS = 10**9
 
 
+#: What reading a stored record of another form than this module's writers
+#: produce raises (a field of another type, a missing key, a short list): the
+#: readers catch these, and only these, to report such a record.
+RECORD_ERRORS = (AttributeError, IndexError, KeyError, TypeError, ValueError)
+
+
 class Series:
     """One (run, tag) series of tb_layerview data, identified by its metadata."""
 

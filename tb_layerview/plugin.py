@@ -497,7 +497,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         images (0 when neither can be read)."""
         try:
             return int(self._probes_info(ctx, eid, series).get("count") or 0)
-        except (errors.PublicError, AttributeError, TypeError, ValueError):
+        except (errors.PublicError,) + metadata.RECORD_ERRORS:
             return metadata.image_count(series.max_length)
 
     def _config_layers(self, ctx, eid, entry):
@@ -525,7 +525,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                                 "index": int(l.get("index", 0)), "output_shape": output.get("shape"),
                                 "layout": None, "kinds": {}, "inputs": _names_or_none(output.get("inputs")),
                                 "layer": str(l.get("path", path))})
-            except (AttributeError, TypeError, KeyError, ValueError):
+            except metadata.RECORD_ERRORS:
                 continue  # a malformed record is left out
         return out
 
@@ -562,7 +562,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         for step, info in zip(steps, infos):
             try:
                 tiles_min, tiles_max = _tile_ranges(info)
-            except (AttributeError, TypeError, ValueError) as e:
+            except metadata.RECORD_ERRORS as e:
                 raise errors.NotFoundError("the %s record of layer %r in run %r at step %d has no readable tile"
                                            " ranges: %s: %s" % (kind, layer, run, step, type(e).__name__, e)) from None
             per_step.append({"step": step, "min": min(tiles_min, default=0.0),
@@ -686,7 +686,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         ctx, eid = self._ctx(request)
         try:
             answer = fn(ctx, eid, *args)
-        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
+        except metadata.RECORD_ERRORS as e:
             # Records are read field by field; a log written by another tool,
             # or damaged on disk, can hold records of another shape: say which
             # and what failed instead of answering 500.
