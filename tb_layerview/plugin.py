@@ -483,8 +483,6 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         which drew at most one input."""
         def read():
             info, _ = self._json_blob(ctx, eid, series, self._latest_step(ctx, eid, series))
-            if not isinstance(info, dict):
-                raise errors.NotFoundError("the probes record of run %r is not an object" % series.run)
             if not isinstance(info.get("drawn_inputs"), list):
                 drawn = info.get("drawn_input")
                 info["drawn_inputs"] = [drawn] if drawn is not None else []
@@ -512,7 +510,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             config, _ = self._json_blob(ctx, eid, series, self._latest_step(ctx, eid, series))
         except errors.PublicError:
             return []
-        layers = config.get("layers") if isinstance(config, dict) else None
+        layers = config.get("layers")
         out = []
         for l in layers if isinstance(layers, list) else []:
             try:
