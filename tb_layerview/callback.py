@@ -640,7 +640,7 @@ class LayerView(keras.callbacks.Callback):
         self._compiled_ran = False
         self._classlog = None
         self._logged_index = 0
-        self._first_weighted = next((e.path for e in entries if e.layer.weights and not e.container), None)
+        self._first_weighted = next((e.path for e in entries if getattr(e.layer, "weights", None) and not e.container), None)
         self._prepared_for = model
         # The first pass checks that the probe fits (a clear error stops fit
         # here); its result is the initial step's. A fit whose logged steps
@@ -1057,7 +1057,7 @@ class LayerView(keras.callbacks.Callback):
                              "skipped": reason if k == e.path else self._output_skip_reason(k, specs[k])}
                             for k in keys],
                 "activation": self._activation.get(e.path),
-                "trainable": bool(getattr(layer, "trainable", True)),
+                "trainable": bool(getattr(layer, "trainable", False)),  # a keras.ops operation has none
                 "per_time_step": e.per_time_step,
                 "params": params, "calls": self._probe_pass.calls.get(e.path, 0), "config": cfg,
                 "kinds": kinds, "skipped": reason,

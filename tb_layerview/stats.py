@@ -57,9 +57,28 @@ def saturation_limits(activation):
     return (-np.inf if lo is None else lo + margin, hi - margin)
 
 
+#: The activations among the ``keras.ops`` operations a functional graph can
+#: hold (``keras.ops.relu(x)`` is a node of class ``Relu``), by class name.
+_OPERATION_ACTIVATIONS = {
+    "Relu": "relu", "Relu6": "relu6", "Sigmoid": "sigmoid", "HardSigmoid": "hard_sigmoid",
+    "Tanh": "tanh", "Softsign": "softsign", "LeakyRelu": "leaky_relu", "Elu": "elu",
+    "Selu": "selu", "Celu": "celu", "Gelu": "gelu", "Silu": "silu", "Softplus": "softplus",
+}
+
+
 def activation_of(layer):
-    """The name of a layer's output activation (``"relu"``, ``"sigmoid"``...), or None."""
+    """The name of a layer's output activation (``"relu"``, ``"sigmoid"``...), or None.
+
+    ``layer`` may also be an operation of a functional graph
+    (``keras.ops.sigmoid(x)`` gives ``"sigmoid"``).
+
+    Example::
+
+        activation_of(keras.layers.Dense(4, activation="tanh"))  # "tanh"
+    """
     cls = type(layer).__name__
+    if cls in _OPERATION_ACTIVATIONS:
+        return _OPERATION_ACTIVATIONS[cls]
     if cls == "ReLU":
         max_value = getattr(layer, "max_value", None)
         return "relu6" if max_value is not None and float(max_value) == 6.0 else "relu"

@@ -3,6 +3,10 @@
 Nested models (and a model wrapped in ``TimeDistributed``) are entered, so
 their layers get paths such as ``encoder/conv1``. Shared layers appear once
 (their calls are told apart by the capture: :func:`tb_layerview.capture.output_key`).
+A functional model's graph also holds the ``keras.ops`` operations written
+between its layers (``x + shortcut``, ``keras.ops.relu(x)``); Keras' own
+``summary()`` lists them, and so does the walk (:func:`members`), so a
+residual sum written as ``+`` is watched like an ``Add`` layer.
 """
 
 import dataclasses
@@ -78,6 +82,15 @@ def _is_model(layer):
     return any(c.__name__ in ("Model", "Functional", "Sequential") for c in type(layer).__mro__)
 
 
+def members(model):
+    """A model's layers in its order; for a functional model also the
+    operations between them, where they run (its graph's order)."""
+    ops = getattr(model, "_operations", None)
+    if ops is not None and any(c.__name__ == "Functional" for c in type(model).__mro__):
+        return list(ops)
+    return list(getattr(model, "layers", []))
+
+
 def _time_distributed_inner(layer):
     if type(layer).__name__ != "TimeDistributed":
         return None
@@ -86,11 +99,12 @@ def _time_distributed_inner(layer):
 
 
 def walk(model):
-    """Depth-first list of :class:`LayerEntry` for ``model`` (input layers left out)."""
+    """Depth-first list of :class:`LayerEntry` for ``model`` (input layers
+    left out, the operations of functional graphs in: :func:`members`)."""
     entries, seen = [], set()
 
     def visit(m, prefix, per_step):
-        for layer in getattr(m, "layers", []):
+        for layer in members(m):
             if id(layer) in seen:
                 continue
             seen.add(id(layer))
@@ -222,7 +236,7 @@ class InputReach:
                 r = frozenset().union(*(reach[id(t)] for t in sources))
                 outs = node.output_tensors
                 out_reach = [r] * len(outs)
-                path = self._paths.get(id(op))  # None: an operation that is no layer (keras.ops)
+                path = self._paths.get(id(op))
                 if path is not None:
                     self._calls.setdefault(path, []).append(r)
                 if path is not None and _is_model(op):

@@ -1187,6 +1187,46 @@ def test_statistics_of_every_output_at_every_step_match_numpy(tmp_path):
     assert header["layers"][2]["activation"] == "sigmoid"
 
 
+@pytest.mark.parametrize("epochs", [2, 8])
+def test_keras_ops_between_the_layers_of_a_functional_model_are_logged_as_keras_summary_lists_them(
+        tmp_path, epochs):
+    """``keras.ops`` calls and tensor arithmetic between layers (``ops.relu(x)``, ``x * 2 + shortcut``)
+    are nodes of the graph that Keras' summary lists; each gets its statistics and images in graph order,
+    on the eager and the compiled pass, and an ``ops.relu`` whose units never fire is counted dead."""
+    from keras import ops
+
+    from tb_layerview import stats
+
+    inp = keras.Input((6, 6, 2), name="img")
+    conv = keras.layers.Conv2D(3, 3, bias_initializer=keras.initializers.Constant(-100.0), name="conv")(inp)
+    act = ops.relu(conv)
+    summed = act * 2.0 + conv
+    flat = keras.layers.Flatten(name="flat")(summed)
+    out = keras.layers.Dense(2, activation="sigmoid", name="out")(ops.concatenate([flat, ops.tanh(flat)], -1))
+    model = keras.Model(inp, out)
+    op_names = [o.name for o in model.operations if o.name not in ("img", "conv", "flat", "out")]
+    assert len(op_names) == 5  # relu, multiply, add, tanh, concatenate, as Keras names them
+    x = np.random.default_rng(0).random((16, 6, 6, 2)).astype("float32")
+    fit(model, x, np.zeros((16, 2)), tmp_path / "ops", probe=x[:3], epochs=epochs)
+    series, run = only_run(tmp_path / "ops")
+    expected = [o.name for o in model.operations if o.name != "img"]
+    steps = run_blob(series, run, metadata.KIND_STATS)
+    assert sorted(steps) == list(range(epochs + 1))
+    for step in (0, epochs):
+        header, data = stats.decode(*steps[step])
+        assert [l["path"] for l in header["layers"]] == expected
+    relu = stats.layer_slice(header, data, op_names[0])
+    assert header["layers"][1]["activation"] == "relu" and np.all(relu["max"] == 0.0)
+    assert stats.health("relu", np.stack([relu[k] for k in stats.STATS]))["dead"] == 1.0
+    info = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    by_path = {l["path"]: l for l in info["layers"]}
+    assert [l["path"] for l in info["layers"]] == expected
+    assert by_path[op_names[0]]["class"] == "Relu" and by_path[op_names[0]]["params"] == 0
+    assert not by_path[op_names[0]]["trainable"] and by_path[op_names[0]]["skipped"] is None
+    drawn = {path for (kind, path) in layer_series(series, run) if kind == ACT}
+    assert set(op_names) <= drawn and (FIL, op_names[0]) not in layer_series(series, run)
+
+
 def test_a_byte_budget_thins_images_but_never_statistics(tmp_path):
     """A tight byte budget: layers take turns for images, every step keeps every layer's statistics,
     the plan says why, and the event bytes per step stay near the budget."""
