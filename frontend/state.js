@@ -255,6 +255,52 @@ export function blockKey(name) {
   return tokens.slice(0, i + 1).join('_');
 }
 
+/**
+ * The name Keras gives a layer or operation of class `cls` that was not
+ * named (its class in snake case: `ReLU` -> `re_lu`, `Multiply` ->
+ * `multiply`), as Keras' `naming.to_snake_case` makes it.
+ */
+export function kerasDefaultName(cls) {
+  return String(cls || '').replace(/\W+/g, '').replace(/(.)([A-Z][a-z]+)/g, '$1_$2')
+    .replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase();
+}
+
+/**
+ * Whether a layer kept the name Keras made up for it (`re_lu_7`, `add_3`:
+ * its class in snake case and a count), a call suffix (`@2`) aside. Such
+ * names say nothing about the block they sit in.
+ */
+export function hasDefaultName(layer) {
+  const base = kerasDefaultName(layer.cls ?? layer.class);
+  const name = String(layer.name ?? layer.path).replace(/@\d+$/, '');
+  if (!base || !name.startsWith(base)) return false;
+  const rest = name.slice(base.length);
+  return rest === '' || /^_\d+$/.test(rest);
+}
+
+/**
+ * The block key (blockKey) of each layer in a list. A layer with a name
+ * Keras made up (hasDefaultName), such as the `re_lu_7` and `multiply_3`
+ * that MobileNetV3 leaves unnamed or the `add` of an `x + 3.0` between two
+ * layers, joins the block of the named layers on both sides of it when they
+ * share one, so that it does not cut the block in two; elsewhere it has none.
+ */
+export function blockKeys(layers) {
+  const own = layers.map((l) => (hasDefaultName(l) ? undefined : blockKey(l.name ?? l.path)));
+  const parentOf = (i) => layers[i].parent || '';
+  const neighbour = (i, step) => {
+    for (let j = i + step; j >= 0 && j < layers.length && parentOf(j) === parentOf(i); j += step) {
+      if (own[j] !== undefined) return own[j];
+    }
+    return null;
+  };
+  return own.map((key, i) => {
+    if (key !== undefined) return key;
+    const before = neighbour(i, -1);
+    return before !== null && before === neighbour(i, 1) ? before : null;
+  });
+}
+
 /** Lists longer than this group consecutive layers of one block. */
 export const GROUP_MIN_LAYERS = 30;
 
@@ -262,7 +308,7 @@ export const GROUP_MIN_LAYERS = 30;
  * The layer list's rows: each layer, preceded by a header row for its
  * enclosing nested model whenever that changes (`{header: path, depth}`).
  * In lists of more than GROUP_MIN_LAYERS layers, two or more consecutive
- * layers of one block (blockKey) under the same parent also get a group row
+ * layers of one block (blockKeys) under the same parent also get a group row
  * (`{group: key, name, depth, count, collapsed}`); the layers of a group in
  * `opts.collapsed` (or not in `opts.expanded`, when given) are left out,
  * except `opts.selected`.
@@ -272,7 +318,7 @@ export function layerRows(layers, opts = {}) {
   // With `opts.expanded`, every group not in it is collapsed instead.
   const isCollapsed = (id) => (opts.expanded ? !opts.expanded.has(id) : collapsedSet.has(id));
   const grouping = layers.length > GROUP_MIN_LAYERS;
-  const keys = layers.map((l) => (grouping ? blockKey(l.name ?? l.path) : null));
+  const keys = grouping ? blockKeys(layers) : layers.map(() => null);
   const rows = [];
   let parent = '';
   // Blocks of one name may recur apart (NASNet's cells reuse separable_conv_1):

@@ -4,7 +4,7 @@ import {test} from 'node:test';
 
 import {
   attributionFor, classViewWhy, configLayerOf, epochSpan, inputsText, undrawnInput, alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
-  blockKey, costLine, diffReference, firstProblem, formatSize, problemCell, unitLines, nearestShown, ownHashState, planReason, probeSummary, sameLayout, shownInput, snapStep, unionSteps, withHashParam,
+  blockKey, blockKeys, hasDefaultName, kerasDefaultName, costLine, diffReference, firstProblem, formatSize, problemCell, unitLines, nearestShown, ownHashState, planReason, probeSummary, sameLayout, shownInput, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
 test('encodeState/decodeState round-trip every field, names with odd characters included', () => {
@@ -176,6 +176,44 @@ test('long layer lists group consecutive layers of a block, and collapsed groups
   assert.equal(folded[b2].collapsed, true);
   assert.deepEqual(folded.slice(b2 + 1, b2 + 3).map((r) => r.group ?? r.path), ['block_2_bn', 'block_3']);
   assert.equal(layerRows(layers.slice(0, 6)).filter((r) => r.group).length, 0); // short lists stay flat
+});
+
+test('kerasDefaultName and hasDefaultName tell the names Keras makes up', () => {
+  assert.equal(kerasDefaultName('ReLU'), 're_lu');
+  assert.equal(kerasDefaultName('Conv2DTranspose'), 'conv2d_transpose');
+  assert.equal(kerasDefaultName('GlobalAveragePooling2D'), 'global_average_pooling2d');
+  assert.equal(kerasDefaultName('Relu'), 'relu');
+  assert.equal(hasDefaultName({name: 're_lu_7', cls: 'ReLU'}), true);
+  assert.equal(hasDefaultName({name: 'add', cls: 'Add'}), true);
+  assert.equal(hasDefaultName({name: 'multiply_3@2', cls: 'Multiply'}), true);
+  assert.equal(hasDefaultName({name: 'add_block', cls: 'Add'}), false);
+  assert.equal(hasDefaultName({name: 'expanded_conv_2_add', cls: 'Add'}), false);
+  assert.equal(hasDefaultName({name: 're_lu_x', class: 'ReLU'}), false);
+  assert.equal(hasDefaultName({name: 'conv', cls: undefined}), false);
+});
+
+test('a layer Keras named joins the block of the named layers around it, so MobileNetV3 blocks stay whole', () => {
+  // MobileNetV3's blocks, with the unnamed ReLU layers and the x + 3.0, * (1 / 6) operations of its hard sigmoid.
+  const layers = [{name: 'conv', cls: 'Conv2D'}, {name: 're_lu', cls: 'ReLU'}];
+  for (let b = 1; b <= 12; b++) {
+    layers.push({name: `expanded_conv_${b}_expand`, cls: 'Conv2D'}, {name: `re_lu_${2 * b}`, cls: 'ReLU'},
+      {name: `expanded_conv_${b}_depthwise`, cls: 'DepthwiseConv2D'}, {name: `add_${b}`, cls: 'Add'},
+      {name: `multiply_${b}`, cls: 'Multiply'}, {name: `expanded_conv_${b}_project`, cls: 'Conv2D'});
+  }
+  layers.push({name: 'activation_9', cls: 'Activation'}, {name: 'predictions', cls: 'Dense'});
+  for (const l of layers) l.path = l.name;
+  const keys = blockKeys(layers);
+  assert.deepEqual(keys.slice(0, 8), [null, null, 'expanded_conv_1', 'expanded_conv_1', 'expanded_conv_1', 'expanded_conv_1',
+    'expanded_conv_1', 'expanded_conv_1']);
+  assert.deepEqual(keys.slice(-2), [null, null]);
+  const groups = layerRows(layers).filter((r) => r.group);
+  assert.equal(groups.length, 12);
+  assert.deepEqual(groups.map((g) => g.count), Array(12).fill(6));
+  assert.ok(groups.every((g) => !g.group.includes('~')));
+  // Between two blocks, or under another parent, a made-up name joins neither.
+  assert.deepEqual(blockKeys([{name: 'block_1_a'}, {name: 're_lu', cls: 'ReLU'}, {name: 'block_2_a'}]), ['block_1', null, 'block_2']);
+  assert.deepEqual(blockKeys([{name: 'block_1_a', parent: ''}, {name: 'add', cls: 'Add', parent: 'enc'},
+    {name: 'block_1_b', parent: ''}]), ['block_1', null, 'block_1']);
 });
 
 test('the standalone panel reads a TensorBoard-style hash and its own', () => {
