@@ -745,6 +745,9 @@ class LayerView(keras.callbacks.Callback):
         entry = self._by_path[spec.layer_path]
         if not self._selected(entry):
             return "not selected (layers/exclude arguments)"
+        if not spec.batched:
+            return ("output has no batch axis (shape %s for %d probes): no values per probe, so no "
+                    "statistics or images" % (spec.shape, self.probe.count))
         if key in self._probe_pass.failed:
             return "statistics could not be computed (%s)" % self._probe_pass.failed[key]
         if key not in self._last_stats:

@@ -537,6 +537,15 @@ def dtype_name(t):
         return str(getattr(t, "dtype", ""))
 
 
+def _leaves(x):
+    """The arrays of a probe given as an array, a list or a dict."""
+    if isinstance(x, dict):
+        return [v for k in x for v in _leaves(x[k])]
+    if isinstance(x, (list, tuple)):
+        return [v for item in x for v in _leaves(item)]
+    return [x]
+
+
 def _drawable(t):
     dtype = str(getattr(t, "dtype", ""))
     return any(k in dtype for k in ("float", "int", "bool"))
@@ -548,8 +557,11 @@ class OutputSpec:
 
     key: str        # the output path: the layer path plus a suffix for further outputs
     layer_path: str
-    shape: tuple    # without the batch axis
+    shape: tuple    # without the batch axis; the whole shape when it has none
     dtype: str
+    # False for an output without the probe's batch axis (a scalar, a
+    # per-channel mean over the batch): it has no values per probe.
+    batched: bool = True
 
 
 @dataclasses.dataclass
@@ -580,6 +592,8 @@ class ProbePass:
         self._cf = {e.path: e.data_format == "channels_first" for e in entries}
         self._limits = limits_of
         self._inputs = inputs
+        leaves = [x for x in _leaves(inputs) if getattr(x, "shape", None)]
+        self._count = int(leaves[0].shape[0]) if leaves and leaves[0].shape[0] is not None else None
         self._fn = None
         # On an accelerator the compiled pass reduces each output where it is
         # (graph_sums) and only the sums cross to the host. On a CPU the
@@ -606,9 +620,11 @@ class ProbePass:
         kept, specs = {}, {}
         for key, t in tensors.items():
             layer_path = layer_path_of(key, self._layers)
-            specs[key] = OutputSpec(key, layer_path, tuple(int(d) if d is not None else -1 for d in t.shape[1:]),
-                                    dtype_name(t))
-            if _drawable(t) and len(t.shape) >= 1:
+            batched = len(t.shape) >= 1 and (self._count is None or t.shape[0] is None
+                                             or int(t.shape[0]) == self._count)
+            dims = tuple(int(d) if d is not None else -1 for d in t.shape)
+            specs[key] = OutputSpec(key, layer_path, dims[1:] if batched else dims, dtype_name(t), batched)
+            if _drawable(t) and batched:
                 kept[key] = t
         self.specs, self.calls = specs, dict(rec.calls)
         if eager:

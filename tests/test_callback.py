@@ -1068,6 +1068,57 @@ def test_an_output_without_values_is_listed_with_why_and_the_rest_logged(tmp_pat
         None, None, "output has 0 values per sample, fewer than min_size=1"], odd["outputs"]
 
 
+class BatchSummaryLayer(keras.layers.Layer):
+    """Adds a loss and returns what has no batch axis: the mean of everything, and each channel's mean
+    over the batch."""
+
+    def call(self, x):
+        self.add_loss(1e-3 * keras.ops.mean(keras.ops.square(x)))
+        return keras.ops.mean(x), keras.ops.mean(x, axis=(0, 1, 2))
+
+    def compute_output_shape(self, shape):
+        return (), shape[-1:]
+
+
+class SummarisedModel(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv = keras.layers.Conv2D(3, 3, name="conv")
+        self.summary_layer = BatchSummaryLayer(name="summary")
+        self.out = keras.layers.Dense(2, activation="softmax", name="out")
+
+    def call(self, x):
+        h = self.conv(x)
+        whole, per_channel = self.summary_layer(h)
+        return self.out(keras.ops.mean(h, axis=(1, 2)) + per_channel + whole)
+
+
+def test_outputs_without_the_batch_axis_say_so_and_the_rest_is_logged(tmp_path):
+    """A layer returning a scalar or a mean over the batch has no values per probe: its configuration says
+    so with the shape and the probe count, it has no statistics or images, and nothing warns."""
+    from tb_layerview import stats
+
+    x = np.random.default_rng(0).random((16, 6, 6, 2)).astype("float32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(SummarisedModel(), x, np.arange(16) % 2, tmp_path / "batchless", probe=x[:4],
+            loss="sparse_categorical_crossentropy")
+    assert not [w for w in caught if issubclass(w.category, LayerViewWarning)], [str(w.message) for w in caught]
+    series, run = only_run(tmp_path / "batchless")
+    for step in (0, 1, 2):
+        header, _ = stats.decode(*run_blob(series, run, metadata.KIND_STATS)[step])
+        assert [l["path"] for l in header["layers"]] == ["conv", "out"]
+    assert {path for kind, path in layer_series(series, run) if kind == ACT} == {"conv", "out"}
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    summary = next(l for l in config["layers"] if l["path"] == "summary")
+    assert [(o["path"], o["shape"], o["skipped"]) for o in summary["outputs"]] == [
+        ("summary", [], "output has no batch axis (shape () for 4 probes): no values per probe, so no "
+                        "statistics or images"),
+        ("summary:1", [3], "output has no batch axis (shape (3,) for 4 probes): no values per probe, so no "
+                           "statistics or images")]
+    assert summary["skipped"] == summary["outputs"][0]["skipped"] and summary["kinds"] == []
+
+
 def test_statistics_that_fail_on_one_output_warn_and_the_others_are_logged(tmp_path, monkeypatch):
     """A failure computing one output's statistics warns with the output's name and what went wrong;
     training goes on and every other output keeps its statistics and images."""
