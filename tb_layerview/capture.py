@@ -667,9 +667,7 @@ class ProbePass:
         backend = keras.backend.backend()
         try:
             if backend == "tensorflow":
-                import tensorflow as tf
-
-                traced = tf.function(lambda: self._forward(eager=False), autograph=False)
+                traced = gradients.tf_function(lambda: self._forward(eager=False), autograph=False)
                 traced.get_concrete_function()
                 fn = traced
                 if not self._sums_in_graph:

@@ -68,6 +68,28 @@ def eager_retracing_quiet():
         logger.removeFilter(notice)
 
 
+def tf_function(fn, **kwargs):
+    """``tf.function(fn, **kwargs)`` whose graph opens its own name scope first.
+
+    Inside a traced function, the first name scope is a root scope, and
+    TensorFlow refuses a root scope whose name starts with an underscore:
+    a model of class ``_Net`` (Keras names it ``__net``) could not be traced.
+    Keras' own train step trains it; LayerView's compiled passes open
+    ``tb_layerview`` first, so the model's scope is not the root.
+
+    Example::
+
+        step = tf_function(lambda x: model(x, training=False), reduce_retracing=True)
+    """
+    import tensorflow as tf
+
+    def scoped(*args, **kw):
+        with tf.name_scope("tb_layerview"):
+            return fn(*args, **kw)
+
+    return tf.function(scoped, **kwargs)
+
+
 class Gradients:
     """How one backend differentiates, compiles and calls a model.
 
@@ -124,10 +146,8 @@ class _TensorFlow(Gradients):
         return value, aux, tape.gradient(value, x)
 
     def compile(self, fn, static=()):
-        import tensorflow as tf
-
         # Python-valued arguments retrace once per value, which is what static means here.
-        return tf.function(fn, reduce_retracing=True)
+        return tf_function(fn, reduce_retracing=True)
 
 
 class _Jax(Gradients):

@@ -991,6 +991,39 @@ class NeverCalled(keras.Model):
         return self.d2(self.d1(x))
 
 
+class _Private(keras.Model):
+    """Keras names it ``__private``: on TensorFlow, not a valid root name scope in a traced function."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = keras.layers.Conv2D(3, 3, name="conv")
+        self.flat = keras.layers.Flatten(name="flat")
+        self.out = keras.layers.Dense(2, activation="softmax", name="out")
+
+    def call(self, x):
+        return self.out(self.flat(self.conv(x)))
+
+
+def test_a_model_whose_name_starts_with_an_underscore_gets_compiled_passes_and_class_views(tmp_path):
+    """A model Keras names ``__private`` trains eagerly (``run_eagerly=True``; Keras' compiled train step
+    refuses the name on TensorFlow); LayerView's traced passes open a scope of their own first, so the
+    probe pass is compiled and activation maximisation is logged, with no warning."""
+    x = np.random.default_rng(0).random((16, 6, 6, 2)).astype("float32")
+    model = _Private()
+    model.compile("sgd", "sparse_categorical_crossentropy", run_eagerly=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, np.arange(16) % 2, epochs=8, batch_size=16, verbose=0,
+                  callbacks=[LayerView(str(tmp_path / "private"), probe=(x[:3], np.arange(3) % 2), budget=None)])
+    assert model.name == "__private"
+    assert not [w for w in caught if issubclass(w.category, LayerViewWarning)], [str(w.message) for w in caught]
+    series, run = only_run(tmp_path / "private")
+    plans = run_blob(series, run, metadata.KIND_PLAN)
+    modes = {json_of(b[0])["capture"]["mode"] for b in plans.values()}
+    assert modes == ({"eager"} if keras.backend.backend() == "torch" else {"compiled"}), modes
+    assert sorted(run_blob(series, run, metadata.KIND_MAXIMIZATION)) == [0, 5, 8]
+
+
 def test_subclassed_model_not_called_before_fit_gets_step_zero(tmp_path):
     """A subclassed model fit without a prior call still has step 0, and its layers are not 'not called'."""
     x = np.random.default_rng(0).random((32, 3)).astype("float32")
