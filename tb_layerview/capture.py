@@ -537,15 +537,6 @@ def dtype_name(t):
         return str(getattr(t, "dtype", ""))
 
 
-def _leaves(x):
-    """The arrays of a probe given as an array, a list or a dict."""
-    if isinstance(x, dict):
-        return [v for k in x for v in _leaves(x[k])]
-    if isinstance(x, (list, tuple)):
-        return [v for item in x for v in _leaves(item)]
-    return [x]
-
-
 def _drawable(t):
     dtype = str(getattr(t, "dtype", ""))
     return any(k in dtype for k in ("float", "int", "bool"))
@@ -585,6 +576,8 @@ class ProbePass:
     """
 
     def __init__(self, model, entries, inputs, limits_of):
+        import keras
+
         self.model = model
         # A nested model's output is its last layer's: its layers are recorded instead.
         self._layers = {e.path: e.layer for e in entries if not e.container}
@@ -592,8 +585,9 @@ class ProbePass:
         self._cf = {e.path: e.data_format == "channels_first" for e in entries}
         self._limits = limits_of
         self._inputs = inputs
-        leaves = [x for x in _leaves(inputs) if getattr(x, "shape", None)]
-        self._count = int(leaves[0].shape[0]) if leaves and leaves[0].shape[0] is not None else None
+        first = next(iter(keras.tree.flatten(inputs)), None)
+        # The probe's batch size: an output whose first axis differs has no values per probe.
+        self._count = int(first.shape[0]) if getattr(first, "shape", None) and first.shape[0] is not None else None
         self._fn = None
         # On an accelerator the compiled pass reduces each output where it is
         # (graph_sums) and only the sums cross to the host. On a CPU the

@@ -74,8 +74,9 @@ def tf_function(fn, **kwargs):
     Inside a traced function, the first name scope is a root scope, and
     TensorFlow refuses a root scope whose name starts with an underscore:
     a model of class ``_Net`` (Keras names it ``__net``) could not be traced.
-    Keras' own train step trains it; LayerView's compiled passes open
-    ``tb_layerview`` first, so the model's scope is not the root.
+    Keras' compiled train step refuses it too, but trained eagerly
+    (``run_eagerly=True``, a custom loop) it trains; LayerView's compiled
+    passes open ``tb_layerview`` first, so the model's scope is not the root.
 
     Example::
 
