@@ -328,7 +328,7 @@ def test_siamese_branches_each_get_their_series_and_a_looped_layer_keeps_its_fir
     assert next(l for l in config["layers"] if l["path"] == "step")["calls"] == 12
 
 
-class _TwoHeads(keras.Model):
+class TwoHeadsModel(keras.Model):
     """A subclassed model returning a dict whose keys are not in alphabetical order."""
 
     def __init__(self):
@@ -348,7 +348,7 @@ def test_a_model_returning_a_dict_keeps_its_order_in_predictions_and_statistics(
     compiling on TensorFlow, JAX compiles from the start."""
     from tb_layerview import stats
 
-    model = _TwoHeads()
+    model = TwoHeadsModel()
     x = np.random.default_rng(0).random((16, 5)).astype("float32")
     model.compile("sgd", {"zeta": "sparse_categorical_crossentropy", "alpha": "mse"})
     cb = LayerView(str(tmp_path / "heads"), probe=(x[:3], np.array([0, 1, 2])), budget=None)
