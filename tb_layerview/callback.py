@@ -261,13 +261,13 @@ class LayerView(keras.callbacks.Callback):
         self._watch = model
         self._writer = None
         self._worker = None
-        self._pending_initial = None
         self._started = True
         self._writes, self._not_writing = True, None
         self._prepared_for = None
         self._weight_marks = None  # (step, a few values of trainable variables) at the last log(), or "moved"
         self._logged = None  # (model, step, _fingerprint() when it was logged) of the last step logged
-        self._initial_skipped = False
+        self._held_steps = set()  # steps the log held at train begin; None when they could not be read
+        self._first_marks = None  # _fingerprint() when the first pass ran
         self._described = None  # the model whose configuration and probes this instance has written
         self._probe_pass = None
         self._states = []  # stateful layers' state variables (capture.layer_states)
@@ -295,23 +295,20 @@ class LayerView(keras.callbacks.Callback):
             return
         self._check_log_dir()
         self._earlier_files = writer_lib.layerview_files(self.log_dir)
+        # Steps an earlier fit (or this instance's last one) wrote here: a fit
+        # that resumes from a checkpoint starts at a step the log holds.
+        self._held_steps = (writer_lib.logged_steps(self.log_dir, self._earlier_files)
+                            if self._earlier_files else set())
         try:
             self._prepare()  # raises a clear error if the probe or the layer patterns do not fit
         except distributed.SplitAcrossProcesses as err:
             self._warn("distributed", "nothing is logged in this fit: %s; training goes on" % err)
             self._writes, self._not_writing = False, str(err)
             return
-        # The state before training is captured now and written once the
-        # first epoch's number (the step) is known.
-        self._pending_initial = None
-        # A loop of fits, one epoch each, passes this callback the model it
-        # logged at the end of the last fit: that state is the one this fit
-        # starts from, and logging it again would double the cost of the
-        # loop and write one step twice.
-        self._initial_skipped = self.log_initial and self._logged_unchanged()
-        if self.log_initial and not self._initial_skipped:
-            self._pending_initial = self._guarded(self._take_step, None, False)
-        self._first_result = None
+        # The state before training is captured at the first epoch's start,
+        # once every callback has begun: one that restores a checkpoint
+        # (BackupAndRestore) changes the weights and the first epoch here.
+        self._first_marks = self._fingerprint() if self._first_result is not None else None
         self._started = False
         self._hook_seconds += time.perf_counter() - t0
 
@@ -321,28 +318,41 @@ class LayerView(keras.callbacks.Callback):
         if self._started:
             return
         self._started = True
-        if epoch == 0 and self._earlier_files:
-            self._warn("earlier_log", "log_dir %r already holds the LayerView log of an earlier fit (%s); this fit"
-                       " logs from epoch 0 again, so TensorBoard will show both fits' data at the same epochs (and"
-                       " its two loaders keep different ones). Pass initial_epoch to continue that run's epochs,"
-                       " or give each fit its own log_dir" % (self.log_dir, ", ".join(self._earlier_files[:3])
-                                                               + (" ..." if len(self._earlier_files) > 3 else "")))
+        if not self._writes or self._probe_pass is None:
+            return
+        held = self._held_steps
+        if self._earlier_files and (epoch < max(held) if held else held is None and epoch == 0):
+            self._warn("earlier_log", "log_dir %r already holds the LayerView log of an earlier fit (%s)%s; this"
+                       " fit logs from epoch %d again, so TensorBoard will show both fits' data at the same epochs"
+                       " (and its two loaders keep different ones). Pass initial_epoch to continue that run's"
+                       " epochs, or give each fit its own log_dir"
+                       % (self.log_dir, ", ".join(self._earlier_files[:3])
+                          + (" ..." if len(self._earlier_files) > 3 else ""),
+                          " up to step %d" % max(held) if held else "", epoch))
         model = self._prepared_for
-        if self._described is not model:
-            info = self._guarded(self._run_info)
-            if info is not None:
-                self._submit(self._write_run_info, epoch, info)
-                self._described = model
-        if self._initial_skipped and epoch != self._logged[1]:
-            # This fit starts at another epoch than the last one logged ended
-            # at: its start is logged here (training has not begun yet).
-            self._pending_initial = self._guarded(self._take_step, None, False)
-        if self._pending_initial is not None:
-            self._pending_initial.step = epoch
-            self._pending_initial.plan.step = epoch
-            self._submit(self._write_step, self._pending_initial)
-            self._logged = (model, epoch, self._fingerprint())
-        self._pending_initial = None
+        marks = self._fingerprint()
+        if self._first_result is not None and (marks is None or marks != self._first_marks):
+            self._first_result = None  # another callback's on_train_begin changed the weights
+        # A step is written once: TensorBoard's two loaders keep different
+        # events of a step written twice. A fit that starts where the log
+        # already has a step (resumed from a checkpoint, or the next fit of
+        # a loop) starts from the state that step shows.
+        held_now = epoch in (held or ()) or (self._logged is not None and self._logged[1] == epoch)
+        if held_now and self._logged is not None and self._logged[0] is model and self._logged[1] == epoch \
+                and marks != self._logged[2]:
+            self._warn("held_start", "the weights changed after step %d was logged, and a fit starts from them"
+                       " at epoch %d; the log already holds step %d, so the state this fit starts from is"
+                       " shown from its first logged epoch on" % (epoch, epoch, epoch))
+        snap = None
+        if self.log_initial and not held_now:
+            snap = self._guarded(self._take_step, None, False)
+        self._first_result = None
+        if not held_now:  # the run information reads what the pass found (the outputs, the calls)
+            self._describe(epoch)
+        if snap is not None:
+            snap.step = snap.plan.step = epoch
+            self._submit(self._write_step, snap)
+            self._logged = (model, epoch, marks)
         self._epoch_began = time.perf_counter()
         self._hook_seconds += time.perf_counter() - t0
 
@@ -363,6 +373,7 @@ class LayerView(keras.callbacks.Callback):
         self._unlogged = None
         self._update_epoch_time()
         snap = self._guarded(self._take_step, step, last)
+        self._describe(step)  # unless written already: this fit started at a step the log held
         if snap is not None:
             # Read now: a callback after this one (EarlyStopping restoring
             # the best weights) may change the weights before the next fit.
@@ -481,14 +492,6 @@ class LayerView(keras.callbacks.Callback):
             return tuple(np.asarray(capture.to_numpy(ops.reshape(v.value, (-1,))[:8])).tobytes() for v in picked)
         except Exception:  # noqa: BLE001 - a check, never a reason to skip a step
             return None
-
-    def _logged_unchanged(self):
-        """Whether the model about to be trained is the one this instance
-        logged last, with the weights it had then."""
-        if self._logged is None or self._logged[0] is not self._watched:
-            return False
-        marks = self._fingerprint()
-        return marks is not None and marks == self._logged[2]
 
     def flush(self):
         """Flushes the event file, if one was opened."""
@@ -1084,6 +1087,16 @@ class LayerView(keras.callbacks.Callback):
             "capture": {"mode": self._probe_pass.mode, "fallback_reason": self._probe_pass.fallback_reason},
             "layers": layers,
         }
+
+    def _describe(self, step):
+        """Submits the run information (configuration, probes) at ``step``
+        unless it was written for the model being logged."""
+        if self._described is self._prepared_for:
+            return
+        info = self._guarded(self._run_info)
+        if info is not None:
+            self._submit(self._write_run_info, step, info)
+            self._described = self._prepared_for
 
     def _write_run_info(self, step, info):
         # This runs on the writer thread, which must not read self.model: on

@@ -75,8 +75,11 @@ class EventWriter:
         tf.io.gfile.makedirs(logdir)
         # TensorBoard reads every file whose name holds "tfevents"; the suffix
         # keeps these apart from a TensorFlow or TensorBoard writer's files
-        # opened by the same process in the same second.
-        self.path = os.path.join(logdir, "events.out.tfevents.%010d.%s.%d.%d%s" % (
+        # opened by the same process in the same second. Its loaders read a
+        # directory's files in name order, and the Python one never goes back
+        # to a name before the file it reads: the number is zero-padded, so
+        # that a tenth file opened within a second sorts after the ninth.
+        self.path = os.path.join(logdir, "events.out.tfevents.%010d.%s.%d.%06d%s" % (
             time.time(), socket.gethostname(), os.getpid(), next(_FILE_NUMBERS), FILE_SUFFIX))
         self._file = tf.io.gfile.GFile(self.path, "wb")
         self._tags_seen = set()
@@ -226,6 +229,77 @@ def layerview_files(logdir):
     except Exception:  # noqa: BLE001 - a new or unlistable directory holds no earlier log we can see
         return []
     return sorted(n.rstrip("/") for n in names if "tfevents" in n and n.rstrip("/").endswith(FILE_SUFFIX))
+
+
+def logged_steps(logdir, names):
+    """The steps at which the event files ``names`` in ``logdir`` hold summaries.
+
+    Only each record's framing and the first bytes of its event are read:
+    an ``Event`` serialises its wall time and step before its summary, so a
+    log of hundreds of megabytes is scanned in milliseconds where the file
+    system can seek. A record cut short (a run killed while writing) ends the
+    scan of its file, as it ends TensorBoard's reading.
+
+    Returns:
+      set of int, or None when a file cannot be read.
+
+    Example::
+
+        logged_steps("logs/run1", layerview_files("logs/run1"))  # {0, 1, 2, 3}
+    """
+    from tensorboard.compat import tf
+
+    steps = set()
+    try:
+        for name in names:
+            path = logdir.rstrip("/") + "/" + name
+            size = tf.io.gfile.stat(path).length
+            with tf.io.gfile.GFile(path, "rb") as f:
+                seek = getattr(f, "seek", None)
+                offset = 0
+                while offset + 12 <= size:
+                    head = f.read(12)
+                    if len(head) < 12 or struct.pack("<I", masked_crc32c(head[:8])) != head[8:]:
+                        break
+                    (length,) = struct.unpack("<Q", head[:8])
+                    end = offset + 12 + length + 4
+                    if end > size:
+                        break
+                    start = f.read(min(length, 32))
+                    if seek is not None:
+                        seek(end)
+                    else:  # TensorBoard's stand-in gfile (no TensorFlow) only reads on
+                        f.read(end - offset - 12 - len(start))
+                    offset = end
+                    step = _summary_step(start)
+                    if step is not None:
+                        steps.add(step)
+    except Exception:  # noqa: BLE001 - unreadable: the caller cannot tell which steps are held
+        return None
+    return steps
+
+
+def _summary_step(start):
+    """The step of a serialised ``Event`` from its first bytes, if it holds a
+    summary (not the file version or another kind of event); else None."""
+    i, step = 0, 0
+    while i < len(start):
+        tag = start[i]
+        if tag == 0x09:  # field 1, wall_time: a little-endian double
+            i += 9
+        elif tag == 0x10:  # field 2, step: a varint
+            step, shift, i = 0, 0, i + 1
+            while i < len(start):
+                byte = start[i]
+                step |= (byte & 0x7F) << shift
+                shift, i = shift + 7, i + 1
+                if not byte & 0x80:
+                    break
+            if step >= 1 << 63:  # a negative int64
+                step -= 1 << 64
+        else:
+            return step if tag == 0x2A else None  # field 5, summary
+    return None
 
 
 def check_writable(logdir):

@@ -2042,8 +2042,10 @@ def test_a_loop_of_one_epoch_fits_logs_each_epoch_once(tmp_path):
     """`for e in range(n): fit(initial_epoch=e, epochs=e + 1, callbacks=[view])` hands each fit the
     model the last fit logged at its end. Each fit used to log that state again at its start, with
     the configuration and the probes: two probe passes per epoch, and every step written twice. Now
-    each step is written once, and the configuration once; a fit that starts from changed weights,
-    or at another epoch than the last one ended at, still logs its start."""
+    each step is written once, and the configuration once; a fit at another epoch than the last one
+    ended at still logs its start. A fit that starts from changed weights at a step the log holds
+    does not write that step again (TensorBoard's two loaders would each keep another of the two),
+    and says so."""
     rng = np.random.default_rng(0)
     x, y = rng.random((32, 6), dtype=np.float32), rng.integers(0, 3, 32)
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu", name="hidden"),
@@ -2058,9 +2060,13 @@ def test_a_loop_of_one_epoch_fits_logs_each_epoch_once(tmp_path):
     assert steps == [0, 1, 2, 3], written
     assert [step for step, tags in written if "layerview/run/config" in tags] == [0]
 
-    # Changed weights between fits: the new start is logged (its step written again, as it changed).
+    # Changed weights between fits: step 3 is held, so the new start is not written, and a warning says so.
     model.get_layer("hidden").set_weights([w + 1.0 for w in model.get_layer("hidden").get_weights()])
-    model.fit(x, y, initial_epoch=3, epochs=4, verbose=0, callbacks=[view])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, initial_epoch=3, epochs=4, verbose=0, callbacks=[view])
+    [held] = [str(w.message) for w in caught if issubclass(w.category, LayerViewWarning)]
+    assert "the weights changed after step 3 was logged" in held and "already holds step 3" in held, held
     # A fit at another epoch than the last one ended at, from the same weights: its start is logged.
     model.fit(x, y, initial_epoch=10, epochs=11, verbose=0, callbacks=[view])
 
@@ -2074,7 +2080,73 @@ def test_a_loop_of_one_epoch_fits_logs_each_epoch_once(tmp_path):
     # Weights changed after the last logged step, by a callback whose end ran before LayerView's.
     model.fit(x, y, initial_epoch=12, epochs=13, verbose=0, callbacks=[view])
     steps = [step for step, tags in _steps_written(log_dir) if any(t.startswith("layerview/activations/") for t in tags)]
-    assert steps == [0, 1, 2, 3, 3, 4, 10, 11, 12, 12, 13], steps
+    assert steps == [0, 1, 2, 3, 4, 10, 11, 12, 13], steps
+
+
+def _resumable_model():
+    model = keras.Sequential([keras.Input((6,), name="features"),
+                              keras.layers.Dense(5, activation="relu", name="hidden"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
+def test_a_fit_resumed_by_backup_and_restore_logs_the_restored_state_and_no_step_twice(tmp_path):
+    """A fit killed after epoch 3, rerun with BackupAndRestore listed after LayerView: Keras restores the
+    epoch-3 weights and starts at epoch 3 in BackupAndRestore's on_train_begin, which runs after LayerView's.
+    LayerView used to capture the state before training in its own on_train_begin, and logged the
+    rerun's fresh weights as step 3. Now step 3 holds the restored state, and every step is written once."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 6), dtype=np.float32), rng.integers(0, 3, 32)
+    log_dir, backup = str(tmp_path / "run"), str(tmp_path / "backup")
+    kept = {}
+
+    class Killed(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 2:
+                kept["weights"] = self.model.get_layer("hidden").get_weights()
+                raise RuntimeError("killed")
+
+    def run(*extra):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _resumable_model().fit(x, y, epochs=6, verbose=0, callbacks=[
+                LayerView(log_dir, probe=(x[:4], y[:4]), every_n_epochs=2, budget=None),
+                keras.callbacks.BackupAndRestore(backup), *extra])
+        return [str(w.message) for w in caught if issubclass(w.category, LayerViewWarning)]
+
+    with pytest.raises(RuntimeError, match="killed"):
+        run(Killed())
+    assert run() == []
+    steps = [step for step, tags in _steps_written(log_dir) if "layerview/run/stats" in tags]
+    assert steps == [0, 2, 3, 4, 6], steps
+    series, name = only_run(tmp_path / "run")
+    w, b = kept["weights"]
+    expected = np.maximum(x[:4] @ w + b, 0).mean(axis=0)
+    np.testing.assert_allclose(_stats_by_path(series, name, 3)["hidden"]["mean"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_fit_resumed_at_a_step_the_log_holds_writes_no_step_twice_and_both_loaders_agree(tmp_path):
+    """Training saved after 3 epochs and continued in a new process with initial_epoch=3 and a new
+    LayerView: step 3 is already in the log. It used to be written again, and TensorBoard's Python
+    loader kept the first of the two while the Rust one kept the second. Now no step is written twice,
+    the configuration of the resumed fit goes with its first new step, and nothing warns."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 6), dtype=np.float32), rng.integers(0, 3, 32)
+    log_dir = str(tmp_path / "run")
+    model = _resumable_model()
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[LayerView(log_dir, probe=(x[:4], y[:4]), budget=None)])
+    weights = model.get_weights()
+    again = _resumable_model()
+    again.set_weights(weights)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again.fit(x, y, initial_epoch=3, epochs=5, verbose=0,
+                  callbacks=[LayerView(log_dir, probe=(x[:4], y[:4]), budget=None)])
+    assert [str(w.message) for w in caught if issubclass(w.category, LayerViewWarning)] == []
+    written = _steps_written(log_dir)
+    assert [step for step, tags in written if "layerview/run/stats" in tags] == [0, 1, 2, 3, 4, 5]
+    assert [step for step, tags in written if "layerview/run/config" in tags] == [0, 4]
 
 
 def test_a_second_fit_from_epoch_0_into_the_same_log_dir_warns_and_one_that_continues_does_not(tmp_path):

@@ -248,3 +248,46 @@ def test_records_of_another_form_get_a_4xx_with_a_message_under_both_loaders(tmp
     finally:
         for proc, _ in servers:
             stop(proc)
+
+
+def test_a_fit_resumed_from_a_checkpoint_reads_the_same_under_both_loaders(tmp_path):
+    """Three epochs, then a new model with the saved weights and a new LayerView continuing from epoch 3
+    into the same log_dir, as after a restart. The resumed fit used to write step 3 a second time:
+    the Python loader served the first fit's step 3 and the Rust one the second's (other wall times,
+    other statistics). Both now serve the same steps, wall times and records."""
+    import keras
+    import numpy as np
+
+    from tb_layerview import LayerView
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 6), dtype=np.float32), rng.integers(0, 3, 32)
+
+    def model():
+        m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="relu", name="hidden"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+        m.compile("adam", "sparse_categorical_crossentropy")
+        return m
+
+    log_dir = str(tmp_path / "resumed")
+    first = model()
+    first.fit(x, y, epochs=3, verbose=0, callbacks=[LayerView(log_dir, probe=(x[:4], y[:4]), budget=None)])
+    again = model()
+    again.set_weights(first.get_weights())
+    again.fit(x, y, initial_epoch=3, epochs=5, verbose=0,
+              callbacks=[LayerView(log_dir, probe=(x[:4], y[:4]), budget=None)])
+    servers = [start_tensorboard(str(tmp_path), "--load_fast=%s" % lf) for lf in ("true", "false")]
+    try:
+        for _, url in servers:
+            wait_for(lambda: [len(r["steps"]) for r in json.loads(http_get(url + PLUGIN + "runs")[2])["runs"]]
+                     == [6], timeout=120)
+        paths = ["runs", "config?run=resumed", "steps?run=resumed&layer=hidden&kind=activations"]
+        paths += ["%s?run=resumed&step=%d" % (route, step) for route in ("stats", "plan", "predictions")
+                  for step in (2, 3, 4)]
+        answers = [[http_get(url + PLUGIN + p)[::2] for p in paths] for _, url in servers]
+        for path, (s1, b1), (s2, b2) in zip(paths, *answers):
+            assert s1 == 200 and s2 == 200, (path, s1, s2)
+            assert json.loads(b1) == json.loads(b2), path
+    finally:
+        for proc, _ in servers:
+            stop(proc)

@@ -153,3 +153,35 @@ def test_records_carry_the_checksums_tensorboards_own_reader_checks(tmp_path):
         records(w.path)
     with pytest.raises(ValueError, match="is closed; got an event at step 4"):
         w.write("x", [b"1"], 4, None)
+
+
+def test_logged_steps_reads_each_events_step_from_its_first_bytes(tmp_path):
+    """The steps holding summaries, from the records' framing and the events' first bytes: step 0 (which
+    protobuf leaves unwritten), multi-byte steps, TensorFlow's files as well as EventWriter's; the file
+    version event is no step; a record cut short ends its file's scan; an unreadable file gives None.
+    The second file opened in the same second sorts after the first, as TensorBoard reads them."""
+    import tensorflow as tf
+
+    run = tmp_path / "run"
+    files = []
+    for steps in ((0, 5), (300, 70000, 2 ** 40)):
+        w = writer.EventWriter(str(run))
+        with writer.writing_to(w):
+            for step in steps:
+                summary.predictions(np.ones((2, 3)), step=step)
+        w.close()
+        files.append(w.path)
+    assert sorted(files) == files and writer.layerview_files(str(run)) == [f.split("/")[-1] for f in files]
+    names = writer.layerview_files(str(run))
+    assert writer.logged_steps(str(run), names) == {0, 5, 300, 70000, 2 ** 40}
+    with open(files[1], "r+b") as f:  # the last record loses its end, as when a run is killed mid-write
+        f.truncate(f.seek(0, 2) - 3)
+    assert writer.logged_steps(str(run), names) == {0, 5, 300, 70000}
+    tf_dir = tmp_path / "tf"
+    tf_writer = tf.summary.create_file_writer(str(tf_dir))
+    with tf_writer.as_default():
+        summary.predictions(np.ones((2, 3)), step=7)
+    tf_writer.close()
+    tf_files = [n for n in tf.io.gfile.listdir(str(tf_dir))]
+    assert writer.logged_steps(str(tf_dir), tf_files) == {7}
+    assert writer.logged_steps(str(run), ["missing"]) is None
