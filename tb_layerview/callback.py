@@ -268,6 +268,7 @@ class LayerView(keras.callbacks.Callback):
         self._logged = None  # (model, step, _fingerprint() when it was logged) of the last step logged
         self._held_steps = set()  # steps the log held at train begin; None when they could not be read
         self._first_marks = None  # _fingerprint() when the first pass ran
+        self._own_steps = {}  # name of each event file this instance closed -> the steps it holds
         self._described = None  # the model whose configuration and probes this instance has written
         self._probe_pass = None
         self._states = []  # stateful layers' state variables (capture.layer_states)
@@ -297,8 +298,12 @@ class LayerView(keras.callbacks.Callback):
         self._earlier_files = writer_lib.layerview_files(self.log_dir)
         # Steps an earlier fit (or this instance's last one) wrote here: a fit
         # that resumes from a checkpoint starts at a step the log holds.
-        self._held_steps = (writer_lib.logged_steps(self.log_dir, self._earlier_files)
-                            if self._earlier_files else set())
+        # Only files of other writers are read: a long loop of fits over a
+        # remote directory would otherwise open every file of its own again.
+        others = [n for n in self._earlier_files if n not in self._own_steps]
+        self._held_steps = writer_lib.logged_steps(self.log_dir, others) if others else set()
+        if self._held_steps is not None:
+            self._held_steps = self._held_steps.union(*self._own_steps.values())
         try:
             self._prepare()  # raises a clear error if the probe or the layer patterns do not fit
         except distributed.SplitAcrossProcesses as err:
@@ -507,6 +512,7 @@ class LayerView(keras.callbacks.Callback):
             self._worker.stop()
             self._worker = None
         if self._writer is not None:
+            self._own_steps[os.path.basename(self._writer.path)] = set(self._writer.steps)
             try:
                 self._writer.flush()
                 self._writer.close()

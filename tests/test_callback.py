@@ -2038,7 +2038,7 @@ def _steps_written(log_dir):
             for e in event_file_loader.EventFileLoader(os.path.join(log_dir, f)).Load() if e.HasField("summary")]
 
 
-def test_a_loop_of_one_epoch_fits_logs_each_epoch_once(tmp_path):
+def test_a_loop_of_one_epoch_fits_logs_each_epoch_once(tmp_path, monkeypatch):
     """`for e in range(n): fit(initial_epoch=e, epochs=e + 1, callbacks=[view])` hands each fit the
     model the last fit logged at its end. Each fit used to log that state again at its start, with
     the configuration and the probes: two probe passes per epoch, and every step written twice. Now
@@ -2053,6 +2053,10 @@ def test_a_loop_of_one_epoch_fits_logs_each_epoch_once(tmp_path):
     model.compile("adam", "sparse_categorical_crossentropy")
     log_dir = str(tmp_path / "loop")
     view = LayerView(log_dir, probe=(x[:4], y[:4]), budget=None)
+    from tb_layerview import writer as writer_lib
+
+    scanned, scan = [], writer_lib.logged_steps
+    monkeypatch.setattr(writer_lib, "logged_steps", lambda d, names: scanned.extend(names) or scan(d, names))
     for e in range(3):
         model.fit(x, y, initial_epoch=e, epochs=e + 1, verbose=0, callbacks=[view])
     written = _steps_written(log_dir)
@@ -2081,6 +2085,7 @@ def test_a_loop_of_one_epoch_fits_logs_each_epoch_once(tmp_path):
     model.fit(x, y, initial_epoch=12, epochs=13, verbose=0, callbacks=[view])
     steps = [step for step, tags in _steps_written(log_dir) if any(t.startswith("layerview/activations/") for t in tags)]
     assert steps == [0, 1, 2, 3, 4, 10, 11, 12, 13], steps
+    assert scanned == []  # the loop's own files are known, not read again at each fit
 
 
 def _resumable_model():
