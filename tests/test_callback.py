@@ -888,15 +888,21 @@ def test_custom_training_loop_with_log_and_summary_ops(tmp_path):
 
 
 def test_any_gfile_path_works_as_log_dir():
-    """log_dir may be any tf.io.gfile path; here TensorFlow's in-memory ram:// file system."""
+    """log_dir may be any tf.io.gfile path; here TensorFlow's in-memory ram:// file system. A second
+    LayerView continuing the run there reads the steps the first one wrote, and writes none twice."""
+    from tb_layerview import writer
+
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="d")])
     x = np.ones((8, 2), np.float32)
     model.compile("sgd", "mse")
-    model.fit(x, np.zeros((8, 1)), epochs=1, verbose=0,
-              callbacks=[LayerView("ram://lv_test/run", probe=x[:1], budget=None)])
+    for start in (0, 1):
+        model.fit(x, np.zeros((8, 1)), initial_epoch=start, epochs=start + 1, verbose=0,
+                  callbacks=[LayerView("ram://lv_test/run", probe=x[:1], budget=None)])
     files = tf.io.gfile.listdir("ram://lv_test/run")
     assert any(f.startswith("events.out.tfevents") for f in files)
     assert not any(f.startswith(".tb_layerview") for f in files)
+    names = writer.layerview_files("ram://lv_test/run")
+    assert [writer.logged_steps("ram://lv_test/run", [n]) for n in names] == [{0, 1}, {2}]
 
 
 def test_format_document_names_every_key_and_tag_the_writer_uses(tmp_path):
