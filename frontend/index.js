@@ -10,7 +10,8 @@ import {startLive} from './live.js';
 import {Model} from './model.js';
 import {COLORMAPS, NORMS, tileStats} from './normalise.js';
 import {
-  DIFFS, VIEWS, ZOOMS, alignLayers, assignColours, epochSpan, decodeState, encodeState, filterLayers, layerRows, moveStep, snapStep,
+  DIFFS, VIEWS, ZOOMS, alignLayers, assignColours, epochSpan, decodeState, encodeState, filterLayers, filterRuns, layerRows,
+  moveStep, snapStep,
   unionSteps,
 } from './state.js';
 import {UrlState} from './url.js';
@@ -28,6 +29,7 @@ class Panel {
     this.runs = []; // from GET /runs
     this.colours = new Map(); // run -> colour, kept while the page lives
     this.layerFilter = '';
+    this.runFilter = '';
     this.model = new Model(); // every cache of plugin data
     this.expandedGroups = new Set(); // blocks of a long layer list the user opened
     this.playing = null;
@@ -44,6 +46,14 @@ class Panel {
     const s = this.state;
     const option = (v, label, cur) => el('option', {value: String(v), selected: String(v) === String(cur), text: label});
     this.runList = el('ul', {class: 'runs', 'aria-label': 'Runs'});
+    this.runFilterBox = el('input', {
+      type: 'search', class: 'run-filter', placeholder: 'Filter runs (text or regex)', 'aria-label': 'Filter runs',
+      oninput: () => {
+        this.runFilter = this.runFilterBox.value;
+        this.renderRuns();
+      },
+    });
+    this.runCount = el('div', {class: 'run-count'});
     this.filterBox = el('input', {
       type: 'search', class: 'layer-filter', placeholder: 'Filter layers', 'aria-label': 'Filter layers',
       oninput: () => {
@@ -99,7 +109,7 @@ class Panel {
         el('label', {title: 'Activations and filters as the signed change from another epoch or run'}, 'Show ', this.diffSelect),
         el('label', {title: 'Overlay where the model looks (Grad-CAM or saliency) on each probe'}, this.attrBox, ' attribution')));
     const sidebar = el('nav', {class: 'sidebar'},
-      el('h3', {text: 'Runs'}), this.runList,
+      el('h3', {text: 'Runs'}), this.runFilterBox, this.runCount, this.runList,
       el('h3', {text: 'Layers'}), this.filterBox, this.layerList);
     this.root.replaceChildren(el('div', {class: 'layerview'}, sidebar,
       el('section', {class: 'content'}, toolbar, this.message, this.main)), this.tooltip, this.modal);
@@ -203,7 +213,12 @@ class Panel {
   }
 
   renderRuns() {
-    const items = this.runs.map((r) => {
+    // The filter only shortens the list: runs it hides stay shown if selected.
+    const listed = filterRuns(this.runs, this.runFilter);
+    const hidden = this.state.runs.filter((n) => !listed.some((r) => r.run === n)).length;
+    this.runCount.textContent = listed.length === this.runs.length ? ''
+      : `${listed.length} of ${this.runs.length} runs` + (hidden ? `; ${hidden} selected run${hidden > 1 ? 's' : ''} not listed` : '');
+    const items = listed.map((r) => {
       const box = el('input', {type: 'checkbox', checked: this.state.runs.includes(r.run),
         onchange: () => {
           const sel = this.state.runs.filter((n) => n !== r.run);

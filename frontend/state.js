@@ -168,11 +168,35 @@ export function alignLayers(runs) {
   return order.map((p) => byPath.get(p));
 }
 
-/** Layers whose path or class contains `filter` (case-insensitive). */
+/**
+ * The test a filter box applies, case-insensitive: text matches when it holds
+ * what was typed, or when what was typed is a regular expression that finds
+ * something in it (TensorBoard's run filter takes one: `^resnet|vgg`).
+ * Blank matches everything.
+ */
+export function textMatcher(filter) {
+  const f = (filter || '').trim();
+  if (!f) return () => true;
+  let re = null;
+  try {
+    re = new RegExp(f, 'i');
+  } catch (err) {
+    re = null; // not a regular expression (`conv(`): the plain text is looked for
+  }
+  const lower = f.toLowerCase();
+  return (text) => String(text).toLowerCase().includes(lower) || (re !== null && re.test(String(text)));
+}
+
+/** Layers whose path or class matches `filter` (see {@link textMatcher}). */
 export function filterLayers(layers, filter) {
-  const f = (filter || '').trim().toLowerCase();
-  if (!f) return layers;
-  return layers.filter((l) => l.path.toLowerCase().includes(f) || (l.cls || '').toLowerCase().includes(f));
+  const match = textMatcher(filter);
+  return layers.filter((l) => match(l.path) || match(l.cls || ''));
+}
+
+/** Runs whose name matches `filter` (see {@link textMatcher}). */
+export function filterRuns(runs, filter) {
+  const match = textMatcher(filter);
+  return runs.filter((r) => match(r.run));
 }
 
 const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7',

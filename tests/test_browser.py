@@ -174,13 +174,27 @@ def test_moving_the_epoch_changes_the_pixels(browser, tensorboard_url):
 
 
 def test_two_runs_side_by_side_with_a_placeholder_for_a_missing_layer(browser, tensorboard_url):
-    """Two selected runs show as two columns at the same epoch; a missing layer shows a placeholder."""
+    """Two selected runs show as two columns at the same epoch; a missing layer shows a placeholder.
+    The run filter (text or regex) shortens the run list, says how many selected runs it hides, and
+    leaves the columns as they are."""
     p = Page(browser, tab_url(tensorboard_url, "run=cnn&run=mlp&layer=conv1&step=2"))
     p.wait("() => document.querySelectorAll('.column').length === 2")
     cols = p.eval("() => [...document.querySelectorAll('.column')].map(c => [c.dataset.run, c.getBoundingClientRect().x])")
     assert [c[0] for c in cols] == ["cnn", "mlp"] and cols[0][1] < cols[1][1]
     placeholder = p.eval("() => document.querySelector('.column[data-run=\"mlp\"] .placeholder').textContent")
     assert "not in this run" in placeholder
+    listed = "() => [...document.querySelectorAll('li.run .run-name')].map(e => e.textContent)"
+    every = p.eval(listed)
+    assert {"cnn", "mlp"} <= set(every) and len(every) >= 3, every
+    p.frame.fill("input.run-filter", "^M")
+    assert p.eval(listed) == ["mlp"]
+    count = p.eval("() => document.querySelector('.run-count').textContent")
+    assert count == "1 of %d runs; 1 selected run not listed" % len(every), count
+    assert p.eval("() => document.querySelectorAll('.column').length") == 2
+    p.frame.fill("input.run-filter", "mlp|CNN")
+    assert p.eval(listed) == ["cnn", "mlp"]
+    p.frame.fill("input.run-filter", "")
+    assert p.eval(listed) == every and p.eval("() => document.querySelector('.run-count').textContent") == ""
     p.eval("() => window.layerView.set({layer: 'predictions'})")
     p.shot("side_by_side")
     assert p.errors == []

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
 import {
-  attributionFor, classViewWhy, configLayerOf, epochSpan, inputsText, undrawnInput, alignLayers, decodeState, defaultState, encodeState, filterLayers, gridSteps, hashParam, layerRows, moveStep, assignColours,
+  attributionFor, classViewWhy, configLayerOf, epochSpan, inputsText, undrawnInput, alignLayers, decodeState, defaultState, encodeState, filterLayers, filterRuns, textMatcher, gridSteps, hashParam, layerRows, moveStep, assignColours,
   blockKey, blockKeys, hasDefaultName, kerasDefaultName, costLine, diffReference, firstProblem, formatSize, problemCell, unitLines, nearestShown, ownHashState, planReason, probeSummary, sameLayout, shownInput, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
@@ -57,6 +57,22 @@ test('alignLayers keeps the first run order, adds layers of other runs, records 
   assert.equal(layers[1].name, 'd');
   assert.deepEqual(filterLayers(layers, 'DENSE').map((l) => l.path), ['enc/d', 'head']);
   assert.deepEqual(filterLayers(layers, ' ').length, 3);
+  assert.deepEqual(filterLayers(layers, '^(conv|head)').map((l) => l.path), ['conv1', 'head']);
+});
+
+test('filter boxes take plain text or a regular expression, case-insensitive', () => {
+  const runs = ['resnet50/lr=0.1', 'resnet50/lr=0.01', 'vgg16 (b)', 'mobilenet'].map((run) => ({run}));
+  const names = (f) => filterRuns(runs, f).map((r) => r.run);
+  assert.deepEqual(names(''), ['resnet50/lr=0.1', 'resnet50/lr=0.01', 'vgg16 (b)', 'mobilenet']);
+  assert.deepEqual(names('RESNET'), ['resnet50/lr=0.1', 'resnet50/lr=0.01']);
+  assert.deepEqual(names('^vgg|mobile'), ['vgg16 (b)', 'mobilenet']);
+  assert.deepEqual(names('0\\.01$'), ['resnet50/lr=0.01']);
+  assert.deepEqual(names('lr=0.1'), ['resnet50/lr=0.1']);
+  assert.deepEqual(names('(b)'), ['vgg16 (b)', 'mobilenet']);  // the text, or as a regex any 'b'
+  assert.deepEqual(names('16 ('), ['vgg16 (b)']);  // not a regex: the text
+  assert.deepEqual(names('nothing'), []);
+  assert.equal(textMatcher('a.c')('abc'), true);
+  assert.equal(textMatcher('a.c')('ABD'), false);
 });
 
 test('hashParam and withHashParam keep the host hash items', () => {
