@@ -344,7 +344,7 @@ class LayerView(keras.callbacks.Callback):
         # a loop) starts from the state that step shows.
         held_now = epoch in (held or ()) or (self._logged is not None and self._logged[1] == epoch)
         if held_now and self._logged is not None and self._logged[0] is model and self._logged[1] == epoch \
-                and marks != self._logged[2]:
+                and None not in (marks, self._logged[2]) and marks != self._logged[2]:
             self._warn("held_start", "the weights changed after step %d was logged, and a fit starts from them"
                        " at epoch %d; the log already holds step %d, so the state this fit starts from is"
                        " shown from its first logged epoch on" % (epoch, epoch, epoch))
