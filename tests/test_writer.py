@@ -185,3 +185,18 @@ def test_logged_steps_reads_each_events_step_from_its_first_bytes(tmp_path):
     tf_files = [n for n in tf.io.gfile.listdir(str(tf_dir))]
     assert writer.logged_steps(str(tf_dir), tf_files) == {7}
     assert writer.logged_steps(str(run), ["missing"]) is None
+
+
+def test_files_opened_within_a_second_sort_in_the_order_they_were_opened(tmp_path, monkeypatch):
+    """TensorBoard reads a run's files in name order, and its Python loader never goes back to a name
+    before the file it reads. The tenth and eleventh files a process opens in one second used to be
+    named ...9.layerview and ...10.layerview, which sort the other way round."""
+    import itertools
+
+    monkeypatch.setattr(writer, "_FILE_NUMBERS", itertools.count(9))
+    opened = []
+    for _ in range(2):
+        w = writer.EventWriter(str(tmp_path))
+        w.close()
+        opened.append(w.path)
+    assert sorted(opened) == opened, opened
