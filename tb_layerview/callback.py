@@ -295,15 +295,7 @@ class LayerView(keras.callbacks.Callback):
         if not self._writes:
             return
         self._check_log_dir()
-        self._earlier_files = writer_lib.layerview_files(self.log_dir)
-        # Steps an earlier fit (or this instance's last one) wrote here: a fit
-        # that resumes from a checkpoint starts at a step the log holds.
-        # Only files of other writers are read: a long loop of fits over a
-        # remote directory would otherwise open every file of its own again.
-        others = [n for n in self._earlier_files if n not in self._own_steps]
-        self._held_steps = writer_lib.logged_steps(self.log_dir, others) if others else set()
-        if self._held_steps is not None:
-            self._held_steps = self._held_steps.union(*self._own_steps.values())
+        self._read_held_steps()
         try:
             self._prepare()  # raises a clear error if the probe or the layer patterns do not fit
         except distributed.SplitAcrossProcesses as err:
@@ -316,6 +308,16 @@ class LayerView(keras.callbacks.Callback):
         self._first_marks = self._fingerprint() if self._first_result is not None else None
         self._started = False
         self._hook_seconds += time.perf_counter() - t0
+
+    def _read_held_steps(self):
+        """Lists the earlier event files in log_dir and the steps they hold:
+        a fit that resumes from a checkpoint starts at a step the log holds."""
+        self._earlier_files = writer_lib.layerview_files(self.log_dir)
+        # Only files of other writers are read: a long loop of fits over a
+        # remote directory would otherwise open every file of its own again.
+        others = [n for n in self._earlier_files if n not in self._own_steps]
+        held = writer_lib.logged_steps(self.log_dir, others) if others else set()
+        self._held_steps = None if held is None else held.union(*self._own_steps.values())
 
     def on_epoch_begin(self, epoch, logs=None):
         t0 = time.perf_counter()
@@ -408,7 +410,10 @@ class LayerView(keras.callbacks.Callback):
 
         Call ``set_model(model)`` once first (or pass ``model=``). The run information (model
         configuration, probes) is written on the first call. Without epochs to
-        time, only the byte bound of the budget applies.
+        time, only the byte bound of the budget applies. A step the log
+        directory already holds (from this instance or an earlier run) is not
+        written again, with a warning: TensorBoard's two loaders would each
+        keep another of the two.
 
         Args:
           step: the step (epoch) to log at.
@@ -438,7 +443,12 @@ class LayerView(keras.callbacks.Callback):
         first = self._prepared_for is not self._watched
         if first:
             self._check_log_dir()
+            self._read_held_steps()
             self._prepare()
+        if self._holds(int(step)):
+            self._warn("held:%d" % int(step), "log_dir %r already holds step %d, so it is not written again:"
+                       " TensorBoard's two loaders would each keep another of the two" % (self.log_dir, int(step)))
+            return
         snap = self._take_step(step, False)
         if self._described is not self._prepared_for:
             self._write_run_info(step, self._run_info())
@@ -446,6 +456,11 @@ class LayerView(keras.callbacks.Callback):
         self._write_step(snap)
         self._logged = (self._prepared_for, step, marks)
         self.flush()
+
+    def _holds(self, step):
+        """Whether log_dir holds ``step``: in an earlier writer's file, or in one of this instance's."""
+        return (step in (self._held_steps or ()) or any(step in steps for steps in self._own_steps.values())
+                or (self._writer is not None and step in self._writer.steps))
 
     def _assign_state(self, state):
         """Assigns a stateless loop's ``(trainable, non_trainable)`` values to the watched model's variables."""

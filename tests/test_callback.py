@@ -866,16 +866,33 @@ def test_a_stateless_loop_logs_the_weights_it_passes_and_is_warned_when_it_passe
 
 
 def test_custom_training_loop_with_log_and_summary_ops(tmp_path):
-    """LayerView.log and tb_layerview.summary write the same series without model.fit."""
+    """LayerView.log and tb_layerview.summary write the same series without model.fit. A step the log
+    directory already holds (logged twice by one loop, or by an earlier one) is not written again, and
+    a warning says so: TensorBoard's two loaders would each keep another of the two."""
     import tb_layerview
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])
     lv = LayerView(str(tmp_path / "loop"), probe=np.ones((2, 3), np.float32), budget=None)
     lv.set_model(model)
-    for step in range(3):
-        model.get_layer("d").kernel.assign(np.full((3, 2), float(step), np.float32))  # a step of training
-        lv.log(step)
-    lv.close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(3):
+            model.get_layer("d").kernel.assign(np.full((3, 2), float(step), np.float32))  # a step of training
+            lv.log(step)
+        lv.log(2)
+        lv.close()
+        lv.log(1)
+        again = LayerView(str(tmp_path / "loop"), probe=np.ones((2, 3), np.float32), budget=None)
+        again.set_model(model)
+        again.log(2)
+        model.get_layer("d").kernel.assign(np.full((3, 2), 3.0, np.float32))
+        again.log(3)
+        again.close()
+    said = [str(w.message) for w in caught if issubclass(w.category, LayerViewWarning)]
+    assert len(said) == 3 and all("already holds step" in m for m in said), said
+    assert [m.split("holds step ")[1].split(",")[0] for m in said] == ["2", "1", "2"]
+    assert [step for step, tags in _steps_written(str(tmp_path / "loop")) if "layerview/run/stats" in tags] \
+        == [0, 1, 2, 3]
     writer = tf.summary.create_file_writer(str(tmp_path / "ops"))
     with writer.as_default():
         assert tb_layerview.summary.activations("feat", np.ones((2, 4, 4, 3)), step=7, layer_class="Custom")
@@ -883,7 +900,7 @@ def test_custom_training_loop_with_log_and_summary_ops(tmp_path):
     writer.close()
     assert tb_layerview.summary.activations("x", np.ones((1, 3)), step=0) is False  # no default writer
     series = read_series(str(tmp_path))
-    assert sorted(layer_series(series, "loop")[(ACT, "d")]) == [0, 1, 2]
+    assert sorted(layer_series(series, "loop")[(ACT, "d")]) == [0, 1, 2, 3]
     assert {k: sorted(v) for k, v in layer_series(series, "ops").items()} == {(ACT, "feat"): [7], (FIL, "feat"): [7]}
 
 
