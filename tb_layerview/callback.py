@@ -344,7 +344,7 @@ class LayerView(keras.callbacks.Callback):
         # events of a step written twice. A fit that starts where the log
         # already has a step (resumed from a checkpoint, or the next fit of
         # a loop) starts from the state that step shows.
-        held_now = epoch in (held or ()) or (self._logged is not None and self._logged[1] == epoch)
+        held_now = self._holds(epoch) or (self._logged is not None and self._logged[1] == epoch)
         if held_now and self._logged is not None and self._logged[0] is model and self._logged[1] == epoch \
                 and None not in (marks, self._logged[2]) and marks != self._logged[2]:
             self._warn("held_start", "the weights changed after step %d was logged, and a fit starts from them"
