@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 import warnings
+import weakref
 
 import numpy as np
 import keras
@@ -36,6 +37,11 @@ from tb_layerview.plan import Budget
 from tb_layerview.probe import MAX_PROBES, Probe
 
 __all__ = ["LayerView", "LayerViewWarning", "Budget", "MAX_PROBES"]
+
+#: log_dir -> the LayerViews of this process writing it (weakly held): two
+#: writing one directory at once put the same steps in two files.
+_WRITING = {}
+_WRITING_LOCK = threading.Lock()
 
 #: Tracing and optimising the compiled probe pass costs about this many eager
 #: passes (8 probes on TensorFlow, statistics on the host: seed CNN 0.047 s
@@ -269,6 +275,7 @@ class LayerView(keras.callbacks.Callback):
         self._held_steps = set()  # steps the log held at train begin; None when they could not be read
         self._first_marks = None  # _fingerprint() when the first pass ran
         self._own_steps = {}  # name of each event file this instance closed -> the steps it holds
+        self._steps_noted = set()  # the steps this instance wrote to log_dir since it last closed it
         self._described = None  # the model whose configuration and probes this instance has written
         self._probe_pass = None
         self._states = []  # stateful layers' state variables (capture.layer_states)
@@ -308,6 +315,28 @@ class LayerView(keras.callbacks.Callback):
         self._first_marks = self._fingerprint() if self._first_result is not None else None
         self._started = False
         self._hook_seconds += time.perf_counter() - t0
+
+    def _note_step(self, step):
+        """Records that this instance writes ``step`` to log_dir; warns when
+        another LayerView of this process still writing there (two in one fit,
+        one per part of a model) has written the same step."""
+        key = self.log_dir.rstrip("/") if "://" in self.log_dir else os.path.abspath(self.log_dir)
+        with _WRITING_LOCK:
+            group = _WRITING.setdefault(key, weakref.WeakSet())
+            clash = any(step in other._steps_noted for other in list(group) if other is not self)
+            group.add(self)
+            self._steps_noted.add(step)
+        if clash:
+            self._warn("shared_log_dir", "another LayerView of this process has written step %d to log_dir %r too;"
+                       " TensorBoard's two loaders keep different ones of a step written twice. Give each LayerView"
+                       " its own log_dir (for instance logs/run1/encoder and logs/run1/decoder)" % (step, self.log_dir))
+
+    def _leave_log_dir(self):
+        """This instance has finished writing log_dir (its fit ended)."""
+        with _WRITING_LOCK:
+            for group in _WRITING.values():
+                group.discard(self)
+        self._steps_noted = set()
 
     def _read_held_steps(self):
         """Lists the earlier event files in log_dir and the steps they hold:
@@ -358,6 +387,7 @@ class LayerView(keras.callbacks.Callback):
             self._describe(epoch)
         if snap is not None:
             snap.step = snap.plan.step = epoch
+            self._note_step(epoch)
             self._submit(self._write_step, snap)
             self._logged = (model, epoch, marks)
         self._epoch_began = time.perf_counter()
@@ -386,6 +416,7 @@ class LayerView(keras.callbacks.Callback):
             # the best weights) may change the weights before the next fit.
             self._logged = (self._prepared_for, step, self._fingerprint())
             snap.hook_seconds = time.perf_counter() - t0
+            self._note_step(step)
             self._submit(self._write_step, snap)
         self._hook_seconds += time.perf_counter() - t0
 
@@ -450,6 +481,7 @@ class LayerView(keras.callbacks.Callback):
                        " TensorBoard's two loaders would each keep another of the two" % (self.log_dir, int(step)))
             return
         snap = self._take_step(step, False)
+        self._note_step(int(step))
         if self._described is not self._prepared_for:
             self._write_run_info(step, self._run_info())
             self._described = self._prepared_for
@@ -523,6 +555,7 @@ class LayerView(keras.callbacks.Callback):
 
         A later log opens a new event file.
         """
+        self._leave_log_dir()
         if self._worker is not None:
             self._worker.stop()
             self._worker = None

@@ -2177,6 +2177,31 @@ def test_a_fit_resumed_at_a_step_the_log_holds_writes_no_step_twice_and_both_loa
     assert [step for step, tags in written if "layerview/run/config" in tags] == [0, 4]
 
 
+def test_two_layerviews_writing_one_log_dir_at_once_warn_and_apart_they_do_not(tmp_path):
+    """Two LayerViews in one fit with the same log_dir (one for the whole model, one for a part of it)
+    both write every step there, and TensorBoard's loaders keep different ones: the second warns, naming
+    the step and the directory. Two with their own directories, one after the other has finished, and a
+    fit resuming one that crashed (test_a_fit_resumed_by_backup_and_restore...) do not."""
+    x = np.random.default_rng(0).random((16, 4)).astype("float32")
+    encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="code")], name="encoder")
+    model = keras.Sequential([encoder, keras.layers.Dense(2, name="out")])
+    model.compile("sgd", "mse")
+
+    def run(*dirs):
+        views = [LayerView(str(tmp_path / d), probe=x[:2], class_views=False, budget=None, **kw)
+                 for d, kw in zip(dirs, ({}, {"model": encoder}))]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(x, np.zeros((16, 2)), epochs=1, verbose=0, callbacks=views)
+        return [str(w.message) for w in caught if issubclass(w.category, LayerViewWarning)]
+
+    [message] = run("same", "same")
+    assert "another LayerView of this process has written step 0 to log_dir %r too" % str(tmp_path / "same") \
+        in message, message
+    assert run("whole", "part") == []
+    assert run("after") == [] and run("after_too") == []
+
+
 def test_a_second_fit_from_epoch_0_into_the_same_log_dir_warns_and_one_that_continues_does_not(tmp_path):
     """Rerunning a fit into the same log_dir writes epochs 0.. again beside the earlier ones (TensorBoard's
     two loaders then keep different ones): it warns, naming the directory and the earlier file. A fit that
