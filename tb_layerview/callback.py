@@ -334,8 +334,10 @@ class LayerView(keras.callbacks.Callback):
     def _leave_log_dir(self):
         """This instance has finished writing log_dir (its fit ended)."""
         with _WRITING_LOCK:
-            for group in _WRITING.values():
+            for key, group in list(_WRITING.items()):
                 group.discard(self)
+                if not group:  # a sweep of many runs in one process keeps no entry per finished run
+                    del _WRITING[key]
         self._steps_noted = set()
 
     def _read_held_steps(self):
