@@ -275,7 +275,7 @@ class LayerView(keras.callbacks.Callback):
         self._held_steps = set()  # steps the log held at train begin; None when they could not be read
         self._first_marks = None  # _fingerprint() when the first pass ran
         self._own_steps = {}  # name of each event file this instance closed -> the steps it holds
-        self._steps_noted = set()  # the steps this instance wrote to log_dir since it last closed it
+        self._steps_noted = set()  # the steps this instance wrote to its open event file
         self._described = None  # the model whose configuration and probes this instance has written
         self._probe_pass = None
         self._states = []  # stateful layers' state variables (capture.layer_states)
@@ -375,7 +375,7 @@ class LayerView(keras.callbacks.Callback):
         # events of a step written twice. A fit that starts where the log
         # already has a step (resumed from a checkpoint, or the next fit of
         # a loop) starts from the state that step shows.
-        held_now = self._holds(epoch) or (self._logged is not None and self._logged[1] == epoch)
+        held_now = self._holds(epoch)
         if held_now and self._logged is not None and self._logged[0] is model and self._logged[1] == epoch \
                 and None not in (marks, self._logged[2]) and marks != self._logged[2]:
             self._warn("held_start", "the weights changed after step %d was logged, and a fit starts from them"
@@ -494,7 +494,7 @@ class LayerView(keras.callbacks.Callback):
     def _holds(self, step):
         """Whether log_dir holds ``step``: in an earlier writer's file, or in one of this instance's."""
         return (step in (self._held_steps or ()) or any(step in steps for steps in self._own_steps.values())
-                or (self._writer is not None and step in self._writer.steps))
+                or step in self._steps_noted)
 
     def _assign_state(self, state):
         """Assigns a stateless loop's ``(trainable, non_trainable)`` values to the watched model's variables."""
@@ -557,12 +557,13 @@ class LayerView(keras.callbacks.Callback):
 
         A later log opens a new event file.
         """
-        self._leave_log_dir()
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
+        if self._writer is not None:  # opened by the last pending write at the latest
+            self._own_steps[os.path.basename(self._writer.path)] = self._steps_noted
+        self._leave_log_dir()
         if self._writer is not None:
-            self._own_steps[os.path.basename(self._writer.path)] = set(self._writer.steps)
             try:
                 self._writer.flush()
                 self._writer.close()

@@ -83,7 +83,6 @@ class EventWriter:
             time.time(), socket.gethostname(), os.getpid(), next(_FILE_NUMBERS), FILE_SUFFIX))
         self._file = tf.io.gfile.GFile(self.path, "wb")
         self._tags_seen = set()
-        self.steps = set()  # the steps of the summaries written so far
         self._lock = threading.Lock()
         self._gathering = None  # (step, [values]) inside one_event
         self._add(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2",
@@ -96,8 +95,6 @@ class EventWriter:
             if self._file is None:
                 raise ValueError("the event file %r is closed; got an event at step %d" % (self.path, event.step))
             self._file.write(record)
-            if event.HasField("summary"):
-                self.steps.add(event.step)
 
     def write(self, tag, values, step, metadata):
         """Writes a rank-1 string tensor of ``values`` (bytes) at ``step``."""
