@@ -13,6 +13,7 @@ import {
 } from './state.js';
 import {
   configCard, el, errorBanner, formatShape, paint, paintPixels, predictionCorrect, predictionText,
+  unbrokenNumbers,
 } from './views.js';
 import {fetchInfo, fetchPlan, fetchPredictions, loadImage, pixelsOf} from './model.js';
 
@@ -189,7 +190,7 @@ export async function paintCell(panel, token, col, cell, step, hasStep) {
     fetchPredictions(run, step).then((pred) => {
       if (token !== panel.paintToken) return;
       const entry = pred.probes[cell.probe];
-      cell.prediction.textContent = predictionText(entry, null);
+      cell.prediction.textContent = unbrokenNumbers(predictionText(entry, null));
       const ok = predictionCorrect(entry);
       cell.prediction.className = 'prediction' + (ok === true ? ' correct' : ok === false ? ' wrong' : '');
     }).catch(() => {});

@@ -35,6 +35,16 @@ export function formatNumber(x) {
   return a >= 1e4 || a < 1e-3 ? x.toExponential(2) : x.toFixed(a >= 100 ? 1 : 3);
 }
 
+/**
+ * Text whose numbers never wrap inside: the minus of an exponent
+ * ("3.19e-4") becomes a non-breaking hyphen, since browsers may break a
+ * line after a hyphen that follows a letter. For narrow captions only; what
+ * a user copies elsewhere keeps plain ASCII.
+ */
+export function unbrokenNumbers(text) {
+  return text.replace(/(\de)-(\d)/g, '$1\u2011$2');
+}
+
 export function formatTime(seconds) {
   if (!seconds) return '';
   return new Date(seconds * 1000).toLocaleString();
