@@ -107,8 +107,74 @@ class Progress:
         self.stream.flush()
 
 
-def read_series(logdir, kinds=metadata.IMAGE_KINDS):
-    """{run: [(meta, {step: [blobs]})]} of every tb_layerview series of ``kinds`` in ``logdir``."""
+class Catalog:
+    """What a log directory holds, from the series listing an export reads:
+    which runs, which layers with which kinds, and how many images a step
+    holds. It tells a ``--run``, ``--layer`` or ``--probe`` that selects
+    nothing from a selection that found nothing to export.
+
+    Example::
+
+        catalog = Catalog()
+        export("logs", "out", layers=["conv9"], catalog=catalog)
+        for problem in catalog.unmatched(layers=["conv9"]):
+            print(problem)  # --layer 'conv9' is no layer of the run in logs; its layers: ...
+    """
+
+    def __init__(self):
+        self.logdir = None
+        self.index = {}  # metadata.index_series of the last listing read
+        self.stats_layers = set()  # the layer outputs the statistics read so far cover
+
+    def unmatched(self, runs=None, layers=None, kinds=("activations",), probes=None):
+        """A message for each selector value that selects nothing, naming it and what there is."""
+        problems = []
+        where = self.logdir if self.logdir is not None else "the log directory"
+        for run in runs or ():
+            if run not in self.index:
+                problems.append("--run %r is no run in %s; its runs: %s" % (run, where, _listed(self.index)))
+        chosen = [e for run, e in sorted(self.index.items()) if not runs or run in runs]
+        if not chosen:
+            return problems
+        paths = {}
+        for entry in chosen:
+            for path, by_kind in entry["layers"].items():
+                paths.setdefault(path, set()).update(by_kind)
+        for path in self.stats_layers:
+            paths.setdefault(path, set()).add(metadata.KIND_STATS)
+        for layer in layers or ():
+            if layer not in paths:
+                problems.append("--layer %r is no layer of the %s in %s; %s layers: %s"
+                                % (layer, "run" if len(chosen) == 1 else "runs", where,
+                                   "its" if len(chosen) == 1 else "their", _listed(paths)))
+            elif not paths[layer] & set(kinds):
+                problems.append("--layer %r has no %s series (it has %s); choose them with --kind"
+                                % (layer, " or ".join(kinds), ", ".join(sorted(paths[layer]))))
+        series = [s for entry in chosen for s in _series_of(entry)]
+        most = max((metadata.image_count(s.max_length) for s in series
+                    if s.meta.kind in kinds and (not layers or s.meta.layer in layers)), default=0)
+        for probe in probes or ():
+            if not 0 <= probe < most:
+                problems.append("--probe %d is no image of the chosen series: their steps hold %s"
+                                % (probe, "none" if not most else "only image 0" if most == 1
+                                   else "images 0 to %d" % (most - 1)))
+        return problems
+
+
+def _series_of(entry):
+    """Every series of one run's :func:`metadata.index_series` entry."""
+    return [s for by_kind in entry["layers"].values() for s in by_kind.values()] + list(entry["run"].values())
+
+
+def _listed(names, most=20):
+    names = sorted(names)
+    return ", ".join(repr(n) for n in names[:most]) + (", ... (%d in all)" % len(names) if len(names) > most else "")
+
+
+def read_series(logdir, kinds=metadata.IMAGE_KINDS, runs=None, catalog=None):
+    """{run: [(meta, {step: [blobs]})]} of every tb_layerview series of ``kinds``
+    in ``logdir`` (of ``runs`` when given); ``catalog``, a :class:`Catalog`,
+    is given the whole listing."""
     from tensorboard import context as tb_context
     from tensorboard.backend.event_processing import data_provider
     from tensorboard.backend.event_processing import plugin_event_multiplexer
@@ -121,10 +187,14 @@ def read_series(logdir, kinds=metadata.IMAGE_KINDS):
     listing = provider.list_blob_sequences(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME)
     data = provider.read_blob_sequences(ctx, experiment_id="", plugin_name=metadata.PLUGIN_NAME,
                                         downsample=metadata.ALL_STEPS)
+    index = metadata.index_series(listing)
+    if catalog is not None:
+        catalog.logdir, catalog.index = logdir, index
     out = {}
-    for run, entry in metadata.index_series(listing).items():
-        series = [s for kinds in entry["layers"].values() for s in kinds.values()] + list(entry["run"].values())
-        for s in series:
+    for run, entry in index.items():
+        if runs and run not in runs:
+            continue
+        for s in _series_of(entry):
             if s.meta.kind not in kinds:
                 continue
             steps = {d.step: [provider.read_blob(ctx, blob_key=v.blob_key) for v in d.values]
@@ -134,7 +204,7 @@ def read_series(logdir, kinds=metadata.IMAGE_KINDS):
 
 
 def export(logdir, out, runs=None, layers=None, kinds=("activations",), probes=None, gif=False,
-           scale=1, frame_ms=400):
+           scale=1, frame_ms=400, catalog=None):
     """Writes PNGs (and GIFs) of the chosen series; returns the paths written.
 
     Args:
@@ -146,13 +216,12 @@ def export(logdir, out, runs=None, layers=None, kinds=("activations",), probes=N
       gif: also write one animated GIF per series and image, a frame per step.
       scale: enlarge images by this integer factor.
       frame_ms: GIF frame duration.
+      catalog: a :class:`Catalog` to be told what the log directory holds.
     """
     from PIL import Image
 
     written = []
-    for run, series in sorted(read_series(logdir).items()):
-        if runs and run not in runs:
-            continue
+    for run, series in sorted(read_series(logdir, kinds, runs, catalog).items()):
         for meta, steps in series:
             if meta.kind not in kinds or (layers and meta.layer not in layers):
                 continue
@@ -220,14 +289,15 @@ def contact_sheet(cells, gap=1):
     return sheet
 
 
-def contact_sheets(logdir, out, runs=None, layers=None, kinds=("activations",), probe=0, scale=1):
+def contact_sheets(logdir, out, runs=None, layers=None, kinds=("activations",), probe=0, scale=1,
+                   catalog=None):
     """Writes one contact sheet per (run, kind, layer): a row per channel (or
     filter) of image ``probe`` for layer kinds, a row per image (class, unit or
     probe target) for class views; a column per logged epoch. Returns the paths."""
     from PIL import Image
 
-    series = [(run, meta, steps) for run, items in sorted(read_series(logdir).items())
-              if not runs or run in runs for meta, steps in items
+    series = [(run, meta, steps) for run, items in sorted(read_series(logdir, kinds, runs, catalog).items())
+              for meta, steps in items
               if meta.kind in kinds and not (layers and meta.layer not in layers)]
     progress = Progress(len(series))
     written = []
@@ -274,14 +344,12 @@ HEALTH_COLUMNS = ("run", "step", "layer", "activation", "channels", "dead_units"
 UNIT_COLUMNS = ("run", "layer", "activation", "channel", "problem", "since", "last_step")
 
 
-def _decoded_stats(logdir, runs=None):
+def _decoded_stats(logdir, runs=None, catalog=None):
     """``(run, steps, decoded)`` of each run's statistics series: its steps in
     order and each one's :func:`tb_layerview.stats.decode` result."""
     from tb_layerview import stats
 
-    for run, items in sorted(read_series(logdir, kinds=(metadata.KIND_STATS,)).items()):
-        if runs and run not in runs:
-            continue
+    for run, items in sorted(read_series(logdir, (metadata.KIND_STATS,), runs, catalog).items()):
         for meta, steps in items:
             progress = Progress(len(steps))
             order, decoded = [], []
@@ -296,12 +364,14 @@ def _decoded_stats(logdir, runs=None):
             yield run, order, decoded
 
 
-def health_tables(logdir, runs=None):
+def health_tables(logdir, runs=None, catalog=None, layers=None):
     """The unit-health tables, from one read of the statistics series.
 
     Args:
       logdir: a TensorBoard log directory (any path TensorBoard reads).
       runs: run names to read (all when None).
+      catalog: a :class:`Catalog` to be told what the log directory holds.
+      layers: layer paths whose rows to keep (all when None).
 
     Returns:
       ``(health, units)``: one dict per (run, step, layer output) with its
@@ -322,10 +392,14 @@ def health_tables(logdir, runs=None):
     from tb_layerview import stats
 
     health, units = [], []
-    for run, steps, decoded in _decoded_stats(logdir, runs):
+    for run, steps, decoded in _decoded_stats(logdir, runs, catalog):
         last = {}  # layer output -> (activation, the last step that measured it)
         for step, (header, data) in zip(steps, decoded):
+            if catalog is not None:
+                catalog.stats_layers.update(l["path"] for l in header["layers"])
             for l in header["layers"]:
+                if layers and l["path"] not in layers:
+                    continue
                 part = data[:, l["offset"]:l["offset"] + l["channels"]]
                 counts = stats.unit_counts(l.get("activation"), part)
                 c = l["channels"]
@@ -339,7 +413,7 @@ def health_tables(logdir, runs=None):
                     "mean_active": float("%.6g" % float(np.nanmean(part[stats.STATS.index("active")]))) if c else "",
                     "nan": l["nan"], "inf": l["inf"]})
         streaks = stats.unit_streaks(steps, decoded)
-        for path, (activation, at) in last.items():
+        for path, (activation, at) in last.items():  # the kept layers
             for problem, found in streaks.get(path, {}).items():
                 units += [{"run": run, "layer": path, "activation": activation, "channel": c, "problem": problem,
                            "since": since, "last_step": at} for c, since in found or ()]
@@ -356,11 +430,11 @@ def _write_csv(path, columns, rows):
         w.writerows(rows)
 
 
-def health_csv(logdir, out, runs=None):
+def health_csv(logdir, out, runs=None, catalog=None, layers=None):
     """Writes :func:`health_tables` to ``out/health.csv`` and ``out/units.csv``
     (its header alone when no unit has a problem); returns the paths written,
-    none when the log directory holds no statistics."""
-    health, units = health_tables(logdir, runs)
+    none when the log directory holds no statistics (of ``layers``)."""
+    health, units = health_tables(logdir, runs, catalog, layers)
     if not health:
         return []
     paths = [os.path.join(out, "health.csv"), os.path.join(out, "units.csv")]
@@ -374,13 +448,17 @@ def main(argv=None):
     p.add_argument("logdir")
     p.add_argument("out")
     p.add_argument("--run", action="append", help="run to export (repeatable; default: all)")
-    p.add_argument("--layer", action="append", help="layer path to export (repeatable; default: all)")
+    p.add_argument("--layer", action="append",
+                   help="layer path to export, also the rows of --health-csv (repeatable; default: all)")
     p.add_argument("--kind", action="append", choices=metadata.IMAGE_KINDS,
                    help="series kind (repeatable; default: activations)")
     p.add_argument("--probe", action="append", type=int, help="image index (repeatable; default: all)")
-    p.add_argument("--gif", action="store_true", help="also write a GIF over epochs per series and image")
+    p.add_argument("--gif", action="store_true",
+                   help="also write a GIF over epochs per series and image (with the PNG folders, also beside"
+                        " --contact-sheet or --health-csv)")
     p.add_argument("--contact-sheet", action="store_true",
-                   help="write one contact sheet per series instead: channels (or classes) x epochs")
+                   help="write one contact sheet per series instead of the PNG folders: channels (or classes)"
+                        " x epochs")
     p.add_argument("--health-csv", action="store_true",
                    help="write OUT/health.csv (unit health per run, step, layer) and OUT/units.csv (each unit"
                         " dead, saturated or NaN/Inf at the last step, and since when)")
@@ -391,34 +469,41 @@ def main(argv=None):
     if args.scale < 1:
         p.error("--scale must be >= 1; got %d" % args.scale)
     kinds = tuple(args.kind or ["activations"])
+    catalog = Catalog()
     with warnings.catch_warnings(record=True) as left_out:
         warnings.simplefilter("always", UnreadableItem)
-        written = _run(args, kinds)
+        written = _run(args, kinds, catalog)
     for w in left_out:
         print("%s: %s" % (w.category.__name__, w.message), file=sys.stderr)
     unreadable = sum(issubclass(w.category, UnreadableItem) for w in left_out)
+    images = args.contact_sheet or args.gif or not args.health_csv
+    unmatched = catalog.unmatched(args.run, args.layer, kinds + (() if images else (metadata.KIND_STATS,)),
+                                  args.probe if images else None)
+    for problem in unmatched:
+        print("nothing selected: %s" % problem, file=sys.stderr)
     if not written:
         print("nothing exported: %s in %s" % ("every matching item was unreadable" if unreadable else
+                                              "the selection above matches nothing" if unmatched else
                                               "no tb_layerview images match", args.logdir), file=sys.stderr)
         return 1
     print("wrote %d files under %s" % (len(written), args.out))
     if unreadable:
         print("left out %d unreadable item(s), listed above" % unreadable, file=sys.stderr)
-        return 1
-    return 0
+    return 1 if unreadable or unmatched else 0
 
 
-def _run(args, kinds):
+def _run(args, kinds, catalog):
     written = []
     if args.health_csv:
-        written += health_csv(args.logdir, args.out, runs=args.run)
+        written += health_csv(args.logdir, args.out, runs=args.run, catalog=catalog, layers=args.layer)
     if args.contact_sheet:
         for probe in args.probe or [0]:
             written += contact_sheets(args.logdir, args.out, runs=args.run, layers=args.layer, kinds=kinds,
-                                      probe=probe, scale=args.scale)
-    if not (args.health_csv or args.contact_sheet):
-        written = export(args.logdir, args.out, runs=args.run, layers=args.layer, kinds=kinds,
-                         probes=args.probe, gif=args.gif, scale=args.scale)
+                                      probe=probe, scale=args.scale, catalog=catalog)
+    # A GIF is made of its PNG folder: asked for beside the others, both are written.
+    if args.gif or not (args.health_csv or args.contact_sheet):
+        written += export(args.logdir, args.out, runs=args.run, layers=args.layer, kinds=kinds,
+                          probes=args.probe, gif=args.gif, scale=args.scale, catalog=catalog)
     return written
 
 

@@ -165,3 +165,47 @@ def test_unreadable_items_are_left_out_and_listed_and_the_rest_is_written(logdir
         assert written and all(p.startswith("cnn") or p.endswith(".csv") for p in written), written
         if i == 0:
             assert {"cnn"} == {line.split(",")[0] for line in (out / "health.csv").read_text().splitlines()[1:]}
+
+
+def test_a_selection_that_matches_nothing_names_the_value_and_what_the_log_holds(logdir, tmp_path, capsys):
+    """--run, --layer and --probe values that select nothing are each named on standard error with
+    what there is to choose from, and the export exits 1, writing what the rest selects. They used to
+    give a bare "no tb_layerview images match", or nothing at all beside a selector that matched."""
+
+    def run(*args):
+        code = export.main([logdir, str(tmp_path / "out")] + list(args))
+        return code, capsys.readouterr().err
+
+    code, err = run("--run", "nope")
+    assert code == 1 and "--run 'nope' is no run in %s; its runs: " % logdir in err and "'cnn', 'mlp'" in err
+    code, err = run("--run", "cnn", "--layer", "conv1", "--layer", "conv9")
+    assert code == 1 and ("--layer 'conv9' is no layer of the run in %s; its layers: 'conv1', 'conv2', 'flatten',"
+                          " 'pool1', 'predictions'" % logdir) in err
+    assert len(os.listdir(tmp_path / "out" / "cnn" / "activations" / "conv1")) == 16 * 3
+    code, err = run("--run", "cnn", "--layer", "pool1", "--kind", "filters")
+    assert code == 1 and "--layer 'pool1' has no filters series (it has activations); choose them with --kind" in err
+    code, err = run("--run", "cnn", "--layer", "conv1", "--probe", "3")
+    assert code == 1 and "--probe 3 is no image of the chosen series: their steps hold images 0 to 2" in err
+    code, err = run("--run", "mlp", "--kind", "filters", "--probe", "1")
+    assert code == 1 and "--probe 1 is no image of the chosen series: their steps hold only image 0" in err
+    assert "nothing exported: the selection above matches nothing" in err
+    code, err = run("--run", "cnn", "--layer", "conv1", "--probe", "2")
+    assert code == 0 and "nothing selected" not in err
+
+
+def test_health_csv_keeps_the_chosen_layers_and_gif_comes_with_the_other_forms(logdir, tmp_path, capsys):
+    """--layer chooses the rows of --health-csv too; --gif beside --contact-sheet writes the PNG
+    folder and its GIF as well as the sheet (it used to be dropped without a word)."""
+    import csv
+
+    out = tmp_path / "out"
+    assert export.main([logdir, str(out), "--run", "cnn", "--health-csv", "--layer", "conv2"]) == 0
+    with open(out / "health.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["layer"] for r in rows} == {"conv2"} and len(rows) == 16
+    assert export.main([logdir, str(out), "--run", "cnn", "--health-csv", "--layer", "conv7"]) == 1
+    assert "--layer 'conv7' is no layer of the run" in capsys.readouterr().err
+    assert export.main([logdir, str(out), "--run", "cnn", "--layer", "conv1", "--probe", "0",
+                        "--contact-sheet", "--gif"]) == 0
+    names = sorted(os.listdir(out / "cnn" / "activations" / "conv1"))
+    assert names == ["contact_probe0.png", "epochs_probe0.gif"] + ["step_%06d_probe0.png" % s for s in range(16)]
