@@ -34,6 +34,7 @@ import warnings
 
 import numpy as np
 
+from tb_layerview import args as argcheck
 from tb_layerview import metadata
 from tb_layerview import render
 
@@ -143,16 +144,17 @@ class Catalog:
         for path in self.stats_layers:
             paths.setdefault(path, set()).add(metadata.KIND_STATS)
         for layer in layers or ():
-            if layer not in paths:
+            found = {k for path, ks in paths.items() if _chosen([layer], path) for k in ks}
+            if not found:
                 problems.append("--layer %r is no layer of the %s in %s; %s layers: %s"
                                 % (layer, "run" if len(chosen) == 1 else "runs", where,
                                    "its" if len(chosen) == 1 else "their", _listed(paths)))
-            elif not paths[layer] & set(kinds):
+            elif not found & set(kinds):
                 problems.append("--layer %r has no %s series (it has %s); choose them with --kind"
-                                % (layer, " or ".join(kinds), ", ".join(sorted(paths[layer]))))
+                                % (layer, " or ".join(kinds), ", ".join(sorted(found))))
         series = [s for entry in chosen for s in _series_of(entry)]
         most = max((metadata.image_count(s.max_length) for s in series
-                    if s.meta.kind in kinds and (not layers or s.meta.layer in layers)), default=0)
+                    if s.meta.kind in kinds and _chosen(layers, s.meta.layer)), default=0)
         for probe in probes or ():
             if not 0 <= probe < most:
                 problems.append("--probe %d is no image of the chosen series: their steps hold %s"
@@ -161,14 +163,25 @@ class Catalog:
         return problems
 
 
+def _chosen(layers, path):
+    """Whether ``layers`` (None: every layer) chooses the layer at ``path``:
+    by path or name, literally or as a regular expression, the rule of
+    LayerView's own ``layers`` argument (:func:`tb_layerview.args.matches`)."""
+    if not layers:
+        return True
+    if path is None:  # a run-level series (class views) belongs to no layer
+        return False
+    base = path.split(":", 1)[0]
+    return argcheck.matches(argcheck.compile_patterns(layers, "layers"), base, base.rsplit("/", 1)[-1])
+
+
 def _series_of(entry):
     """Every series of one run's :func:`metadata.index_series` entry."""
     return [s for by_kind in entry["layers"].values() for s in by_kind.values()] + list(entry["run"].values())
 
 
-def _listed(names, most=20):
-    names = sorted(names)
-    return ", ".join(repr(n) for n in names[:most]) + (", ... (%d in all)" % len(names) if len(names) > most else "")
+def _listed(names):
+    return argcheck.abbreviated(repr(n) for n in sorted(names))
 
 
 def read_series(logdir, kinds=metadata.IMAGE_KINDS, runs=None, catalog=None):
@@ -210,7 +223,9 @@ def export(logdir, out, runs=None, layers=None, kinds=("activations",), probes=N
     Args:
       logdir: a TensorBoard log directory.
       out: the folder to write into.
-      runs, layers: names to export (all when None).
+      runs: run names to export (all when None).
+      layers: layers to export (all when None): paths or names, literally or
+        as regular expressions, as LayerView's ``layers`` argument takes them.
       kinds: series kinds, e.g. ``("activations", "filters", "maximization")``.
       probes: image indices to export (all when None).
       gif: also write one animated GIF per series and image, a frame per step.
@@ -223,7 +238,7 @@ def export(logdir, out, runs=None, layers=None, kinds=("activations",), probes=N
     written = []
     for run, series in sorted(read_series(logdir, kinds, runs, catalog).items()):
         for meta, steps in series:
-            if meta.kind not in kinds or (layers and meta.layer not in layers):
+            if meta.kind not in kinds or not _chosen(layers, meta.layer):
                 continue
             folder = os.path.join(out, _safe(run), meta.kind, _safe(meta.layer or meta.kind))
             os.makedirs(folder, exist_ok=True)
@@ -298,7 +313,7 @@ def contact_sheets(logdir, out, runs=None, layers=None, kinds=("activations",), 
 
     series = [(run, meta, steps) for run, items in sorted(read_series(logdir, kinds, runs, catalog).items())
               for meta, steps in items
-              if meta.kind in kinds and not (layers and meta.layer not in layers)]
+              if meta.kind in kinds and _chosen(layers, meta.layer)]
     progress = Progress(len(series))
     written = []
     for run, meta, steps in series:
@@ -371,7 +386,8 @@ def health_tables(logdir, runs=None, catalog=None, layers=None):
       logdir: a TensorBoard log directory (any path TensorBoard reads).
       runs: run names to read (all when None).
       catalog: a :class:`Catalog` to be told what the log directory holds.
-      layers: layer paths whose rows to keep (all when None).
+      layers: the layers whose rows to keep (all when None), as
+        :func:`export` takes them.
 
     Returns:
       ``(health, units)``: one dict per (run, step, layer output) with its
@@ -398,7 +414,7 @@ def health_tables(logdir, runs=None, catalog=None, layers=None):
             if catalog is not None:
                 catalog.stats_layers.update(l["path"] for l in header["layers"])
             for l in header["layers"]:
-                if layers and l["path"] not in layers:
+                if not _chosen(layers, l["path"]):
                     continue
                 part = data[:, l["offset"]:l["offset"] + l["channels"]]
                 counts = stats.unit_counts(l.get("activation"), part)
@@ -449,7 +465,8 @@ def main(argv=None):
     p.add_argument("out")
     p.add_argument("--run", action="append", help="run to export (repeatable; default: all)")
     p.add_argument("--layer", action="append",
-                   help="layer path to export, also the rows of --health-csv (repeatable; default: all)")
+                   help="layer to export, by path or name, literally or as a regular expression; also chooses"
+                        " the rows of --health-csv (repeatable; default: all)")
     p.add_argument("--kind", action="append", choices=metadata.IMAGE_KINDS,
                    help="series kind (repeatable; default: activations)")
     p.add_argument("--probe", action="append", type=int, help="image index (repeatable; default: all)")
@@ -468,6 +485,10 @@ def main(argv=None):
         p.error("log directory %r does not exist" % args.logdir)
     if args.scale < 1:
         p.error("--scale must be >= 1; got %d" % args.scale)
+    try:
+        argcheck.compile_patterns(args.layer, "--layer")
+    except ValueError as e:
+        p.error(str(e))
     kinds = tuple(args.kind or ["activations"])
     catalog = Catalog()
     with warnings.catch_warnings(record=True) as left_out:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tb_layerview import export, render
@@ -191,6 +192,12 @@ def test_a_selection_that_matches_nothing_names_the_value_and_what_the_log_holds
     assert "nothing exported: the selection above matches nothing" in err
     code, err = run("--run", "cnn", "--layer", "conv1", "--probe", "2")
     assert code == 0 and "nothing selected" not in err
+    # A regular expression, as LayerView's layers argument takes it; a broken one is a usage error.
+    code, err = run("--run", "cnn", "--layer", r"conv\d", "--probe", "0", "--gif")
+    assert code == 0 and sorted(os.listdir(tmp_path / "out" / "cnn" / "activations")) == ["conv1", "conv2"]
+    with pytest.raises(SystemExit) as stop:
+        run("--layer", "conv(")
+    assert stop.value.code == 2 and "--layer: 'conv(' is not a valid regular expression" in capsys.readouterr().err
 
 
 def test_health_csv_keeps_the_chosen_layers_and_gif_comes_with_the_other_forms(logdir, tmp_path, capsys):
