@@ -81,8 +81,8 @@ class _Worker:
     def __init__(self, guarded, depth=2):
         self._guarded = guarded
         self._queue = queue.Queue(maxsize=depth)
-        self._thread = threading.Thread(target=self._run, name="tb_layerview-writer", daemon=True)
-        self._thread.start()
+        self.thread = threading.Thread(target=self._run, name="tb_layerview-writer", daemon=True)
+        self.thread.start()
 
     def submit(self, fn, *args):
         self._queue.put((fn, args))
@@ -98,7 +98,7 @@ class _Worker:
     def stop(self):
         """Finishes every pending job, then ends the thread."""
         self._queue.put(None)
-        self._thread.join()
+        self.thread.join()
 
 
 class _Step:
@@ -283,6 +283,7 @@ class LayerView(keras.callbacks.Callback):
         self._warned = set()
         self._regression, self._multilabel, self._class_widths = {}, {}, None
         self._lock = threading.Lock()
+        self._unit_streaks = stats_lib.UnitStreaks()
         self._reset_measures()
 
     @property
@@ -570,6 +571,37 @@ class LayerView(keras.callbacks.Callback):
             except Exception as e:  # closing must not fail a finished training
                 self._warn("close", "could not close the event file in %r: %s" % (self.log_dir, e))
             self._writer = None
+
+    def unit_problems(self):
+        """The units that are dead, saturated or NaN/Inf on the probe at their
+        layer's last logged step, and since when, without leaving Python.
+
+        The same answer as the panel's Health view and the export's
+        ``units.csv``, from the statistics this instance logged (steps it
+        logs in the background are waited for).
+
+        Returns:
+          list of ``{"layer", "activation", "channel", "problem", "since",
+          "last_step"}``: ``problem`` is ``"dead"`` (a rectifier unit never
+          positive on the probe), ``"saturated"`` (a bounded activation's
+          unit at its bounds on at least 90% of its values) or
+          ``"nonfinite"``; ``since`` is the logged step from which the unit
+          has had it at every logged step, up to ``last_step``.
+
+        Example::
+
+            lv = LayerView("logs/run1", probe=x_val[:8])
+            model.fit(x, y, epochs=20, callbacks=[lv])
+            for u in lv.unit_problems():
+                if u["problem"] == "dead":
+                    print("%s channel %d dead since epoch %d" % (u["layer"], u["channel"], u["since"]))
+        """
+        worker = self._worker
+        if worker is not None and threading.current_thread() is not worker.thread:
+            done = threading.Event()
+            worker.submit(done.set)
+            done.wait()
+        return self._unit_streaks.rows()
 
     @property
     def cost(self):
@@ -926,7 +958,7 @@ class LayerView(keras.callbacks.Callback):
         self._logged_index += 1
         records = [(k, self._activation.get(self._probe_pass.specs[k].layer_path), v)
                    for k, v in result.stats.items()]
-        step_items = [items.ChannelStats(records), items.HealthScalars(records)]
+        step_items = [items.ChannelStats(records), items.HealthScalars(records, self._unit_streaks)]
         for c in candidates:
             lp = plan.layers[c.key]
             if not lp.images:

@@ -394,7 +394,7 @@ def health_tables(logdir, runs=None, catalog=None, layers=None):
       unit counts (the columns of :data:`HEALTH_COLUMNS`), and one per unit
       that has a problem at its layer's last logged step, with the step
       since which it has had it without a break (:data:`UNIT_COLUMNS`,
-      :func:`tb_layerview.stats.unit_streaks`).
+      :class:`tb_layerview.stats.UnitStreaks`).
 
     Example::
 
@@ -409,7 +409,7 @@ def health_tables(logdir, runs=None, catalog=None, layers=None):
 
     health, units = [], []
     for run, steps, decoded in _decoded_stats(logdir, runs, catalog):
-        last = {}  # layer output -> (activation, the last step that measured it)
+        streaks = stats.UnitStreaks()
         for step, (header, data) in zip(steps, decoded):
             if catalog is not None:
                 catalog.stats_layers.update(l["path"] for l in header["layers"])
@@ -419,7 +419,7 @@ def health_tables(logdir, runs=None, catalog=None, layers=None):
                 part = data[:, l["offset"]:l["offset"] + l["channels"]]
                 counts = stats.unit_counts(l.get("activation"), part)
                 c = l["channels"]
-                last[l["path"]] = (l.get("activation") or "", step)
+                streaks.add(step, l["path"], l.get("activation"), part)
                 health.append({
                     "run": run, "step": step, "layer": l["path"], "activation": l.get("activation") or "",
                     "channels": c,
@@ -428,11 +428,7 @@ def health_tables(logdir, runs=None, catalog=None, layers=None):
                     "nonfinite_units": counts["nonfinite"],
                     "mean_active": float("%.6g" % float(np.nanmean(part[stats.STATS.index("active")]))) if c else "",
                     "nan": l["nan"], "inf": l["inf"]})
-        streaks = stats.unit_streaks(steps, decoded)
-        for path, (activation, at) in last.items():  # the kept layers
-            for problem, found in streaks.get(path, {}).items():
-                units += [{"run": run, "layer": path, "activation": activation, "channel": c, "problem": problem,
-                           "since": since, "last_step": at} for c, since in found or ()]
+        units += [{"run": run, **row} for row in streaks.rows()]
     return health, units
 
 

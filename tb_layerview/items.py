@@ -101,11 +101,15 @@ class HealthScalars:
     """Dead and saturated unit fractions of every layer, for TensorBoard's Scalars tab."""
 
     records: list  # (output path, activation, stats array)
+    streaks: object = None  # a stats.UnitStreaks the LayerView keeps, fed here off the training thread
     image = False
 
     def write(self, step, ctx):
         from tb_layerview import stats
 
+        if self.streaks is not None:
+            for path, activation, values in self.records:
+                self.streaks.add(step, path, activation, values)
         for path, activation, values in self.records:
             summary.health_scalars(path, stats.health(activation, values), step=step)
 

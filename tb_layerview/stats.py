@@ -413,6 +413,69 @@ def problems(steps, decoded):
     return list(out.values())
 
 
+class UnitStreaks:
+    """Since when each unit of each layer output has had each problem, fed
+    one step at a time: what :func:`unit_streaks` reads from a log, and what
+    :meth:`tb_layerview.LayerView.unit_problems` keeps while training runs.
+    A step without a layer's statistics breaks none of its streaks; one
+    whose channel count differs starts them again. Safe to read from one
+    thread while another adds.
+
+    Example::
+
+        streaks = UnitStreaks()
+        for step, records in enumerate(steps_of_records):  # (path, activation, values)
+            for path, activation, values in records:
+                streaks.add(step, path, activation, values)
+        streaks.rows()  # [{"layer": "conv2", "channel": 1, "problem": "dead", "since": 2, ...}]
+    """
+
+    def __init__(self):
+        import threading
+
+        self._start = {}  # path -> {problem: first step of each channel's streak, -1 if none}
+        self._flags = {}  # path -> unit_flags at the last step that measured it
+        self._last = {}   # path -> (activation, the last step that measured it)
+        self._lock = threading.Lock()
+
+    def add(self, step, path, activation, values):
+        """Adds one layer output's statistics (array (len(STATS), C)) at ``step``."""
+        f = unit_flags(activation, values)
+        c = len(f["nonfinite"])
+        with self._lock:
+            runs = self._start.get(path)
+            if runs is None or any(len(v) != c for v in runs.values()):
+                runs = self._start[path] = {k: np.full(c, -1, np.int64) for k in PROBLEMS}
+            for what in PROBLEMS:
+                on = f[what] if f[what] is not None else np.zeros(c, bool)
+                runs[what] = np.where(on, np.where(runs[what] >= 0, runs[what], step), -1)
+            self._flags[path] = f
+            self._last[path] = (activation, step)
+
+    def streaks(self, path=None):
+        """``{problem: [[channel, since step], ...] in channel order, or None
+        where the activation has no such notion}`` of one layer output, None
+        when no step measured it; without ``path``, ``{path: that}`` of every one."""
+        with self._lock:
+            out = {p: {what: None if self._flags[p][what] is None else
+                       [[int(ch), int(runs[what][ch])] for ch in np.flatnonzero(runs[what] >= 0)]
+                       for what in PROBLEMS}
+                   for p, runs in self._start.items()}
+        return out if path is None else out.get(path)
+
+    def rows(self):
+        """One dict per unit with a problem at its layer's last measured step:
+        ``{"layer", "activation", "channel", "problem", "since", "last_step"}``,
+        layers in the order first measured, then problems, then channels."""
+        every = self.streaks()
+        with self._lock:
+            last = dict(self._last)
+        return [{"layer": path, "activation": activation or "", "channel": ch, "problem": problem,
+                 "since": since, "last_step": at}
+                for path, (activation, at) in last.items()
+                for problem, found in every.get(path, {}).items() for ch, since in found or ()]
+
+
 def unit_streaks(steps, decoded, path=None):
     """The units of a layer output that have each problem at the last step
     it was measured, with the step since which each has had it.
@@ -423,33 +486,17 @@ def unit_streaks(steps, decoded, path=None):
       path: the layer output; None: every layer output, in one pass.
 
     Returns:
-      ``{problem: [[channel, since step], ...] in channel order, or None
-      where the activation has no such notion}``; None when no step
-      measured the layer. Without ``path``, ``{path: that}`` for every layer
-      output measured. A step without the layer's statistics breaks no
-      streak; one whose channel count differs starts them again.
+      :meth:`UnitStreaks.streaks` of those steps.
 
     Example::
 
         # a ReLU channel 1 dead at steps 2 and 3, after being alive at step 1
         unit_streaks([1, 2, 3], decoded, "conv2")["dead"]  # [[1, 2]]
     """
-    start, flags = {}, {}  # path -> {problem: first step of each channel's run, -1 if none}; its last flags
+    streaks = UnitStreaks()
     for step, (header, data) in zip(steps, decoded):
         for layer in header["layers"]:
-            p = layer["path"]
-            if path is not None and p != path:
-                continue
-            c = layer["channels"]
-            f = unit_flags(layer.get("activation"), data[:, layer["offset"]:layer["offset"] + c])
-            runs = start.get(p)
-            if runs is None or any(len(v) != c for v in runs.values()):
-                runs = start[p] = {k: np.full(c, -1, np.int64) for k in PROBLEMS}
-            for what in PROBLEMS:
-                on = f[what] if f[what] is not None else np.zeros(c, bool)
-                runs[what] = np.where(on, np.where(runs[what] >= 0, runs[what], step), -1)
-            flags[p] = f
-    out = {p: {what: None if flags[p][what] is None else
-               [[int(ch), int(runs[what][ch])] for ch in np.flatnonzero(runs[what] >= 0)] for what in PROBLEMS}
-           for p, runs in start.items()}
-    return out if path is None else out.get(path)
+            if path is None or layer["path"] == path:
+                c, o = layer["channels"], layer["offset"]
+                streaks.add(step, layer["path"], layer.get("activation"), data[:, o:o + c])
+    return streaks.streaks(path)

@@ -2289,3 +2289,30 @@ def test_labels_given_per_output_label_each_output_and_name_only_the_classes_the
                                          "its outputs are: animal, indoor"):
         model.fit(x, {"animal": ya, "indoor": yi}, epochs=1, verbose=0, callbacks=[
             LayerView(str(tmp_path / "bad"), probe=(x[:3], {"kind": ya[:3]}), budget=None)])
+
+
+def test_unit_problems_says_which_units_are_dead_and_since_when_during_and_after_fit(tmp_path):
+    """lv.unit_problems() answers in Python, from a later callback while training runs (the writer
+    thread's pending step waited for) and after it: two ReLU units whose bias keeps them below zero
+    are dead since step 0 at every epoch; the live ones have no row."""
+    model = keras.Sequential([
+        keras.Input((4,)),
+        keras.layers.Dense(4, activation="relu", name="hidden", kernel_initializer="ones",
+                           bias_initializer=keras.initializers.Constant([-50.0, -50.0, 0.0, 0.0])),
+        keras.layers.Dense(2, name="logits"),
+    ])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 4), dtype=np.float32), rng.integers(0, 2, 64)
+    lv = LayerView(str(tmp_path / "run"), probe=(x[:8], y[:8]), class_views=False)
+    answers = []
+
+    class Ask(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            answers.append([(u["layer"], u["activation"], u["channel"], u["problem"], u["since"], u["last_step"])
+                            for u in lv.unit_problems()])
+
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[lv, Ask()])
+    assert answers == [[("hidden", "relu", 0, "dead", 0, s), ("hidden", "relu", 1, "dead", 0, s)]
+                       for s in (1, 2, 3)]
+    assert [(u["channel"], u["since"], u["last_step"]) for u in lv.unit_problems()] == [(0, 0, 3), (1, 0, 3)]

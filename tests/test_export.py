@@ -112,10 +112,14 @@ def test_units_csv_lists_each_unit_with_a_problem_and_since_when(tmp_path):
     lv = LayerView(str(tmp_path / "logs" / "planted"), probe=np.ones((2, 2), np.float32), class_views=False)
     lv.set_model(model)
     dense = model.get_layer("units")
+    seen = []
     for step, bias in enumerate([[-1.0, -1.0, 1.0], [-1.0, 1.0, 1.0], [-1.0, -1.0, 1.0]]):
         dense.set_weights([np.zeros((2, 3), np.float32), np.array(bias, np.float32)])
         lv.log(step=step)
+        seen.append([(u["channel"], u["since"], u["last_step"]) for u in lv.unit_problems()])
     lv.close()
+    # The same answer from the callback, step by step, while the writer thread writes.
+    assert seen == [[(0, 0, 0), (1, 0, 0)], [(0, 0, 1)], [(0, 0, 2), (1, 2, 2)]]
     out = subprocess.run([sys.executable, "-m", "tb_layerview.export", str(tmp_path / "logs"), str(tmp_path / "out"),
                           "--health-csv"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -126,6 +130,7 @@ def test_units_csv_lists_each_unit_with_a_problem_and_since_when(tmp_path):
     _, units = export.health_tables(str(tmp_path / "logs"), runs=["planted"])
     assert [(u["layer"], u["channel"], u["since"]) for u in units if u["problem"] == "dead"] == [
         ("units", 0, 0), ("units", 1, 2)]
+    assert [dict(u, run="planted") for u in lv.unit_problems()] == units
 
 
 def test_progress_bar_reaches_the_total():
