@@ -457,19 +457,21 @@ class UnitStreaks:
         where the activation has no such notion}`` of one layer output, None
         when no step measured it; without ``path``, ``{path: that}`` of every one."""
         with self._lock:
-            out = {p: {what: None if self._flags[p][what] is None else
-                       [[int(ch), int(runs[what][ch])] for ch in np.flatnonzero(runs[what] >= 0)]
-                       for what in PROBLEMS}
-                   for p, runs in self._start.items()}
+            out = self._streaks()
         return out if path is None else out.get(path)
+
+    def _streaks(self):
+        return {p: {what: None if self._flags[p][what] is None else
+                    [[int(ch), int(runs[what][ch])] for ch in np.flatnonzero(runs[what] >= 0)]
+                    for what in PROBLEMS}
+                for p, runs in self._start.items()}
 
     def rows(self):
         """One dict per unit with a problem at its layer's last measured step:
         ``{"layer", "activation", "channel", "problem", "since", "last_step"}``,
         layers in the order first measured, then problems, then channels."""
-        every = self.streaks()
-        with self._lock:
-            last = dict(self._last)
+        with self._lock:  # one step's streaks and last steps, not two
+            every, last = self._streaks(), dict(self._last)
         return [{"layer": path, "activation": activation or "", "channel": ch, "problem": problem,
                  "since": since, "last_step": at}
                 for path, (activation, at) in last.items()
