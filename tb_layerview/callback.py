@@ -578,7 +578,9 @@ class LayerView(keras.callbacks.Callback):
 
         The same answer as the panel's Health view and the export's
         ``units.csv``, from the statistics this instance logged (steps it
-        logs in the background are waited for).
+        logs in the background are waited for). In distributed training the
+        process that writes the run has the answer; the others log nothing,
+        and get an empty list.
 
         Returns:
           list of ``{"layer", "activation", "channel", "problem", "since",
