@@ -15,7 +15,9 @@ import {
   unionSteps,
 } from './state.js';
 import {UrlState} from './url.js';
-import {el, emptyState, errorBanner, formatShape, formatTime, statsLines, tileUnder} from './views.js';
+import {
+  breakableName, el, emptyState, errorBanner, formatShape, formatTime, statsLines, tileUnder,
+} from './views.js';
 
 const PLAY_INTERVAL_MS = 400;
 const VIEW_LABELS = {activations: 'Activations', filters: 'Filters', classes: 'Class views', health: 'Health', config: 'Config'};
@@ -227,7 +229,7 @@ class Panel {
         }});
       return el('li', {class: 'run'},
         el('label', {}, box, el('span', {class: 'swatch', style: `background:${this.colour(r.run)}`}),
-          el('span', {class: 'run-name', text: r.run, title: r.run})),
+          el('span', {class: 'run-name', title: r.run}, ...breakableName(r.run))),
         el('span', {class: 'run-meta', text: epochSpan(r.steps)}));
     });
     this.runList.replaceChildren(...items);

@@ -23,6 +23,20 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+/**
+ * A run or layer name cut after each '/', so that a long nested name
+ * ("fit/2026-12-03 10:00/seed 0") wraps between its parts, the part that
+ * tells runs apart (usually the last) staying whole and in view.
+ */
+export function nameParts(name) {
+  return String(name).match(/[^/]*\/|[^/]+$/g) || [''];
+}
+
+/** A name's text nodes, with a line-break opportunity after each '/'. */
+export function breakableName(name) {
+  return nameParts(name).flatMap((part, i) => (i ? [el('wbr'), part] : [part]));
+}
+
 export function formatShape(shape) {
   if (!shape) return '';
   return '(' + shape.map((d) => (d < 0 ? 'None' : d)).join(', ') + ')';

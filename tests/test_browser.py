@@ -223,16 +223,25 @@ def test_url_state_restores_the_same_view_after_reload_and_back_works(browser, t
 
 
 def test_a_run_written_while_the_page_is_open_appears_without_reload(browser, tensorboard_url, browser_logdir):
-    """A new training run shows up live, and the current selection is kept."""
+    """A new training run shows up live, and the current selection is kept. Its nested name, as
+    sweeps write them, is listed whole, wrapped between its parts: the part that tells runs apart
+    (the last) used to be cut off by an ellipsis."""
+    name = "live/2026-12-03 10:00:00/seed 7 of the sweep"
     p = Page(browser, tab_url(tensorboard_url, "run=cnn&layer=pool1&step=4"))
-    out = subprocess.run([sys.executable, "-c", LIVE_SCRIPT, os.path.join(browser_logdir, "live_run")],
+    out = subprocess.run([sys.executable, "-c", LIVE_SCRIPT, os.path.join(browser_logdir, *name.split("/"))],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    p.wait("() => window.layerView.runs.some(r => r.run === 'live_run' && r.steps.length === 3)", timeout=60)
+    p.wait("() => window.layerView.runs.some(r => r.run === %r && r.steps.length === 3)" % name, timeout=60)
     s = p.state()
     assert (s["layer"], s["current"], s["runs"]) == ("pool1", 4, ["cnn"])
     names = p.eval("() => [...document.querySelectorAll('li.run .run-name')].map(e => e.textContent)")
-    assert "live_run" in names
+    assert name in names
+    cut, wrapped, single = p.eval("""() => {
+        const names = [...document.querySelectorAll('li.run .run-name')];
+        const e = names.find(e => e.textContent === %r), one = names.find(e => e.textContent === 'cnn');
+        return [e.scrollWidth > e.clientWidth, e.getBoundingClientRect().height, one.getBoundingClientRect().height];
+    }""" % name)
+    assert not cut and wrapped > 1.5 * single, (cut, wrapped, single)
     assert p.errors == []
     p.page.close()
 

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
-import {predictionCorrect, predictionText, unbrokenNumbers} from '../../frontend/views.js';
+import {nameParts, predictionCorrect, predictionText, unbrokenNumbers} from '../../frontend/views.js';
 
 const box = {type: 'values', shape: [4], values: [0.1, 0.2, 0.3, 0.4]};
 const cls = {type: 'classes', kind: 'probabilities', top: [[2, 0.7], [0, 0.2], [1, 0.1]], predicted: 2};
@@ -65,4 +65,14 @@ test('labels given per output: each follows its output, and the probe is right w
 test('unbrokenNumbers keeps an exponent whole and leaves other hyphens and minus signs alone', () => {
   assert.equal(unbrokenNumbers('-0.002, 3.19e-4'), '-0.002, 3.19e\u20114');
   assert.equal(unbrokenNumbers('1.00e+5, -2.50e-12 · true: well-known'), '1.00e+5, -2.50e\u201112 · true: well-known');
+});
+
+test('nameParts cuts a nested run name after each slash and keeps every character', () => {
+  assert.deepEqual(nameParts('fit/2026-12-03 10:00/seed#0'), ['fit/', '2026-12-03 10:00/', 'seed#0']);
+  assert.deepEqual(nameParts('/a//b/'), ['/', 'a/', '/', 'b/']);
+  assert.deepEqual(nameParts('cnn'), ['cnn']);
+  assert.deepEqual(nameParts(''), ['']);
+  for (const name of ['fit/2026-12-03 10:00/seed#0', '/a//b/', 'odd run <b>ü</b>', '.']) {
+    assert.equal(nameParts(name).join(''), name);
+  }
 });
