@@ -267,7 +267,7 @@ class Panel {
         role: 'option',
         'aria-selected': String(l.path === this.state.layer),
         onclick: () => this.set({layer: l.path}),
-      }, el('span', {class: 'layer-name', text: l.name, title: l.path}),
+      }, el('span', {class: 'layer-name', title: l.path}, ...breakableName(l.name)),
       el('span', {class: 'layer-meta', text: `${l.cls} ${formatShape(l.shape)}`}));
     });
     this.layerList.replaceChildren(...items);
