@@ -24,6 +24,7 @@ Keras: the reader decodes with it.
 """
 
 import json
+import threading
 import zlib
 
 import numpy as np
@@ -431,8 +432,6 @@ class UnitStreaks:
     """
 
     def __init__(self):
-        import threading
-
         self._start = {}  # path -> {problem: first step of each channel's streak, -1 if none}
         self._flags = {}  # path -> unit_flags at the last step that measured it
         self._last = {}   # path -> (activation, the last step that measured it)
