@@ -52,7 +52,7 @@ setup(
         "tensorflow": ["tensorflow>=2.16"],
         "jax": ["jax>=0.4.20"],
         "torch": ["torch>=2.1"],
-        "test": ["pytest>=7", "pytest-xdist>=3", "werkzeug>=2", "playwright>=1.40"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "werkzeug>=2", "playwright>=1.40", "keras-tuner>=1.4"],
         "demo": ["scikit-learn>=1.2"],
     },
     entry_points={

@@ -221,6 +221,7 @@ class LayerView(keras.callbacks.Callback):
                  filter_input="first", input_image_shape=None, top_k=5, background=True,
                  class_views=True, max_classes=10, maximize_every_n_epochs=5, maximize_steps=64,
                  attribution_layer=None, maximize_units=None, budget=Budget(), model=None):
+        arguments = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         super().__init__()
         if isinstance(log_dir, os.PathLike):
             log_dir = os.fspath(log_dir)
@@ -228,6 +229,10 @@ class LayerView(keras.callbacks.Callback):
             raise ValueError("log_dir must be a non-empty path string; got %r" % (log_dir,))
         self.log_dir = log_dir
         self.probe = Probe.parse(probe)
+        # What a copy is made from (__deepcopy__): the probe as checked here,
+        # so that a data set gives every copy the same batch.
+        self._arguments = dict(arguments, probe=Probe.parse(self.probe))
+        self._copied_with = None  # the memo of the deepcopy that made this instance, if one did
         self.class_names = argcheck.class_names(class_names)
         self._include = argcheck.compile_patterns(layers, "layers")
         self._exclude = argcheck.compile_patterns(exclude, "exclude") or []
@@ -286,6 +291,45 @@ class LayerView(keras.callbacks.Callback):
         self._unit_streaks = stats_lib.UnitStreaks()
         self._reset_measures()
 
+    def __deepcopy__(self, memo):
+        """A fresh LayerView with the same arguments, for tools that copy
+        callbacks, such as KerasTuner's ``search`` (a copy per trial).
+
+        Nothing of this instance's state is copied: no event file, thread or
+        lock, and the copy logs from its own first fit on. The watched
+        ``model=`` and the probe's arrays are shared, not copied. A copy made
+        together with a ``keras.callbacks.TensorBoard`` that had the same
+        ``log_dir`` follows it when the tool then gives that callback a
+        directory of its own inside it (KerasTuner: ``<log_dir>/<trial
+        id>/execution<k>``), so each trial's layers sit in the run of its
+        scalars and hyperparameters.
+        """
+        cls = type(self)
+        twin = cls.__new__(cls)
+        LayerView.__init__(twin, **self._arguments)
+        twin._copied_with = memo
+        memo[id(self)] = twin
+        return twin
+
+    def _follow_copied_tensorboard(self):
+        """Where a TensorBoard callback, copied with this instance from one
+        with the same log_dir, has since been moved to inside that log_dir;
+        else None."""
+        memo = self._copied_with
+        if memo is None:
+            return None
+        base = str(self._arguments["log_dir"]).rstrip("/")
+        moved = set()
+        # The originals deepcopy keeps alive in its memo: the copy of each is memo[id(original)].
+        for original in memo.get(id(memo), ()):
+            if (isinstance(original, keras.callbacks.TensorBoard)
+                    and str(original.log_dir).rstrip("/") == base):
+                twin = memo.get(id(original))
+                target = str(getattr(twin, "log_dir", "")).rstrip("/")
+                if twin is not original and target.startswith(base + "/"):
+                    moved.add(target)
+        return moved.pop() if len(moved) == 1 else None
+
     @property
     def _watched(self):
         """The model LayerView watches: ``model=`` where given, else the one
@@ -302,6 +346,9 @@ class LayerView(keras.callbacks.Callback):
         self._writes, self._not_writing = distributed.writer_process()
         if not self._writes:
             return
+        moved = self._follow_copied_tensorboard() if self._writer is None else None
+        if moved is not None:
+            self.log_dir = moved
         self._check_log_dir()
         self._read_held_steps()
         try:
@@ -364,10 +411,14 @@ class LayerView(keras.callbacks.Callback):
             self._warn("earlier_log", "log_dir %r already holds the LayerView log of an earlier fit (%s)%s; this"
                        " fit logs from epoch %d again, so TensorBoard will show both fits' data at the same epochs"
                        " (and its two loaders keep different ones). Pass initial_epoch to continue that run's"
-                       " epochs, or give each fit its own log_dir"
+                       " epochs, or give each fit its own log_dir%s"
                        % (self.log_dir, ", ".join(self._earlier_files[:3])
                           + (" ..." if len(self._earlier_files) > 3 else ""),
-                          " up to step %d" % max(held) if held else "", epoch))
+                          " up to step %d" % max(held) if held else "", epoch,
+                          "" if self._copied_with is None else
+                          " (this LayerView is a copy, as KerasTuner makes one per trial: a"
+                          " keras.callbacks.TensorBoard with the same log_dir beside it gives each copy the"
+                          " trial's own directory)"))
         model = self._prepared_for
         marks = self._fingerprint()
         if self._first_result is not None and (marks is None or marks != self._first_marks):

@@ -346,6 +346,8 @@ class Probe:
         Raises:
           TypeError, ValueError: naming the problem and quoting the value.
         """
+        if isinstance(probe, cls):  # a LayerView's copy: its own record of the same checked probe
+            return dataclasses.replace(probe)
         labels = None
         probe = first_batch(probe)
         if isinstance(probe, tuple):

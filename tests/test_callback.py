@@ -2316,3 +2316,44 @@ def test_unit_problems_says_which_units_are_dead_and_since_when_during_and_after
     assert answers == [[("hidden", "relu", 0, "dead", 0, s), ("hidden", "relu", 1, "dead", 0, s)]
                        for s in (1, 2, 3)]
     assert [(u["channel"], u["since"], u["last_step"]) for u in lv.unit_problems()] == [(0, 0, 3), (1, 0, 3)]
+
+
+def test_a_deep_copy_is_a_fresh_layerview_that_follows_a_tensorboard_moved_into_its_log_dir(tmp_path):
+    """Tools that copy callbacks (KerasTuner copies them for every trial) can copy a LayerView,
+    even one that has trained (it holds a thread, a lock and an event file): the copy is fresh,
+    takes the same arguments and the same probe batch, and writes where a TensorBoard callback
+    copied with it from the same log_dir was moved to, inside that log_dir, whichever comes first
+    in the list. copy.deepcopy used to fail with "cannot pickle '_thread.lock' object"."""
+    import copy
+
+    base = str(tmp_path / "logs")
+    x, y = np.random.default_rng(0).random((32, 6), dtype=np.float32), np.arange(32) % 3
+
+    def fit(callbacks):
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="relu", name="hidden"),
+                                  keras.layers.Dense(3, activation="softmax", name="out")])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=callbacks)
+
+    lv = LayerView(base, probe=(x[:4], y[:4]), class_views=False, budget=None)
+    fit([lv])
+    tb = keras.callbacks.TensorBoard(base)
+    for i, order in enumerate(((tb, lv), (lv, tb))):
+        copies = copy.deepcopy(list(order))
+        twin = next(c for c in copies if isinstance(c, LayerView))
+        assert twin is not lv and twin.log_dir == base and twin.cost["logged_steps"] == 0
+        assert twin.probe is not lv.probe and np.array_equal(twin.probe.inputs, lv.probe.inputs)
+        next(c for c in copies if c is not twin).log_dir = os.path.join(base, str(i), "execution0")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", LayerViewWarning)
+            fit([twin])  # the TensorBoard copy itself need not run: where it was moved to is enough
+        assert twin.log_dir == os.path.join(base, str(i), "execution0")
+    series = read_series(base)
+    for run in (".", "0/execution0", "1/execution0"):
+        assert sorted(layer_series(series, run)[("activations", "hidden")]) == [0, 1, 2], run
+    # A copy with no TensorBoard moved beside it keeps the log_dir it was given, and its warning
+    # about the earlier fit there says how a copy gets a directory of its own.
+    alone = copy.deepcopy(lv)
+    with pytest.warns(LayerViewWarning, match="this LayerView is a copy, as KerasTuner makes one per trial"):
+        fit([alone])
+    assert alone.log_dir == base

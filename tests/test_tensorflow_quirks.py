@@ -137,3 +137,45 @@ def test_a_model_that_takes_raw_strings_is_logged_with_its_text_probe(tmp_path, 
     assert info["probes"][3]["inputs"]["text"] == {"shape": [1], "dtype": "string",
                                                    "text": ["fish swim \u00fc <b>"], "truncated": False}
     assert info["probes"][1]["label"] == {"value": 1.0, "class": 1}
+
+
+def test_a_keras_tuner_search_gives_each_trial_its_layers_in_its_own_run(tmp_path):
+    """KerasTuner copies every callback for every trial and moves keras.callbacks.TensorBoard into
+    <log_dir>/<trial id>/execution0. A LayerView given beside it lands in the same run for each
+    trial, with every step, without a warning. The search used to stop at once: "All callbacks used
+    during a search should be deep-copyable"."""
+    import warnings
+
+    import keras_tuner
+
+    from helpers import layer_series, read_series
+
+    logs = str(tmp_path / "logs")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((48, 6), dtype=np.float32), np.arange(48) % 3
+
+    def build(hp):
+        model = keras.Sequential([
+            keras.Input((6,)),
+            keras.layers.Dense(hp.Int("units", 4, 8, step=4), activation="relu", name="hidden"),
+            keras.layers.Dense(3, activation="softmax", name="out")])
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    tuner = keras_tuner.RandomSearch(build, objective="val_accuracy", max_trials=2, seed=1,
+                                     directory=str(tmp_path / "tuner"), project_name="p")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LayerViewWarning)
+        tuner.search(x, y, epochs=2, validation_split=0.25, verbose=0,
+                     callbacks=[keras.callbacks.TensorBoard(logs),
+                                LayerView(logs, probe=(x[:4], y[:4]), class_views=False, budget=None)])
+    trials = sorted(tuner.oracle.trials)
+    assert len(trials) == 2
+    series = read_series(logs)
+    for trial in trials:
+        run = "%s/execution0" % trial
+        assert sorted(layer_series(series, run)[("activations", "hidden")]) == [0, 1, 2], (run, sorted(series))
+        config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+        hidden = next(l for l in config["layers"] if l["path"] == "hidden")
+        assert hidden["output_shape"][-1] == tuner.oracle.trials[trial].hyperparameters.get("units"), hidden
+    assert "." not in series  # nothing written to the base directory itself
