@@ -653,7 +653,9 @@ class LayerView(keras.callbacks.Callback):
         if worker is not None and threading.current_thread() is not worker.thread:
             done = threading.Event()
             worker.submit(done.set)
-            done.wait()
+            # A worker stopped meanwhile (the fit ended) has written everything, and never runs this.
+            while not done.wait(0.1) and worker.thread.is_alive():
+                pass
         return self._unit_streaks.rows()
 
     @property
