@@ -144,7 +144,8 @@ class Catalog:
         for path in self.stats_layers:
             paths.setdefault(path, set()).add(metadata.KIND_STATS)
         for layer in layers or ():
-            found = {k for path, ks in paths.items() if _chosen([layer], path) for k in ks}
+            one = _patterns([layer])
+            found = {k for path, ks in paths.items() if _chosen(one, path) for k in ks}
             if not found:
                 problems.append("--layer %r is no layer of the %s in %s; %s layers: %s"
                                 % (layer, "run" if len(chosen) == 1 else "runs", where,
@@ -153,8 +154,9 @@ class Catalog:
                 problems.append("--layer %r has no %s series (it has %s); choose them with --kind"
                                 % (layer, " or ".join(kinds), ", ".join(sorted(found))))
         series = [s for entry in chosen for s in _series_of(entry)]
+        patterns = _patterns(layers)
         most = max((metadata.image_count(s.max_length) for s in series
-                    if s.meta.kind in kinds and _chosen(layers, s.meta.layer)), default=0)
+                    if s.meta.kind in kinds and _chosen(patterns, s.meta.layer)), default=0)
         for probe in probes or ():
             if not 0 <= probe < most:
                 problems.append("--probe %d is no image of the chosen series: their steps hold %s"
@@ -163,16 +165,21 @@ class Catalog:
         return problems
 
 
-def _chosen(layers, path):
-    """Whether ``layers`` (None: every layer) chooses the layer at ``path``:
-    by path or name, literally or as a regular expression, the rule of
-    LayerView's own ``layers`` argument (:func:`tb_layerview.args.matches`)."""
-    if not layers:
+def _patterns(layers):
+    """``layers`` (names, paths or regular expressions) compiled once for :func:`_chosen`."""
+    return argcheck.compile_patterns(layers, "layers") if layers else None
+
+
+def _chosen(patterns, path):
+    """Whether ``patterns`` (:func:`_patterns`; None: every layer) choose the
+    layer at ``path``: by path or name, literally or as a regular expression,
+    the rule of LayerView's own ``layers`` argument (:func:`tb_layerview.args.matches`)."""
+    if not patterns:
         return True
     if path is None:  # a run-level series (class views) belongs to no layer
         return False
     base = path.split(":", 1)[0]
-    return argcheck.matches(argcheck.compile_patterns(layers, "layers"), base, base.rsplit("/", 1)[-1])
+    return argcheck.matches(patterns, base, base.rsplit("/", 1)[-1])
 
 
 def _series_of(entry):
@@ -236,9 +243,10 @@ def export(logdir, out, runs=None, layers=None, kinds=("activations",), probes=N
     from PIL import Image
 
     written = []
+    patterns = _patterns(layers)
     for run, series in sorted(read_series(logdir, kinds, runs, catalog).items()):
         for meta, steps in series:
-            if meta.kind not in kinds or not _chosen(layers, meta.layer):
+            if meta.kind not in kinds or not _chosen(patterns, meta.layer):
                 continue
             folder = os.path.join(out, _safe(run), meta.kind, _safe(meta.layer or meta.kind))
             os.makedirs(folder, exist_ok=True)
@@ -311,9 +319,10 @@ def contact_sheets(logdir, out, runs=None, layers=None, kinds=("activations",), 
     probe target) for class views; a column per logged epoch. Returns the paths."""
     from PIL import Image
 
+    patterns = _patterns(layers)
     series = [(run, meta, steps) for run, items in sorted(read_series(logdir, kinds, runs, catalog).items())
               for meta, steps in items
-              if meta.kind in kinds and _chosen(layers, meta.layer)]
+              if meta.kind in kinds and _chosen(patterns, meta.layer)]
     progress = Progress(len(series))
     written = []
     for run, meta, steps in series:
@@ -408,13 +417,14 @@ def health_tables(logdir, runs=None, catalog=None, layers=None):
     from tb_layerview import stats
 
     health, units = [], []
+    patterns = _patterns(layers)
     for run, steps, decoded in _decoded_stats(logdir, runs, catalog):
         streaks = stats.UnitStreaks()
         for step, (header, data) in zip(steps, decoded):
             if catalog is not None:
                 catalog.stats_layers.update(l["path"] for l in header["layers"])
             for l in header["layers"]:
-                if not _chosen(layers, l["path"]):
+                if not _chosen(patterns, l["path"]):
                     continue
                 part = data[:, l["offset"]:l["offset"] + l["channels"]]
                 counts = stats.unit_counts(l.get("activation"), part)

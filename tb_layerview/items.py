@@ -107,11 +107,12 @@ class HealthScalars:
     def write(self, step, ctx):
         from tb_layerview import stats
 
-        if self.streaks is not None:
-            for path, activation, values in self.records:
-                self.streaks.add(step, path, activation, values)
-        for path, activation, values in self.records:
-            summary.health_scalars(path, stats.health(activation, values), step=step)
+        flags = [stats.unit_flags(activation, values) for _, activation, values in self.records]
+        if self.streaks is not None:  # before the scalars, whose writing may fail
+            for (path, activation, values), f in zip(self.records, flags):
+                self.streaks.add(step, path, activation, values, f)
+        for (path, activation, values), f in zip(self.records, flags):
+            summary.health_scalars(path, stats.health(activation, values, f), step=step)
 
     def what(self):
         return "the health scalars"

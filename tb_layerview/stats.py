@@ -134,12 +134,13 @@ def unit_flags(activation, values):
 PROBLEMS = ("dead", "saturated", "nonfinite")
 
 
-def health(activation, values):
+def health(activation, values, flags=None):
     """Unit health of one layer output from its statistics.
 
     Args:
       activation: the layer's activation name (:func:`activation_of`).
       values: array (len(STATS), C) of :func:`channel_stats`.
+      flags: their :func:`unit_flags`, when already at hand.
 
     Returns:
       ``{"dead": fraction of units never positive on the probe, or None when
@@ -149,7 +150,7 @@ def health(activation, values):
     """
     v = np.asarray(values, dtype=np.float64).reshape(len(STATS), -1)
     c = max(v.shape[1], 1)
-    flags = unit_flags(activation, v)
+    flags = unit_flags(activation, v) if flags is None else flags
     share = {k: None if f is None else float(np.count_nonzero(f) / c) for k, f in flags.items()}
     return {"dead": share["dead"], "saturated": share["saturated"],
             "nan": int(v[STATS.index("nan")].sum()), "inf": int(v[STATS.index("inf")].sum())}
@@ -437,9 +438,10 @@ class UnitStreaks:
         self._last = {}   # path -> (activation, the last step that measured it)
         self._lock = threading.Lock()
 
-    def add(self, step, path, activation, values):
-        """Adds one layer output's statistics (array (len(STATS), C)) at ``step``."""
-        f = unit_flags(activation, values)
+    def add(self, step, path, activation, values, flags=None):
+        """Adds one layer output's statistics (array (len(STATS), C)) at
+        ``step`` (``flags``: their :func:`unit_flags`, when already at hand)."""
+        f = unit_flags(activation, values) if flags is None else flags
         c = len(f["nonfinite"])
         with self._lock:
             runs = self._start.get(path)
