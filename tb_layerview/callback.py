@@ -81,8 +81,8 @@ class _Worker:
     def __init__(self, guarded, depth=2):
         self._guarded = guarded
         self._queue = queue.Queue(maxsize=depth)
-        self.thread = threading.Thread(target=self._run, name="tb_layerview-writer", daemon=True)
-        self.thread.start()
+        self._thread = threading.Thread(target=self._run, name="tb_layerview-writer", daemon=True)
+        self._thread.start()
 
     def submit(self, fn, *args):
         self._queue.put((fn, args))
@@ -95,10 +95,20 @@ class _Worker:
             fn, args = job
             self._guarded(fn, *args)
 
+    def drain(self):
+        """Waits until every job submitted so far has run (at once on the
+        worker's own thread, and once the worker has stopped, which ran them all)."""
+        if threading.current_thread() is self._thread:
+            return
+        done = threading.Event()
+        self.submit(done.set)
+        while not done.wait(0.1) and self._thread.is_alive():
+            pass
+
     def stop(self):
         """Finishes every pending job, then ends the thread."""
         self._queue.put(None)
-        self.thread.join()
+        self._thread.join()
 
 
 class _Step:
@@ -650,12 +660,8 @@ class LayerView(keras.callbacks.Callback):
                     print("%s channel %d dead since epoch %d" % (u["layer"], u["channel"], u["since"]))
         """
         worker = self._worker
-        if worker is not None and threading.current_thread() is not worker.thread:
-            done = threading.Event()
-            worker.submit(done.set)
-            # A worker stopped meanwhile (the fit ended) has written everything, and never runs this.
-            while not done.wait(0.1) and worker.thread.is_alive():
-                pass
+        if worker is not None:
+            worker.drain()
         return self._unit_streaks.rows()
 
     @property
