@@ -11,6 +11,13 @@ TensorFlow is installed (every scheme it knows, ``gs://``, ``s3://``,
 ``s3://`` with boto3, and any fsspec URL once its implementation is
 installed, e.g. ``gcsfs`` for ``gs://``).
 
+A local path goes through TensorBoard's own file layer unless TensorFlow is
+already imported: on JAX or PyTorch with TensorFlow installed beside them,
+reaching ``tf.io.gfile`` would import TensorFlow for nothing that local
+files need (about 3 s once per process, charged to the first step's time
+budget). Paths with a scheme (``gs://``...) still reach TensorFlow's
+file systems where it is installed (:func:`gfile`).
+
 Records are written on the caller's thread, which for the ``LayerView``
 callback is its background writer: TensorBoard's ``EventFileWriter`` would
 hand them to a thread of its own, whose CPU time the budget could not see,
@@ -28,6 +35,7 @@ import itertools
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 
@@ -68,11 +76,11 @@ class EventWriter:
     """
 
     def __init__(self, logdir):
-        from tensorboard.compat import tf
         from tensorboard.compat.proto import event_pb2
 
         self.logdir = logdir
-        tf.io.gfile.makedirs(logdir)
+        files = gfile(logdir)
+        files.makedirs(logdir)
         # TensorBoard reads every file whose name holds "tfevents"; the suffix
         # keeps these apart from a TensorFlow or TensorBoard writer's files
         # opened by the same process in the same second. Its loaders read a
@@ -81,7 +89,7 @@ class EventWriter:
         # that a tenth file opened within a second sorts after the ninth.
         self.path = os.path.join(logdir, "events.out.tfevents.%010d.%s.%d.%06d%s" % (
             time.time(), socket.gethostname(), os.getpid(), next(_FILE_NUMBERS), FILE_SUFFIX))
-        self._file = tf.io.gfile.GFile(self.path, "wb")
+        self._file = files.GFile(self.path, "wb")
         self._tags_seen = set()
         self._lock = threading.Lock()
         self._gathering = None  # (step, [values]) inside one_event
@@ -199,13 +207,34 @@ def writing_to(event_writer):
         _ACTIVE.writer = previous
 
 
+def gfile(path):
+    """The ``gfile`` module that reaches ``path``.
+
+    TensorFlow's ``tf.io.gfile`` where TensorFlow is imported already, or
+    where ``path`` has a scheme (``gs://``, ``s3://``, ``hdfs://``...) and
+    TensorFlow is installed; TensorBoard's stand-in for it otherwise (local
+    files, and fsspec URLs without TensorFlow). Both have the same calls.
+
+    Example::
+
+        files = gfile("logs/run1")
+        files.makedirs("logs/run1")
+    """
+    if "tensorflow" in sys.modules or "://" in str(path):
+        from tensorboard.compat import tf
+
+        return tf.io.gfile
+    from tensorboard.compat.tensorflow_stub.io import gfile as stand_in
+
+    return stand_in
+
+
 def _remove(path):
     """Deletes one file: TensorFlow's gfile has ``remove``, TensorBoard's stand-in
-    for it (no TensorFlow) does not, so local paths and fsspec URLs are handled here."""
-    from tensorboard.compat import tf
-
-    if hasattr(tf.io.gfile, "remove"):
-        tf.io.gfile.remove(path)
+    for it does not, so local paths and fsspec URLs are handled here."""
+    files = gfile(path)
+    if hasattr(files, "remove"):
+        files.remove(path)
     elif "://" not in path or path.startswith("file://"):
         os.remove(path[len("file://"):] if path.startswith("file://") else path)
     else:
@@ -222,10 +251,8 @@ FILE_SUFFIX = ".layerview"
 def layerview_files(logdir):
     """Names of the event files an :class:`EventWriter` wrote in ``logdir``
     (an earlier fit's), sorted; empty when there are none or it cannot be listed."""
-    from tensorboard.compat import tf
-
     try:
-        names = tf.io.gfile.listdir(logdir)
+        names = gfile(logdir).listdir(logdir)
     except Exception:  # noqa: BLE001 - a new or unlistable directory holds no earlier log we can see
         return []
     return sorted(n.rstrip("/") for n in names if "tfevents" in n and n.rstrip("/").endswith(FILE_SUFFIX))
@@ -247,14 +274,13 @@ def logged_steps(logdir, names):
 
         logged_steps("logs/run1", layerview_files("logs/run1"))  # {0, 1, 2, 3}
     """
-    from tensorboard.compat import tf
-
+    files = gfile(logdir)
     steps = set()
     try:
         for name in names:
             path = logdir.rstrip("/") + "/" + name
-            size = tf.io.gfile.stat(path).length
-            with tf.io.gfile.GFile(path, "rb") as f:
+            size = files.stat(path).length
+            with files.GFile(path, "rb") as f:
                 seek = getattr(f, "seek", None)
                 offset = 0
                 while offset + 12 <= size:
@@ -304,12 +330,11 @@ def _summary_step(start):
 
 def check_writable(logdir):
     """Creates ``logdir`` and writes a file into it, or raises OSError naming the directory."""
-    from tensorboard.compat import tf
-
+    files = gfile(logdir)
     probe_file = logdir.rstrip("/") + "/.tb_layerview_write_check"
     try:
-        tf.io.gfile.makedirs(logdir)
-        with tf.io.gfile.GFile(probe_file, "w") as f:
+        files.makedirs(logdir)
+        with files.GFile(probe_file, "w") as f:
             f.write("ok")
         _remove(probe_file)
     except Exception as e:

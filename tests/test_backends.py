@@ -141,6 +141,24 @@ def test_data_parallel_over_local_devices_gathers_a_sharded_probe(tmp_path):
         assert sorted(run_blob(series, "run", kind)) == [0, 1, 2], kind
 
 
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_fit_on_jax_or_pytorch_beside_an_installed_tensorflow_never_imports_it(tmp_path, backend):
+    """With TensorFlow installed but not imported, a fit on JAX or PyTorch with LayerView leaves it
+    unimported: the event file goes through TensorBoard's own file layer, and the layers' configs are
+    read without Keras importing TensorFlow to serialise them. Importing it cost 2.8 s of the first
+    step, which the time budget then took from the images of every later epoch. The configs are whole."""
+    import importlib.util
+
+    assert importlib.util.find_spec("tensorflow") is not None, "this test needs TensorFlow installed"
+    proc = run([WORKER, "fit", str(tmp_path)], backend, cwd=str(tmp_path))
+    assert "tensorflow imported: False" in proc.stdout, proc.stdout
+    series = read_series(str(tmp_path))
+    config = json.loads(run_blob(series, "run_" + backend, metadata.KIND_CONFIG)[0][0])
+    by_path = {layer["path"]: layer for layer in config["layers"]}
+    assert by_path["conv2"]["config"]["filters"] == 6 and by_path["conv2"]["config"]["activation"] == "tanh"
+    assert by_path["out"]["config"]["units"] == 3
+
+
 @pytest.fixture(scope="module")
 def venv_without_tensorflow(tmp_path_factory):
     """A new virtual environment with tb_layerview installed the documented ways for JAX and PyTorch users
