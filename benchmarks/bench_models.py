@@ -15,13 +15,18 @@ batch 32), VGG16 and ResNet50 (64x64x3, 512 samples, batch 32), all with
 Usage: python benchmarks/bench_models.py [--models cnn,mobilenetv2] [--epochs 3]
        [--pairs 2] [--class-views on|off] [--budget default|off] [--feed dataset|arrays]
        [--writer background|inline]
-       [--cold]
+       [--cold] [--process-per-fit]
 
 Each model's train step is traced by a one-batch fit before the timed fit,
 so the ratio compares LayerView with the training itself; ``--cold`` times
 a fresh model's first fit instead, Keras tracing its train step included,
 which is what a user's first ``fit`` costs (ResNet50 at 64x64: about 20 s
 of tracing before 10-13 s of training here).
+
+``--process-per-fit`` runs each fit in a fresh Python process, as a
+user's first fit in a script runs: what a process does once (imports,
+JAX's compilation of each new operation) then falls inside the fit it
+serves, with LayerView and without.
 
 Besides the whole fit, the script times each fit from train begin to train
 end (every hook of LayerView inside, see TrainingWindow). By default it
@@ -41,6 +46,7 @@ import glob
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -178,61 +184,98 @@ def read_back(logdir):
     return series[os.path.basename(logdir)]
 
 
-def bench(name, args):
+def one_fit(name, args, pair, with_cb, x, y):
+    """One timed fit, with or without LayerView: its row of figures. A fit
+    with LayerView keeps its log directory for reading back."""
     import keras
 
-    from tb_layerview import LayerView, metadata, stats
+    from tb_layerview import LayerView
+
+    batch, epochs = MODELS[name][3], args.epochs or MODELS[name][4]
+    keras.utils.set_random_seed(pair)
+    model = build(name)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    if not args.cold:
+        # Trace the train step outside the timing, as any second fit would.
+        inputs, kwargs = feed(x[:batch], y[:batch], batch, pair, args.feed)
+        model.fit(*inputs, epochs=1, verbose=0, **kwargs)
+    root = tempfile.mkdtemp(prefix="lv_models_")
+    logdir = os.path.join(root, name)
+    cbs = []
+    if with_cb:
+        kw = {"class_views": args.class_views == "on"}
+        if args.budget == "off":
+            kw["budget"] = None
+        if args.writer == "inline":
+            kw["background"] = False
+        cbs = [LayerView(logdir, probe=(x[:8], y[:8]), **kw)]
+    window = TrainingWindow()
+    t0, c0, s0 = time.perf_counter(), time.process_time(), stolen_seconds()
+    inputs, kwargs = feed(x, y, batch, pair, args.feed)
+    with GCMeter() as collected:
+        model.fit(*inputs, epochs=epochs, verbose=0, callbacks=[window.begin] + cbs + [window.end], **kwargs)
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    s1 = stolen_seconds()
+    stolen = "" if s0 is None or s1 is None else ", %.2f s stolen by the hypervisor" % (s1 - s0)
+    row = {"with": with_cb, "seconds": total, "cpu": cpu, "window": window.seconds}
+    if with_cb:
+        row.update({"bytes": event_bytes(logdir), "cost": cbs[0].cost, "logdir": logdir})
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    print("  %-12s pair %d %-7s %.2f s wall (training %.2f s), %.2f s CPU%s, %.2f s in Python's garbage"
+          " collector (%d full collections)"
+          % (name, pair, "with" if with_cb else "without", total, window.seconds, cpu, stolen,
+             collected.seconds, collected.full), flush=True)
+    return row
+
+
+def fit_in_child(name, args, pair, with_cb):
+    """:func:`one_fit` in a fresh Python process, as a user's first fit in a
+    script runs: the imports and compilations a process does once (JAX's
+    per-operation compilation, TensorFlow's import) fall inside it."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--models", name, "--child",
+           "%d:%s" % (pair, "with" if with_cb else "without")]
+    for flag in ("epochs", "class_views", "budget", "writer", "feed"):
+        value = getattr(args, flag)
+        if value is not None:
+            cmd += ["--" + flag.replace("_", "-"), str(value)]
+    if args.cold:
+        cmd.append("--cold")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = proc.stdout.splitlines()
+    if proc.returncode != 0 or not lines or not lines[-1].startswith(CHILD_ROW):
+        raise RuntimeError("the fit in a child process failed (%d):\n%s\n%s"
+                           % (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
+    print("\n".join(lines[:-1]), flush=True)
+    return json.loads(lines[-1][len(CHILD_ROW):])
+
+
+#: The prefix of the line on which a child process hands its fit's row back.
+CHILD_ROW = "ROW "
+
+
+def bench(name, args):
+    from tb_layerview import metadata, stats
 
     _, shape, samples, batch, default_epochs = MODELS[name]
     epochs = args.epochs or default_epochs
-    rng = np.random.default_rng(0)
-    x = rng.random((samples,) + shape, dtype=np.float32)
-    y = rng.integers(0, 10, samples)
+    x = y = None
+    if not args.process_per_fit:
+        rng = np.random.default_rng(0)
+        x = rng.random((samples,) + shape, dtype=np.float32)
+        y = rng.integers(0, 10, samples)
     rows = []
     last_logdir = None
     for pair in range(args.pairs):
         order = (False, True) if pair % 2 == 0 else (True, False)
         for with_cb in order:
-            keras.utils.set_random_seed(pair)
-            model = build(name)
-            model.compile("adam", "sparse_categorical_crossentropy")
-            if not args.cold:
-                # Trace the train step outside the timing, as any second fit would.
-                inputs, kwargs = feed(x[:batch], y[:batch], batch, pair, args.feed)
-                model.fit(*inputs, epochs=1, verbose=0, **kwargs)
-            root = tempfile.mkdtemp(prefix="lv_models_")
-            logdir = os.path.join(root, name)
-            cbs = []
+            row = fit_in_child(name, args, pair, with_cb) if args.process_per_fit else \
+                one_fit(name, args, pair, with_cb, x, y)
+            rows.append(row)
             if with_cb:
-                kw = {"class_views": args.class_views == "on"}
-                if args.budget == "off":
-                    kw["budget"] = None
-                if args.writer == "inline":
-                    kw["background"] = False
-                cbs = [LayerView(logdir, probe=(x[:8], y[:8]), **kw)]
-            window = TrainingWindow()
-            t0, c0, s0 = time.perf_counter(), time.process_time(), stolen_seconds()
-            inputs, kwargs = feed(x, y, batch, pair, args.feed)
-            with GCMeter() as collected:
-                model.fit(*inputs, epochs=epochs, verbose=0, callbacks=[window.begin] + cbs + [window.end],
-                          **kwargs)
-            total, cpu = time.perf_counter() - t0, time.process_time() - c0
-            s1 = stolen_seconds()
-            stolen = "" if s0 is None or s1 is None else ", %.2f s stolen by the hypervisor" % (s1 - s0)
-            if with_cb:
-                rows.append({"with": True, "seconds": total, "cpu": cpu, "window": window.seconds,
-                             "bytes": event_bytes(logdir),
-                             "cost": cbs[0].cost, "logdir": logdir})
                 if last_logdir:
                     shutil.rmtree(os.path.dirname(last_logdir), ignore_errors=True)
-                last_logdir = logdir
-            else:
-                rows.append({"with": False, "seconds": total, "cpu": cpu, "window": window.seconds})
-                shutil.rmtree(root, ignore_errors=True)
-            print("  %-12s pair %d %-7s %.2f s wall (training %.2f s), %.2f s CPU%s, %.2f s in Python's garbage"
-                  " collector (%d full collections)"
-                  % (name, pair, "with" if with_cb else "without", total, window.seconds, cpu, stolen,
-                     collected.seconds, collected.full), flush=True)
+                last_logdir = row["logdir"]
     withouts = [r for r in rows if not r["with"]]
     without = [r["seconds"] for r in withouts]
     withs = [r for r in rows if r["with"]]
@@ -262,9 +305,10 @@ def bench(name, args):
             shares.append((cost["hook_seconds"] + cost["writer_cpu_seconds"]) / cost["epoch_seconds"])
     last_plan = json.loads(plans[max(plans)][0])
     cost = withs[-1]["cost"]
-    print("\n%s: %d epochs, %d samples, batch %d, 8 probes, class views %s, budget %s, writer %s, fed as %s, %s"
+    print("\n%s: %d epochs, %d samples, batch %d, 8 probes, class views %s, budget %s, writer %s, fed as %s, %s%s"
           % (name, epochs, samples, batch, args.class_views, args.budget, args.writer, args.feed,
-             "first fit of a fresh model" if args.cold else "train step traced before the timing"))
+             "first fit of a fresh model" if args.cold else "train step traced before the timing",
+             ", each fit in a fresh process" if args.process_per_fit else ""))
     print("  whole fit with / without LayerView: median %.3f (pairs: %s)"
           % (np.median(pairs), ", ".join("%.3f" % p for p in pairs)))
     print("  training (train begin to train end, every hook of LayerView included) with / without: median %.3f"
@@ -296,6 +340,9 @@ def main():
     p.add_argument("--cold", action="store_true",
                    help="time a fresh model's first fit, Keras tracing its train step included, as a user's "
                         "first fit runs (default: the train step is traced before the timing)")
+    p.add_argument("--process-per-fit", action="store_true",
+                   help="run each fit in a fresh Python process, as a user's first fit in a script runs")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--feed", choices=["dataset", "arrays"], default=None,
                    help="dataset: a repeated tf.data pipeline (the default on TensorFlow); arrays: numpy arrays "
                         "(the default on other backends)")
@@ -304,6 +351,16 @@ def main():
         import keras
 
         args.feed = "dataset" if keras.backend.backend() == "tensorflow" else "arrays"
+    if args.child:  # one fit of a --process-per-fit run: its row goes back on the last line
+        pair, which = args.child.split(":")
+        name = args.models
+        shape, samples = MODELS[name][1:3]
+        rng = np.random.default_rng(0)
+        x = rng.random((samples,) + shape, dtype=np.float32)
+        y = rng.integers(0, 10, samples)
+        row = one_fit(name, args, int(pair), which == "with", x, y)
+        print(CHILD_ROW + json.dumps(row), flush=True)
+        return
     for name in args.models.split(","):
         bench(name.strip(), args)
 
