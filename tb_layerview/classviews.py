@@ -345,20 +345,23 @@ def _ascent_functions(g, model, targets, input_shape, use_log, output_index, lay
         return per_model[key]
     image = len(input_shape) == 3
     axes = list(range(1, len(input_shape) + 1))
-
+    # The caches are keyed weakly by the model, so their functions reach it
+    # through a weak reference: a model the user drops (one per trial of a
+    # search) is then freed, with its compiled functions.
+    model = weakref.ref(model)
     unit_cf = layer is not None and walk.data_format_of(layer) == "channels_first"
 
     def score_of(state, inp):
         inp = _model_layout(inp, channels_first)
         if layer is not None:
             with capture.recording({"units": layer}) as rec:
-                g.call(model, state, inp)
+                g.call(model(), state, inp)
             feats = ops.cast(rec.output("units"), "float32")
             rank = len(feats.shape)
             if rank > 2:  # a unit's mean over its positions
                 feats = ops.mean(feats, axis=list(range(2, rank)) if unit_cf else list(range(1, rank - 1)))
             return _pick(feats, targets)  # a unit's mean, even for a layer of one unit
-        s = _class_scores(_class_output(g.call(model, state, inp), output_index), targets)
+        s = _class_scores(_class_output(g.call(model(), state, inp), output_index), targets)
         return ops.log(s + 1e-7) if use_log else s
 
     def loss(x, shift, state):
@@ -523,32 +526,38 @@ def _attribution_gradient(g, model, layer, output_index):
     """
     from keras import ops
 
+    cache = _ATTRIBUTION_CACHE.setdefault(model, {}) if g.name == "jax" else {}
+    key = (None if layer is None else id(layer), output_index)
+    if key in cache:
+        return cache[key]
+    # The caches are keyed weakly by the model, so their functions reach it
+    # through a weak reference: a model the user drops (one per trial of a
+    # search) is then freed, with its compiled functions.
+    model = weakref.ref(model)
+
     def score(out, classes):
         return ops.sum(_class_scores(_class_output(out, output_index), classes))
 
     if layer is None:
         def gradient(state, x, classes):
-            return g.value_and_grad(lambda v: (score(g.call(model, state, v), classes), None), x)[2]
+            return g.value_and_grad(lambda v: (score(g.call(model(), state, v), classes), None), x)[2]
     else:
         def gradient(state, x, classes):
             with capture.recording({"features": layer}) as rec:
-                g.call(model, state, x)
+                g.call(model(), state, x)
             feats = rec.output("features")
             if feats is None:
                 raise ValueError("layer %r was not called when the model ran on the probe" % layer.name)
 
             def layer_score(offset):
                 with capture.recording({"features": layer}, offsets={"features": offset}):
-                    return score(g.call(model, state, x), classes), None
+                    return score(g.call(model(), state, x), classes), None
 
             return feats, g.value_and_grad(layer_score, ops.zeros_like(feats))[2]
     if g.name != "jax":
         return gradient
-    key = (None if layer is None else id(layer), output_index)
-    per_model = _ATTRIBUTION_CACHE.setdefault(model, {})
-    if key not in per_model:
-        per_model[key] = g.compile(gradient)
-    return per_model[key]
+    cache[key] = g.compile(gradient)
+    return cache[key]
 
 
 def find_layer(model, name):

@@ -338,3 +338,24 @@ def test_class_views_of_a_channels_first_model_equal_those_of_its_channels_last_
     sal_f, _ = classviews.attribution(dense["channels_first"], x_cf, [0, 1], channels_first=True)
     assert info["method"] == "saliency" and sal_f.shape == (2, 12, 12)
     np.testing.assert_allclose(sal_f, sal_l, atol=1e-5)
+
+
+def test_a_dropped_model_is_freed_with_its_compiled_class_view_functions():
+    """Maximisation and attribution keep their compiled functions per model, for the next epoch, but
+    not the model: one dropped after its class views (one per trial of a hyperparameter search) is
+    freed, and its cache entries with it. The cached functions held the model before."""
+    import gc
+    import weakref
+
+    def class_views_of_a_fresh_model():
+        model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                                  keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+        classviews.attribution(model, np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32), [0, 2])
+        classviews.maximize(model, [0, 1], steps=2)
+        classviews.maximize(model, [0, 1], steps=2)  # the second call reuses the first one's functions
+        assert len(classviews._ASCENT_CACHE[model]) == 1
+        return weakref.ref(model)
+
+    ref = class_views_of_a_fresh_model()
+    gc.collect()
+    assert ref() is None
