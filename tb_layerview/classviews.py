@@ -465,8 +465,6 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
     """
     if weighting not in ("elementwise", "mean"):
         raise ValueError('weighting must be "elementwise" or "mean"; got %r' % (weighting,))
-    from keras import ops
-
     g = gradients.for_backend()
     if isinstance(inputs, (list, tuple, dict)):
         if image is None:
