@@ -601,7 +601,6 @@ class LayerView(keras.callbacks.Callback):
         variables: enough to tell whether training moved the weights, read
         in milliseconds. None when they cannot be read."""
         try:
-            import keras
             from keras import ops
 
             variables = self._watched.trainable_variables
