@@ -1099,7 +1099,7 @@ class LayerView(keras.callbacks.Callback):
         if not self.class_views:
             probe, why = log.gradient_probe(metadata.KIND_MAXIMIZATION)
             if why is None and decisions.get(metadata.KIND_MAXIMIZATION, {}).get("run"):
-                return log.unit_items(probe)
+                return log.timed(metadata.KIND_MAXIMIZATION, lambda: log.unit_items(probe))
             return []
         return log.step_items(outputs, decisions, regression)
 

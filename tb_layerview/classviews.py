@@ -325,6 +325,13 @@ _ASCENT_CACHE = weakref.WeakKeyDictionary()
 _ATTRIBUTION_CACHE = weakref.WeakKeyDictionary()
 
 
+def compiled_count(model):
+    """How many class-view functions are cached (traced or compiled) for
+    ``model``: a run that raises it compiled one, and took longer than the
+    runs after it will."""
+    return sum(len(cache.get(model, ())) for cache in (_ASCENT_CACHE, _ATTRIBUTION_CACHE))
+
+
 def _model_layout(x, channels_first):
     """Channels-last images (N, H, W, C) as a channels-first model takes them."""
     from keras import ops
