@@ -175,18 +175,25 @@ def recording(layers, per_step=(), offsets=None):
     patched = []
     try:
         for key, layer in layers.items():
-            original = layer.__dict__.get("call")
+            name = called_method(layer)
+            original = layer.__dict__.get(name)
             # object.__setattr__: Keras' tracking __setattr__ must not see this.
             offset = (offsets or {}).get(key)
-            object.__setattr__(layer, "call", _recording_call(layer.call, key, rec, offset))
-            patched.append((layer, original))
+            object.__setattr__(layer, name, _recording_call(getattr(layer, name), key, rec, offset))
+            patched.append((layer, name, original))
         yield rec
     finally:
-        for layer, original in reversed(patched):
+        for layer, name, original in reversed(patched):
             if original is None:
-                object.__delattr__(layer, "call")
+                object.__delattr__(layer, name)
             else:
-                object.__setattr__(layer, "call", original)
+                object.__setattr__(layer, name, original)
+
+
+def called_method(layer):
+    """The name of the method Keras runs when ``layer`` is called: a layer
+    quantized with ``quantize()`` runs ``quantized_call``, never ``call``."""
+    return "quantized_call" if getattr(layer, "quantization_mode", None) is not None else "call"
 
 
 def _channel_matrix(t, channels_first):

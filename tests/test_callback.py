@@ -627,6 +627,38 @@ def test_mixed_float16_policy(tmp_path):
     assert config["model"]["dtype_policy"] == "mixed_float16"
 
 
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_a_quantized_model_logs_every_layer_at_every_step(tmp_path, mode):
+    """A model quantized with ``model.quantize()``: Keras runs each quantized layer's
+    ``quantized_call``, not its ``call``. Recording wrapped ``call`` only, so these layers were
+    listed as never called, with no statistics and no images, and nothing said why."""
+    import warnings
+
+    from tb_layerview import stats
+
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(8, activation="relu", name="dense")(inputs)
+    h = keras.layers.EinsumDense("ab,bc->ac", output_shape=5, name="einsum")(h)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="out")(h))
+    with warnings.catch_warnings():  # "Layer InputLayer does not have a `quantize` method"
+        warnings.simplefilter("ignore")
+        model.quantize(mode)
+    x = np.random.default_rng(3).normal(size=(16, 6)).astype("float32")
+    fit(model, x, np.arange(16) % 3, tmp_path / mode, loss="sparse_categorical_crossentropy", probe=x[:4])
+    series, run = only_run(tmp_path / mode)
+    got = layer_series(series, run)
+    for path in ("dense", "einsum", "out"):
+        assert sorted(got[(ACT, path)]) == [0, 1, 2], path
+    assert sorted(got[(FIL, "dense")]) == [0, 1, 2]
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    assert {l["path"]: l["calls"] for l in config["layers"]} == {"dense": 1, "einsum": 1, "out": 1}
+    header, data = stats.decode(*run_blob(series, run, metadata.KIND_STATS)[2])
+    assert [l["path"] for l in header["layers"]] == ["dense", "einsum", "out"]
+    want = keras.Model(inputs, model.get_layer("einsum").output)(x[:4], training=False)
+    got_mean = stats.layer_slice(header, data, "einsum")["mean"]
+    np.testing.assert_allclose(got_mean, keras.ops.convert_to_numpy(want).mean(axis=0), rtol=1e-4, atol=1e-5)
+
+
 def test_layer_selection_by_name_and_regex(tmp_path):
     """layers= and exclude= accept names and regular expressions."""
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, name="enc_a"),
