@@ -805,7 +805,8 @@ class LayerView(keras.callbacks.Callback):
         self._compiled_ran = False
         self._classlog = None
         self._logged_index = 0
-        self._first_weighted = next((e.path for e in entries if getattr(e.layer, "weights", None) and not e.container), None)
+        self._first_weighted = next((e.path for e in entries if getattr(e.layer, "weights", None)
+                                     and not (e.container or e.composite)), None)
         self._prepared_for = model
         # The first pass checks that the probe fits (a clear error stops fit
         # here); its result is the initial step's. A fit whose logged steps

@@ -1,7 +1,9 @@
 """The layer walk: every layer of a model in order, with its path.
 
 Nested models (and a model wrapped in ``TimeDistributed``) are entered, so
-their layers get paths such as ``encoder/conv1``. Shared layers appear once
+their layers get paths such as ``encoder/conv1``; so are layers of your own
+that hold layers (a transformer block's attention, dense and normalisation
+layers: ``block/dense``), which keep their own output too. Shared layers appear once
 (their calls are told apart by the capture: :func:`tb_layerview.capture.output_key`).
 A functional model's graph also holds the ``keras.ops`` operations written
 between its layers (``x + shortcut``, ``keras.ops.relu(x)``); Keras' own
@@ -63,6 +65,9 @@ class LayerEntry:
       container: a nested model, whose layers follow under ``path/``.
       per_time_step: the layer runs once per time step inside a
         ``TimeDistributed`` wrapper; its calls are stacked along axis 1.
+      composite: a layer of your own that holds layers
+        (:func:`sublayers`): they follow under ``path/``, and unlike a
+        nested model's, its output is its own.
     """
 
     layer: object
@@ -71,6 +76,7 @@ class LayerEntry:
     index: int
     container: bool
     per_time_step: bool = False
+    composite: bool = False
 
     @property
     def layer_class(self):
@@ -136,13 +142,40 @@ def _time_distributed_inner(layer):
     return inner if inner is not None and _is_model(inner) else None
 
 
+def sublayers(layer):
+    """The layers a layer of your own holds, in the order it tracked them
+    (a transformer block's attention, dense and normalisation layers, kept
+    in attributes, lists or dicts); none for models, which :func:`members`
+    lists, and for Keras' own layers, whose parts (the query, key and value
+    projections of ``MultiHeadAttention``, the two directions of
+    ``Bidirectional``) are details of one documented layer.
+
+    Example::
+
+        class Block(keras.layers.Layer):
+            def __init__(self):
+                super().__init__()
+                self.norm = keras.layers.LayerNormalization()
+                self.ffn = [keras.layers.Dense(32), keras.layers.Dense(8)]
+
+        [l.name for l in sublayers(Block())]  # the norm and both Dense layers
+    """
+    if _is_model(layer) or type(layer).__module__.split(".", 1)[0] in ("keras", "tf_keras"):
+        return []
+    try:
+        found = layer._flatten_layers(include_self=False, recursive=False)
+    except Exception:  # noqa: BLE001 - another Keras: its tracked list, if any
+        found = getattr(layer, "_layers", None) or []
+    return [s for s in found if s is not layer]
+
+
 def walk(model):
     """Depth-first list of :class:`LayerEntry` for ``model`` (input layers
     left out, the operations of functional graphs in: :func:`members`)."""
     entries, seen = [], set()
 
-    def visit(m, prefix, per_step):
-        for layer in members(m):
+    def visit(layers, prefix, per_step):
+        for layer in layers:
             if id(layer) in seen:
                 continue
             seen.add(id(layer))
@@ -150,17 +183,18 @@ def walk(model):
                 continue
             path = prefix + layer.name
             container = _is_model(layer)
-            entries.append(LayerEntry(layer, path, prefix[:-1], len(entries), container, per_step))
-            if container:
-                visit(layer, path + "/", per_step)
+            inside = members(layer) if container else sublayers(layer)
+            entries.append(LayerEntry(layer, path, prefix[:-1], len(entries), container, per_step,
+                                      composite=bool(inside) and not container))
+            visit(inside, path + "/", per_step)
             inner = _time_distributed_inner(layer)
             if inner is not None and id(inner) not in seen:
                 seen.add(id(inner))
                 inner_path = path + "/" + inner.name
                 entries.append(LayerEntry(inner, inner_path, path, len(entries), True, True))
-                visit(inner, inner_path + "/", True)
+                visit(members(inner), inner_path + "/", True)
 
-    visit(model, "", False)
+    visit(members(model), "", False)
     return entries
 
 
@@ -210,6 +244,7 @@ class InputReach:
         """
         self._calls = {}  # path -> [frozenset of input names, per call in order]
         self._loose = {}  # path of a model without a graph -> what every call of its layers reaches
+        self._composite = set()  # paths of layers of your own that hold layers (LayerEntry.composite)
         names = list(names)
         # Everything depends on a model's one input, whatever the model's kind.
         self._all = frozenset(names) if len(names) == 1 else None
@@ -217,7 +252,9 @@ class InputReach:
         if self._all is not None or not names or not _is_model(model):
             return
         try:
-            self._paths = {id(e.layer): e.path for e in (walk(model) if entries is None else entries)}
+            entries = walk(model) if entries is None else entries
+            self._paths = {id(e.layer): e.path for e in entries}
+            self._composite = {e.path for e in entries if e.composite}
             tensors = list(getattr(model, "inputs", None) or ())
             if len(tensors) == len(names):
                 self._known = self._run(model, [frozenset([n]) for n in names], 0) is not None
@@ -285,7 +322,8 @@ class InputReach:
                         self._loose[path] = self._loose.get(path, frozenset()) | r
                     elif len(got) == len(outs):
                         out_reach = got
-                if path is not None and _time_distributed_inner(op) is not None:
+                if path is not None and (_time_distributed_inner(op) is not None or path in self._composite):
+                    # Layers called inside it: what its calls reach.
                     self._loose[path] = self._loose.get(path, frozenset()) | r
                 for t, tr in zip(outs, out_reach):
                     reach[id(t)] = tr

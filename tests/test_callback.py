@@ -542,6 +542,62 @@ class TwoDense(keras.Model):
         return self.d2(self.d1(x))
 
 
+class AttentionBlock(keras.layers.Layer):
+    """A layer of the user's own that holds layers, in attributes and a list, tracked in another
+    order than it calls them."""
+
+    def __init__(self, dim, **kwargs):
+        super().__init__(**kwargs)
+        self.attention = keras.layers.MultiHeadAttention(2, dim // 2, name="attention")
+        self.ffn = [keras.layers.Dense(2 * dim, activation="relu", name="ffn_in"),
+                    keras.layers.Dense(dim, name="ffn_out")]
+        self.norm = keras.layers.LayerNormalization(name="norm")
+
+    def call(self, x):
+        h = self.norm(x + self.attention(x, x))
+        for layer in self.ffn:
+            h = layer(h)
+        return h + x
+
+
+def test_a_layer_of_your_own_that_holds_layers_logs_each_of_them_under_its_path(tmp_path):
+    """A custom layer holding layers (a transformer block) is entered like a nested model: each
+    layer inside gets its series under the block's path, with its filters, its statistics and the
+    inputs it sees, and the block keeps its own output (a residual sum, not its last layer's).
+    Keras' own MultiHeadAttention is not entered. Before, the block was one opaque layer."""
+    from tb_layerview import stats
+
+    tokens, extra = keras.Input((6,), dtype="int32", name="tokens"), keras.Input((3,), name="extra")
+    h = AttentionBlock(8, name="block")(keras.layers.Embedding(20, 8, name="embed")(tokens))
+    h = keras.layers.Concatenate(name="cat")([keras.layers.GlobalAveragePooling1D(name="pool")(h), extra])
+    model = keras.Model([tokens, extra], keras.layers.Dense(3, activation="softmax", name="out")(h))
+    rng = np.random.default_rng(5)
+    x = [rng.integers(0, 20, (16, 6)), rng.random((16, 3), dtype=np.float32)]
+    fit(model, x, np.arange(16) % 3, tmp_path / "block", loss="sparse_categorical_crossentropy",
+        probe=[x[0][:4], x[1][:4]])
+    series, run = only_run(tmp_path / "block")
+    got = layer_series(series, run)
+    inside = ["block/attention", "block/ffn_in", "block/ffn_out", "block/norm"]
+    for path in ["block"] + inside:
+        assert sorted(got[(ACT, path)]) == [0, 1, 2], path
+    assert sorted(got[(FIL, "block/ffn_in")]) == [0, 1, 2] and (FIL, "block") not in got
+    assert not any(p.startswith("block/attention/") for _, p in got)
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    by_path = {l["path"]: l for l in config["layers"]}
+    assert all(by_path[p]["parent"] == "block" and by_path[p]["calls"] == 1 for p in inside)
+    assert by_path["block/ffn_in"]["name"] == "ffn_in" and by_path["block"]["nested_model"] is False
+    assert by_path["block/ffn_in"]["outputs"][0]["inputs"] == ["tokens"]
+    header, data = stats.decode(*run_blob(series, run, metadata.KIND_STATS)[2])
+    block = model.get_layer("block")
+    e = model.get_layer("embed")(x[0][:4])
+    ffn_in = keras.ops.convert_to_numpy(block.ffn[0](block.norm(e + block.attention(e, e))))
+    np.testing.assert_allclose(stats.layer_slice(header, data, "block/ffn_in")["mean"],
+                               ffn_in.reshape(-1, 16).mean(axis=0), rtol=1e-4, atol=1e-5)
+    whole = keras.ops.convert_to_numpy(block(e))
+    np.testing.assert_allclose(stats.layer_slice(header, data, "block")["mean"],
+                               whole.reshape(-1, 8).mean(axis=0), rtol=1e-4, atol=1e-5)
+
+
 def test_subclassed_model_sublayers_are_captured_and_restored(tmp_path):
     """Sublayers of a subclassed model are captured in one pass; their call is restored."""
     model = TwoDense()
