@@ -580,8 +580,9 @@ export function undrawnInput(info, layer) {
 }
 
 /**
- * A probe that is not drawn, in a line: its first input's first values, or
- * (text inputs) its first string, shortened.
+ * A probe that is not drawn, in a line: its first input's first values
+ * (integers, such as token ids, as they are; other numbers to two decimals),
+ * or (text inputs) its first string, shortened.
  */
 export function probeSummary(probe, input) {
   const inputs = (probe && probe.inputs) || {};
@@ -591,7 +592,8 @@ export function probeSummary(probe, input) {
     const text = first.text.join(' | ');
     return text.length > 120 ? `${text.slice(0, 119)}…` : text;
   }
-  return (first.values || []).slice(0, 6).map((v) => v.toFixed(2)).join(' ');
+  const whole = /^u?int|^bool/.test(first.dtype || '');
+  return (first.values || []).slice(0, 6).map((v) => (whole ? String(v) : v.toFixed(2))).join(' ');
 }
 
 /**

@@ -264,6 +264,10 @@ test('probeSummary: a numeric probe by its first six values, a text probe by its
   assert.equal(long.length, 120);
   assert.ok(long.endsWith('…'));
   assert.equal(probeSummary(undefined), '');
+  // Token ids and other integers as they are, not as 13.00.
+  assert.equal(probeSummary({inputs: {tokens: {dtype: 'int64', values: [13, 16, 0, 9]}}}), '13 16 0 9');
+  assert.equal(probeSummary({inputs: {m: {dtype: 'uint8', values: [255, 0]}}}), '255 0');
+  assert.equal(probeSummary({inputs: {x: {dtype: 'float32', values: [13, 0.5]}}}), '13.00 0.50');
 });
 
 test('shownInput: the first drawn input the layer depends on, else the first drawn one, else null', () => {
