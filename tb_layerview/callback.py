@@ -172,7 +172,8 @@ class LayerView(keras.callbacks.Callback):
         shows it under this name when started with ``--logdir`` on its parent.
       probe: the inputs to watch: an array ``(N, ...)``, a list or dict of
         arrays for multi-input models, or an ``(x, y)`` tuple to record the
-        true labels. 1 to 64 samples. A data set (``tf.data.Dataset``,
+        true labels (``(x, y, sample_weight)`` too; the weights are not
+        used). 1 to 64 samples. A data set (``tf.data.Dataset``,
         ``PyDataset``, ``DataLoader``): the first 8 samples of its first batch
         (:func:`tb_layerview.probe.first_batch`).
       class_names: names of the output classes, for predictions.

@@ -351,10 +351,11 @@ class Probe:
         labels = None
         probe = first_batch(probe)
         if isinstance(probe, tuple):
-            if len(probe) != 2:
-                raise ValueError("probe given as a tuple must be (x, y); got a tuple of %d items"
-                                 % len(probe))
-            probe, labels = probe
+            # (x, y, sample_weight), as fit's validation_data takes it: the weights do not matter here.
+            if len(probe) not in (2, 3):
+                raise ValueError("probe given as a tuple must be (x, y) or (x, y, sample_weight); got a tuple"
+                                 " of %d items" % len(probe))
+            probe, labels = probe[:2]
         if isinstance(probe, dict):
             inputs = {str(k): _as_array(v, "probe[%r]" % k) for k, v in probe.items()}
             arrays = list(inputs.values())

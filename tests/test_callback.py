@@ -492,14 +492,16 @@ class _Batches(keras.utils.PyDataset):
 
 def test_a_data_set_as_probe_gives_the_first_samples_of_its_first_batch(tmp_path):
     """probe=val_ds, as fit takes data: the first 8 samples of the first batch of a PyDataset or a
-    tf.data.Dataset of (x, y) or (x, y, sample_weight), labels included; a generator is refused, since a
-    batch taken from it would be taken from training too."""
+    tf.data.Dataset of (x, y) or (x, y, sample_weight), labels included, and an (x, y, sample_weight)
+    tuple of arrays; a generator is refused, since a batch taken from it would be taken from training too."""
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="softmax", name="out")])
     model.compile("sgd", "sparse_categorical_crossentropy")
     x = np.random.default_rng(0).random((32, 5)).astype("float32")
     y = np.arange(32) % 3
     sets = {"pydataset": _Batches(x, y),
-            "tfdata": tf.data.Dataset.from_tensor_slices((x, y, np.ones(32, "float32"))).batch(16)}
+            "tfdata": tf.data.Dataset.from_tensor_slices((x, y, np.ones(32, "float32"))).batch(16),
+            # arrays as fit's validation_data takes them, sample weights included
+            "arrays_with_weights": (x[:8], y[:8], np.ones(8, "float32"))}
     try:  # the suite installs every backend; a DataLoader yields PyTorch tensors whatever Keras runs on
         import torch.utils.data as torch_data
 
@@ -835,7 +837,8 @@ def test_unwritable_log_dir_is_a_clear_error_at_train_begin(tmp_path):
     ({"probe": (np.ones((2, 2)), np.ones(3))}, "probe labels have 3 samples but the inputs have 2"),
     ({"probe": (np.ones((2, 2)), {"animal": np.ones(3)})}, "probe labels\\['animal'\\] have 3 samples but the inputs have 2"),
     ({"probe": (np.ones((2, 2)), {})}, "probe labels \\(y\\) is an empty dict; pass one array per output or none"),
-    ({"probe": (1, 2, 3)}, "probe given as a tuple must be \\(x, y\\); got a tuple of 3 items"),
+    ({"probe": (1, 2, 3, 4)}, "probe given as a tuple must be \\(x, y\\) or \\(x, y, sample_weight\\); got a tuple"
+                              " of 4 items"),
     ({"probe": [np.ones((2, 2)), np.ones((3, 2))]}, "probe inputs disagree on the number of samples: \\[2, 3\\]"),
     ({"log_dir": ""}, "log_dir must be a non-empty path string; got ''"),
     ({"probe": np.array([1, "a", None], dtype=object)},
