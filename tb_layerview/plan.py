@@ -289,7 +289,8 @@ class Measurements:
     bytes_ratio: float = 1.0          # written image bytes / estimated image bytes
     fixed_bytes: float = None         # statistics, predictions and plan bytes per logged epoch
     forward_seconds: float = None     # one probe pass
-    class_view_seconds: dict = dataclasses.field(default_factory=dict)  # kind -> last cost (a run that compiled left out)
+    # kind -> the last run's cost, a run that compiled left out (ClassViewLog.timed)
+    class_view_seconds: dict = dataclasses.field(default_factory=dict)
     trained_seconds: float = 0.0      # all epochs timed so far, LayerView excluded
     spent_seconds: float = 0.0        # all LayerView cost so far (hooks + writer CPU), step 0 included
 

@@ -3,8 +3,9 @@
 Nested models (and a model wrapped in ``TimeDistributed``) are entered, so
 their layers get paths such as ``encoder/conv1``; so are layers of your own
 that hold layers (a transformer block's attention, dense and normalisation
-layers: ``block/dense``), which keep their own output too. Shared layers appear once
-(their calls are told apart by the capture: :func:`tb_layerview.capture.output_key`).
+layers: ``block/dense``), which keep their own output too. Shared layers
+appear once (their calls are told apart by the capture:
+:func:`tb_layerview.capture.output_key`).
 A functional model's graph also holds the ``keras.ops`` operations written
 between its layers (``x + shortcut``, ``keras.ops.relu(x)``); Keras' own
 ``summary()`` lists them, and so does the walk (:func:`members`), so a
