@@ -228,10 +228,7 @@ class ClassViewLog:
                      "params": {"steps": self.maximize_steps, "value_range": [lo, hi]}}
             item = items.ClassImages(metadata.KIND_MAXIMIZATION, images, classes, self.image_shape, extra)
         except Exception as err:
-            self._set(metadata.KIND_MAXIMIZATION, False, "%s: %s" % (type(err).__name__, err))
-            self.warn("maximization", "activation maximisation was not logged (%s: %s)"
-                      % (type(err).__name__, err))
-            return []
+            return self._failed(metadata.KIND_MAXIMIZATION, "activation maximisation was not logged", err)
         self._set(metadata.KIND_MAXIMIZATION, True)
         return [item]
 
@@ -239,9 +236,15 @@ class ClassViewLog:
         try:
             return [self.attribution_item(probe, outputs)]
         except Exception as err:
-            self._set(metadata.KIND_ATTRIBUTION, False, "%s: %s" % (type(err).__name__, err))
-            self.warn("attribution", "attribution maps were not logged (%s: %s)" % (type(err).__name__, err))
-            return []
+            return self._failed(metadata.KIND_ATTRIBUTION, "attribution maps were not logged", err)
+
+    def _failed(self, kind, what, err):
+        """Keeps ``err`` as why ``kind`` is missing at this step and warns
+        (once per kind) with ``what``; training goes on. Returns no items."""
+        why = "%s: %s" % (type(err).__name__, err)
+        self._set(kind, False, why)
+        self.warn(kind, "%s (%s)" % (what, why))
+        return []
 
     def attribution_item(self, probe, outputs):
         import keras
