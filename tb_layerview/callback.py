@@ -67,6 +67,18 @@ def _built(model):
     return all(getattr(layer, "built", True) for layer in capture.all_layers(model))
 
 
+def _changed(marks, earlier):
+    """Whether the variables two :meth:`LayerView._fingerprint` read in
+    both hold other values now: True or False, or None when that cannot be
+    told (a fingerprint missing, or no variable read in both)."""
+    if marks is None or earlier is None:
+        return None
+    common = marks.keys() & earlier.keys()
+    if not common:
+        return None if marks or earlier else False  # a model without weights
+    return any(marks[k] != earlier[k] for k in common)
+
+
 class LayerViewWarning(UserWarning):
     """A logging problem that did not stop training."""
 
@@ -286,7 +298,7 @@ class LayerView(keras.callbacks.Callback):
         self._started = True
         self._writes, self._not_writing = True, None
         self._prepared_for = None
-        self._weight_marks = None  # (step, a few values of trainable variables) at the last log(), or "moved"
+        self._weight_marks = None  # (step, _fingerprint()) at the last log(), or "moved"
         self._logged = None  # (model, step, _fingerprint() when it was logged) of the last step logged
         self._held_steps = set()  # steps the log held at train begin; None when they could not be read
         self._first_marks = None  # _fingerprint() when the first pass ran
@@ -432,7 +444,7 @@ class LayerView(keras.callbacks.Callback):
                           " trial's own directory)"))
         model = self._prepared_for
         marks = self._fingerprint()
-        if self._first_result is not None and (marks is None or marks != self._first_marks):
+        if self._first_result is not None and _changed(marks, self._first_marks) is not False:
             self._first_result = None  # another callback's on_train_begin changed the weights
         # A step is written once: TensorBoard's two loaders keep different
         # events of a step written twice. A fit that starts where the log
@@ -440,7 +452,7 @@ class LayerView(keras.callbacks.Callback):
         # a loop) starts from the state that step shows.
         held_now = self._holds(epoch)
         if held_now and self._logged is not None and self._logged[0] is model and self._logged[1] == epoch \
-                and None not in (marks, self._logged[2]) and marks != self._logged[2]:
+                and _changed(marks, self._logged[2]):
             self._warn("held_start", "the weights changed after step %d was logged, and a fit starts from them"
                        " at epoch %d; the log already holds step %d, so the state this fit starts from is"
                        " shown from its first logged epoch on" % (epoch, epoch, epoch))
@@ -582,15 +594,15 @@ class LayerView(keras.callbacks.Callback):
     def _check_weights_moved(self, step, given, marks):
         """Warns when a custom loop logs the same weights at a new step: a
         loop that trains outside the model's variables logs its start
-        again and again. A few values of up to 32 trainable variables tell;
-        once the weights have moved between two logs, the check stops."""
+        again and again. A few values of some variables tell
+        (:meth:`_fingerprint`); once the weights have moved between two logs, the check stops."""
         if self._weight_marks == "moved" or marks is None:
             return
         last = self._weight_marks
         self._weight_marks = (step, marks)
-        if last is not None and last[1] != marks:
+        if last is not None and _changed(marks, last[1]):
             self._weight_marks = "moved"
-        elif last is not None and last[0] != step and marks:
+        elif last is not None and last[0] != step and marks and _changed(marks, last[1]) is False:
             self._warn("weights_unchanged", "LayerView.log(step=%r): the model's weights are the ones logged at"
                        " step %r. A loop that trains with model.stateless_call (JAX) keeps its weights outside"
                        " the model: pass them, log(step, state=(trainable_variables, non_trainable_variables)),"
@@ -598,14 +610,23 @@ class LayerView(keras.callbacks.Callback):
                        % (step, last[0], " (the state given holds the same values)" if given else ""))
 
     def _fingerprint(self):
-        """A few values of up to 32 of the watched model's trainable
-        variables: enough to tell whether training moved the weights, read
-        in milliseconds. None when they cannot be read."""
+        """A few values of some of the watched model's variables, by
+        variable: enough to tell whether training moved the weights, read in
+        milliseconds (compare two with :func:`_changed`). None when they
+        cannot be read.
+
+        Up to 16 variables are taken evenly from all the weights, whose
+        order does not change when layers are frozen or unfrozen between
+        two fits, and up to 16 from the trainable ones, so that a small
+        trained part (a head on a frozen base) is seen too."""
         try:
             from keras import ops
 
-            variables = self._watched.trainable_variables
-            picked = variables[::max(1, -(-len(variables) // 32))]
+            model = self._watched
+            picked = {}
+            for variables in (model.weights, model.trainable_variables):
+                for v in variables[::max(1, -(-len(variables) // 16))]:
+                    picked[id(v)] = v
             # JAX compiles an eager reshape and slice once per variable shape
             # (0.47 s for the seed CNN's 10 variables, at a fit's start); a
             # JAX or PyTorch value in host memory is read as a numpy view
@@ -618,7 +639,7 @@ class LayerView(keras.callbacks.Callback):
                     return np.asarray(capture.to_numpy(value)).reshape(-1)[:8]
                 return np.asarray(capture.to_numpy(ops.reshape(value, (-1,))[:8]))
 
-            return tuple(first_values(v).tobytes() for v in picked)
+            return {key: first_values(v).tobytes() for key, v in picked.items()}
         except Exception:  # noqa: BLE001 - a check, never a reason to skip a step
             return None
 

@@ -2202,6 +2202,40 @@ def test_a_loop_of_one_epoch_fits_logs_each_epoch_once(tmp_path, monkeypatch):
     assert scanned == []  # the loop's own files are known, not read again at each fit
 
 
+def test_unfreezing_layers_between_two_fits_is_not_taken_for_changed_weights(tmp_path):
+    """Fine-tuning: fit a head on a frozen base, unfreeze the base, compile again and continue with
+    initial_epoch. The weights did not change between the two fits, only which of them train. The
+    second fit used to warn that "the weights changed after step 2 was logged", because the
+    fingerprint read the trainable variables and their list had grown. Changed weights still warn."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 6), dtype=np.float32), rng.integers(0, 3, 32)
+    base = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu", name="b1"),
+                             keras.layers.Dense(8, activation="relu", name="b2")], name="base")
+    inp = keras.Input((6,))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="head")(base(inp)))
+    base.trainable = False
+    model.compile("adam", "sparse_categorical_crossentropy")
+    view = LayerView(str(tmp_path / "run"), probe=(x[:4], y[:4]), class_views=False, budget=None)
+
+    def caught_fit(**kwargs):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(x, y, verbose=0, callbacks=[view], **kwargs)
+        return [str(w.message) for w in caught if issubclass(w.category, LayerViewWarning)]
+
+    assert caught_fit(epochs=2) == []
+    base.trainable = True
+    model.compile(keras.optimizers.Adam(1e-5), "sparse_categorical_crossentropy")
+    assert caught_fit(initial_epoch=2, epochs=3) == []
+    model.get_layer("base").get_layer("b2").set_weights(
+        [w + 1.0 for w in model.get_layer("base").get_layer("b2").get_weights()])
+    [held] = caught_fit(initial_epoch=3, epochs=4)
+    assert "the weights changed after step 3 was logged" in held, held
+    steps = [step for step, tags in _steps_written(str(tmp_path / "run"))
+             if any(t.startswith("layerview/activations/") for t in tags)]
+    assert steps == [0, 1, 2, 3, 4], steps
+
+
 def _resumable_model():
     model = keras.Sequential([keras.Input((6,), name="features"),
                               keras.layers.Dense(5, activation="relu", name="hidden"),
