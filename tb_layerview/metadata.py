@@ -146,6 +146,18 @@ def index_series(listing):
     return out
 
 
+def layer_description(kinds):
+    """``(class, parent, index)`` of a layer from its series ``{kind:
+    Series}``: each field from the first series, in the order of
+    :data:`LAYER_KINDS`, that has one. Loaders list a run's tags in different
+    orders, and a log written with the summary ops may give a field in only
+    one of its series."""
+    ordered = [kinds[k] for k in LAYER_KINDS if k in kinds]
+    return (next((s.meta.layer_class for s in ordered if s.meta.layer_class), ""),
+            next((s.meta.parent for s in ordered if s.meta.parent), ""),
+            next((s.meta.layer_index for s in ordered if s.meta.layer_index), 0))
+
+
 def display_name(path, parent):
     """The name a layer is shown under: its path without the enclosing model's
     prefix (``encoder/conv1`` in ``encoder`` is ``conv1``)."""

@@ -402,16 +402,14 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             entry = listing[run]
             layers = []
             for path, kinds in entry["layers"].items():
-                any_series = next(iter(kinds.values()))
-                m = any_series.meta
+                layer_class, parent, index = metadata.layer_description(kinds)
                 act = kinds.get(metadata.KIND_ACTIVATIONS)
-                name = metadata.display_name(path, m.parent)
                 layers.append({
                     "path": path,
-                    "name": name,
-                    "class": m.layer_class,
-                    "parent": m.parent,
-                    "index": m.layer_index,
+                    "name": metadata.display_name(path, parent),
+                    "class": layer_class,
+                    "parent": parent,
+                    "index": index,
                     "output_shape": list(act.meta.output_shape) if act else None,
                     "layout": act.meta.layout if act else None,
                     "kinds": {k: {"max_step": s.max_step, "max_wall_time": s.max_wall_time}
@@ -434,7 +432,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             timeline = entry["run"].get(metadata.KIND_PREDICTIONS)
             if timeline is None and layers:
                 first = entry["layers"][layers[0]["path"]]
-                timeline = first.get(metadata.KIND_ACTIVATIONS) or next(iter(first.values()))
+                timeline = next(first[k] for k in metadata.LAYER_KINDS if k in first)
             if timeline is not None:
                 index = self._steps_of(ctx, eid, timeline)
                 steps = [{"step": s, "wall_time": index[s][0]} for s in sorted(index)]
