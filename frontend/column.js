@@ -8,8 +8,8 @@ import {enlarge} from './enlarge.js';
 import {healthView} from './health.js';
 import {colormapTable, dequantize, differencePixels, overlayPixels} from './normalise.js';
 import {
-  attributionFor, configLayerOf, costLine, diffReference, drawnInputs, nearestShown, planReason, probeSummary, sameLayout, shownInput,
-  undrawnInput,
+  attributionFor, configLayerOf, costLine, diffReference, drawnInputs, nearestShown, planReason, probeDrawn, probeSummary, sameLayout, shownInput,
+  undrawnInput, undrawnProbeText,
 } from './state.js';
 import {
   configCard, el, errorBanner, formatShape, paint, paintPixels, predictionCorrect, predictionText,
@@ -180,8 +180,21 @@ export async function paintCell(panel, token, col, cell, step, hasStep) {
   } else {
     cell.notice.hidden = true;
   }
+  const info = await fetchInfo(run, layer, cell.kind, step);
+  if (!probeDrawn(info, cell.kind, cell.probe)) {
+    // The budget drew fewer probes at this epoch: say so, and ask for no image that is not there.
+    const plan = col.run.has_plan ? await fetchPlan(run, step).catch(() => null) : null;
+    if (token !== panel.paintToken) return;
+    cell.notice.textContent = [notice, undrawnProbeText(step, cell.probe, (info.probes || []).length, plan)]
+      .filter(Boolean).join(' ');
+    cell.notice.hidden = false;
+    cell.canvas.classList.add('stale');
+    cell.info = null;
+    cell.status.textContent = '';
+    return;
+  }
   const url = api.imageUrl(run, layer, cell.kind, step, cell.probe);
-  const [img, info] = await Promise.all([loadImage(url), fetchInfo(run, layer, cell.kind, step)]);
+  const img = await loadImage(url);
   let fixed = null;
   if (s.norm === 'fixed') {
     fixed = await panel.model.fixedRanges(run, layer, cell.kind, col.run.steps.length);
@@ -233,7 +246,9 @@ async function paintDifference(panel, token, col, cell, step, drawn, url, img, i
   let refImg;
   let refInfo;
   try {
-    [refImg, refInfo] = await Promise.all([loadImage(refUrl), fetchInfo(ref.run, col.layer.path, cell.kind, ref.step)]);
+    refInfo = await fetchInfo(ref.run, col.layer.path, cell.kind, ref.step);
+    if (!probeDrawn(refInfo, cell.kind, cell.probe)) throw new Error('probe not drawn there');
+    refImg = await loadImage(refUrl);
   } catch (err) {
     paint(cell.canvas, px, info, tilesOf(info, cell), {norm: s.norm, cmap: s.cmap, zoom: s.zoom, fixed: null});
     return `no Δ: ${ref.run === col.run.run ? 'epoch ' + ref.step : 'run ' + ref.run} has no image here`;

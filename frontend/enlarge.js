@@ -3,6 +3,7 @@
 import * as api from './api.js';
 import {tilesOf} from './column.js';
 import {displayRange, oneTile, tileStats} from './normalise.js';
+import {probeDrawn} from './state.js';
 import {cropTile, el, paint, singleLayout, tileUnder} from './views.js';
 import {fetchInfo, loadImage, pixelsOf} from './model.js';
 
@@ -24,9 +25,13 @@ export async function enlarge(panel, col, cell, e) {
     big, el('h4', {text: 'Across epochs'}), strip));
   panel.modal.hidden = false;
   const fixed = s.norm === 'fixed' ? await panel.model.fixedRanges(run, layer, cell.kind, col.run.steps.length) : null;
+  // The budget may have drawn this layer at some epochs only, and fewer probes at some.
+  const drawn = await panel.model.seriesSteps(run, layer, cell.kind, col.run.steps.length).catch(() => null);
   const draw = async (canvas, step, zoom) => {
+    const info = await fetchInfo(run, layer, cell.kind, step);
+    if (!probeDrawn(info, cell.kind, cell.probe)) throw new Error(`no image of probe ${cell.probe} at epoch ${step}`);
     const url = api.imageUrl(run, layer, cell.kind, step, cell.probe);
-    const [img, info] = await Promise.all([loadImage(url), fetchInfo(run, layer, cell.kind, step)]);
+    const img = await loadImage(url);
     const tile = cropTile(pixelsOf(url, img), info, t);
     const all = tilesOf(info, cell);
     // One tile alone: its range under the chosen normalisation, as a fixed one.
@@ -45,7 +50,14 @@ export async function enlarge(panel, col, cell, e) {
       panel.set({step: x.step, follow: false}, false);
     });
     strip.append(fig);
-    draw(c, x.step, Math.max(1, Math.floor(64 / Math.max(cell.info.tile_w, cell.info.tile_h)))).catch(() => {});
+    if (drawn && !drawn.includes(x.step)) {
+      c.title = `epoch ${x.step}: no image of this layer`;
+      continue;
+    }
+    draw(c, x.step, Math.max(1, Math.floor(64 / Math.max(cell.info.tile_w, cell.info.tile_h))))
+      .catch((err) => {
+        c.title = `epoch ${x.step}: ${err.message}`;
+      });
   }
 }
 

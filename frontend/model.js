@@ -5,6 +5,7 @@
 
 import * as api from './api.js';
 import {ApiError} from './api.js';
+import {probeDrawn} from './state.js';
 
 /** `map[key]`, filled with the promise `load()` returns; a failed load is forgotten so it is retried. */
 export function memo(map, key, load) {
@@ -119,8 +120,10 @@ export class Model {
           for (const d of this.readAhead) {
             const next = steps[i + d];
             if (next === undefined || !drawn.includes(next)) continue;
-            loadImage(api.imageUrl(run, layer, cell.kind, next, cell.probe)).catch(() => {});
-            fetchInfo(run, layer, cell.kind, next).catch(() => {});
+            fetchInfo(run, layer, cell.kind, next).then((info) => {
+              if (probeDrawn(info, cell.kind, cell.probe)) return loadImage(api.imageUrl(run, layer, cell.kind, next, cell.probe));
+              return null;
+            }).catch(() => {});
           }
         }).catch(() => {});
       }

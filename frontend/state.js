@@ -399,6 +399,25 @@ export function nearestShown(steps, step) {
 }
 
 /**
+ * Whether a step's image info (GET /info) holds an image of `probe`: the
+ * budget may draw fewer probes at some epochs than the run has. Filters
+ * have one image whatever the probe.
+ */
+export function probeDrawn(info, kind, probe) {
+  return kind === 'filters' || (probe >= 0 && probe < ((info && info.probes) || []).length);
+}
+
+/**
+ * The notice of a cell whose probe has no image at `step`, where the step's
+ * images hold `drawn` probes; `plan` (GET /plan of the step, or null) says why.
+ */
+export function undrawnProbeText(step, probe, drawn, plan) {
+  const which = drawn === 1 ? 'only probe 0 is drawn' : drawn > 1 ? `only probes 0–${drawn - 1} are drawn` : 'no probe is drawn';
+  const why = plan && plan.note ? ` (${plan.note})` : '';
+  return `No image of probe ${probe} at epoch ${step}: ${which} there${why}.`;
+}
+
+/**
  * Why a step's plan record (GET /plan) left `layer`'s `kind` images out, or
  * null when it does not say.
  */

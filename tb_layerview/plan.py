@@ -295,6 +295,11 @@ class Measurements:
     spent_seconds: float = 0.0        # all LayerView cost so far (hooks + writer CPU), step 0 included
 
 
+def _count(n, noun):
+    """``"1 probe"``, ``"4 probes"``."""
+    return "%d %s%s" % (n, noun, "" if n == 1 else "s")
+
+
 class Planner:
     """Decides each logged epoch's :class:`EpochPlan` within a :class:`Budget`.
 
@@ -449,13 +454,14 @@ class Planner:
         if cadence == 1:
             estimate = total
         note = ""
+        settings = "%s, %s, %d pixels per tile" % (_count(chosen.channels, "channel"), _count(chosen.probes, "probe"),
+                                                   chosen.tile_pixels)
         if untimed:
-            note = "images at the cheapest settings until an epoch has been timed (%d channels, %d probes, %d pixels" \
-                   " per tile)" % (chosen.channels, chosen.probes, chosen.tile_pixels)
+            note = "images at the cheapest settings until an epoch has been timed (%s)" % settings
             limit = limit or "time"
         elif chosen != rungs[0] or cadence > 1:
-            note = "images thinned to stay within %s: %d channels, %d probes, %d pixels per tile%s" % (
-                why, chosen.channels, chosen.probes, chosen.tile_pixels,
+            note = "images thinned to stay within %s: %s%s" % (
+                why, settings,
                 ", each layer every %d logged epochs" % cadence if cadence > 1 else
                 ", none this step" if cadence == 0 else "")
         return EpochPlan(step, chosen, cadence, layers, {},

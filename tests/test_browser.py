@@ -702,3 +702,26 @@ def test_class_views_the_budget_deferred_say_why_at_the_shown_epoch(browser, sma
                    "r => [r.querySelector('.run-name').textContent, r.querySelector('.run-meta').textContent]))")
     assert metas == {"pair": "epochs 0–1", "second": "epochs 0–1", "tiny": "epochs 0–2"}, metas
     p.finish("class_views_deferred")
+
+
+def test_probes_the_budget_did_not_draw_at_an_epoch_say_so_and_are_not_requested(browser, small_runs):
+    """At the default budget, epoch 0 is drawn at the cheapest settings, one probe of three. With every
+    probe shown (probe=-1) or probe 2 chosen there, the panel used to request images that epoch does not
+    hold, and showed an error banner over 404s. Now each undrawn probe says so, with the plan's note, and
+    no request fails."""
+    p = Page(browser, tab_url(small_runs, "run=tiny&layer=c&step=0&probe=-1"))
+    p.wait("() => document.querySelectorAll('.thinned:not([hidden])').length === 2")
+    notices = p.eval("() => [...document.querySelectorAll('.cell')].map(c => c.querySelector('.thinned').hidden ? ''"
+                     " : c.querySelector('.thinned').textContent)")
+    assert notices[0] == "", notices
+    for probe, notice in zip((1, 2), notices[1:]):
+        assert notice == ("No image of probe %d at epoch 0: only probe 0 is drawn there (images at the cheapest"
+                          " settings until an epoch has been timed (8 channels, 1 probe, 256 pixels per tile))."
+                          % probe), notice
+    p.wait("() => document.querySelector('canvas.tiles').width > 0")
+    p.page.goto(tab_url(small_runs, "run=tiny&layer=c&step=0&probe=2&diff=prev"))
+    p.frame = p.wait_frame()
+    p.wait("() => { const n = document.querySelector('.thinned'); return n && !n.hidden; }")
+    assert p.eval("() => document.querySelector('.thinned').textContent").startswith("No image of probe 2 at epoch 0")
+    assert p.eval("() => document.querySelector('.error')") is None
+    p.finish()

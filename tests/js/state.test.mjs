@@ -4,7 +4,7 @@ import {test} from 'node:test';
 
 import {
   attributionFor, classViewWhy, configLayerOf, epochSpan, inputsText, undrawnInput, alignLayers, decodeState, defaultState, encodeState, filterLayers, filterRuns, textMatcher, gridSteps, hashParam, layerRows, moveStep, assignColours,
-  blockKey, blockKeys, hasDefaultName, kerasDefaultName, costLine, diffReference, firstProblem, formatSize, problemCell, unitLines, nearestShown, ownHashState, planReason, probeSummary, sameLayout, shownInput, snapStep, unionSteps, withHashParam,
+  blockKey, blockKeys, hasDefaultName, kerasDefaultName, costLine, diffReference, firstProblem, formatSize, problemCell, unitLines, nearestShown, ownHashState, planReason, probeDrawn, probeSummary, undrawnProbeText, sameLayout, shownInput, snapStep, unionSteps, withHashParam,
 } from '../../frontend/state.js';
 
 test('encodeState/decodeState round-trip every field, names with odd characters included', () => {
@@ -115,6 +115,25 @@ test('layerRows puts a header before the layers of each nested model', () => {
   assert.deepEqual(rows.map((r) => r.header ?? r.path),
     ['in', 'enc', 'enc/a', 'enc/b', 'enc/blk', 'enc/blk/c', 'dec', 'dec/d', 'out']);
   assert.deepEqual(rows.filter((r) => r.header).map((r) => r.depth), [0, 1, 0]);
+});
+
+test('probeDrawn tells the probes a step drew from the ones the budget left out', () => {
+  const info = {probes: [{min: [0]}, {min: [1]}]};
+  assert.equal(probeDrawn(info, 'activations', 0), true);
+  assert.equal(probeDrawn(info, 'activations', 1), true);
+  assert.equal(probeDrawn(info, 'activations', 2), false);
+  assert.equal(probeDrawn(info, 'activations', -1), false);
+  assert.equal(probeDrawn({}, 'activations', 0), false);
+  assert.equal(probeDrawn({probes: [{}]}, 'filters', 5), true);
+});
+
+test('undrawnProbeText names the drawn probes and the plan note', () => {
+  const plan = {note: 'images thinned to stay within the 5% time budget: 8 channels, 1 probe, 256 pixels per tile'};
+  assert.equal(undrawnProbeText(4, 3, 1, plan),
+    'No image of probe 3 at epoch 4: only probe 0 is drawn there (images thinned to stay within the 5% time ' +
+    'budget: 8 channels, 1 probe, 256 pixels per tile).');
+  assert.equal(undrawnProbeText(2, 5, 4, null), 'No image of probe 5 at epoch 2: only probes 0–3 are drawn there.');
+  assert.equal(undrawnProbeText(2, 0, 0, {note: ''}), 'No image of probe 0 at epoch 2: no probe is drawn there.');
 });
 
 test('nearestShown picks the latest earlier step, else the first later one', () => {
