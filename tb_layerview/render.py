@@ -53,6 +53,16 @@ def grid_shape(n):
     return (rows, cols)
 
 
+#: Floating dtypes numpy knows only through ml_dtypes (JAX, Keras' quantized layers).
+_ML_FLOATS = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
+
+
+def is_float_dtype(dtype):
+    """Whether ``dtype`` is a floating-point one, ml_dtypes' bfloat16 and float8 included."""
+    dtype = np.dtype(dtype)
+    return dtype.kind == "f" or str(dtype) in _ML_FLOATS
+
+
 def to_float(x):
     """Casts any numeric or boolean array to float32 (float64 stays float64).
 
@@ -62,7 +72,7 @@ def to_float(x):
     x = np.asarray(x)
     if x.dtype == np.float64:
         return x
-    if x.dtype.kind in "fiub" or str(x.dtype) in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+    if x.dtype.kind in "iub" or is_float_dtype(x.dtype):
         return x.astype(np.float32)
     raise TypeError("cannot draw an array of dtype %r (expected numbers or booleans)" % str(x.dtype))
 

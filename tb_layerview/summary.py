@@ -414,13 +414,15 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
       is ``{"type": "classes", "top": [[class, value], ...], "kind":
       "probabilities"|"scores", "predicted": class}`` for outputs of shape
       (K,) with K >= 2, ``{"type": "binary", "value": p, "predicted": 0|1}``
-      for (1,) outputs in [0, 1] (``predicted`` by
+      for one-value float or bool outputs whose finite values are all in
+      [0, 1] (``predicted`` by
       :func:`tb_layerview.probe.predicted_class`), otherwise
       ``{"type": "values", "shape": [...], "values": [...]}`` (first 64).
     """
     multilabel = multilabel or {}
     names = list(outputs)
     n = int(np.shape(outputs[names[0]])[0])
+    binary = {nm for nm in names if nm not in regression and _one_probability(outputs[nm])}
     recs = []
     for i in range(n):
         entry = {"outputs": {}}
@@ -442,7 +444,7 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
                     rec["names"] = [_class_name(c, own) for c, _ in top]
                     if "predicted_set" in rec:
                         rec["predicted_names"] = [_class_name(c, own) for c in rec["predicted_set"]]
-            elif scores and y.size == 1 and 0.0 <= float(y.ravel()[0]) <= 1.0:
+            elif nm in binary and np.isfinite(y.ravel()[0]):
                 rec = {"type": "binary", "value": float(y.ravel()[0]), "predicted": probe_lib.predicted_class(y)}
             else:
                 rec = dict(type="values", **_values_record(y))
@@ -455,6 +457,20 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
             entry["label"] = label
         recs.append(entry)
     return recs
+
+
+def _one_probability(output):
+    """Whether an output ``(N, ...)`` reads as one probability per probe: one
+    value each, of a float or bool dtype, every finite one within [0, 1].
+
+    Decided for the output, not per probe, so that all its records are of
+    one type; an integer output (a class index, a count) is values."""
+    arr = np.asarray(output)
+    if arr.ndim == 0 or arr.size != arr.shape[0] or not (render.is_float_dtype(arr.dtype) or arr.dtype == bool):
+        return False
+    values = render.to_float(arr).astype(np.float64).ravel()
+    finite = values[np.isfinite(values)]
+    return finite.size > 0 and bool(np.all((finite >= 0.0) & (finite <= 1.0)))
 
 
 def _probe_labels(labels, i, class_names, labelled_output):

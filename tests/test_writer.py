@@ -200,3 +200,22 @@ def test_files_opened_within_a_second_sort_in_the_order_they_were_opened(tmp_pat
         w.close()
         opened.append(w.path)
     assert sorted(opened) == opened, opened
+
+
+def test_an_outputs_prediction_records_are_of_one_type_whatever_each_probes_value():
+    """A one-value output reads as a probability ("binary") only if it is of a float or bool dtype and
+    every finite value of it is within [0, 1]. The type was decided per probe: an argmax head's class
+    index 1 was a probability of class 1 and its index 2 a value, and a score of 0.5 beside one of 1.7
+    was a probability; the panel showed one output both ways in one step."""
+    from tb_layerview import summary
+
+    outputs = {"p": np.array([[0.2], [0.9]], np.float32), "index": np.array([1, 2], np.int32),
+               "flag": np.array([[True], [False]]), "nan_p": np.array([[np.nan], [0.3]], np.float32),
+               "wide": np.array([[0.5], [1.7]], np.float32)}
+    records = summary.prediction_record(outputs)
+    kinds = {name: [r["outputs"][name]["type"] for r in records] for name in outputs}
+    assert kinds == {"p": ["binary", "binary"], "index": ["values", "values"], "flag": ["binary", "binary"],
+                     "nan_p": ["values", "binary"], "wide": ["values", "values"]}, kinds
+    assert [r["outputs"]["p"]["predicted"] for r in records] == [0, 1]
+    assert [r["outputs"]["index"]["values"] for r in records] == [[1.0], [2.0]]
+    assert records[1]["outputs"]["nan_p"] == {"type": "binary", "value": pytest.approx(0.3), "predicted": 0}
