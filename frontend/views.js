@@ -227,17 +227,24 @@ export function predictionText(entry, classNames) {
       parts.push(prefix + set + top.join(', '));
     } else if (rec.type === 'binary') {
       parts.push(prefix + `p=${rec.value.toFixed(3)}`);
+    } else if (rec.type === 'positions') {
+      const top = rec.top.slice(0, 3).map(([c, share], i) =>
+        `${(rec.names && rec.names[i]) || (fallback && fallback[c]) || String(c)} ${(100 * share).toFixed(0)}%`);
+      const right = typeof rec.accuracy === 'number' ? ` · ${(100 * rec.accuracy).toFixed(0)}% right` : '';
+      parts.push(prefix + `per position (${rec.shape.join('×')}): ${top.join(', ')}${right}`);
     } else {
       parts.push(prefix + valuesText(rec.values));
     }
-    // Labels given per output (a multi-output model) follow their output.
-    const own = labelText(rec.label, rec.kind === 'multilabel', null);
+    // Labels given per output (a multi-output model) follow their output;
+    // a label map already counts in its output's share of positions right.
+    const own = rec.accuracy === undefined ? labelText(rec.label, rec.kind === 'multilabel', null) : '';
     if (own) parts[parts.length - 1] += ` · true: ${own}`;
   }
   if (Object.values(entry.outputs || {}).some((r) => r.label)) return parts.join('\n');
   // A tagger's one-hot label is a set of one tag, as its prediction is a set.
   const tagger = Object.values(entry.outputs || {}).some((r) => r.kind === 'multilabel');
-  const text = labelText(entry.label, tagger, fallback);
+  const text = Object.values(entry.outputs || {}).some((r) => r.accuracy !== undefined)
+    ? '' : labelText(entry.label, tagger, fallback);
   if (text) parts.push(`true: ${text}`);
   return parts.join('\n');
 }

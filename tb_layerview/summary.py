@@ -416,13 +416,18 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
       (K,) with K >= 2, ``{"type": "binary", "value": p, "predicted": 0|1}``
       for one-value float or bool outputs whose finite values are all in
       [0, 1] (``predicted`` by
-      :func:`tb_layerview.probe.predicted_class`), otherwise
+      :func:`tb_layerview.probe.predicted_class`), ``{"type": "positions",
+      "shape": [...], "classes": K, "top": [[class, share of positions],
+      ...], "accuracy": a}`` for class probabilities at every position of a
+      map or sequence (``accuracy`` with a label map), otherwise
       ``{"type": "values", "shape": [...], "values": [...]}`` (first 64).
     """
     multilabel = multilabel or {}
     names = list(outputs)
     n = int(np.shape(outputs[names[0]])[0])
     binary = {nm for nm in names if nm not in regression and _one_probability(outputs[nm])}
+    per_position = {nm for nm in names if nm not in regression and nm not in multilabel
+                    and _class_probabilities_per_position(outputs[nm])}
     recs = []
     for i in range(n):
         entry = {"outputs": {}}
@@ -444,6 +449,9 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
                     rec["names"] = [_class_name(c, own) for c, _ in top]
                     if "predicted_set" in rec:
                         rec["predicted_names"] = [_class_name(c, own) for c in rec["predicted_set"]]
+            elif nm in per_position:
+                rec = _positions_record(y, _output_labels(labels, nm, names[0], i), _names_for(class_names, nm),
+                                        top_k)
             elif nm in binary and np.isfinite(y.ravel()[0]):
                 rec = {"type": "binary", "value": float(y.ravel()[0]), "predicted": probe_lib.predicted_class(y)}
             else:
@@ -457,6 +465,55 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
             entry["label"] = label
         recs.append(entry)
     return recs
+
+
+def _class_probabilities_per_position(output):
+    """Whether an output ``(N, ..., K)`` holds class probabilities at every
+    position (a segmentation map, a tagger's tokens): at least one position
+    axis, K >= 2, and every probe's finite scores in [0, 1] summing to 1
+    along the last axis (a softmax). Decided for the output, as
+    :func:`_one_probability` is."""
+    arr = np.asarray(output)
+    if arr.ndim < 3 or arr.shape[-1] < 2 or arr.size == 0 or not render.is_float_dtype(arr.dtype):
+        return False
+    values = render.to_float(arr).astype(np.float64)
+    rows = values.reshape(-1, values.shape[-1])
+    rows = rows[np.all(np.isfinite(rows), axis=1)]
+    return rows.size > 0 and bool(np.all((rows >= 0.0) & (rows <= 1.0))
+                                  and np.all(np.abs(rows.sum(axis=1) - 1.0) < 1e-3))
+
+
+def _output_labels(labels, name, first, i):
+    """Probe ``i``'s labels for output ``name``: its own (labels given per
+    output), else the one label array when ``name`` is the first output."""
+    if isinstance(labels, dict):
+        y = labels.get(name)
+    else:
+        y = labels if name == first else None
+    return None if y is None else np.asarray(y)[i]
+
+
+def _positions_record(y, label, class_names, top_k):
+    """The record of one probe's per-position class probabilities ``(..., K)``:
+    how many positions each class wins (the ``top_k`` most frequent), and,
+    with a label map of the positions' classes (or one-hot rows), the share of
+    positions predicted right."""
+    predicted = np.argmax(np.nan_to_num(y, nan=-np.inf), axis=-1)
+    counts = np.bincount(predicted.ravel(), minlength=y.shape[-1])
+    order = np.argsort(-counts, kind="stable")[:top_k]
+    rec = {"type": "positions", "shape": list(predicted.shape), "classes": int(y.shape[-1]),
+           "top": [[int(c), int(counts[c]) / predicted.size] for c in order if counts[c]]}
+    if class_names:
+        rec["names"] = [_class_name(c, class_names) for c, _ in rec["top"]]
+    if label is not None:
+        label = np.asarray(label)
+        if label.shape == y.shape:  # one-hot rows
+            label = np.argmax(label, axis=-1)
+        elif label.shape == predicted.shape + (1,):
+            label = label[..., 0]
+        if label.shape == predicted.shape and np.all(np.isfinite(render.to_float(label))):
+            rec["accuracy"] = float(np.mean(predicted == label))
+    return rec
 
 
 def _one_probability(output):

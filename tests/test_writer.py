@@ -219,3 +219,28 @@ def test_an_outputs_prediction_records_are_of_one_type_whatever_each_probes_valu
     assert [r["outputs"]["p"]["predicted"] for r in records] == [0, 1]
     assert [r["outputs"]["index"]["values"] for r in records] == [[1.0], [2.0]]
     assert records[1]["outputs"]["nan_p"] == {"type": "binary", "value": pytest.approx(0.3), "predicted": 0}
+
+
+def test_class_probabilities_at_every_position_are_summarised_as_a_map_of_classes():
+    """A segmentation head (a softmax at every pixel) or a tagger's tokens: which classes the positions
+    take, and with a label map (class ids, (H, W, 1) or one-hot) the share of positions right. Such an
+    output was recorded as its first 64 raw probabilities. An RGB image in [0, 1] (no softmax) and a
+    regression head stay values."""
+    from tb_layerview import summary
+
+    probs = np.zeros((2, 2, 4, 3), np.float32)
+    probs[..., 2] = 1.0
+    probs[0, 0, :2] = [0.1, 0.8, 0.1]  # two positions of class 1
+    probs[1] = [0.5, 0.3, 0.2]  # every position of class 0
+    ids = np.full((2, 2, 4), 2)
+    records = summary.prediction_record({"mask": probs}, class_names=["sky", "road", "car"], labels=ids)
+    first = records[0]["outputs"]["mask"]
+    assert first == {"type": "positions", "shape": [2, 4], "classes": 3, "top": [[2, 0.75], [1, 0.25]],
+                     "names": ["car", "road"], "accuracy": 0.75}, first
+    assert records[1]["outputs"]["mask"]["top"] == [[0, 1.0]] and records[1]["outputs"]["mask"]["accuracy"] == 0.0
+    for labels in (ids[..., None], np.eye(3, dtype=np.float32)[ids]):
+        assert summary.prediction_record({"mask": probs}, labels=labels)[0]["outputs"]["mask"]["accuracy"] == 0.75
+    assert "accuracy" not in summary.prediction_record({"mask": probs})[0]["outputs"]["mask"]
+    rgb = np.random.default_rng(0).random((2, 4, 4, 3)).astype(np.float32)
+    assert summary.prediction_record({"image": rgb})[0]["outputs"]["image"]["type"] == "values"
+    assert summary.prediction_record({"mask": probs}, regression=("mask",))[0]["outputs"]["mask"]["type"] == "values"

@@ -76,3 +76,13 @@ test('nameParts cuts a nested run name after each slash and keeps every characte
     assert.equal(nameParts(name).join(''), name);
   }
 });
+
+test('predictionText shows a segmentation map as the classes its positions take and the share right', () => {
+  const mask = {type: 'positions', shape: [32, 32], classes: 3, top: [[2, 0.5], [0, 0.375], [1, 0.125]],
+    names: ['car', 'sky', 'road'], accuracy: 0.71};
+  assert.equal(predictionText({outputs: {mask}, label: {value: null, values: [0, 2, 2]}}),
+    'per position (32×32): car 50%, sky 38%, road 13% · 71% right');
+  const unlabelled = {type: 'positions', shape: [12], classes: 5, top: [[4, 1]]};
+  assert.equal(predictionText({outputs: {tags: unlabelled}}, ['a', 'b', 'c', 'd', 'e']), 'per position (12): e 100%');
+  assert.equal(predictionCorrect({outputs: {mask}, label: {value: null, values: [0, 2, 2]}}), null);
+});
