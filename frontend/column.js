@@ -180,6 +180,16 @@ export async function paintCell(panel, token, col, cell, step, hasStep) {
   } else {
     cell.notice.hidden = true;
   }
+  if (cell.prediction && cell.kind === 'activations') {
+    // Every logged epoch has every probe's prediction, drawn or not.
+    fetchPredictions(run, step).then((pred) => {
+      if (token !== panel.paintToken) return;
+      const entry = pred.probes[cell.probe];
+      cell.prediction.textContent = unbrokenNumbers(predictionText(entry, null));
+      const ok = predictionCorrect(entry);
+      cell.prediction.className = 'prediction' + (ok === true ? ' correct' : ok === false ? ' wrong' : '');
+    }).catch(() => {});
+  }
   const info = await fetchInfo(run, layer, cell.kind, step);
   if (!probeDrawn(info, cell.kind, cell.probe)) {
     // The budget drew fewer probes at this epoch: say so, and ask for no image that is not there.
@@ -198,15 +208,6 @@ export async function paintCell(panel, token, col, cell, step, hasStep) {
   let fixed = null;
   if (s.norm === 'fixed') {
     fixed = await panel.model.fixedRanges(run, layer, cell.kind, col.run.steps.length);
-  }
-  if (cell.prediction && cell.kind === 'activations') {
-    fetchPredictions(run, step).then((pred) => {
-      if (token !== panel.paintToken) return;
-      const entry = pred.probes[cell.probe];
-      cell.prediction.textContent = unbrokenNumbers(predictionText(entry, null));
-      const ok = predictionCorrect(entry);
-      cell.prediction.className = 'prediction' + (ok === true ? ' correct' : ok === false ? ' wrong' : '');
-    }).catch(() => {});
   }
   if (token !== panel.paintToken) return;
   const tiles = tilesOf(info, cell);

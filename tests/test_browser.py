@@ -719,6 +719,8 @@ def test_probes_the_budget_did_not_draw_at_an_epoch_say_so_and_are_not_requested
                           " settings until an epoch has been timed (8 channels, 1 probe, 256 pixels per tile))."
                           % probe), notice
     p.wait("() => document.querySelector('canvas.tiles').width > 0")
+    # Every probe's prediction at that epoch is there, drawn or not.
+    p.wait("() => [...document.querySelectorAll('.prediction')].filter(e => e.textContent.length > 0).length === 3")
     p.page.goto(tab_url(small_runs, "run=tiny&layer=c&step=0&probe=2&diff=prev"))
     p.frame = p.wait_frame()
     p.wait("() => { const n = document.querySelector('.thinned'); return n && !n.hidden; }")

@@ -442,7 +442,8 @@ def test_multilabel_outputs_are_told_by_their_activation_and_loss(loss, names, w
 
 def test_multilabel_and_segmentation_labels_are_not_read_as_one_class(tmp_path):
     """A sigmoid tagger trained on multi-hot labels predicts a set of classes and its labels are sets, not
-    their first tag; a per-pixel label (a segmentation mask) names no class at all."""
+    their first tag; a per-pixel label (a segmentation mask) names no class at all, and counts in its
+    output's share of pixels right."""
     x = np.random.default_rng(0).random((16, 6)).astype("float32")
     tags = np.array([[1, 0, 1], [0, 0, 0], [0, 1, 0], [1, 1, 1]] * 4, "float32")
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="sigmoid", name="tags")])
@@ -471,11 +472,16 @@ def test_multilabel_and_segmentation_labels_are_not_read_as_one_class(tmp_path):
     seg.fit(images, masks, epochs=1, verbose=0,
             callbacks=[LayerView(str(tmp_path / "seg"), probe=(images[:2], masks[:2]), budget=None)])
     series, run = only_run(tmp_path / "seg")
-    for p, mask in zip(json_of(run_blob(series, run, metadata.KIND_PREDICTIONS)[1][0])["probes"], masks):
-        # no class, but what the mask holds, as the prediction beside it shows its own values
+    predicted = keras.ops.convert_to_numpy(seg(images[:2])).argmax(axis=-1)
+    for p, mask, want in zip(json_of(run_blob(series, run, metadata.KIND_PREDICTIONS)[1][0])["probes"], masks,
+                             predicted):
+        # no class, but what the mask holds
         assert p["label"] == {"value": None, "shape": [8, 8, 4], "values": mask.ravel()[:64].tolist()}
-        assert p["outputs"]["output"]["type"] == "values"
-        assert p["outputs"]["output"]["shape"] == [8, 8, 4] and len(p["outputs"]["output"]["values"]) == 64
+        # the map of classes the pixels take, and the share of pixels the mask says are right
+        rec = p["outputs"]["output"]
+        assert rec["type"] == "positions" and rec["shape"] == [8, 8] and rec["classes"] == 4, rec
+        assert sum(share for _, share in rec["top"]) == pytest.approx(1.0)
+        assert rec["accuracy"] == pytest.approx(np.mean(want == mask.argmax(axis=-1)), abs=2 / 64)
 
 
 class _Batches(keras.utils.PyDataset):
