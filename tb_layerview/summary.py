@@ -441,7 +441,7 @@ def prediction_record(outputs, class_names=None, top_k=5, labels=None, regressio
                     rec = {"type": "classes", "kind": "multilabel", "top": top, "threshold": multilabel[nm],
                            "predicted_set": probe_lib.predicted_set(y, multilabel[nm])}
                 else:
-                    probs = bool(np.all(y >= 0) and np.all(y <= 1) and abs(y.sum() - 1) < 1e-3)
+                    probs = _probabilities(y)
                     rec = {"type": "classes", "kind": "probabilities" if probs else "scores",
                            "top": top, "predicted": probe_lib.predicted_class(y)}
                 own = _names_for(class_names, nm)
@@ -479,8 +479,13 @@ def _class_probabilities_per_position(output):
     values = render.to_float(arr).astype(np.float64)
     rows = values.reshape(-1, values.shape[-1])
     rows = rows[np.all(np.isfinite(rows), axis=1)]
-    return rows.size > 0 and bool(np.all((rows >= 0.0) & (rows <= 1.0))
-                                  and np.all(np.abs(rows.sum(axis=1) - 1.0) < 1e-3))
+    return rows.size > 0 and _probabilities(rows)
+
+
+def _probabilities(scores):
+    """Whether every row (the last axis) of ``scores`` is a probability
+    distribution: values in [0, 1] that sum to 1 (a softmax's)."""
+    return bool(np.all((scores >= 0.0) & (scores <= 1.0)) and np.all(np.abs(scores.sum(axis=-1) - 1.0) < 1e-3))
 
 
 def _output_labels(labels, name, first, i):
