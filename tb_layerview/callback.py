@@ -1046,15 +1046,18 @@ class LayerView(keras.callbacks.Callback):
         self._compiled_ran = self._probe_pass.mode == "compiled"
         outputs = self._output_dict(result.model_outputs)
         candidates = self._candidates()
-        fixed_bytes = planner.measured.fixed_bytes
-        if fixed_bytes is None:
-            channels = sum(a.shape[1] for a in result.stats.values())
-            fixed_bytes = channels * plan_lib.STATS_BYTES_PER_CHANNEL + 2000
-        plan = planner.plan_images(step, self._logged_index, candidates, fixed_bytes)
-        self._logged_index += 1
         records = [(k, self._activation.get(self._probe_pass.specs[k].layer_path), v)
                    for k, v in result.stats.items()]
-        step_items = [items.ChannelStats(records), items.HealthScalars(records, self._unit_streaks)]
+        fixed_bytes, encoded = planner.measured.fixed_bytes, None
+        if fixed_bytes is None:
+            # No step written yet to measure: the statistics, most of the
+            # fixed bytes, are encoded here once (the writer reuses them), as
+            # their compressed size per channel varies threefold by model.
+            encoded = stats_lib.encode(records)
+            fixed_bytes = sum(map(len, encoded)) + plan_lib.fixed_bytes_besides_stats(len(records))
+        plan = planner.plan_images(step, self._logged_index, candidates, fixed_bytes)
+        self._logged_index += 1
+        step_items = [items.ChannelStats(records, encoded), items.HealthScalars(records, self._unit_streaks)]
         for c in candidates:
             lp = plan.layers[c.key]
             if not lp.images:

@@ -84,13 +84,15 @@ class Filters:
 
 @dataclasses.dataclass
 class ChannelStats:
-    """Per-channel statistics of every output (never thinned)."""
+    """Per-channel statistics of every output (never thinned); ``encoded``:
+    the blobs of :func:`tb_layerview.stats.encode`, where they were made already."""
 
     records: list
+    encoded: list = None
     image = False
 
     def write(self, step, ctx):
-        summary.channel_stats(self.records, step=step)
+        summary.channel_stats(self.records, step=step, encoded=self.encoded)
 
     def what(self):
         return "the per-channel statistics"

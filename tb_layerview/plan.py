@@ -78,8 +78,17 @@ SECONDS_PER_IMAGE_BYTE = 3e-7
 #: JSON bytes per tile and probe (seven statistics) in an image info blob.
 JSON_BYTES_PER_TILE = 70
 
-#: Bytes of one channel's statistics in the always-logged series.
-STATS_BYTES_PER_CHANNEL = 30
+#: Bytes per output of the fixed records besides the statistics (its health
+#: scalars, its name in the plan; ResNet50's 176 outputs: 4.7 KB of plan,
+#: 2.6-6.8 KB of health scalars, 2.3 KB of predictions), and bytes per step.
+FIXED_BYTES_PER_OUTPUT = 64
+FIXED_BYTES_PER_STEP = 2000
+
+
+def fixed_bytes_besides_stats(outputs):
+    """Bytes a logged step writes besides the statistics and the images
+    (health scalars, predictions, the plan), before any step was measured."""
+    return FIXED_BYTES_PER_STEP + FIXED_BYTES_PER_OUTPUT * outputs
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(i?)[bB]?\s*$")
 

@@ -212,17 +212,18 @@ def filters(name, kernel, step=None, kind=None, layer_class="", layer_index=0, p
                        layer_index=layer_index, parent=parent, layout="tiles")
 
 
-def channel_stats(records, step=None):
+def channel_stats(records, step=None, encoded=None):
     """Writes the per-channel statistics of every layer at ``step``.
 
     Args:
       records: list of ``(layer path, activation name or None, array
         (len(stats.STATS), C))``, e.g. from :func:`tb_layerview.stats.channel_stats`.
       step: the step.
+      encoded: ``stats.encode(records)``, if it was computed already.
     """
     from tb_layerview import stats
 
-    return write_blobs(metadata.KIND_STATS, stats.encode(records), step=step)
+    return write_blobs(metadata.KIND_STATS, encoded or stats.encode(records), step=step)
 
 
 #: Prefix of the health scalars: TensorBoard's Scalars tab folds them into one section.

@@ -1465,6 +1465,29 @@ def test_a_byte_budget_thins_images_but_never_statistics(tmp_path):
         assert plan["cost"]["bytes"] <= 1.5 * budget["bytes_per_epoch"], plan["cost"]
 
 
+def test_the_step_before_training_sizes_its_statistics_exactly_so_a_wide_model_still_gets_images(tmp_path):
+    """5,000 channels compress to far fewer bytes than an estimate per channel allows: the step before
+    training, which has no step written to measure, encodes them to know, and draws images in the room
+    left under the byte budget, which its plan and the bytes written hold to."""
+    from tb_layerview import stats
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu", name="c1"),
+                              keras.layers.Flatten(name="flat"), keras.layers.Dense(2500, activation="relu", name="wide"),
+                              keras.layers.Dense(2500, activation="relu", name="wide2"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    x = np.random.default_rng(0).random((16, 8, 8, 3)).astype("float32")
+    budget = {"time_share": None, "bytes_per_epoch": 120_000}
+    fit(model, x, np.zeros(16, int), tmp_path / "wide", probe=x[:4], epochs=1,
+        loss="sparse_categorical_crossentropy", budget=budget, class_views=False)
+    series, run = only_run(tmp_path / "wide")
+    header, data = stats.decode(*run_blob(series, run, metadata.KIND_STATS)[0])
+    assert data.shape[1] > 5000
+    plan = json_of(run_blob(series, run, metadata.KIND_PLAN)[0][0])
+    assert plan["images"] and plan["room_bytes"] > 0, plan
+    assert 0 < plan["cost"]["image_bytes"] and plan["cost"]["bytes"] <= budget["bytes_per_epoch"], plan["cost"]
+    assert {path for (kind, path), steps in layer_series(series, run).items() if kind == ACT and 0 in steps}
+
+
 def test_user_arguments_override_the_budget(tmp_path):
     """An explicit max_channels is kept however tight the byte budget."""
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(12, 3, name="c1"),
