@@ -6,7 +6,7 @@ import * as api from './api.js';
 import {classViews} from './classgrid.js';
 import {enlarge} from './enlarge.js';
 import {healthView} from './health.js';
-import {colormapTable, dequantize, differencePixels, overlayPixels} from './normalise.js';
+import {colormapTable, dequantize, differencePixels, downsampleNote, overlayPixels} from './normalise.js';
 import {
   attributionFor, configLayerOf, costLine, diffReference, drawnInputs, nearestShown, planReason, probeDrawn, probeSummary, sameLayout, shownInput,
   undrawnInput, undrawnProbeText,
@@ -224,7 +224,7 @@ export async function paintCell(panel, token, col, cell, step, hasStep) {
   cell.canvas.classList.toggle('stale', Boolean(notice));
   if (cell.kind === 'activations') paintAttribution(panel, col.run, cell, step, token);
   const shown = info.shown < info.channels ? `${info.shown} of ${info.channels} ${cell.kind === 'filters' ? 'filters' : 'channels'}` : '';
-  const notes = [compared, shown, info.scale > 1 ? `downsampled ${info.scale}×` : '', info.slice ? `middle slice ${info.slice.index}` : '', info.note || '']
+  const notes = [compared, shown, downsampleNote(info), info.slice ? `middle slice ${info.slice.index}` : '', info.note || '']
     .filter(Boolean).join(' · ');
   cell.status.textContent = notes;
 }
@@ -264,7 +264,7 @@ async function paintDifference(panel, token, col, cell, step, drawn, url, img, i
   const b = dequantize(refPx.data, refPx.width, refPx.height, refInfo, tilesOf(refInfo, cell));
   const diff = differencePixels(a, b, px.width, px.height, info, s.norm === 'channel' ? 'channel' : 'layer',
     colormapTable('diverging'));
-  paintPixels(cell.canvas, diff.pixels, px.width, px.height, s.zoom);
+  paintPixels(cell.canvas, diff.pixels, px.width, px.height, s.zoom, info.layout === 'heat');
   return `Δ from ${ref.run === col.run.run ? 'epoch ' + ref.step : ref.run} (blue lower, red higher; ` +
     `largest change ${Math.max(...diff.maxAbs).toPrecision(3)})`;
 }

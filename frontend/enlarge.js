@@ -27,7 +27,7 @@ export async function enlarge(panel, col, cell, e) {
   const fixed = s.norm === 'fixed' ? await panel.model.fixedRanges(run, layer, cell.kind, col.run.steps.length) : null;
   // The budget may have drawn this layer at some epochs only, and fewer probes at some.
   const drawn = await panel.model.seriesSteps(run, layer, cell.kind, col.run.steps.length).catch(() => null);
-  const draw = async (canvas, step, zoom) => {
+  const draw = async (canvas, step, zoom, side) => {
     const info = await fetchInfo(run, layer, cell.kind, step);
     if (!probeDrawn(info, cell.kind, cell.probe)) throw new Error(`no image of probe ${cell.probe} at epoch ${step}`);
     const url = api.imageUrl(run, layer, cell.kind, step, cell.probe);
@@ -36,12 +36,16 @@ export async function enlarge(panel, col, cell, e) {
     const all = tilesOf(info, cell);
     // One tile alone: its range under the chosen normalisation, as a fixed one.
     const [lo, hi] = displayRange(all, t, s.norm, fixed, false);
-    paint(canvas, tile, singleLayout(tile.width, tile.height), oneTile(tileStats(all, t)),
-      {norm: 'fixed', cmap: s.cmap, zoom, fixed: {min: lo, max: hi}, rgb: info.rgb, minSide: 1});
+    // A heat map's axes are blown up each on its own, to the side the zoom aims at.
+    const heat = info.layout === 'heat';
+    paint(canvas, tile, {...singleLayout(tile.width, tile.height), layout: heat ? 'heat' : undefined},
+      oneTile(tileStats(all, t)),
+      {norm: 'fixed', cmap: s.cmap, zoom: heat ? 1 : zoom, fixed: {min: lo, max: hi}, rgb: info.rgb,
+        minSide: heat ? side : 1});
     canvas.dataset.painted = 'true';
   };
   const bigZoom = Math.max(2, Math.floor(320 / Math.max(cell.info.tile_w, cell.info.tile_h)));
-  await draw(big, cell.step, bigZoom).catch((err) => panel.showError(err));
+  await draw(big, cell.step, bigZoom, 320).catch((err) => panel.showError(err));
   for (const x of col.run.steps) {
     const c = el('canvas', {class: 'tiles', title: `epoch ${x.step}`});
     const fig = el('figure', {class: x.step === cell.step ? 'current' : ''}, c, el('figcaption', {text: String(x.step)}));
@@ -54,7 +58,7 @@ export async function enlarge(panel, col, cell, e) {
       c.title = `epoch ${x.step}: no image of this layer`;
       continue;
     }
-    draw(c, x.step, Math.max(1, Math.floor(64 / Math.max(cell.info.tile_w, cell.info.tile_h))))
+    draw(c, x.step, Math.max(1, Math.floor(64 / Math.max(cell.info.tile_w, cell.info.tile_h))), 64)
       .catch((err) => {
         c.title = `epoch ${x.step}: ${err.message}`;
       });

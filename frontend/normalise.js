@@ -132,6 +132,34 @@ export function displayZoom(w, h, zoom, minSide = 96) {
   return zoom * Math.max(1, Math.floor(minSide / Math.max(w, h, 1)));
 }
 
+/**
+ * The on-screen magnification [x, y] of a w x h image. A picture keeps its
+ * aspect (displayZoom on both axes); a heat map (`perAxis`), whose cells are
+ * values rather than square pixels, blows each axis up to about `minSide`
+ * on its own, so 8 features over 500 time steps show as 8 columns a finger
+ * wide rather than a 16-pixel sliver.
+ */
+export function displayZooms(w, h, zoom, minSide = 96, perAxis = false) {
+  if (!perAxis) {
+    const z = displayZoom(w, h, zoom, minSide);
+    return [z, z];
+  }
+  return [zoom * Math.max(1, Math.floor(minSide / Math.max(w, 1))), zoom * Math.max(1, Math.floor(minSide / Math.max(h, 1)))];
+}
+
+/**
+ * The status note of an image's downsampling, from its info's `scale` and
+ * (activations) `scales` [rows, columns]; '' when it was not downsampled.
+ */
+export function downsampleNote(info) {
+  const [fy, fx] = Array.isArray(info.scales) && info.scales.length === 2 ? info.scales : [info.scale, info.scale];
+  if (!(fy > 1 || fx > 1)) return '';
+  if (fy === fx) return `downsampled ${fy}×`;
+  if (fx === 1) return `rows averaged ${fy}× (columns kept)`;
+  if (fy === 1) return `columns averaged ${fx}× (rows kept)`;
+  return `downsampled ${fy}× (rows) by ${fx}× (columns)`;
+}
+
 /** Index of the tile under pixel (x, y), or -1 for gaps and outside. */
 export function tileAt(layout, x, y) {
   const {rows, cols, tile_h: th, tile_w: tw, gap} = layout;

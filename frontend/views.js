@@ -1,7 +1,7 @@
 // DOM building for the Layer View panel. Data is always inserted with
 // textContent or attributes, never as HTML.
 
-import {byteMap, colourise, colormapTable, displayRange, displayZoom, tileAt, tileRect} from './normalise.js';
+import {byteMap, colourise, colormapTable, displayRange, displayZooms, tileAt, tileRect} from './normalise.js';
 import {inputsText} from './state.js';
 
 /** Creates an element with attributes/properties and children. */
@@ -102,12 +102,7 @@ export function paint(canvas, pixels, layout, stats, opts) {
   const {norm, cmap, fixed, rgb} = opts;
   const w = pixels.width;
   const h = pixels.height;
-  const zoom = displayZoom(w, h, opts.zoom, opts.minSide);
-  if (canvas.width !== w) canvas.width = w;
-  if (canvas.height !== h) canvas.height = h;
-  canvas.style.width = `${w * zoom}px`;
-  canvas.style.height = `${h * zoom}px`;
-  canvas.dataset.zoom = String(zoom);
+  const zoom = magnify(canvas, w, h, opts.zoom, opts.minSide, layout && layout.layout === 'heat');
   const ctx = canvas.getContext('2d');
   if (rgb) {
     ctx.putImageData(pixels, 0, 0);
@@ -123,23 +118,34 @@ export function paint(canvas, pixels, layout, stats, opts) {
   return zoom;
 }
 
-/** Puts RGBA `pixels` of a w x h image into `canvas`, magnified as paint() would. */
-export function paintPixels(canvas, pixels, w, h, zoom) {
-  const z = displayZoom(w, h, zoom);
+/**
+ * Sizes `canvas` for a w x h image at user zoom `zoom` (displayZooms) and
+ * records the magnification for tileUnder; returns the horizontal one.
+ */
+function magnify(canvas, w, h, zoom, minSide, perAxis) {
+  const [zx, zy] = displayZooms(w, h, zoom, minSide, perAxis);
   if (canvas.width !== w) canvas.width = w;
   if (canvas.height !== h) canvas.height = h;
-  canvas.style.width = `${w * z}px`;
-  canvas.style.height = `${h * z}px`;
-  canvas.dataset.zoom = String(z);
+  canvas.style.width = `${w * zx}px`;
+  canvas.style.height = `${h * zy}px`;
+  canvas.dataset.zoom = String(zx);
+  canvas.dataset.zoomY = String(zy);
+  return zx;
+}
+
+/** Puts RGBA `pixels` of a w x h image into `canvas`, magnified as paint() would (`perAxis`: a heat map). */
+export function paintPixels(canvas, pixels, w, h, zoom, perAxis = false) {
+  const z = magnify(canvas, w, h, zoom, undefined, perAxis);
   canvas.getContext('2d').putImageData(new ImageData(pixels, w, h), 0, 0);
   return z;
 }
 
 /** Tile index under a mouse event on a painted canvas, or -1. */
 export function tileUnder(canvas, layout, event) {
-  const zoom = Number(canvas.dataset.zoom) || 1;
+  const zx = Number(canvas.dataset.zoom) || 1;
+  const zy = Number(canvas.dataset.zoomY) || zx;
   const r = canvas.getBoundingClientRect();
-  return tileAt(layout, Math.floor((event.clientX - r.left) / zoom), Math.floor((event.clientY - r.top) / zoom));
+  return tileAt(layout, Math.floor((event.clientX - r.left) / zx), Math.floor((event.clientY - r.top) / zy));
 }
 
 export function statsLines(label, s) {

@@ -39,6 +39,7 @@ import math
 import re
 
 from tb_layerview import kernels
+from tb_layerview import render
 
 #: Rungs tried in order: (channels, probes, pixels per tile); None keeps the
 #: user's value. User arguments cap every rung.
@@ -203,18 +204,16 @@ def tiles_and_pixels(shape, layout, channels, tile_pixels):
         h, w, c = (shape[0], shape[1], shape[-1]) if layout == "grid" else (shape[1], shape[2], shape[-1])
         return min(c, channels), _downsampled(h, w, tile_pixels)
     if layout == "heat":
-        return 1, _downsampled(shape[0], shape[1], tile_pixels)
+        return 1, _downsampled(shape[0], shape[1], tile_pixels, keep_short=True)
     d = math.prod(shape)
     cols = d if d <= 32 else math.ceil(math.sqrt(d))
     rows = math.ceil(d / cols)
     return 1, _downsampled(rows, cols, tile_pixels)
 
 
-def _downsampled(h, w, max_pixels):
-    f = 1
-    while math.ceil(h / f) * math.ceil(w / f) > max_pixels:
-        f += 1
-    return math.ceil(h / f) * math.ceil(w / f)
+def _downsampled(h, w, max_pixels, keep_short=False):
+    fh, fw = render.downsample_factors(h, w, max_pixels, keep_short)
+    return math.ceil(h / fh) * math.ceil(w / fw)
 
 
 def image_bytes(c, settings, max_filters, bytes_per_pixel=BYTES_PER_PIXEL):

@@ -174,43 +174,63 @@ def alpha_codes(tile):
     return a
 
 
-def downsample_factor(h, w, max_pixels):
-    """Smallest integer f with ceil(h/f) * ceil(w/f) <= max_pixels."""
-    f = 1
-    if max_pixels:
+def downsample_factors(h, w, max_pixels, keep_short=False):
+    """Block sizes ``(fh, fw)`` that bring an h x w tile to at most ``max_pixels``.
+
+    By default one factor for both axes, the smallest that fits: pictures keep
+    their aspect. With ``keep_short`` (a heat map, whose axes mean different
+    things: 4,000 time steps of 8 features) the shorter axis keeps its
+    resolution up to the side of a square of ``max_pixels``, and the longer
+    axis alone is averaged: the 8 features stay 8 columns.
+
+    Example::
+
+        downsample_factors(3998, 8, 4096)                   # (3, 3): 1333 x 3
+        downsample_factors(3998, 8, 4096, keep_short=True)  # (8, 1): 500 x 8
+    """
+    if not max_pixels or h * w <= max_pixels:
+        return 1, 1
+    if not keep_short:
+        f = 1
         while math.ceil(h / f) * math.ceil(w / f) > max_pixels:
             f += 1
-    return f
+        return f, f
+    side = max(1, math.isqrt(int(max_pixels)))
+    short, long_ = min(h, w), max(h, w)
+    fs = math.ceil(short / side)
+    kept = math.ceil(short / fs)
+    fl = max(1, math.ceil(long_ / max(1, max_pixels // kept)))
+    return (fl, fs) if h >= w else (fs, fl)
 
 
-def downsample(tile, max_pixels, rgb=False):
+def downsample(tile, max_pixels, rgb=False, keep_short=False):
     """Block-averages tiles until each has at most ``max_pixels`` pixels.
 
     Works on any leading axes: the spatial axes are the last two, or the two
     before a last colour axis when ``rgb``. Edge blocks average over the pixels
     they have; NaN/Inf in a block make the block NaN/Inf (sums propagate
-    them), so they stay visible.
+    them), so they stay visible. ``keep_short``: see :func:`downsample_factors`.
 
     Returns:
-      ``(tiles, f)``.
+      ``(tiles, (fh, fw))``.
     """
     tile = np.asarray(tile)
     ax = tile.ndim - (3 if rgb else 2)
     h, w = tile.shape[ax], tile.shape[ax + 1]
-    f = downsample_factor(h, w, max_pixels)
-    if f == 1:
-        return tile, 1
-    hp, wp = math.ceil(h / f) * f, math.ceil(w / f) * f
+    fh, fw = downsample_factors(h, w, max_pixels, keep_short)
+    if fh == fw == 1:
+        return tile, (1, 1)
+    hp, wp = math.ceil(h / fh) * fh, math.ceil(w / fw) * fw
     pad = [(0, 0)] * tile.ndim
     pad[ax], pad[ax + 1] = (0, hp - h), (0, wp - w)
     data = np.pad(tile.astype(np.float64), pad)
     counts = np.pad(np.ones((h, w)), [(0, hp - h), (0, wp - w)])
-    counts = counts.reshape(hp // f, f, wp // f, f).sum(axis=(1, 3))
-    shape = tile.shape[:ax] + (hp // f, f, wp // f, f) + tile.shape[ax + 2:]
+    counts = counts.reshape(hp // fh, fh, wp // fw, fw).sum(axis=(1, 3))
+    shape = tile.shape[:ax] + (hp // fh, fh, wp // fw, fw) + tile.shape[ax + 2:]
     sums = data.reshape(shape).sum(axis=(ax + 1, ax + 3))
     if rgb:
         counts = counts[..., None]
-    return sums / counts, f
+    return sums / counts, (fh, fw)
 
 
 def compose(q, alpha, gap=GAP):
@@ -296,7 +316,8 @@ def render_activations(outputs, max_channels=64, max_tile_pixels=4096, min_spati
       ``(images, info)``: ``images`` is uint8 (N, H, W, 2); ``info`` is a
       JSON-ready dict with ``layout``, ``shape`` (of one sample), ``channels``
       (in the output), ``shown``, ``rows``, ``cols``, ``tile_h``, ``tile_w``,
-      ``gap``, ``scale`` (downsampling factor), ``slice`` (for volumes) and
+      ``gap``, ``scale`` (the larger downsampling factor), ``scales`` (the
+      factors along the image's rows and columns), ``slice`` (for volumes) and
       ``probes``: for each probe, :func:`stats_column` of its tiles.
     """
     x = to_float(outputs)
@@ -333,7 +354,7 @@ def render_activations(outputs, max_channels=64, max_tile_pixels=4096, min_spati
         mask = mask.reshape(rows, cols)
     # Statistics come from the full-resolution values, before any averaging.
     stats = batch_stats(tiles if mask is None else x.reshape(n, 1, -1))
-    small, scale = downsample(tiles, max_tile_pixels)
+    small, scales = downsample(tiles, max_tile_pixels, keep_short=layout == "heat")
     images = _grid_of(small, stats, rgb=False)
     if mask is not None:
         small_mask = downsample(mask.astype(np.float64), max_tile_pixels)[0] > 0
@@ -341,7 +362,8 @@ def render_activations(outputs, max_channels=64, max_tile_pixels=4096, min_spati
     shown = tiles.shape[1]
     rows, cols = grid_shape(shown)
     info.update(channels=int(channels), shown=int(shown), rows=rows, cols=cols,
-                tile_h=int(small.shape[2]), tile_w=int(small.shape[3]), gap=GAP, scale=int(scale),
+                tile_h=int(small.shape[2]), tile_w=int(small.shape[3]), gap=GAP, scale=int(max(scales)),
+                scales=[int(f) for f in scales],
                 probes=[stats_column(stats, i) for i in range(n)])
     return images, info
 
@@ -371,7 +393,7 @@ def render_tiles(tiles, max_tile_pixels=4096):
     arr = np.stack([to_float(t) for t in tiles])[None]
     rgb = arr.ndim == 5
     stats = batch_stats(arr)
-    small, scale = downsample(arr, max_tile_pixels, rgb=rgb)
+    small, (scale, _) = downsample(arr, max_tile_pixels, rgb=rgb)
     image = _grid_of(small, stats, rgb)[0]
     rows, cols = grid_shape(len(tiles))
     info = {"layout": "tiles", "rgb": rgb, "shape": list(np.shape(tiles[0])),

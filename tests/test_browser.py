@@ -614,6 +614,13 @@ t.compile("sgd", "sparse_categorical_crossentropy")
 xt = np.random.default_rng(1).random((32, 6, 6, 1), dtype=np.float32)
 t.fit(xt, np.arange(32) % 3, epochs=2, verbose=0,
       callbacks=[LayerView(os.path.join(sys.argv[1], "tiny"), probe=(xt[:3], np.arange(3)))])
+# A long signal through a Conv1D: a (1996, 6) heat map, more than 4096 pixels.
+w = keras.Sequential([keras.Input((2000, 1)), keras.layers.Conv1D(6, 5, name="conv"),
+                      keras.layers.GlobalAveragePooling1D(name="gap"), keras.layers.Dense(2, activation="softmax", name="o")])
+w.compile("sgd", "sparse_categorical_crossentropy")
+xw = np.random.default_rng(3).standard_normal((8, 2000, 1)).astype(np.float32)
+w.fit(xw, np.arange(8) % 2, epochs=1, verbose=0,
+      callbacks=[LayerView(os.path.join(sys.argv[1], "wave"), probe=xw[:2], budget=None, class_views=False)])
 """
 
 
@@ -700,7 +707,7 @@ def test_class_views_the_budget_deferred_say_why_at_the_shown_epoch(browser, sma
     # A 2-epoch fit logs epochs 0 (before training) to 2: the run list says so, not "3 epochs".
     metas = p.eval("() => Object.fromEntries([...document.querySelectorAll('li.run')].map("
                    "r => [r.querySelector('.run-name').textContent, r.querySelector('.run-meta').textContent]))")
-    assert metas == {"pair": "epochs 0–1", "second": "epochs 0–1", "tiny": "epochs 0–2"}, metas
+    assert metas == {"pair": "epochs 0–1", "second": "epochs 0–1", "tiny": "epochs 0–2", "wave": "epochs 0–1"}, metas
     p.finish("class_views_deferred")
 
 
@@ -727,3 +734,26 @@ def test_probes_the_budget_did_not_draw_at_an_epoch_say_so_and_are_not_requested
     assert p.eval("() => document.querySelector('.thinned').textContent").startswith("No image of probe 2 at epoch 0")
     assert p.eval("() => document.querySelector('.error')") is None
     p.finish()
+
+
+def test_a_long_sequence_keeps_every_feature_column_and_is_shown_wide_enough_to_read(browser, small_runs):
+    """A (1996, 6) Conv1D output over 4096 pixels averages 3 time steps a row and keeps its 6 feature
+    columns (it was 998 x 3, features averaged in pairs); each column is shown 32 pixels wide at zoom 2,
+    rows 2 pixels high, and the note says which axis was averaged. Hovering and clicking in the widened
+    columns finds the map (a single magnification put them outside it)."""
+    p = Page(browser, tab_url(small_runs, "run=wave&layer=conv&step=1&probe=0&zoom=2"))
+    p.wait("() => { const c = document.querySelector('canvas.tiles'); return c && c.style.width !== ''; }")
+    got = p.eval("() => { const c = document.querySelector('canvas.tiles');"
+                 " return [c.width, c.height, c.style.width, c.style.height,"
+                 " document.querySelector('.cell-status').textContent]; }")
+    assert got == [6, 666, "192px", "1332px", "rows averaged 3× (columns kept)"], got
+    box = p.frame.locator("canvas.tiles").first.bounding_box()
+    p.page.mouse.move(box["x"] + 170, box["y"] + 40)
+    p.wait("() => !document.querySelector('.tooltip').hidden")
+    assert p.eval("() => document.querySelector('.tooltip').textContent").startswith("values 0\nmin ")
+    p.page.mouse.click(box["x"] + 170, box["y"] + 40)
+    p.wait("() => document.querySelector('.modal-body canvas.big[data-painted]')")
+    big = p.eval("() => { const c = document.querySelector('.modal-body canvas.big'); return [c.style.width, c.style.height]; }")
+    assert big == ["318px", "666px"], big
+    assert p.errors == [], p.errors
+    p.finish("heat_long")

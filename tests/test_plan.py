@@ -30,7 +30,7 @@ def test_tiles_and_pixels_follow_the_renderer():
     assert P.tiles_and_pixels((96, 96, 16), "grid", 64, 4096) == (16, 48 * 48)  # factor 2
     assert P.tiles_and_pixels((10,), "vector", 64, 4096) == (1, 10)
     assert P.tiles_and_pixels((100,), "vector", 64, 4096) == (1, 100)  # 10 x 10
-    assert P.tiles_and_pixels((20, 30), "heat", 64, 100) == (1, 7 * 10)  # factor 3
+    assert P.tiles_and_pixels((20, 30), "heat", 64, 100) == (1, 10 * 10)  # factors 2 and 3
 
 
 def test_image_bytes_estimate_is_pixels_plus_json_plus_filters():

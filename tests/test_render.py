@@ -44,10 +44,31 @@ def test_downsample_block_means_with_partial_edges():
     """downsample averages f x f blocks; edge blocks average what they have."""
     tile = np.arange(9, dtype=np.float64).reshape(3, 3)
     out, f = render.downsample(tile, 4)
-    assert f == 2
+    assert f == (2, 2)
     assert out.tolist() == [[2.0, 3.5], [6.5, 8.0]]
     same, f = render.downsample(tile, 9)
-    assert f == 1 and same is tile
+    assert f == (1, 1) and same is tile
+
+
+def test_a_heat_map_keeps_its_short_axis_and_averages_the_long_one():
+    """4,000 steps of 8 features at 4,096 pixels: 500 x 8 (blocks of 8 steps), not 1333 x 3 (3 x 3 blocks
+    that average features together); a wide map likewise; an axis longer than the square's side is averaged
+    too; pictures keep one factor."""
+    assert render.downsample_factors(3998, 8, 4096) == (3, 3)
+    assert render.downsample_factors(3998, 8, 4096, keep_short=True) == (8, 1)
+    assert render.downsample_factors(8, 3998, 4096, keep_short=True) == (1, 8)
+    assert render.downsample_factors(512, 768, 4096, keep_short=True) == (8, 12)
+    assert render.downsample_factors(10, 64, 4096, keep_short=True) == (1, 1)
+    assert render.downsample_factors(10, 64, 256, keep_short=True) == (1, 3)
+    t = np.arange(3998, dtype=np.float64)[:, None] + 1000.0 * np.arange(8)
+    img, info = render.render_activation(t)
+    assert info["layout"] == "heat" and img.shape == (500, 8, 2)
+    assert info["scales"] == [8, 1] and info["scale"] == 8
+    # Each column is one feature: its first block's mean (3.5 + 1000 f) on the tile's range 0 ... 10997.
+    assert img[0, :, 0].tolist() == np.rint((3.5 + 1000 * np.arange(8)) * 255 / 10997).tolist()
+    assert render.render_activation(np.ones((40, 40, 3)))[1]["scales"] == [1, 1]
+    _, info = render.render_activation(np.ones((128, 128, 2)))
+    assert info["scales"] == [2, 2] and (info["tile_h"], info["tile_w"]) == (64, 64)
 
 
 def test_render_activation_grid_layout_pixels_and_stats():

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import {test} from 'node:test';
 
 import {
-  byteMap, colormapTable, colourise, dequantize, differencePixels, displayRange, displayZoom, heatmapPixels, matrixRange,
-  oneTile, overlayPixels,
+  byteMap, colormapTable, colourise, dequantize, differencePixels, displayRange, displayZoom, displayZooms,
+  downsampleNote, heatmapPixels, matrixRange, oneTile, overlayPixels,
   tileAt, tileRect, tileStats,
 } from '../../frontend/normalise.js';
 
@@ -80,6 +80,22 @@ test('displayZoom blows tiny images up and leaves big ones at the user zoom', ()
   assert.equal(displayZoom(2, 1, 2), 96);
   assert.equal(displayZoom(200, 50, 2), 2);
   assert.equal(displayZoom(40, 10, 1), 2);
+});
+
+test('displayZooms keeps a picture square and blows each axis of a heat map up on its own', () => {
+  assert.deepEqual(displayZooms(8, 500, 2), [2, 2]);
+  assert.deepEqual(displayZooms(8, 500, 2, 96, true), [24, 2]);
+  assert.deepEqual(displayZooms(64, 10, 1, 96, true), [1, 9]);
+  assert.deepEqual(displayZooms(2, 1, 2, 96, false), [96, 96]);
+});
+
+test('downsampleNote names the axis a heat map averaged, and one factor for pictures', () => {
+  assert.equal(downsampleNote({scale: 1, scales: [1, 1]}), '');
+  assert.equal(downsampleNote({scale: 3}), 'downsampled 3×');
+  assert.equal(downsampleNote({scale: 2, scales: [2, 2]}), 'downsampled 2×');
+  assert.equal(downsampleNote({scale: 8, scales: [8, 1]}), 'rows averaged 8× (columns kept)');
+  assert.equal(downsampleNote({scale: 8, scales: [1, 8]}), 'columns averaged 8× (rows kept)');
+  assert.equal(downsampleNote({scale: 12, scales: [8, 12]}), 'downsampled 8× (rows) by 12× (columns)');
 });
 
 test('tileStats picks one tile out of the served columns, and oneTile puts it back', () => {
