@@ -1229,7 +1229,7 @@ class LayerView(keras.callbacks.Callback):
             else:
                 reason = self._output_skip_reason(e.path, spec)
             try:
-                cfg = summary.json_ready(walk_lib.layer_config(layer))
+                cfg = summary.config_ready(walk_lib.layer_config(layer))
             except Exception as err:
                 cfg = {"error": "get_config failed: %s" % err}
             try:

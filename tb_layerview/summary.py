@@ -91,6 +91,29 @@ def json_ready(obj, depth=0):
     return repr(obj)
 
 
+def config_ready(obj, depth=0):
+    """:func:`json_ready` for a layer's configuration, values too large to
+    store described instead (:func:`tb_layerview.walk.described`), such as
+    the lists a layer's ``get_config`` made itself.
+
+    Example::
+
+        config_ready({"mean": list(range(5000))})  # {"mean": "list of 5000 items, not stored"}
+    """
+    from tb_layerview import walk
+
+    if depth > 16:
+        return repr(obj)
+    brief = walk.described(obj)
+    if brief is not None:
+        return brief
+    if isinstance(obj, dict):
+        return {str(k): config_ready(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [config_ready(v, depth + 1) for v in obj]
+    return json_ready(obj, depth)
+
+
 def write_blobs(kind, blobs, step=None, description="", **fields):
     """Writes one step of a series as a rank-1 string tensor of blobs.
 

@@ -21,36 +21,105 @@ import threading
 _config_lock = threading.Lock()
 
 
-def layer_config(layer):
-    """``layer.get_config()``, without Keras importing TensorFlow to serialise it.
+#: A value of a layer's configuration with more numbers or items than this,
+#: or a string longer than CONFIG_MAX_CHARS, is described rather than
+#: stored: a Constant initializer holding a 20,000 x 100 embedding matrix
+#: took 1.3 s of Keras serialising it on the training thread and made a
+#: 38 MB configuration record (GloVe's 400,000 x 300 would hold gigabytes).
+CONFIG_MAX_VALUES = 1024
+CONFIG_MAX_CHARS = 4096
 
-    Keras serialises a config through checks of whether each value is one of
-    TensorFlow's types, and the first such check imports TensorFlow wherever
-    it is installed, on every backend: on JAX or PyTorch that import took
-    2.8 s of the first step here, once per process. No value can be of a
-    type whose module was never imported, so while TensorFlow is not
-    imported, Keras is told for the call that it is unavailable; the config
-    comes out the same. Where Keras keeps that flag elsewhere, the call runs
-    as it is.
+
+def described(obj):
+    """A short description of a configuration value too large to store, else None.
+
+    Example::
+
+        described(np.zeros((20000, 100), "float32"))
+        # 'array of shape (20000, 100), float32: 2000000 values, not stored'
+    """
+    shape = getattr(obj, "shape", None)
+    if shape is not None and hasattr(obj, "dtype") and not isinstance(obj, (str, bytes)):
+        try:
+            dims = tuple(int(d) for d in shape)
+        except (TypeError, ValueError):
+            return None
+        size = 1
+        for d in dims:
+            size *= d
+        if size > CONFIG_MAX_VALUES:
+            return "array of shape %s, %s: %d values, not stored" % (dims, getattr(obj.dtype, "name", obj.dtype), size)
+        return None
+    if isinstance(obj, (list, tuple)) and _count_leaves(obj, CONFIG_MAX_VALUES) > CONFIG_MAX_VALUES:
+        dims, inner = [], obj
+        while isinstance(inner, (list, tuple)) and inner:
+            dims.append(len(inner))
+            inner = inner[0]
+        return "list of %s items, not stored" % " x ".join(map(str, dims))
+    if isinstance(obj, str) and len(obj) > CONFIG_MAX_CHARS:
+        return obj[:CONFIG_MAX_CHARS] + "... (%d characters in all)" % len(obj)
+    return None
+
+
+def _count_leaves(obj, limit):
+    """Items of a nested list or tuple; counting stops past ``limit``."""
+    n = 0
+    for v in obj:
+        n += _count_leaves(v, limit - n) if isinstance(v, (list, tuple)) else 1
+        if n > limit:
+            break
+    return n
+
+
+def layer_config(layer):
+    """``layer.get_config()``, cheap to take and to store whatever the layer holds.
+
+    Two things are avoided while Keras serialises the config:
+
+    * Keras checks whether each value is one of TensorFlow's types, and the
+      first such check imports TensorFlow wherever it is installed, on every
+      backend: on JAX or PyTorch that import took 2.8 s of the first step
+      here, once per process. No value can be of a type whose module was
+      never imported, so while TensorFlow is not imported, Keras is told for
+      the call that it is unavailable; the config comes out the same.
+    * An array or list of more than ``CONFIG_MAX_VALUES`` values (an
+      initializer holding pretrained embeddings) is described
+      (:func:`described`), not turned into Python numbers one by one.
+
+    Both only apply to this thread's call: another thread saving the model
+    meanwhile serialises it whole.
 
     Example::
 
         layer_config(keras.layers.Dense(3))["units"]  # 3
     """
     try:
+        from keras.src.saving import serialization_lib
         from keras.src.utils import module_utils
 
         lazy = module_utils.tensorflow
+        original = serialization_lib.serialize_keras_object
     except Exception:  # noqa: BLE001 - another Keras: call it as it is
-        lazy = None
-    if lazy is None or "tensorflow" in sys.modules or getattr(lazy, "_available", True) is not None:
         return layer.get_config()
+    me = threading.get_ident()
+
+    def serialize(obj):
+        if threading.get_ident() == me:
+            brief = described(obj)
+            if brief is not None:
+                return brief
+        return original(obj)
+
+    flag = "tensorflow" not in sys.modules and getattr(lazy, "_available", True) is None
     with _config_lock:
-        lazy._available = False
+        if flag:
+            lazy._available = False
+        serialization_lib.serialize_keras_object = serialize
         try:
             return layer.get_config()
         finally:
-            if lazy._available is False and getattr(lazy, "module", None) is None:
+            serialization_lib.serialize_keras_object = original
+            if flag and lazy._available is False and getattr(lazy, "module", None) is None:
                 lazy._available = None  # asked again later, Keras looks for TensorFlow as before
 
 

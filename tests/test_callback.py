@@ -1488,6 +1488,32 @@ def test_the_step_before_training_sizes_its_statistics_exactly_so_a_wide_model_s
     assert {path for (kind, path), steps in layer_series(series, run).items() if kind == ACT and 0 in steps}
 
 
+def test_a_layer_initialised_with_pretrained_embeddings_keeps_its_configuration_small(tmp_path):
+    """An Embedding whose Constant initializer holds a 5,000 x 40 matrix (pretrained vectors, as tutorials
+    load GloVe): the configuration describes the matrix instead of storing 200,000 numbers (it was a 4 MB
+    record, built by Keras on the training thread), every other field is kept, and the model's own
+    serialisation, outside LayerView, still holds the matrix."""
+    matrix = np.random.default_rng(0).standard_normal((5000, 40)).astype("float32")
+    tokens = keras.Input((6,), dtype="int32")
+    h = keras.layers.Embedding(5000, 40, embeddings_initializer=keras.initializers.Constant(matrix),
+                               trainable=False, name="glove")(tokens)
+    model = keras.Model(tokens, keras.layers.Dense(2, activation="softmax", name="out")(
+        keras.layers.GlobalAveragePooling1D(name="pool")(h)))
+    x = np.random.default_rng(1).integers(0, 5000, (16, 6))
+    fit(model, x, np.arange(16) % 2, tmp_path / "glove", probe=x[:2], epochs=1,
+        loss="sparse_categorical_crossentropy", budget=None, class_views=False)
+    series, run = only_run(tmp_path / "glove")
+    blob = run_blob(series, run, metadata.KIND_CONFIG)[0][0]
+    assert len(blob) < 50_000, len(blob)
+    cfg = {l["path"]: l for l in json_of(blob)["layers"]}["glove"]["config"]
+    assert cfg["embeddings_initializer"]["config"]["value"] == (
+        "array of shape (5000, 40), float32: 200000 values, not stored"), cfg
+    assert cfg["input_dim"] == 5000 and cfg["output_dim"] == 40 and cfg["trainable"] is False
+    saved = keras.saving.serialize_keras_object(model.get_layer("glove"))
+    value = saved["config"]["embeddings_initializer"]["config"]["value"]
+    assert value["class_name"] == "__numpy__" and np.array_equal(np.asarray(value["config"]["value"]), matrix)
+
+
 def test_user_arguments_override_the_budget(tmp_path):
     """An explicit max_channels is kept however tight the byte budget."""
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(12, 3, name="c1"),
