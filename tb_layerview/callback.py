@@ -9,8 +9,10 @@ argument checks (:mod:`~tb_layerview.args`), the compiled probe pass
 (:mod:`~tb_layerview.classlog`).
 """
 
+import atexit
 import os
 import queue
+import sys
 import threading
 import time
 import warnings
@@ -117,10 +119,36 @@ class _Worker:
         while not done.wait(0.1) and self._thread.is_alive():
             pass
 
-    def stop(self):
-        """Finishes every pending job, then ends the thread."""
+    def stop(self, timeout=None):
+        """Finishes every pending job, then ends the thread; returns whether
+        it ended (within ``timeout`` seconds, if given)."""
         self._queue.put(None)
-        self._thread.join()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+#: How long the interpreter's exit waits for LayerView's pending writes.
+EXIT_WAIT_SECONDS = 120
+
+
+@atexit.register
+def _finish_at_exit():
+    """Writes what fits interrupted before their end still hold.
+
+    A fit stopped by an exception (Ctrl-C in a script, an error in another
+    callback) never reaches ``on_train_end``, and the writer thread, a
+    daemon so that it cannot keep the process alive, is dropped at exit
+    with the last logged epochs in its queue: MobileNetV2's two last
+    epochs were lost that way. Each LayerView still writing is closed here.
+    """
+    with _WRITING_LOCK:
+        views = {lv for group in _WRITING.values() for lv in group}
+    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+    for lv in views:
+        try:
+            lv._finish(max(deadline - time.monotonic(), 0.1))
+        except Exception:  # noqa: BLE001 - the interpreter is going away: never raise from here
+            pass
 
 
 class _Step:
@@ -653,8 +681,14 @@ class LayerView(keras.callbacks.Callback):
 
         A later log opens a new event file.
         """
+        self._finish(None)
+
+    def _finish(self, timeout):
+        """:meth:`close`, waiting at most ``timeout`` seconds for the writer thread."""
         if self._worker is not None:
-            self._worker.stop()
+            if not self._worker.stop(timeout):
+                sys.stderr.write("tb_layerview: gave up waiting %.0f s for the writes to %r\n" % (timeout, self.log_dir))
+                return  # the thread may be writing: the file is left to it
             self._worker = None
         if self._writer is not None:  # opened by the last pending write at the latest
             self._own_steps[os.path.basename(self._writer.path)] = self._steps_noted

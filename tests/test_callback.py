@@ -818,6 +818,41 @@ def test_probe_that_does_not_fit_the_model_is_a_clear_error_at_train_begin(tmp_p
         model.fit(np.ones((8, 4)), np.zeros((8, 1)), epochs=1, verbose=0, callbacks=[cb])
 
 
+INTERRUPTED_SCRIPT = r"""
+import sys, time, numpy as np, keras
+from tb_layerview import LayerView, items
+write = items.ChannelStats.write
+def slow_write(self, step, ctx):  # a slow disk: each step's statistics take a second to reach it
+    time.sleep(1.0)
+    write(self, step, ctx)
+items.ChannelStats.write = slow_write
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt  # Ctrl-C, as the second epoch ends
+m = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="relu", name="h"),
+                      keras.layers.Dense(2, activation="softmax", name="out")])
+m.compile("sgd", "sparse_categorical_crossentropy")
+x = np.random.default_rng(0).random((16, 6), dtype=np.float32)
+m.fit(x, np.arange(16) % 2, epochs=5, verbose=0,
+      callbacks=[LayerView(sys.argv[1], probe=x[:2], budget=None, class_views=False), Interrupt()])
+"""
+
+
+def test_a_fit_interrupted_by_ctrl_c_still_writes_the_epochs_it_logged(tmp_path):
+    """Ctrl-C ends a script's fit without on_train_end, while the writer thread (slowed here to a second per
+    step) still holds the logged epochs: the interpreter's exit writes them (steps 1 and 2 were lost)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", INTERRUPTED_SCRIPT, str(tmp_path / "ctrl_c")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "KeyboardInterrupt" in out.stderr, out.stderr[-2000:]
+    series, run = only_run(tmp_path / "ctrl_c")
+    assert sorted(run_blob(series, run, metadata.KIND_STATS)) == [0, 1, 2]
+    assert sorted(run_blob(series, run, metadata.KIND_PLAN)) == [0, 1, 2]
+
+
 def test_unwritable_log_dir_is_a_clear_error_at_train_begin(tmp_path):
     """A log_dir that cannot be created raises OSError quoting the path."""
     blocker = tmp_path / "file"
