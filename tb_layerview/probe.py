@@ -80,9 +80,32 @@ def first_batch(probe):
             return {k: head(t) for k, t in v.items()}
         if isinstance(v, (list, tuple)):
             return [head(t) for t in v]
-        return np.asarray(capture.to_numpy(v))[:DATASET_PROBES]
+        return np.asarray(capture.to_numpy(dense(v)))[:DATASET_PROBES]
 
     return head(x) if y is None else (head(x), head(y))
+
+
+def dense(value):
+    """A sparse batch (``tf.sparse.SparseTensor``, a ``scipy.sparse`` matrix,
+    a JAX ``BCOO`` array) as a dense numpy array; anything else as it is.
+
+    A probe is a few samples, and a model with a ``sparse=True`` input takes
+    them dense as well.
+
+    Example::
+
+        dense(scipy.sparse.csr_matrix([[0, 1.5]]))  # array([[0. , 1.5]])
+    """
+    name = type(value).__name__
+    if name in ("SparseTensor", "SparseTensorValue"):
+        import tensorflow as tf  # only TensorFlow makes one
+
+        return tf.sparse.to_dense(value).numpy()
+    if name == "BCOO":
+        return np.asarray(value.todense())
+    if callable(getattr(value, "toarray", None)) and hasattr(value, "nnz"):  # scipy.sparse
+        return value.toarray()
+    return value
 
 
 def _as_array(value, what, text=True):
@@ -90,10 +113,11 @@ def _as_array(value, what, text=True):
 
     Strings come as numpy ``str``/``bytes`` arrays or as object arrays of
     ``str`` or ``bytes`` (what numpy makes of a TensorFlow string tensor);
-    object arrays become ``str``/``bytes`` arrays.
+    object arrays become ``str``/``bytes`` arrays. Sparse batches are made
+    dense (:func:`dense`).
     """
     try:
-        arr = np.asarray(value)
+        arr = np.asarray(dense(value))
     except Exception as e:
         raise TypeError("%s must be array-like; got %s (%s)" % (what, type(value).__name__, e)) from None
     if arr.dtype == object:

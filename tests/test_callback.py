@@ -853,6 +853,38 @@ def test_a_fit_interrupted_by_ctrl_c_still_writes_the_epochs_it_logged(tmp_path)
     assert sorted(run_blob(series, run, metadata.KIND_PLAN)) == [0, 1, 2]
 
 
+def test_a_sparse_input_model_takes_its_probe_sparse_from_scipy_tensorflow_or_its_data_set(tmp_path):
+    """A bag-of-words model with a sparse input: a probe given as a scipy.sparse matrix, a
+    tf.sparse.SparseTensor or the training data set of sparse batches is made dense (it was refused as
+    "an object array holding SparseTensor"), and every layer is logged from the same values."""
+    import scipy.sparse
+    from tb_layerview import stats
+
+    bags = (np.random.default_rng(0).random((32, 50)) > 0.85).astype("float32")
+    y = np.arange(32) % 2
+    sparse_input = keras.backend.backend() != "torch"  # Keras on PyTorch has none: that model takes them dense
+    bag = keras.Input((50,), sparse=sparse_input, name="bag")
+    model = keras.Model(bag, keras.layers.Dense(2, activation="softmax", name="out")(
+        keras.layers.Dense(8, activation="relu", name="hidden")(bag)))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    data = tf.data.Dataset.from_tensor_slices((tf.sparse.from_dense(bags), y)).batch(4)
+    probes = {"scipy": (scipy.sparse.csr_matrix(bags[:4]), y[:4]),
+              "tensorflow": (tf.sparse.from_dense(bags[:4]), y[:4]), "dataset": data}
+    got, start = {}, model.get_weights()
+    for name, probe in probes.items():
+        model.set_weights(start)  # step 0 of each run sees the same weights
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", LayerViewWarning)
+            model.fit(data if sparse_input else bags, None if sparse_input else y, batch_size=None if sparse_input
+                      else 4, epochs=1, verbose=0,
+                      callbacks=[LayerView(str(tmp_path / name), probe=probe, budget=None, class_views=False)])
+        series, run = only_run(tmp_path / name)
+        header, values = stats.decode(*run_blob(series, run, metadata.KIND_STATS)[0])
+        assert [l["path"] for l in header["layers"]] == ["hidden", "out"]
+        got[name] = values
+    assert np.array_equal(got["scipy"], got["tensorflow"]) and np.array_equal(got["scipy"], got["dataset"])
+
+
 def test_unwritable_log_dir_is_a_clear_error_at_train_begin(tmp_path):
     """A log_dir that cannot be created raises OSError quoting the path."""
     blocker = tmp_path / "file"
