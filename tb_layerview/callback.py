@@ -987,7 +987,7 @@ class LayerView(keras.callbacks.Callback):
                 continue
             entry = self._by_path[spec.layer_path]
             shape = tuple(max(d, 1) for d in spec.shape)
-            if entry.data_format == "channels_first" and len(shape) in (3, 4):
+            if spec.channels_first and len(shape) in (3, 4):
                 shape = shape[1:] + shape[:1]
             kernel = kernels.kernel_of(entry.layer) if (self.log_filters and key == entry.path) else None
             kind, kshape, rgb, unchanged = None, None, False, False
@@ -1104,7 +1104,8 @@ class LayerView(keras.callbacks.Callback):
                            % (c.key, type(err).__name__, err))
                 continue
             step_items.append(items.Activations(entry, c.key, arr, plan.settings.channels,
-                                                plan.settings.probes, plan.settings.tile_pixels))
+                                                plan.settings.probes, plan.settings.tile_pixels,
+                                                self._probe_pass.specs[c.key].channels_first))
             if lp.filters:
                 kernel = kernels.kernel_of(entry.layer)
                 try:

@@ -36,6 +36,7 @@ import numpy as np
 
 from tb_layerview import gradients
 from tb_layerview import stats as stats_lib
+from tb_layerview import walk
 
 
 def flatten_outputs(out):
@@ -560,6 +561,8 @@ class OutputSpec:
     # False for an output without the probe's batch axis (a scalar, a
     # per-channel mean over the batch): it has no values per probe.
     batched: bool = True
+    # Its channels are on axis 1 (walk.output_channels_first).
+    channels_first: bool = False
 
 
 @dataclasses.dataclass
@@ -624,7 +627,10 @@ class ProbePass:
             batched = len(t.shape) >= 1 and (self._count is None or t.shape[0] is None
                                              or int(t.shape[0]) == self._count)
             dims = tuple(int(d) if d is not None else -1 for d in t.shape)
-            specs[key] = OutputSpec(key, layer_path, dims[1:] if batched else dims, dtype_name(t), batched)
+            further = key != output_key(*key_parts(key, self._layers), "")
+            cf = (self._cf.get(layer_path, False) if not further
+                  else walk.output_channels_first(self._layers[layer_path], further=True))
+            specs[key] = OutputSpec(key, layer_path, dims[1:] if batched else dims, dtype_name(t), batched, cf)
             if _drawable(t) and batched:
                 kept[key] = t
         self.specs, self.calls = specs, dict(rec.calls)
@@ -633,7 +639,7 @@ class ProbePass:
         elif self._sums_in_graph:
             # An output without values has nothing to sum (and no first
             # position to sum from): the host measures it after the pass.
-            stats = {key: graph_sums(t, *self._stats_args(specs[key].layer_path))
+            stats = {key: graph_sums(t, *self._stats_args(specs[key]))
                      for key, t in kept.items() if not _empty(t)}
         else:
             stats = {}  # the outputs come back, and their statistics are computed on the host
@@ -645,15 +651,15 @@ class ProbePass:
         whose statistics fail is left out and its error kept in :attr:`failed`."""
         keys = list(tensors)
         values, errors = many_host_stats(
-            [(tensors[k],) + self._stats_args(self.specs[k].layer_path) for k in keys])
+            [(tensors[k],) + self._stats_args(self.specs[k]) for k in keys])
         for k, err in zip(keys, errors):
             if err is not None:
                 self.failed[k] = "%s: %s" % (type(err).__name__, (str(err).splitlines() or [""])[0])
         return {k: v for k, v in zip(keys, values) if v is not None}
 
-    def _stats_args(self, layer_path):
-        """(channels_first, saturation limits) of a layer's outputs, for the statistics."""
-        return self._cf.get(layer_path, False), self._limits.get(layer_path)
+    def _stats_args(self, spec):
+        """(channels_first, saturation limits) of an output, for the statistics."""
+        return spec.channels_first, self._limits.get(spec.layer_path)
 
     def compile(self):
         """Traces the recording pass once: a ``tf.function`` on TensorFlow, a

@@ -38,6 +38,7 @@ class Activations:
     channels: int
     probes: int
     tile_pixels: int
+    channels_first: bool = False  # the output's channels are on axis 1 (capture.OutputSpec)
     image = True
 
     def write(self, step, ctx):
@@ -49,7 +50,7 @@ class Activations:
                             layer_class=self.entry.layer_class, layer_index=self.entry.index,
                             parent=self.entry.parent, max_channels=self.channels,
                             max_tile_pixels=self.tile_pixels, min_spatial=ctx.min_spatial,
-                            channels_first=self.entry.data_format == "channels_first")
+                            channels_first=self.channels_first)
 
     def what(self):
         return "activations of layer %r (%s, output shape %s)" % (

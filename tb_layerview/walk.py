@@ -157,6 +157,28 @@ class LayerEntry:
         return data_format_of(self.layer)
 
 
+#: Layers that return attention scores beside their output: (batch, heads,
+#: queries, keys), one map per head.
+ATTENTION_CLASSES = ("MultiHeadAttention", "GroupedQueryAttention")
+
+
+def output_channels_first(layer, further=False):
+    """Whether an output of ``layer`` keeps its channels on axis 1 (for its
+    4-D and 5-D outputs): :func:`data_format_of` for the layer's own output
+    (``further`` False); for the attention scores an attention layer returns
+    beside it (``further``: a second output of a ``MultiHeadAttention`` or
+    ``GroupedQueryAttention``), always: their channels are the heads, each a
+    queries x keys map.
+
+    Example::
+
+        output_channels_first(keras.layers.MultiHeadAttention(4, 8), further=True)  # True
+    """
+    if further and any(c.__name__ in ATTENTION_CLASSES for c in type(layer).__mro__):
+        return True
+    return data_format_of(layer) == "channels_first"
+
+
 def data_format_of(layer, _hops=0):
     """Where a layer's image-like (4-D and 5-D) outputs keep their channels:
     ``"channels_first"`` or ``"channels_last"``.

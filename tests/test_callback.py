@@ -885,6 +885,33 @@ def test_a_sparse_input_model_takes_its_probe_sparse_from_scipy_tensorflow_or_it
     assert np.array_equal(got["scipy"], got["tensorflow"]) and np.array_equal(got["scipy"], got["dataset"])
 
 
+def test_attention_scores_are_one_queries_by_keys_map_per_head(tmp_path):
+    """MultiHeadAttention(return_attention_scores=True) returns (batch, heads, queries, keys) beside its
+    output: its statistics have one channel per head, and its images one 12 x 12 map per head (they were
+    12 channels, one per key, each a heads x queries picture). The values are the layer's own."""
+    from tb_layerview import stats
+
+    seq = keras.Input((12, 16), name="seq")
+    out, scores = keras.layers.MultiHeadAttention(4, 8, name="mha")(seq, seq, return_attention_scores=True)
+    model = keras.Model(seq, keras.layers.Dense(3, activation="softmax", name="out")(
+        keras.layers.GlobalAveragePooling1D(name="gap")(out)))
+    x = np.random.default_rng(0).random((8, 12, 16)).astype("float32")
+    fit(model, x, np.arange(8) % 3, tmp_path / "mha", probe=x[:2], epochs=1,
+        loss="sparse_categorical_crossentropy", budget=None, class_views=False)
+    series, run = only_run(tmp_path / "mha")
+    expected = keras.ops.convert_to_numpy(keras.Model(seq, scores)(x[:2]))  # (2, 4, 12, 12), the weights after fit
+    header, data = stats.decode(*run_blob(series, run, metadata.KIND_STATS)[1])
+    got = stats.layer_slice(header, data, "mha:1")
+    assert len(got["mean"]) == 4
+    assert np.allclose(got["mean"], expected.mean(axis=(0, 2, 3)), atol=1e-6)
+    assert np.allclose(got["max"], expected.max(axis=(0, 2, 3)), atol=1e-6)
+    info = json_of(layer_series(series, run)[(ACT, "mha:1")][1][0])
+    assert (info["layout"], info["shown"], info["tile_h"], info["tile_w"]) == ("grid", 4, 12, 12), info
+    assert np.allclose(info["probes"][0]["max"], expected[0].max(axis=(1, 2)), atol=1e-5)
+    # The layer's own output, (queries, features), is drawn as it was.
+    assert json_of(layer_series(series, run)[(ACT, "mha")][1][0])["layout"] == "heat"
+
+
 def test_unwritable_log_dir_is_a_clear_error_at_train_begin(tmp_path):
     """A log_dir that cannot be created raises OSError quoting the path."""
     blocker = tmp_path / "file"
