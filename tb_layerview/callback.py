@@ -122,8 +122,12 @@ class _Worker:
     def stop(self, timeout=None):
         """Finishes every pending job, then ends the thread; returns whether
         it ended (within ``timeout`` seconds, if given)."""
-        self._queue.put(None)
-        self._thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            self._queue.put(None, timeout=timeout)  # waits for room while the writes run
+        except queue.Full:
+            return False
+        self._thread.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
         return not self._thread.is_alive()
 
 
