@@ -652,26 +652,12 @@ class LayerView(keras.callbacks.Callback):
         two fits, and up to 16 from the trainable ones, so that a small
         trained part (a head on a frozen base) is seen too."""
         try:
-            from keras import ops
-
             model = self._watched
             picked = {}
             for variables in (model.weights, model.trainable_variables):
                 for v in variables[::max(1, -(-len(variables) // 16))]:
                     picked[id(v)] = v
-            # JAX compiles an eager reshape and slice once per variable shape
-            # (0.47 s for the seed CNN's 10 variables, at a fit's start); a
-            # JAX or PyTorch value in host memory is read as a numpy view
-            # instead. TensorFlow's variable would be copied whole that way.
-            host = keras.backend.backend() != "tensorflow"
-
-            def first_values(v):
-                value = v.value
-                if host and capture.on_host(value):
-                    return np.asarray(capture.to_numpy(value)).reshape(-1)[:8]
-                return np.asarray(capture.to_numpy(ops.reshape(value, (-1,))[:8]))
-
-            return {key: first_values(v).tobytes() for key, v in picked.items()}
+            return {key: capture.first_values(v).tobytes() for key, v in picked.items()}
         except Exception:  # noqa: BLE001 - a check, never a reason to skip a step
             return None
 

@@ -755,6 +755,26 @@ def snapshot(variable, index=()):
     return np.array(to_numpy(value)[index], copy=True)
 
 
+def first_values(variable, count=8):
+    """A numpy copy of the first ``count`` values of a variable, in C order.
+
+    A value in host memory is read as a view, so only ``count`` values are
+    copied: a TensorFlow variable's read shares its buffer, and slicing
+    it through ``keras.ops`` instead costs three eager operations (0.3 ms
+    a variable here, against 0.04 ms). A value on an accelerator is sliced
+    where it lives, so that only ``count`` values cross to the host.
+    """
+    value = getattr(variable, "value", variable)
+    read = getattr(value, "read_value", None)
+    if callable(read):  # TensorFlow: the value now, sharing the variable's buffer
+        value = read()
+    if on_host(value):
+        return np.array(np.asarray(to_numpy(value)).reshape(-1)[:count], copy=True)
+    from keras import ops
+
+    return np.array(to_numpy(ops.reshape(value, (-1,))[:count]), copy=True)
+
+
 def to_numpy(t):
     """Any backend's tensor as a numpy array.
 

@@ -50,7 +50,10 @@ def _jax_process():
     import sys
 
     env = os.environ.get("KERAS_DISTRIBUTION_PROCESS_ID")
-    if "jax" in sys.modules:  # never import JAX for a user who does not run it
+    keras = sys.modules.get("keras")
+    # Keras imports JAX whatever its backend, and asking JAX for the process
+    # index starts its runtime (a dozen threads): only a JAX backend asks.
+    if "jax" in sys.modules and keras is not None and keras.backend.backend() == "jax":
         import jax
 
         try:

@@ -1001,6 +1001,31 @@ def test_keras_distribution_process_other_than_0_writes_nothing(tmp_path, monkey
     assert (tmp_path / "proc0").exists() and cb.not_writing is None
 
 
+def test_deciding_which_process_writes_starts_jax_only_on_the_jax_backend(tmp_path):
+    """Keras imports JAX whatever its backend; asking JAX for the process index starts its
+    runtime and a dozen threads, which a TensorFlow or PyTorch fit has no use for."""
+    import subprocess
+    import sys
+
+    script = ("import keras, os\n"
+              "from tb_layerview import distributed\n"
+              "threads = len(os.listdir('/proc/self/task'))\n"
+              "print(distributed.writer_process())\n"
+              "from jax._src import xla_bridge\n"
+              "print(xla_bridge.backends_are_initialized(), len(os.listdir('/proc/self/task')) - threads)\n")
+    backend = keras.backend.backend()
+    env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    writes, started = out.stdout.splitlines()[-2:]
+    assert writes == "(True, None)"
+    if backend == "jax":
+        assert started.startswith("True")
+    else:
+        assert started == "False 0", started
+
+
 def test_only_the_training_thread_reads_the_callbacks_model_property(tmp_path, monkeypatch):
     """Keras' Callback.model writes JAX training state back into the variables; from the writer thread
     that raced the train step ("Buffer has been deleted or donated"). Every read is on the training thread."""
@@ -1881,6 +1906,23 @@ def test_a_kernel_snapshot_keeps_the_value_it_was_taken_at():
     np.testing.assert_array_equal(snap, before)
     assert snap.flags.writeable and isinstance(snap, np.ndarray)
     np.testing.assert_array_equal(capture.snapshot(kernel), np.full((4, 3), 5.0, np.float32))
+
+
+def test_first_values_are_a_copy_of_a_variables_leading_values_in_c_order():
+    """capture.first_values, which the weight fingerprint reads at every logged step: the first
+    values in C order, copied, so an in-place update afterwards leaves them as they were; a
+    variable with fewer values gives all of them."""
+    from tb_layerview import capture
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+    layer = model.get_layer("d")
+    layer.kernel.assign(np.arange(12, dtype=np.float32).reshape(4, 3))
+    got = capture.first_values(layer.kernel)
+    np.testing.assert_array_equal(got, np.arange(8, dtype=np.float32))
+    layer.kernel.assign(keras.ops.zeros((4, 3)))
+    np.testing.assert_array_equal(got, np.arange(8, dtype=np.float32))
+    np.testing.assert_array_equal(capture.first_values(layer.kernel), np.zeros(8, np.float32))
+    np.testing.assert_array_equal(capture.first_values(layer.bias, count=8), np.zeros(3, np.float32))
 
 
 def test_the_compiled_pass_on_a_cpu_skips_graph_rewrites_and_training_keeps_its_options():
