@@ -38,6 +38,12 @@ Each fit's line also gives the CPU time the hypervisor stole meanwhile and
 the seconds Python's garbage collector ran (with its full collections), so
 that a fit slowed by the machine or by a collection that happened to fall
 in it can be told from one slowed by what it ran.
+
+The extra CPU of a fit with LayerView is split by thread (from /proc): the
+training thread, which runs LayerView's hooks, and the others (TensorFlow's
+pools, LayerView's writer). Set beside LayerView's own measure, it shows
+whether anything LayerView does escapes that measure, with less noise than
+the wall time of a fit on a shared machine.
 """
 
 import argparse
@@ -145,6 +151,38 @@ def stolen_seconds():
         return None
 
 
+def thread_cpu():
+    """{thread id: CPU seconds so far} of this process's threads, from
+    /proc (None off Linux): a fit's extra CPU can then be split between the
+    training thread and the others (TensorFlow's pools, LayerView's writer)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open("/proc/self/task/%s/stat" % tid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[tid] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def split_cpu(before, after, ended):
+    """(training thread's CPU seconds, other threads') between two
+    :func:`thread_cpu` readings; ``ended``: CPU seconds of threads that ended
+    between them (LayerView's writer, measured by itself)."""
+    if before is None or after is None:
+        return None, None
+    main = str(os.getpid())
+    own = after.get(main, 0.0) - before.get(main, 0.0)
+    others = sum(c - before.get(tid, 0.0) for tid, c in after.items() if tid != main) + ended
+    return own, others
+
+
 class GCMeter:
     """Seconds Python's cyclic garbage collector ran during a fit, and how
     many collections of the oldest generation: a full collection of a
@@ -210,14 +248,18 @@ def one_fit(name, args, pair, with_cb, x, y):
             kw["background"] = False
         cbs = [LayerView(logdir, probe=(x[:8], y[:8]), **kw)]
     window = TrainingWindow()
+    threads0 = thread_cpu()
     t0, c0, s0 = time.perf_counter(), time.process_time(), stolen_seconds()
     inputs, kwargs = feed(x, y, batch, pair, args.feed)
     with GCMeter() as collected:
         model.fit(*inputs, epochs=epochs, verbose=0, callbacks=[window.begin] + cbs + [window.end], **kwargs)
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
     s1 = stolen_seconds()
+    # The writer thread has ended by now: its CPU is LayerView's own measure.
+    own_cpu, others_cpu = split_cpu(threads0, thread_cpu(), cbs[0].cost["writer_cpu_seconds"] if cbs else 0.0)
     stolen = "" if s0 is None or s1 is None else ", %.2f s stolen by the hypervisor" % (s1 - s0)
-    row = {"with": with_cb, "seconds": total, "cpu": cpu, "window": window.seconds}
+    row = {"with": with_cb, "seconds": total, "cpu": cpu, "window": window.seconds,
+           "training_thread_cpu": own_cpu, "other_threads_cpu": others_cpu}
     if with_cb:
         row.update({"bytes": event_bytes(logdir), "cost": cbs[0].cost, "logdir": logdir})
     else:
@@ -316,6 +358,14 @@ def bench(name, args):
     print("  fastest fit with / fastest without: %.3f" % (min(w["seconds"] for w in withs) / min(without)))
     print("  process CPU time with / without: median %.3f (pairs: %s)"
           % (np.median(cpu_pairs), ", ".join("%.3f" % p for p in cpu_pairs)))
+    if withs[0]["training_thread_cpu"] is not None:
+        extra = [(w["training_thread_cpu"] - wo["training_thread_cpu"], w["other_threads_cpu"] - wo["other_threads_cpu"])
+                 for w, wo in zip(withs, withouts)]
+        print("  extra CPU with LayerView, per pair (median): %.2f s on the training thread, %.2f s on the other"
+              " threads (TensorFlow's pools, LayerView's writer); LayerView's own measure: %.2f s of hooks, %.2f s"
+              " of writer CPU" % (np.median([e[0] for e in extra]), np.median([e[1] for e in extra]),
+                                   np.median([w["cost"]["hook_seconds"] for w in withs]),
+                                   np.median([w["cost"]["writer_cpu_seconds"] for w in withs])))
     print("  fit without: %.1f s (median)" % np.median(without))
     print("  events per logged epoch: %.0f KB (%d steps incl. step 0)" % (per_epoch / 1000, steps))
     print("  LayerView's own measure per logged epoch (hooks + writer CPU / epoch): median %.1f%%"
