@@ -1155,10 +1155,14 @@ class LayerView(keras.callbacks.Callback):
         return log.step_items(outputs, decisions, regression)
 
     def _output_dict(self, outputs):
+        """The model's outputs as ``{name: array}`` in the model's order
+        (:func:`tb_layerview.walk.output_keys`, which the class views index
+        by too): what reads "the first output" reads the same one on every
+        backend."""
         try:
             to_np = capture.to_numpy
             if isinstance(outputs, dict):
-                return {str(k): to_np(v) for k, v in outputs.items()}
+                return {str(k): to_np(outputs[k]) for k in walk_lib.output_keys(self._watched, outputs)}
             if isinstance(outputs, (list, tuple)):
                 names = list(getattr(self._watched, "output_names", None) or [])
                 if len(names) != len(outputs):

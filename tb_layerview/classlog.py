@@ -17,21 +17,55 @@ from tb_layerview import metadata
 from tb_layerview import probe as probe_lib
 
 
+def class_output(outputs, regression=None):
+    """The name of the output class views explain, or why there is none.
+
+    It is the first of the model's outputs (in Keras' order, as LayerView
+    keeps them) that gives a vector of scores per probe and is not trained
+    with a regression loss: a box-regression head before a classifier
+    leaves the classifier to explain. The panel judges predictions by the
+    same output.
+
+    Args:
+      outputs: ``{name: array (probes, ...)}`` of the model's outputs.
+      regression: ``{name: loss name}`` of the outputs trained as regression
+        targets (:func:`tb_layerview.probe.regression_outputs`).
+
+    Returns:
+      ``(name, None)``, or ``(None, reason)``.
+    """
+    regression = regression or {}
+    why = []
+    for name, value in outputs.items():
+        if name in regression:
+            why.append("output %r is trained with a regression loss (%s)" % (name, regression[name]))
+        elif np.ndim(value) != 2:
+            why.append("output %r of shape %s is not a vector of class scores"
+                       % (name, tuple(np.shape(value)[1:])))
+        else:
+            return name, None
+    if len(why) == 1:
+        name, value = next(iter(outputs.items()))
+        if name in regression:
+            return None, ("the model's output %r is trained with a regression loss (%s), not as class scores"
+                          % (name, regression[name]))
+        return None, "the model's output of shape %s is not a vector of class scores" % (tuple(np.shape(value)[1:]),)
+    return None, "no output of the model gives class scores: %s" % "; ".join(why)
+
+
 def classes_of(outputs, max_classes, regression=None):
     """The class indices for class views, or why there are none.
 
-    Class views read the model's first output; ``regression`` is ``{name:
-    loss name}`` of the outputs trained as regression targets
-    (:func:`tb_layerview.probe.regression_outputs`).
+    Class views read the output :func:`class_output` picks; ``regression``
+    is as there.
+
+    Returns:
+      ``(classes, None)``, or ``(None, reason)``.
     """
-    name, first = next(iter(outputs.items()))
-    regression = regression or {}
-    if name in regression:
-        return None, ("the model's first output %r is trained with a regression loss (%s), not as class scores"
-                      % (name, regression[name]))
-    if first.ndim != 2:
-        return None, "the model's output of shape %s is not a vector of class scores" % (first.shape[1:],)
-    k = first.shape[1]
+    name, why = class_output(outputs, regression)
+    if why is not None:
+        return None, why
+    k = outputs[name].shape[1]
     return (list(range(min(k, max_classes))) if k > 1 else [0, 1]), None
 
 
@@ -170,6 +204,7 @@ class ClassViewLog:
             for kind in metadata.CLASS_KINDS:
                 self._set(kind, False, reason)
             return out
+        output = class_output(outputs, regression)[0]
         try:
             if self.probe.single is None:
                 raise classviews.BackQueryUnavailable("back-query needs a single-input model")
@@ -187,14 +222,14 @@ class ClassViewLog:
             self._set(metadata.KIND_MAXIMIZATION, False, why)
         elif decisions.get(metadata.KIND_MAXIMIZATION, {}).get("run"):
             out += self.timed(metadata.KIND_MAXIMIZATION,
-                              lambda: self._maximization_items(probe, classes) + self.unit_items(probe))
+                              lambda: self._maximization_items(probe, classes, outputs, output) + self.unit_items(probe))
         else:
             self._not_run_yet(metadata.KIND_MAXIMIZATION, decisions)
         probe, why = self.gradient_probe(metadata.KIND_ATTRIBUTION)
         if why is not None:
             self._set(metadata.KIND_ATTRIBUTION, False, why)
         elif decisions.get(metadata.KIND_ATTRIBUTION, {}).get("run"):
-            out += self.timed(metadata.KIND_ATTRIBUTION, lambda: self._attribution_items(probe, outputs))
+            out += self.timed(metadata.KIND_ATTRIBUTION, lambda: self._attribution_items(probe, outputs, output))
         else:
             self._not_run_yet(metadata.KIND_ATTRIBUTION, decisions)
         return out
@@ -218,12 +253,13 @@ class ClassViewLog:
             if classviews.compiled_count(self.model) == compiled:
                 self.seconds[kind] = time.perf_counter() - t0
 
-    def _maximization_items(self, probe, classes):
+    def _maximization_items(self, probe, classes, outputs, output):
         try:
             lo, hi = self.probe.value_range()
             images, history = classviews.maximize(self.model, classes, steps=self.maximize_steps,
                                                   value_range=(lo, hi), input_shape=probe.shape[1:],
-                                                  channels_first=self.channels_first)
+                                                  channels_first=self.channels_first,
+                                                  output_index=list(outputs).index(output))
             extra = {"scores": history[-1].tolist(), "history": history.tolist(),
                      "params": {"steps": self.maximize_steps, "value_range": [lo, hi]}}
             item = items.ClassImages(metadata.KIND_MAXIMIZATION, images, classes, self.image_shape, extra)
@@ -232,9 +268,9 @@ class ClassViewLog:
         self._set(metadata.KIND_MAXIMIZATION, True)
         return [item]
 
-    def _attribution_items(self, probe, outputs):
+    def _attribution_items(self, probe, outputs, output):
         try:
-            return [self.attribution_item(probe, outputs)]
+            return [self.attribution_item(probe, outputs, output)]
         except Exception as err:
             return self._failed(metadata.KIND_ATTRIBUTION, "attribution maps were not logged", err)
 
@@ -246,13 +282,16 @@ class ClassViewLog:
         self.warn(kind, "%s (%s)" % (what, why))
         return []
 
-    def attribution_item(self, probe, outputs):
+    def attribution_item(self, probe, outputs, output=None):
+        """The attribution maps of one step: for each probe its predicted
+        class and, where labelled, its true one, of ``output`` (the name
+        :func:`class_output` picks; the first output when None)."""
         import keras
 
-        first = next(iter(outputs.values()))
-        predicted = [probe_lib.predicted_class(row) for row in first]
+        output = next(iter(outputs)) if output is None else output
+        predicted = [probe_lib.predicted_class(row) for row in outputs[output]]
         targets = [{"probe": i, "class": c, "which": "predicted"} for i, c in enumerate(predicted)]
-        true = self.probe.true_classes()
+        true = self.probe.true_classes(output)
         if true is not None and all(c is not None for c in true):
             targets += [{"probe": i, "class": c, "which": "true"} for i, c in enumerate(true)]
         copies = len(targets) // self.probe.count
@@ -262,7 +301,7 @@ class ClassViewLog:
         inputs = keras.tree.map_structure(lambda a: np.concatenate([np.asarray(a)] * copies), probe)
         maps, info = classviews.attribution(self.model, inputs, [t["class"] for t in targets],
                                             layer=self.attribution_layer, channels_first=self.channels_first,
-                                            image=image)
+                                            image=image, output_index=list(outputs).index(output))
         more = {}
         if image is not None:  # the maps and the status say which input they explain
             info["input"] = more["input"] = self.attribution_input_name

@@ -224,7 +224,8 @@ def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05
       steps, learning_rate, l2, jitter, blur_every: see above.
       value_range: (low, high) of valid input values.
       seed: seed of the starting noise.
-      output_index: which output of a multi-output model.
+      output_index: which output of a multi-output model, in the model's
+        order (:func:`output_of`).
       record_every: the un-jittered target scores are recorded every this
         many steps, and after the last.
       layer: a layer (object or name) whose units to maximise instead.
@@ -266,7 +267,8 @@ def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05
     shift_rng = np.random.default_rng(seed + 1)
     state = g.state(model)
     if layer is None:
-        first = capture.to_numpy(_class_output(g.call(model, state, _model_layout(x, channels_first)), output_index))
+        first = capture.to_numpy(_class_output(model, g.call(model, state, _model_layout(x, channels_first)),
+                                               output_index))
         use_log = bool(np.all(first >= 0.0) and np.all(first <= 1.0))
     else:
         use_log = False
@@ -284,14 +286,21 @@ def maximize(model, classes=None, input_shape=None, steps=64, learning_rate=0.05
     return capture.to_numpy(x).astype(np.float32), np.stack(history)
 
 
-def _class_output(out, output_index):
+def output_of(model, out, output_index):
+    """Output ``output_index`` of ``out``, what ``model`` returned: a list's
+    item, or a dict's in the model's order (:func:`tb_layerview.walk.output_keys`,
+    the same on every backend)."""
+    if isinstance(out, (list, tuple)):
+        return out[output_index]
+    if isinstance(out, dict):
+        return out[walk.output_keys(model, out)[output_index]]
+    return out
+
+
+def _class_output(model, out, output_index):
     from keras import ops
 
-    if isinstance(out, (list, tuple)):
-        out = out[output_index]
-    elif isinstance(out, dict):
-        out = list(out.values())[output_index]
-    return ops.cast(out, "float32")
+    return ops.cast(output_of(model, out, output_index), "float32")
 
 
 def _pick(out, indices):
@@ -368,7 +377,7 @@ def _ascent_functions(g, model, targets, input_shape, use_log, output_index, lay
             if rank > 2:  # a unit's mean over its positions
                 feats = ops.mean(feats, axis=list(range(2, rank)) if unit_cf else list(range(1, rank - 1)))
             return _pick(feats, targets)  # a unit's mean, even for a layer of one unit
-        s = _class_scores(_class_output(g.call(model(), state, inp), output_index), targets)
+        s = _class_scores(_class_output(model(), g.call(model(), state, inp), output_index), targets)
         return ops.log(s + 1e-7) if use_log else s
 
     def loss(x, shift, state):
@@ -454,7 +463,8 @@ def attribution(model, inputs, classes, layer=None, output_index=0, weighting="e
       classes: the class to explain for each input (N,).
       layer: the conv layer (object or name) for Grad-CAM; the last conv layer
         when None; without any, gradient x input saliency is used.
-      output_index: which output of a multi-output model.
+      output_index: which output of a multi-output model, in the model's
+        order (:func:`output_of`).
       weighting: ``"elementwise"`` or ``"mean"`` (see above).
       channels_first: the inputs are images (N, C, H, W). The conv layer's
         channel axis is its own (:func:`tb_layerview.walk.data_format_of`).
@@ -541,7 +551,7 @@ def _attribution_gradient(g, model, layer, output_index):
     model = weakref.ref(model)
 
     def score(out, classes):
-        return ops.sum(_class_scores(_class_output(out, output_index), classes))
+        return ops.sum(_class_scores(_class_output(model(), out, output_index), classes))
 
     if layer is None:
         def gradient(state, x, classes):

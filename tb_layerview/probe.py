@@ -497,11 +497,22 @@ class Probe:
             return None
         return graph if set(graph) == set(keys) else keys
 
-    def true_classes(self):
-        """The true class of every sample (None where a label is no class), or None without labels."""
-        if self.labels is None:
+    def true_classes(self, output=None):
+        """The true class of every sample (None where a label is no class), or None without labels.
+
+        Args:
+          output: the name of the output whose labels to read, where they
+            were given per output (:meth:`resolve_labels`); by default, or
+            for one array of labels, :attr:`labels`.
+        """
+        labels = self.labels
+        if output is not None and isinstance(self.output_labels, dict):
+            if output not in self.output_labels:
+                return None
+            labels = self.output_labels[output]
+        if labels is None:
             return None
-        return [true_class(y) for y in np.asarray(self.labels)]
+        return [true_class(y) for y in np.asarray(labels)]
 
     def value_range(self):
         """(low, high) of the single input's values, widened when constant."""

@@ -290,6 +290,24 @@ def walk(model):
     return entries
 
 
+def output_keys(model, out):
+    """The keys of ``out``, a dict of the model's outputs, in the model's
+    order: the order a functional model was built with (``keras.Model(i,
+    {"box": ..., "cls": ...})``), which PyTorch's backend hands back sorted
+    and TensorFlow's and JAX's as built; else the dict's own order (a
+    subclassed model's, as its ``call`` returns it on every backend).
+
+    Example::
+
+        names = output_keys(model, model(x))  # ["box", "cls"] on every backend
+    """
+    struct = getattr(model, "_outputs_struct", None)
+    if isinstance(struct, dict) and set(map(str, struct)) == set(map(str, out)) and len(struct) == len(out):
+        by_name = {str(k): k for k in out}
+        return [by_name[str(k)] for k in struct]
+    return list(out)
+
+
 def output_layers(model, names):
     """``{output name: the layer that computes it}`` where the model's graph
     tells (functional and Sequential models); ``names`` are the names the

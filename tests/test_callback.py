@@ -365,8 +365,9 @@ def test_a_model_returning_a_dict_keeps_its_order_in_predictions_and_statistics(
 
 def test_outputs_compiled_with_a_regression_loss_are_values_not_classes(tmp_path):
     """A box-regression head (mse) before a classifier: its predictions are values, the classifier's
-    are classes, class_names are checked against the classifier only, and class views say why they
-    do not read the first output as classes."""
+    are classes, class_names are checked against the classifier only, and the class views explain the
+    classifier, the first output that gives class scores (they said the first output was a regression
+    one, and explained nothing)."""
     inp = keras.Input((6,), name="features")
     h = keras.layers.Dense(8, activation="relu", name="body")(inp)
     model = keras.Model(inp, {"box": keras.layers.Dense(4, name="box")(h),
@@ -384,8 +385,62 @@ def test_outputs_compiled_with_a_regression_loss_are_values_not_classes(tmp_path
     assert outputs["box"]["type"] == "values" and outputs["box"]["shape"] == [4] and len(outputs["box"]["values"]) == 4
     assert outputs["cls"]["type"] == "classes" and outputs["cls"]["kind"] == "probabilities"
     config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
-    assert config["class_views"][metadata.KIND_ATTRIBUTION]["reason"] == (
-        "the model's first output 'box' is trained with a regression loss (mean_squared_error), not as class scores")
+    assert config["class_views"][metadata.KIND_ATTRIBUTION]["available"], config["class_views"]
+    attribution = json_of(run_blob(series, run, metadata.KIND_ATTRIBUTION)[1][0])
+    predicted = [t["class"] for t in attribution["targets"] if t["which"] == "predicted"]
+    assert predicted == [outputs_of["cls"]["predicted"] for outputs_of in (
+        p["outputs"] for p in json_of(run_blob(series, run, metadata.KIND_PREDICTIONS)[1][0])["probes"])]
+    assert [t["class"] for t in attribution["targets"] if t["which"] == "true"] == [0, 2]
+    maximization = run_blob(series, run, metadata.KIND_MAXIMIZATION)
+    maxim = json_of(maximization[min(maximization)][0])
+    # Log-probabilities of the classifier's three classes (the box head gives four unbounded values).
+    assert maxim["classes"] == [0, 1, 2] and len(maxim["scores"]) == 3 and max(maxim["scores"]) <= 0, maxim
+
+
+def test_a_functional_models_dict_outputs_keep_the_order_it_was_built_in_on_every_backend(tmp_path):
+    """keras.Model(i, {"value": ..., "label": ...}): PyTorch's backend hands the dict back sorted,
+    TensorFlow's and JAX's as built. Predictions list the outputs as built on every backend, and the
+    class views explain "label", the first output giving class scores, wherever it sorts (on
+    TensorFlow they explained nothing, "value" being a regression head; on PyTorch the predictions
+    came sorted)."""
+    inp = keras.Input((5,))
+    model = keras.Model(inp, {"value": keras.layers.Dense(1, name="value")(inp),
+                              "label": keras.layers.Dense(3, activation="softmax", name="label")(inp)})
+    model.compile("sgd", {"value": "mse", "label": "sparse_categorical_crossentropy"})
+    x = np.random.default_rng(1).random((16, 5)).astype("float32")
+    model.fit(x, {"value": np.zeros((16, 1)), "label": np.arange(16) % 3}, epochs=2, batch_size=8, verbose=0,
+              callbacks=[LayerView(str(tmp_path / "order"), budget=None,
+                                   probe=(x[:3], {"value": np.zeros((3, 1)), "label": np.array([2, 0, 1])}))])
+    series, run = only_run(tmp_path / "order")
+    preds = run_blob(series, run, metadata.KIND_PREDICTIONS)
+    assert sorted(preds) == [0, 1, 2]
+    for step, blobs in preds.items():
+        probes = json_of(blobs[0])["probes"]
+        assert [list(p["outputs"]) for p in probes] == [["value", "label"]] * 3, step
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    assert config["class_views"][metadata.KIND_ATTRIBUTION]["available"], config["class_views"]
+    for step, blobs in run_blob(series, run, metadata.KIND_ATTRIBUTION).items():
+        targets = json_of(blobs[0])["targets"]
+        predicted = [p["outputs"]["label"]["predicted"] for p in json_of(preds[step][0])["probes"]]
+        assert [t["class"] for t in targets if t["which"] == "predicted"] == predicted, step
+        assert [t["class"] for t in targets if t["which"] == "true"] == [2, 0, 1], step
+
+
+def test_the_class_output_is_the_first_giving_class_scores_and_says_why_when_none_does():
+    from tb_layerview import classlog
+
+    box, cls, seg = np.zeros((2, 4)), np.zeros((2, 3)), np.zeros((2, 8, 8, 3))
+    assert classlog.class_output({"box": box, "cls": cls}, {"box": "mse"}) == ("cls", None)
+    assert classlog.class_output({"seg": seg, "cls": cls}) == ("cls", None)
+    assert classlog.class_output({"cls": cls, "box": box}, {"box": "mse"}) == ("cls", None)
+    assert classlog.class_output({"box": box}, {"box": "mse"}) == (
+        None, "the model's output 'box' is trained with a regression loss (mse), not as class scores")
+    assert classlog.class_output({"seg": seg}) == (
+        None, "the model's output of shape (8, 8, 3) is not a vector of class scores")
+    assert classlog.class_output({"box": box, "seg": seg}, {"box": "huber_loss"}) == (
+        None, "no output of the model gives class scores: output 'box' is trained with a regression loss"
+              " (huber_loss); output 'seg' of shape (8, 8, 3) is not a vector of class scores")
+    assert classlog.classes_of({"box": box, "cls": cls}, 2, {"box": "mse"}) == ([0, 1], None)
 
 
 @pytest.mark.parametrize("loss, names, activations, expected", [
