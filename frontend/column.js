@@ -292,7 +292,8 @@ export async function paintAttribution(panel, run, cell, step, token) {
     overlay.height = px.height;
     overlay.getContext('2d').putImageData(out, 0, 0);
     overlay.hidden = false;
-    overlay.title = `${info.method}${info.layer ? ' on ' + info.layer : ''} for class ${info.targets[i].class}`;
+    overlay.title = `${info.method}${info.layer ? ' on ' + info.layer : ''} for class ${info.targets[i].class}`
+      + (info.output ? ` of output ${info.output}` : '');
   } catch (err) {
     overlay.hidden = true; // no attribution at this step
   }

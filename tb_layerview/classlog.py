@@ -53,6 +53,11 @@ def class_output(outputs, regression=None):
     return None, "no output of the model gives class scores: %s" % "; ".join(why)
 
 
+def _which_output(outputs, output):
+    """``{"output": name}`` for a model of several outputs (which one a class view explains), else ``{}``."""
+    return {"output": output} if len(outputs) > 1 else {}
+
+
 def classes_of(outputs, max_classes, regression=None):
     """The class indices for class views, or why there are none.
 
@@ -265,7 +270,7 @@ class ClassViewLog:
             item = items.ClassImages(metadata.KIND_MAXIMIZATION, images, classes, self.image_shape, extra)
         except Exception as err:
             return self._failed(metadata.KIND_MAXIMIZATION, "activation maximisation was not logged", err)
-        self._set(metadata.KIND_MAXIMIZATION, True)
+        self._set(metadata.KIND_MAXIMIZATION, True, **_which_output(outputs, output))
         return [item]
 
     def _attribution_items(self, probe, outputs, output):
@@ -305,7 +310,9 @@ class ClassViewLog:
         more = {}
         if image is not None:  # the maps and the status say which input they explain
             info["input"] = more["input"] = self.attribution_input_name
-        self._set(metadata.KIND_ATTRIBUTION, True, method=info["method"], layer=info["layer"], **more)
+        info.update(_which_output(outputs, output))  # and which output's classes
+        self._set(metadata.KIND_ATTRIBUTION, True, method=info["method"], layer=info["layer"], **more,
+                  **_which_output(outputs, output))
         return items.Attribution(maps, targets, info)
 
     def unit_items(self, probe):

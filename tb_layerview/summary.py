@@ -638,7 +638,7 @@ def class_images(kind, images, step=None, classes=(), class_names=None, image_sh
     return write_blobs(kind, class_image_blobs(images, image_shape, fields), step=step)
 
 
-def attribution_maps(maps, step=None, targets=(), method="", layer=None, weighting=None, input=None):
+def attribution_maps(maps, step=None, targets=(), method="", layer=None, weighting=None, input=None, output=None):
     """Writes attribution maps (values in [0, 1]), one per (probe, class) target.
 
     The maps are quantised on the fixed range [0, 1] so that intensities
@@ -653,6 +653,8 @@ def attribution_maps(maps, step=None, targets=(), method="", layer=None, weighti
         :func:`tb_layerview.classviews.attribution`.
       input: for a model of several inputs, the name (as the probes series
         names it) of the input the maps are drawn over; None: the first drawn.
+      output: for a model of several outputs, the name of the output whose
+        classes the maps explain.
     """
     maps = np.clip(render.to_float(maps), 0.0, 1.0)
     pngs = []
@@ -665,6 +667,8 @@ def attribution_maps(maps, step=None, targets=(), method="", layer=None, weighti
             "targets": list(targets), "range": [0.0, 1.0]}
     if input is not None:
         info["input"] = str(input)
+    if output is not None:
+        info["output"] = str(output)
     return write_blobs(metadata.KIND_ATTRIBUTION, [json_bytes(info)] + pngs, step=step)
 
 

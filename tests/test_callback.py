@@ -408,9 +408,12 @@ def test_a_functional_models_dict_outputs_keep_the_order_it_was_built_in_on_ever
                               "label": keras.layers.Dense(3, activation="softmax", name="label")(inp)})
     model.compile("sgd", {"value": "mse", "label": "sparse_categorical_crossentropy"})
     x = np.random.default_rng(1).random((16, 5)).astype("float32")
-    model.fit(x, {"value": np.zeros((16, 1)), "label": np.arange(16) % 3}, epochs=2, batch_size=8, verbose=0,
-              callbacks=[LayerView(str(tmp_path / "order"), budget=None,
-                                   probe=(x[:3], {"value": np.zeros((3, 1)), "label": np.array([2, 0, 1])}))])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, {"value": np.zeros((16, 1)), "label": np.arange(16) % 3}, epochs=2, batch_size=8, verbose=0,
+                  callbacks=[LayerView(str(tmp_path / "order"), budget=None,
+                                       probe=(x[:3], {"value": np.zeros((3, 1)), "label": np.array([2, 0, 1])}))])
+    assert not [w for w in caught if issubclass(w.category, LayerViewWarning)], [str(w.message) for w in caught]
     series, run = only_run(tmp_path / "order")
     preds = run_blob(series, run, metadata.KIND_PREDICTIONS)
     assert sorted(preds) == [0, 1, 2]
@@ -419,8 +422,11 @@ def test_a_functional_models_dict_outputs_keep_the_order_it_was_built_in_on_ever
         assert [list(p["outputs"]) for p in probes] == [["value", "label"]] * 3, step
     config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
     assert config["class_views"][metadata.KIND_ATTRIBUTION]["available"], config["class_views"]
+    assert config["class_views"][metadata.KIND_ATTRIBUTION]["output"] == "label"
+    assert config["class_views"][metadata.KIND_MAXIMIZATION]["output"] == "label"
     for step, blobs in run_blob(series, run, metadata.KIND_ATTRIBUTION).items():
         targets = json_of(blobs[0])["targets"]
+        assert json_of(blobs[0])["output"] == "label"
         predicted = [p["outputs"]["label"]["predicted"] for p in json_of(preds[step][0])["probes"]]
         assert [t["class"] for t in targets if t["which"] == "predicted"] == predicted, step
         assert [t["class"] for t in targets if t["which"] == "true"] == [2, 0, 1], step
