@@ -213,6 +213,10 @@ class ClassViewLog:
         try:
             if self.probe.single is None:
                 raise classviews.BackQueryUnavailable("back-query needs a single-input model")
+            if len(outputs) > 1:  # its chain of Dense layers would be cut by the other outputs' heads
+                raise classviews.BackQueryUnavailable(
+                    "back-query needs a single-output model; this one has %d outputs (%s)"
+                    % (len(outputs), ", ".join(map(repr, outputs))))
             plan = classviews.backquery_plan(self.model)
             images = classviews.backquery(plan, classviews.class_targets(plan, classes))
             out.append(items.ClassImages(metadata.KIND_BACKQUERY, images, classes, self.image_shape))

@@ -424,6 +424,8 @@ def test_a_functional_models_dict_outputs_keep_the_order_it_was_built_in_on_ever
     assert config["class_views"][metadata.KIND_ATTRIBUTION]["available"], config["class_views"]
     assert config["class_views"][metadata.KIND_ATTRIBUTION]["output"] == "label"
     assert config["class_views"][metadata.KIND_MAXIMIZATION]["output"] == "label"
+    assert config["class_views"][metadata.KIND_BACKQUERY] == {
+        "available": False, "reason": "back-query needs a single-output model; this one has 2 outputs ('value', 'label')"}
     for step, blobs in run_blob(series, run, metadata.KIND_ATTRIBUTION).items():
         targets = json_of(blobs[0])["targets"]
         assert json_of(blobs[0])["output"] == "label"
