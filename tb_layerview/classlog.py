@@ -20,8 +20,9 @@ from tb_layerview import probe as probe_lib
 def class_output(outputs, regression=None):
     """The name of the output class views explain, or why there is none.
 
-    It is the first of the model's outputs (in Keras' order, as LayerView
-    keeps them) that gives a vector of scores per probe and is not trained
+    It is the first of the model's outputs (in the model's order,
+    :func:`tb_layerview.walk.output_keys`, the same on every backend) that
+    gives a vector of scores per probe and is not trained
     with a regression loss: a box-regression head before a classifier
     leaves the classifier to explain. The panel judges predictions by the
     same output.
