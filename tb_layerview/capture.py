@@ -748,11 +748,16 @@ def snapshot(variable, index=()):
     kernels at a step with filters, more where fresh memory is slow to
     map). Only ``variable[index]`` is copied.
     """
+    return np.array(to_numpy(_value_now(variable))[index], copy=True)
+
+
+def _value_now(variable):
+    """A variable's value as a tensor of its state now: TensorFlow's read
+    shares the variable's buffer (a later update copies it), and other
+    backends' values are their tensors already."""
     value = getattr(variable, "value", variable)
     read = getattr(value, "read_value", None)
-    if callable(read):  # TensorFlow: a tensor of the value now (later updates copy the buffer)
-        value = read()
-    return np.array(to_numpy(value)[index], copy=True)
+    return read() if callable(read) else value
 
 
 def first_values(variable, count=8):
@@ -764,10 +769,7 @@ def first_values(variable, count=8):
     a variable here, against 0.04 ms). A value on an accelerator is sliced
     where it lives, so that only ``count`` values cross to the host.
     """
-    value = getattr(variable, "value", variable)
-    read = getattr(value, "read_value", None)
-    if callable(read):  # TensorFlow: the value now, sharing the variable's buffer
-        value = read()
+    value = _value_now(variable)
     if on_host(value):
         return np.array(np.asarray(to_numpy(value)).reshape(-1)[:count], copy=True)
     from keras import ops
