@@ -292,13 +292,12 @@ class ClassViewLog:
         self.warn(kind, "%s (%s)" % (what, why))
         return []
 
-    def attribution_item(self, probe, outputs, output=None):
+    def attribution_item(self, probe, outputs, output):
         """The attribution maps of one step: for each probe its predicted
         class and, where labelled, its true one, of ``output`` (the name
-        :func:`class_output` picks; the first output when None)."""
+        :func:`class_output` picks)."""
         import keras
 
-        output = next(iter(outputs)) if output is None else output
         predicted = [probe_lib.predicted_class(row) for row in outputs[output]]
         targets = [{"probe": i, "class": c, "which": "predicted"} for i, c in enumerate(predicted)]
         true = self.probe.true_classes(output)
