@@ -345,6 +345,7 @@ class LayerView(keras.callbacks.Callback):
         self._lock = threading.Lock()
         self._unit_streaks = stats_lib.UnitStreaks()
         self._reset_measures()
+        capture.blas_controller()  # once per process, before training rather than in its first pass
 
     def __deepcopy__(self, memo):
         """A fresh LayerView with the same arguments, for tools that copy

@@ -448,6 +448,24 @@ _blas_lock = threading.Lock()
 _blas_state = {"controller": None, "held": False}
 
 
+def blas_controller():
+    """threadpoolctl's controller of this process's thread pools, made once;
+    None where threadpoolctl is missing or fails.
+
+    Making it lists every loaded library (about 12 ms once TensorFlow is
+    loaded), so :class:`~tb_layerview.LayerView` makes it when it is built,
+    before training, and the first probe pass does not pay for it."""
+    with _blas_lock:
+        if _blas_state["controller"] is None:
+            try:
+                import threadpoolctl
+
+                _blas_state["controller"] = threadpoolctl.ThreadpoolController()
+            except Exception:  # noqa: BLE001 - no limit, ever: the statistics run as they are
+                _blas_state["controller"] = False
+        return _blas_state["controller"] or None
+
+
 @contextlib.contextmanager
 def one_blas_thread():
     """numpy's BLAS (OpenBLAS, MKL, BLIS) runs on one thread inside the block.
@@ -474,13 +492,10 @@ def one_blas_thread():
         yield
         return
     try:
-        limiter = None
+        limiter, controller = None, blas_controller()
         try:
-            if _blas_state["controller"] is None:
-                import threadpoolctl
-
-                _blas_state["controller"] = threadpoolctl.ThreadpoolController()
-            limiter = _blas_state["controller"].limit(limits=1, user_api="blas")
+            if controller is not None:
+                limiter = controller.limit(limits=1, user_api="blas")
         except Exception:  # noqa: BLE001 - no limit
             pass
         if limiter is None:

@@ -2736,3 +2736,18 @@ def test_a_deep_copy_is_a_fresh_layerview_that_follows_a_tensorboard_moved_into_
     with pytest.warns(LayerViewWarning, match="this LayerView is a copy, as KerasTuner makes one per trial"):
         fit([alone])
     assert alone.log_dir == base
+
+
+def test_the_blas_controller_is_made_when_layerview_is_built_not_in_the_first_probe_pass(tmp_path, monkeypatch):
+    """Listing the process's libraries for threadpoolctl takes about 12 ms
+    once TensorFlow is loaded; LayerView pays it when it is built, before
+    training, and then reuses it."""
+    from tb_layerview import LayerView, capture
+
+    monkeypatch.setitem(capture._blas_state, "controller", None)
+    LayerView(str(tmp_path), probe=np.zeros((2, 4), np.float32))
+    made = capture._blas_state["controller"]
+    assert made is not None and made is not False
+    with capture.one_blas_thread():
+        pass
+    assert capture._blas_state["controller"] is made and capture.blas_controller() is made
