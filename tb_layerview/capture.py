@@ -107,11 +107,12 @@ def layer_path_of(key, paths):
 class Recording:
     """What :func:`recording` collects: outputs per layer key, and call counts."""
 
-    def __init__(self, per_step):
+    def __init__(self, per_step, counted=()):
         self.kept = {}  # key -> [[(suffix, tensor)] of each real call, up to MAX_CALLS]
         self.steps = {}  # key -> list of per-call [(suffix, tensor)] (per-time-step layers)
         self.calls = {}
         self._per_step = per_step
+        self._counted = counted
         self._order = []  # (key, call) in the order the calls returned
 
     def add(self, key, out):
@@ -119,6 +120,8 @@ class Recording:
         if not flat or _is_symbolic(flat[0][1]):
             return  # a symbolic build call: wait for the real one
         self.calls[key] = self.calls.get(key, 0) + 1
+        if key in self._counted:
+            return
         if key in self._per_step:
             self.steps.setdefault(key, []).append(flat)
         elif len(self.kept.get(key, ())) < MAX_CALLS:  # a shared layer (siamese branches): each call
@@ -157,7 +160,7 @@ def _recording_call(call, key, rec, offset=None):
 
 
 @contextlib.contextmanager
-def recording(layers, per_step=(), offsets=None):
+def recording(layers, per_step=(), offsets=None, counted=()):
     """Records what each layer returns while the block runs.
 
     Args:
@@ -168,11 +171,13 @@ def recording(layers, per_step=(), offsets=None):
         outputs. With a zero offset this changes nothing, and its gradient
         is the gradient with respect to the layer's output on every backend,
         including those that only differentiate function arguments (JAX).
+      counted: keys of ``layers`` whose calls are counted and whose outputs
+        are not kept (nested models, whose layers are recorded instead).
 
     Yields:
       a :class:`Recording`, filled as the model runs.
     """
-    rec = Recording(set(per_step))
+    rec = Recording(set(per_step), set(counted))
     patched = []
     try:
         for key, layer in layers.items():
@@ -604,8 +609,10 @@ class ProbePass:
         import keras
 
         self.model = model
-        # A nested model's output is its last layer's: its layers are recorded instead.
-        self._layers = {e.path: e.layer for e in entries if not e.container}
+        self._layers = {e.path: e.layer for e in entries}
+        # A nested model's output is its last layer's: its layers are
+        # recorded, and its own calls only counted (the run info shows them).
+        self._counted = {e.path for e in entries if e.container}
         self._per_step = [e.path for e in entries if e.per_time_step]
         self._cf = {e.path: e.data_format == "channels_first" for e in entries}
         self._limits = limits_of
@@ -630,7 +637,7 @@ class ProbePass:
     def _forward(self, eager=True, call=None):
         from keras import ops
 
-        with recording(self._layers, self._per_step) as rec:
+        with recording(self._layers, self._per_step, counted=self._counted) as rec:
             if call is None:
                 out = gradients.inference_call(self.model, self._inputs)
             else:

@@ -132,6 +132,7 @@ def test_nested_model_layers_are_logged_under_a_path(tmp_path):
     config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
     enc = next(l for l in config["layers"] if l["path"] == "encoder")
     assert enc["nested_model"] is True and "encoder/" in enc["skipped"]
+    assert enc["calls"] == 1  # counted, though its outputs are its layers' (it used to say 0)
 
 
 def _stats_by_path(series, run, step):
@@ -1502,6 +1503,8 @@ def test_model_wrapped_in_time_distributed_is_logged_inside(tmp_path):
     config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
     conv = next(l for l in config["layers"] if l["path"] == "td/frame/conv")
     assert conv["per_time_step"] is True and conv["skipped"] is None and conv["calls"] == 4
+    frame = next(l for l in config["layers"] if l["path"] == "td/frame")
+    assert frame["nested_model"] is True and frame["calls"] == 4
 
 
 def test_functional_model_with_list_inputs_and_a_bare_probe_does_not_warn(tmp_path):
@@ -2751,3 +2754,20 @@ def test_the_blas_controller_is_made_when_layerview_is_built_not_in_the_first_pr
     with capture.one_blas_thread():
         pass
     assert capture._blas_state["controller"] is made and capture.blas_controller() is made
+
+
+def test_a_nested_model_shared_by_two_branches_counts_both_calls(tmp_path):
+    """A siamese encoder (a nested model applied to two inputs): the panel's
+    'Calls on the probe' reads 2 for the encoder as for each of its layers,
+    and each call of its layers has its own series."""
+    enc = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")], name="encoder")
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
+    out = keras.layers.Dense(1, name="out")(keras.layers.Subtract(name="diff")([enc(a), enc(b)]))
+    model = keras.Model([a, b], out)
+    x = np.random.default_rng(0).random((16, 4), dtype=np.float32)
+    fit(model, [x, x[::-1]], np.zeros((16, 1)), tmp_path / "siamese", probe=[x[:2], x[2:4]], epochs=1)
+    series, run = only_run(tmp_path / "siamese")
+    assert {(ACT, "encoder/d"), (ACT, "encoder/d@2")} <= set(layer_series(series, run))
+    config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
+    calls = {l["path"]: l["calls"] for l in config["layers"]}
+    assert calls == {"encoder": 2, "encoder/d": 2, "diff": 1, "out": 1}, calls
