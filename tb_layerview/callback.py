@@ -63,6 +63,25 @@ DEFAULT_MAX_CHANNELS = 64
 DEFAULT_MAX_TILE_PIXELS = 4096
 
 
+def _load_for_writing(log_dir):
+    """Loads, once per process, what logging a step needs and does not load
+    before: the libraries the first step written inside ``fit`` would import
+    (TensorBoard's protos and its gfile, Pillow's image plugins, the class
+    views: about 40 ms on the training and writer threads), and
+    threadpoolctl's controller (:func:`tb_layerview.capture.blas_controller`,
+    about 12 ms). Later calls find them loaded and cost nothing."""
+    from PIL import Image
+    from tensorboard.compat.proto import event_pb2, summary_pb2  # noqa: F401
+    from tensorboard.plugins.scalar import metadata as scalar_metadata  # noqa: F401
+    from tensorboard.util import tensor_util  # noqa: F401
+
+    from tb_layerview import classlog  # noqa: F401
+
+    Image.preinit()  # the first PNG saved would load Pillow's common plugins
+    writer_lib.gfile(log_dir)  # TensorFlow's gfile or TensorBoard's stand-in: no I/O, only its import
+    capture.blas_controller()
+
+
 def _built(model):
     """Whether every layer of ``model`` is built: a failed call can leave a
     model marked built around unbuilt layers."""
@@ -345,7 +364,7 @@ class LayerView(keras.callbacks.Callback):
         self._lock = threading.Lock()
         self._unit_streaks = stats_lib.UnitStreaks()
         self._reset_measures()
-        capture.blas_controller()  # once per process, before training rather than in its first pass
+        _load_for_writing(self.log_dir)  # before training rather than inside its first logged step
 
     def __deepcopy__(self, memo):
         """A fresh LayerView with the same arguments, for tools that copy

@@ -2771,3 +2771,36 @@ def test_a_nested_model_shared_by_two_branches_counts_both_calls(tmp_path):
     config = json_of(run_blob(series, run, metadata.KIND_CONFIG)[0][0])
     calls = {l["path"]: l["calls"] for l in config["layers"]}
     assert calls == {"encoder": 2, "encoder/d": 2, "diff": 1, "out": 1}, calls
+
+
+def test_a_fit_imports_none_of_the_libraries_layerview_writes_with(tmp_path):
+    """Building LayerView loads what writing needs (TensorBoard's protos and
+    gfile, Pillow's plugins, the class views, threadpoolctl): in a fresh
+    process, a fit that logs images, statistics and class views imports none
+    of them. Before, the first logged step imported 76 modules inside fit."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np, keras\n"
+        "from tb_layerview import LayerView\n"
+        "i = keras.Input((8, 8, 1))\n"
+        "h = keras.layers.Conv2D(4, 3, activation='relu', name='conv')(i)\n"
+        "o = keras.layers.Dense(3, activation='softmax', name='out')(keras.layers.Flatten()(h))\n"
+        "m = keras.Model(i, o)\n"
+        "m.compile('adam', 'sparse_categorical_crossentropy')\n"
+        "x = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)\n"
+        "y = np.arange(32) % 3\n"
+        "m.fit(x, y, epochs=1, verbose=0)\n"
+        "lv = LayerView('logs', probe=(x[:3], y[:3]), budget=None)\n"
+        "before = set(sys.modules)\n"
+        "m.fit(x, y, epochs=2, verbose=0, callbacks=[lv])\n"
+        "lv.close()\n"
+        "assert lv.cost['logged_steps'] == 3, lv.cost\n"
+        "ours = ('tb_layerview', 'PIL', 'tensorboard', 'fsspec', 'threadpoolctl', 'google.protobuf')\n"
+        "print(sorted(n for n in set(sys.modules) - before if n.split('.')[0] in ours or n.startswith(ours)))\n")
+    env = dict(os.environ, KERAS_BACKEND=keras.backend.backend(), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-1] == "[]", out.stdout[-2000:]
