@@ -69,16 +69,23 @@ def _load_for_writing(log_dir):
     (TensorBoard's protos and its gfile, Pillow's image plugins, the class
     views: about 40 ms on the training and writer threads), and
     threadpoolctl's controller (:func:`tb_layerview.capture.blas_controller`,
-    about 12 ms). Later calls find them loaded and cost nothing."""
-    from PIL import Image
-    from tensorboard.compat.proto import event_pb2, summary_pb2  # noqa: F401
-    from tensorboard.plugins.scalar import metadata as scalar_metadata  # noqa: F401
-    from tensorboard.util import tensor_util  # noqa: F401
+    about 12 ms). Later calls find them loaded and cost nothing.
 
-    from tb_layerview import classlog  # noqa: F401
+    A library that fails to load here is left to fail where it is used,
+    which reports it and lets training go on: building LayerView does not
+    fail on it."""
+    try:
+        from PIL import Image
+        from tensorboard.compat.proto import event_pb2, summary_pb2  # noqa: F401
+        from tensorboard.plugins.scalar import metadata as scalar_metadata  # noqa: F401
+        from tensorboard.util import tensor_util  # noqa: F401
 
-    Image.preinit()  # the first PNG saved would load Pillow's common plugins
-    writer_lib.gfile(log_dir)  # TensorFlow's gfile or TensorBoard's stand-in: no I/O, only its import
+        from tb_layerview import classlog  # noqa: F401
+
+        Image.preinit()  # the first PNG saved would load Pillow's common plugins
+        writer_lib.gfile(log_dir)  # TensorFlow's gfile or TensorBoard's stand-in: no I/O, only its import
+    except Exception:  # noqa: BLE001 - see above
+        pass
     capture.blas_controller()
 
 

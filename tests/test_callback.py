@@ -2804,3 +2804,17 @@ def test_a_fit_imports_none_of_the_libraries_layerview_writes_with(tmp_path):
                          cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.splitlines()[-1] == "[]", out.stdout[-2000:]
+
+
+def test_building_layerview_does_not_fail_on_a_library_that_fails_to_load(tmp_path, monkeypatch):
+    """Loading the writer's libraries ahead is an optimisation: a Pillow that
+    cannot be imported is reported where images are drawn, not by LayerView()."""
+    import sys
+
+    from tb_layerview import LayerView
+
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.raises(ImportError):
+        from PIL import Image  # noqa: F401
+    lv = LayerView(str(tmp_path), probe=np.zeros((2, 4), np.float32))
+    assert lv.log_dir == str(tmp_path)
