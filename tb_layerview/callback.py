@@ -184,12 +184,15 @@ def _finish_at_exit():
 class _Step:
     """One logged step on its way to the writer."""
 
-    __slots__ = ("step", "items", "plan", "hook_seconds", "capture", "class_seconds")
+    __slots__ = ("step", "items", "plan", "hook_seconds", "capture", "class_seconds", "setup_seconds")
 
     def __init__(self, step, items_, plan, hook_seconds=0.0):
         self.step, self.items, self.plan, self.hook_seconds = step, items_, plan, hook_seconds
         self.capture = None
         self.class_seconds = 0.0
+        # The part of hook_seconds later steps do not repeat, which the
+        # planner's estimate of a step's fixed cost leaves out.
+        self.setup_seconds = 0.0
 
 
 class LayerView(keras.callbacks.Callback):
@@ -523,6 +526,11 @@ class LayerView(keras.callbacks.Callback):
             self._describe(epoch)
         if snap is not None:
             snap.step = snap.plan.step = epoch
+            # The step before training cost every hook so far: preparing in
+            # on_train_begin (the layer walk, tracing, the pass itself) and
+            # this one. None of it is a later step's cost: tracing and the
+            # first call of a compiled pass happen once.
+            snap.hook_seconds = snap.setup_seconds = self._hook_seconds + time.perf_counter() - t0
             self._note_step(epoch)
             self._submit(self._write_step, snap)
             self._logged = (model, epoch, marks)
@@ -600,6 +608,7 @@ class LayerView(keras.callbacks.Callback):
         """
         if self._watched is None:
             raise RuntimeError("LayerView.log needs a model: call set_model(model) first, or pass model=")
+        t0 = time.perf_counter()
         self._writes, self._not_writing = distributed.writer_process()
         if not self._writes:
             return
@@ -617,6 +626,11 @@ class LayerView(keras.callbacks.Callback):
                        " TensorBoard's two loaders would each keep another of the two" % (self.log_dir, int(step)))
             return
         snap = self._take_step(step, False)
+        # The loop's thread ran all of it; the first call also prepared (walked the model, traced the pass).
+        snap.hook_seconds = time.perf_counter() - t0
+        snap.setup_seconds = snap.hook_seconds if first else 0.0
+        with self._lock:
+            self._hook_seconds += snap.hook_seconds
         self._note_step(int(step))
         if self._described is not self._prepared_for:
             self._write_run_info(step, self._run_info())
@@ -1257,7 +1271,8 @@ class LayerView(keras.callbacks.Callback):
             self._logged_steps += 1
         m.fixed_bytes = ema(m.fixed_bytes, fixed_bytes)
         # Class views have their own share of the budget: not part of the fixed cost.
-        m.fixed_seconds = ema(m.fixed_seconds, fixed_cpu + max(snap.hook_seconds - snap.class_seconds, 0.0))
+        m.fixed_seconds = ema(m.fixed_seconds,
+                             fixed_cpu + max(snap.hook_seconds - snap.setup_seconds - snap.class_seconds, 0.0))
         if image_bytes > 0:
             m.seconds_per_image_byte = ema(m.seconds_per_image_byte, image_cpu / image_bytes)
             if snap.plan.estimate_bytes:

@@ -1327,6 +1327,38 @@ def test_a_model_whose_name_starts_with_an_underscore_gets_compiled_passes_and_c
     assert sorted(run_blob(series, run, metadata.KIND_MAXIMIZATION)) == [0, 5, 8]
 
 
+def test_each_plan_record_counts_the_training_thread_time_of_its_step(tmp_path):
+    """Step 0's plan record counts the hook time spent for it (preparing when training begins, its
+    probe pass included), not 0; the records' hook seconds add up to no more than ``lv.cost`` counts.
+    In a custom loop each ``LayerView.log`` counts its own time, and ``lv.cost`` says so too."""
+    x = np.random.default_rng(0).random((32, 8, 8, 3)).astype("float32")
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+                              keras.layers.Flatten(name="flat"), keras.layers.Dense(2, name="out")])
+    cb = fit(model, x, np.zeros((32, 2)), tmp_path / "fit", epochs=3, probe=x[:4])
+
+    def plans(log_dir):
+        series, run = only_run(log_dir)
+        return {step: json_of(b[0]) for step, b in run_blob(series, run, metadata.KIND_PLAN).items()}
+
+    fitted = plans(tmp_path / "fit")
+    assert sorted(fitted) == [0, 1, 2, 3]
+    for step, plan in fitted.items():
+        assert plan["cost"]["hook_seconds"] >= plan["capture"]["seconds"] > 0, (step, plan["cost"], plan["capture"])
+    assert sum(p["cost"]["hook_seconds"] for p in fitted.values()) <= cb.cost["hook_seconds"] + 1e-3, cb.cost
+
+    lv = LayerView(str(tmp_path / "loop"), probe=x[:2], budget=None)
+    lv.set_model(model)
+    for step in range(2):
+        model.get_layer("out").bias.assign(np.full(2, float(step), np.float32))  # a step of training
+        lv.log(step)
+    lv.close()
+    looped = plans(tmp_path / "loop")
+    assert sorted(looped) == [0, 1]
+    for step, plan in looped.items():
+        assert plan["cost"]["hook_seconds"] >= plan["capture"]["seconds"] > 0, (step, plan["cost"], plan["capture"])
+    assert lv.cost["hook_seconds"] >= sum(p["cost"]["hook_seconds"] for p in looped.values()) - 1e-3 > 0, lv.cost
+
+
 def test_subclassed_model_not_called_before_fit_gets_step_zero(tmp_path):
     """A subclassed model fit without a prior call still has step 0, and its layers are not 'not called'."""
     x = np.random.default_rng(0).random((32, 3)).astype("float32")
