@@ -366,6 +366,11 @@ def bench(name, args):
               " of writer CPU" % (np.median([e[0] for e in extra]), np.median([e[1] for e in extra]),
                                    np.median([w["cost"]["hook_seconds"] for w in withs]),
                                    np.median([w["cost"]["writer_cpu_seconds"] for w in withs])))
+    # What the whole-fit ratio would be if LayerView's own accounting were all it cost: a figure with
+    # far less of the machine's noise than the wall times it sits beside.
+    own = [1 + (w["cost"]["hook_seconds"] + w["cost"]["writer_cpu_seconds"]) / wo for w, wo in zip(withs, without)]
+    print("  whole fit by LayerView's own accounting (1 + hooks and writer CPU / the pair's bare fit): median %.3f"
+          " (%.3f … %.3f)" % (np.median(own), min(own), max(own)))
     print("  fit without: %.1f s (median)" % np.median(without))
     print("  events per logged epoch: %.0f KB (%d steps incl. step 0)" % (per_epoch / 1000, steps))
     print("  LayerView's own measure per logged epoch (hooks + writer CPU / epoch): median %.1f%%"
