@@ -528,8 +528,9 @@ class LayerView(keras.callbacks.Callback):
             snap.step = snap.plan.step = epoch
             # The step before training cost every hook so far: preparing in
             # on_train_begin (the layer walk, tracing, the pass itself) and
-            # this one. None of it is a later step's cost: tracing and the
-            # first call of a compiled pass happen once.
+            # this one. Most of that happens once (the walk, tracing, a
+            # compiled pass's first call), so the planner's estimate of a
+            # later step's fixed cost leaves all of it out.
             snap.hook_seconds = snap.setup_seconds = self._hook_seconds + time.perf_counter() - t0
             self._note_step(epoch)
             self._submit(self._write_step, snap)
