@@ -630,8 +630,7 @@ class LayerView(keras.callbacks.Callback):
         # The loop's thread ran all of it; the first call also prepared (walked the model, traced the pass).
         snap.hook_seconds = time.perf_counter() - t0
         snap.setup_seconds = snap.hook_seconds if first else 0.0
-        with self._lock:
-            self._hook_seconds += snap.hook_seconds
+        self._hook_seconds += snap.hook_seconds  # as the hooks add theirs: only the calling thread writes it
         self._note_step(int(step))
         if self._described is not self._prepared_for:
             self._write_run_info(step, self._run_info())
