@@ -45,19 +45,6 @@ __all__ = ["LayerView", "LayerViewWarning", "Budget", "MAX_PROBES"]
 _WRITING = {}
 _WRITING_LOCK = threading.Lock()
 
-#: Tracing and optimising the compiled probe pass costs about this many eager
-#: passes (8 probes on TensorFlow, statistics on the host: seed CNN 0.047 s
-#: against 8 ms, MobileNetV2 at 96x96 0.48 s against 0.16 s, ResNet50 at
-#: 64x64 0.69 s against 0.2 s)...
-COMPILE_COST_IN_PASSES = 3.0
-#: ...after which a pass costs about this share of an eager one (0.37, 0.53
-#: and 0.47 of it). On JAX the pass is compiled from the first one on: JAX
-#: compiles every new operation shape even when running eagerly, so the first
-#: eager pass costs more than compiling the whole pass (seed CNN: 5.1 s
-#: against 1.4 s, then 23 ms against 6 ms; MobileNetV2 at 96x96: 18.3 s
-#: against 14 s, then 0.52 s against 0.35 s).
-COMPILED_PASS_SHARE = 0.45
-
 #: Defaults of the arguments the budget may lower when the user did not set them.
 DEFAULT_MAX_CHANNELS = 64
 DEFAULT_MAX_TILE_PIXELS = 4096
@@ -899,7 +886,7 @@ class LayerView(keras.callbacks.Callback):
         # here); its result is the initial step's. A fit whose logged steps
         # pay back tracing is compiled before it rather than after an eager
         # first pass, which would cost a pass more. JAX always is: its eager
-        # first pass costs more than compiling (COMPILED_PASS_SHARE). A probe
+        # first pass costs more than compiling (capture.COMPILED_PASS_SHARE). A probe
         # that does not fit fails the tracing too, and the eager pass then
         # names the mismatch.
         backend = keras.backend.backend()
@@ -1062,9 +1049,10 @@ class LayerView(keras.callbacks.Callback):
 
     def _compile_pays(self, remaining):
         """Whether ``remaining`` logged passes (None: unknown) pay back tracing the pass."""
+        estimate = self._probe_pass.estimate
         if remaining is None:  # a custom loop: no end in sight
-            return self._logged_index >= 3
-        return remaining * (1 - COMPILED_PASS_SHARE) > COMPILE_COST_IN_PASSES
+            return self._logged_index >= estimate.passes_to_pay
+        return estimate.pays(remaining)
 
     def _take_step(self, step, last):
         """Captures one step on the training thread: returns a :class:`_Step`.

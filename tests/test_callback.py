@@ -1608,6 +1608,70 @@ def test_statistics_of_every_output_at_every_step_match_numpy(tmp_path):
     assert header["layers"][2]["activation"] == "sigmoid"
 
 
+def test_a_recurrent_models_probe_pass_is_compiled_from_step_0_of_a_short_fit(tmp_path):
+    """A recurrent layer's eager pass runs its time loop one step at a time, so tracing pays back within
+    two passes: a 2-epoch fit of an LSTM model is compiled from step 0 on TensorFlow and JAX, where the
+    same fit of a CNN stays eager on TensorFlow. Which layers count is one rule (capture.compile_estimate),
+    with exact figures."""
+    from tb_layerview import capture, walk
+
+    def estimate(*layers, shape=(5, 3)):
+        return capture.compile_estimate(walk.walk(keras.Sequential([keras.Input(shape), *layers])))
+
+    class Encoder(keras.layers.Layer):  # a layer of your own holding an LSTM
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.rnn = keras.layers.LSTM(2)
+
+        def call(self, x):
+            return self.rnn(x)
+
+    recurrent = {
+        "lstm": estimate(keras.layers.LSTM(2, name="lstm")),
+        "bi": estimate(keras.layers.Bidirectional(keras.layers.GRU(2), name="bi")),
+        "cell": estimate(keras.layers.RNN(keras.layers.SimpleRNNCell(2), name="cell")),
+        "convlstm": estimate(keras.layers.ConvLSTM2D(2, 3, name="convlstm"), shape=(3, 6, 6, 1)),
+        "enc/lstm": estimate(Encoder(name="enc")),
+        "inner/lstm": estimate(keras.Sequential([keras.Input((5, 3)), keras.layers.LSTM(2, name="lstm")],
+                                                name="inner")),
+    }
+    for path, e in recurrent.items():
+        assert (e.cost_in_passes, e.pass_share, e.recurrent) == (1.5, 0.1, (path,)), (path, e)
+    for e in (estimate(keras.layers.LSTM(2, unroll=True)),  # the trace holds every step too
+              estimate(keras.layers.TimeDistributed(keras.layers.Dense(2)), keras.layers.Flatten()),
+              estimate(keras.layers.Conv1D(2, 3))):
+        assert (e.cost_in_passes, e.pass_share, e.recurrent) == (3.0, 0.45, ()), e
+    # 2 passes: 2 x 0.9 > 1.5 for a recurrent model; a CNN needs 6: 5 x 0.55 = 2.75, 6 x 0.55 = 3.3 > 3.
+    assert recurrent["lstm"].pays(2) and not recurrent["lstm"].pays(1)
+    assert not capture.compile_estimate([]).pays(5) and capture.compile_estimate([]).pays(6)
+    assert (recurrent["lstm"].passes_to_pay, capture.compile_estimate([]).passes_to_pay) == (2, 3)
+
+    def modes_of(name):
+        series, run = only_run(tmp_path / name)
+        return [json_of(b[0])["capture"]["mode"] for _, b in sorted(run_blob(series, run, metadata.KIND_PLAN).items())]
+
+    rng = np.random.default_rng(0)
+    seq = rng.random((16, 12, 3)).astype("float32")
+    rnn = keras.Sequential([keras.Input((12, 3)), keras.layers.LSTM(4, return_sequences=True, name="lstm"),
+                            keras.layers.GRU(3, name="gru"), keras.layers.Dense(2, name="out")])
+    fit(rnn, seq, np.zeros((16, 2)), tmp_path / "rnn", probe=seq[:3], epochs=2)
+    img = rng.random((16, 6, 6, 2)).astype("float32")
+    cnn = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3, name="conv"),
+                            keras.layers.Flatten(name="flat"), keras.layers.Dense(2, name="out")])
+    fit(cnn, img, np.zeros((16, 2)), tmp_path / "cnn", probe=img[:3], epochs=2)
+    if keras.backend.backend() == "torch":
+        assert modes_of("rnn") == modes_of("cnn") == ["eager"] * 3  # PyTorch's pass stays eager
+    elif keras.backend.backend() == "jax":
+        assert modes_of("rnn") == modes_of("cnn") == ["compiled"] * 3
+    else:
+        assert modes_of("rnn") == ["compiled"] * 3 and modes_of("cnn") == ["eager"] * 3
+    stats_steps = run_blob(*only_run(tmp_path / "rnn"), metadata.KIND_STATS)
+    from tb_layerview import stats
+
+    assert sorted(stats_steps) == [0, 1, 2]
+    assert [l["path"] for l in stats.decode(*stats_steps[2])[0]["layers"]] == ["lstm", "gru", "out"]
+
+
 @pytest.mark.parametrize("epochs", [2, 8])
 def test_keras_ops_between_the_layers_of_a_functional_model_are_logged_as_keras_summary_lists_them(
         tmp_path, epochs):
