@@ -1669,7 +1669,15 @@ def test_a_recurrent_models_probe_pass_is_compiled_from_step_0_of_a_short_fit(tm
     from tb_layerview import stats
 
     assert sorted(stats_steps) == [0, 1, 2]
-    assert [l["path"] for l in stats.decode(*stats_steps[2])[0]["layers"]] == ["lstm", "gru", "out"]
+    header, data = stats.decode(*stats_steps[2])
+    assert [l["path"] for l in header["layers"]] == ["lstm", "gru", "out"]
+    # The compiled pass records what an eager call of the trained model returns.
+    with capture.recording({p: rnn.get_layer(p) for p in ("lstm", "gru")}) as rec:
+        rnn(seq[:3], training=False)
+    for path in ("lstm", "gru"):
+        got = stats.layer_slice(header, data, path)
+        np.testing.assert_allclose(np.stack([got[k] for k in stats.STATS]),
+                                   stats.channel_stats(capture.to_numpy(rec.output(path))), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("epochs", [2, 8])
