@@ -10,9 +10,11 @@ epoch.
 Models: the seed CNN (Conv2D 32/64/64, Dense 128/256/10, 32x32x3, 4096
 samples, batch 64); keras.applications MobileNetV2 (96x96x3, 1024 samples,
 batch 32), VGG16 and ResNet50 (64x64x3, 512 samples, batch 32), all with
-``weights=None`` and 10 classes; 8 labelled probes, logging every epoch.
+``weights=None`` and 10 classes; a text classifier (``rnn``: Embedding,
+Bidirectional LSTM(32) and GRU(32) over 40 token ids, 4096 samples, batch
+64); 8 labelled probes, logging every epoch.
 
-Usage: python benchmarks/bench_models.py [--models cnn,mobilenetv2] [--epochs 3]
+Usage: python benchmarks/bench_models.py [--models cnn,mobilenetv2,vgg16,resnet50,rnn] [--epochs 3]
        [--pairs 2] [--class-views on|off] [--budget default|off] [--feed dataset|arrays]
        [--writer background|inline]
        [--cold] [--process-per-fit]
@@ -67,7 +69,19 @@ MODELS = {
     "mobilenetv2": ("MobileNetV2", (96, 96, 3), 1024, 32, 5),
     "vgg16": ("VGG16", (64, 64, 3), 512, 32, 2),
     "resnet50": ("ResNet50", (64, 64, 3), 512, 32, 2),
+    "rnn": ("rnn", (40,), 4096, 64, 4),
 }
+
+
+def make_data(name):
+    """The fit's (x, y): images in [0, 1), or token ids for the text model."""
+    shape, samples = MODELS[name][1:3]
+    rng = np.random.default_rng(0)
+    if MODELS[name][0] == "rnn":
+        x = rng.integers(1, 100, (samples,) + shape).astype("int32")
+    else:
+        x = rng.random((samples,) + shape, dtype=np.float32)
+    return x, rng.integers(0, 10, samples)
 
 
 def build(name):
@@ -85,6 +99,14 @@ def build(name):
             keras.layers.Flatten(name="flatten"),
             keras.layers.Dense(128, activation="relu", name="dense1"),
             keras.layers.Dense(256, activation="relu", name="dense2"),
+            keras.layers.Dense(10, activation="softmax", name="predictions"),
+        ])
+    if kind == "rnn":
+        return keras.Sequential([
+            keras.Input(shape, dtype="int32"),
+            keras.layers.Embedding(100, 16, mask_zero=True, name="embed"),
+            keras.layers.Bidirectional(keras.layers.LSTM(32, return_sequences=True), name="bilstm"),
+            keras.layers.GRU(32, name="gru"),
             keras.layers.Dense(10, activation="softmax", name="predictions"),
         ])
     return getattr(keras.applications, kind)(weights=None, input_shape=shape, classes=10)
@@ -303,9 +325,7 @@ def bench(name, args):
     epochs = args.epochs or default_epochs
     x = y = None
     if not args.process_per_fit:
-        rng = np.random.default_rng(0)
-        x = rng.random((samples,) + shape, dtype=np.float32)
-        y = rng.integers(0, 10, samples)
+        x, y = make_data(name)
     rows = []
     last_logdir = None
     for pair in range(args.pairs):
@@ -386,7 +406,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="cnn,mobilenetv2")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs per fit (default: cnn 6, mobilenetv2 5, vgg16 and resnet50 2)")
+                   help="epochs per fit (default: cnn 6, mobilenetv2 5, vgg16 and resnet50 2, rnn 4)")
     p.add_argument("--pairs", type=int, default=2)
     p.add_argument("--class-views", choices=["on", "off"], default="on")
     p.add_argument("--budget", choices=["default", "off"], default="default")
@@ -409,10 +429,7 @@ def main():
     if args.child:  # one fit of a --process-per-fit run: its row goes back on the last line
         pair, which = args.child.split(":")
         name = args.models
-        shape, samples = MODELS[name][1:3]
-        rng = np.random.default_rng(0)
-        x = rng.random((samples,) + shape, dtype=np.float32)
-        y = rng.integers(0, 10, samples)
+        x, y = make_data(name)
         row = one_fit(name, args, int(pair), which == "with", x, y)
         print(CHILD_ROW + json.dumps(row), flush=True)
         return
