@@ -321,7 +321,7 @@ CHILD_ROW = "ROW "
 def bench(name, args):
     from tb_layerview import metadata, stats
 
-    _, shape, samples, batch, default_epochs = MODELS[name]
+    _, _, samples, batch, default_epochs = MODELS[name]
     epochs = args.epochs or default_epochs
     x = y = None
     if not args.process_per_fit:
