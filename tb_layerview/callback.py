@@ -941,16 +941,14 @@ class LayerView(keras.callbacks.Callback):
             expected = [tuple(t.shape) for t in self._watched.inputs]
         except Exception:
             pass
-        text = str(err).strip()
         if isinstance(err, NotImplementedError) and self._watch is None:
-            return ("LayerView: the model %r cannot be called on the probe: it defines no call() (%s: %s). A"
+            return ("LayerView: the model %r cannot be called on the probe: it defines no call() (%s). A"
                     " model trained through its own train_step, such as a GAN, is watched through one of its"
                     " parts: pass model=, e.g. LayerView(..., model=gan.generator), and a probe for that part"
-                    % (self._watched.name, type(err).__name__, text.splitlines()[0] if text else ""))
+                    % (self._watched.name, capture.error_summary(err)))
         return ("LayerView: the probe does not fit the model %r: the model expects inputs %s, the"
-                " probe has shape %s (%s: %s)" % (self._watched.name, expected or "(unknown)",
-                                                  shapes(self.probe.inputs), type(err).__name__,
-                                                  text.splitlines()[0] if text else ""))
+                " probe has shape %s (%s)" % (self._watched.name, expected or "(unknown)",
+                                              shapes(self.probe.inputs), capture.error_summary(err)))
 
     def _run_pass(self):
         """The probe pass; a failure of the first one is the probe not fitting the model."""

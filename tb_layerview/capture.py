@@ -556,6 +556,26 @@ def _without_graph_rewrites():
         ctx.function_call_options = options[0]
 
 
+def error_summary(err):
+    """``"Type: message"`` of an exception, in one line.
+
+    The first line of the message, except that TensorFlow's graph errors
+    open with a header ("Graph execution error:") and a traceback of where
+    the failing node was defined: for those the cause, which follows, is
+    added.
+
+    Example::
+
+        error_summary(ValueError("bad shape\nmore"))  # 'ValueError: bad shape'
+    """
+    lines = [l.strip() for l in str(err).splitlines() if l.strip()]
+    lines = [l for l in lines if not l.startswith(("File ", "Detected at node", "[["))]
+    text = lines[0] if lines else ""
+    if text.endswith(":") and len(lines) > 1:
+        text += " " + lines[1]
+    return "%s: %s" % (type(err).__name__, text)
+
+
 def dtype_name(t):
     """A tensor's dtype as Keras names it on every backend (``"int32"``, not
     TensorFlow's ``"<dtype: 'int32'>"`` or PyTorch's ``"torch.int32"``)."""
@@ -712,6 +732,7 @@ class ProbePass:
         # traced and optimised in 1.6 s instead of 6.4 s with the sums in the graph).
         self._sums_in_graph = gradients.on_accelerator()
         self.fallback_reason = None
+        self._run_failed = False  # a compiled pass failed when it ran: it is not traced again
         self.specs = {}           # key -> OutputSpec, from the first pass
         self.failed = {}          # key -> why its statistics failed in the last pass
         self._output_keys = None  # the order of the model's own dict output, if it returns one
@@ -759,7 +780,7 @@ class ProbePass:
             [(tensors[k],) + self._stats_args(self.specs[k]) for k in keys])
         for k, err in zip(keys, errors):
             if err is not None:
-                self.failed[k] = "%s: %s" % (type(err).__name__, (str(err).splitlines() or [""])[0])
+                self.failed[k] = error_summary(err)
         return {k: v for k, v in zip(keys, values) if v is not None}
 
     def _stats_args(self, spec):
@@ -776,6 +797,8 @@ class ProbePass:
         """
         import keras
 
+        if self._run_failed:
+            return self.fallback_reason
         backend = keras.backend.backend()
         try:
             if backend == "tensorflow":
@@ -800,7 +823,7 @@ class ProbePass:
                 self.fallback_reason = "compiled capture is implemented for the TensorFlow and JAX backends"
                 return self.fallback_reason
         except Exception as e:  # a layer that cannot be traced: stay eager
-            self.fallback_reason = "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            self.fallback_reason = error_summary(e)
             return self.fallback_reason
         self._fn, self.fallback_reason = fn, None
         return None
@@ -814,8 +837,9 @@ class ProbePass:
         t0 = time.perf_counter()
         self.failed = {}
         stats = None
-        if self._fn is not None:
-            sums, tensors, out = self._fn()
+        compiled = self._call_compiled() if self._fn is not None else None
+        if compiled is not None:
+            sums, tensors, out = compiled
             # tf.function and jax.jit hand dicts back with their keys sorted;
             # the outputs stay in the order the model calls its layers.
             sums, tensors = _ordered(sums, self.specs), _ordered(tensors, self.specs)
@@ -835,6 +859,27 @@ class ProbePass:
             stats, tensors, out = self._forward()
             stats = {k: to_numpy(v) for k, v in stats.items()}
         return PassResult(stats, tensors, out, time.perf_counter() - t0)
+
+    def _call_compiled(self):
+        """The compiled pass's ``(sums, tensors, model outputs)``; None when it
+        fails, and the pass stays eager from then on, the failure kept in
+        :attr:`fallback_reason`.
+
+        A graph can trace and still fail when it runs (an assertion or a
+        shape that only the run checks). The eager pass then shows whether
+        the model itself cannot take the probe: blaming the probe for the
+        graph's failure would stop training for nothing.
+        """
+        from tb_layerview import distributed
+
+        try:
+            return self._fn()
+        except distributed.SplitAcrossProcesses:
+            raise  # the weights, not the graph: an eager pass cannot run either
+        except Exception as e:  # noqa: BLE001 - any failure of the graph: the eager pass decides
+            self._fn, self._run_failed = None, True
+            self.fallback_reason = "the compiled pass failed when it ran: " + error_summary(e)
+            return None
 
 
 def _ordered(d, order):

@@ -179,3 +179,53 @@ def test_a_keras_tuner_search_gives_each_trial_its_layers_in_its_own_run(tmp_pat
         hidden = next(l for l in config["layers"] if l["path"] == "hidden")
         assert hidden["output_shape"][-1] == tuner.oracle.trials[trial].hyperparameters.get("units"), hidden
     assert "." not in series  # nothing written to the base directory itself
+
+
+class _FailsInTracedInference(keras.layers.Layer):
+    """Passes its input on, except inside a traced graph that is not training, where it adds an
+    assertion that fails when the graph runs: a graph that traces and then cannot run."""
+
+    def call(self, x, training=None):
+        if not tf.executing_eagerly() and not training:
+            with tf.control_dependencies([tf.debugging.Assert(False, ["checked only when the graph runs"])]):
+                return tf.identity(x)
+        return x
+
+
+def test_a_compiled_pass_that_fails_when_it_runs_falls_back_to_the_eager_pass(tmp_path):
+    """The compiled probe pass traces, then fails at its first call. That used to stop fit with "the
+    probe does not fit the model", which it does; now every step is captured by the eager pass, whose
+    plan records say why, and the pass is not traced again at later steps."""
+    x = np.random.default_rng(0).random((16, 6, 3)).astype("float32")
+    model = keras.Sequential([keras.Input((6, 3)), keras.layers.LSTM(4, name="lstm", return_sequences=True),
+                              _FailsInTracedInference(name="odd"), keras.layers.Flatten(name="flat"),
+                              keras.layers.Dense(2, name="out")])
+    view = fit(model, x, np.zeros((16, 2)), tmp_path / "run", probe=x[:3], epochs=3)
+    series, run = only_run(tmp_path / "run")
+    steps = run_blob(series, run, metadata.KIND_STATS)
+    assert sorted(steps) == [0, 1, 2, 3]
+    assert [l["path"] for l in stats.decode(*steps[3])[0]["layers"]] == ["lstm", "odd", "flat", "out"]
+    captures = [json_of(b[0])["capture"] for _, b in sorted(run_blob(series, run, metadata.KIND_PLAN).items())]
+    assert [c["mode"] for c in captures] == ["eager"] * 4
+    for c in captures:
+        assert c["fallback_reason"].startswith("the compiled pass failed when it ran: InvalidArgumentError"), c
+        assert "checked only when the graph runs" in c["fallback_reason"], c
+    assert view._probe_pass._fn is None and view._compile_refused
+
+
+def test_error_summary_gives_the_cause_of_a_tensorflow_graph_error_in_one_line():
+    """One line, "Type: message": the first line of a message, and for TensorFlow's graph errors, whose
+    first line is a header followed by where the node was defined, the cause after it."""
+    from tb_layerview import capture
+
+    @tf.function(autograph=False)
+    def failing(x):
+        with tf.control_dependencies([tf.debugging.Assert(False, ["the cause"])]):
+            return tf.identity(x)
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        failing(tf.ones(2))
+    assert capture.error_summary(caught.value) == (
+        "InvalidArgumentError: Graph execution error: assertion failed: [the cause]")
+    assert capture.error_summary(ValueError("bad shape\n\nmore: detail")) == "ValueError: bad shape"
+    assert capture.error_summary(RuntimeError("")) == "RuntimeError: "
