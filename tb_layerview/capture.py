@@ -557,7 +557,7 @@ def _without_graph_rewrites():
 
 
 def error_summary(err):
-    """``"Type: message"`` of an exception, in one line.
+    r"""``"Type: message"`` of an exception, in one line.
 
     The first line of the message, except that TensorFlow's graph errors
     open with a header ("Graph execution error:") and a traceback of where
