@@ -491,3 +491,124 @@ def test_a_format_version_3_probes_series_reads_with_its_one_drawn_input(tmp_pat
     assert get(client, "probe_image", run="v3run", probe=2).get_data() == blobs[3]
     assert get(client, "probe_image", run="v3run", probe=2, input="image").get_data() == blobs[3]
     assert get(client, "probe_image", run="v3run", probe=3).status_code == 404
+
+
+def _write_feature_steps(logdir, run, steps):
+    import tensorflow as tf
+
+    from tb_layerview import summary
+
+    writer = tf.summary.create_file_writer(os.path.join(logdir, run))
+    with writer.as_default():
+        for step in steps:
+            summary.activations("feat", np.ones((2, 4, 4, 3)) * step, step=step, layer_class="Custom")
+            summary.activations("feat2", np.ones((2, 5)) * step, step=step, layer_class="Dense")
+    writer.close()
+
+
+def _counting_run_encodings(monkeypatch):
+    """Counts, by run name, the /runs entries that TensorBoard's JSON
+    cleansing walks: each walk is an encoding of that entry."""
+    from tensorboard.backend import json_util
+
+    seen = []
+    cleanse = json_util.Cleanse
+
+    def counting(obj, *args, **kwargs):
+        if isinstance(obj, dict) and "run" in obj and "layers" in obj:
+            seen.append(obj["run"])
+        return cleanse(obj, *args, **kwargs)
+
+    monkeypatch.setattr(json_util, "Cleanse", counting)
+    return seen
+
+
+def test_runs_answer_encodes_only_the_runs_that_changed(tmp_path, monkeypatch):
+    """While one run trains, each poll of GET /runs encodes that run's entry
+    alone, and an unchanged log none; the text is TensorBoard's own JSON of
+    the answer, byte for byte (names with HTML and unicode included)."""
+    from tensorboard.backend import json_util
+    from werkzeug import test as wtest
+
+    from tb_layerview import plugin as plugin_mod
+    from helpers import provider_for
+
+    monkeypatch.setattr(plugin_mod, "_LISTING_TTL", 0.0)  # every request asks the provider again
+    logdir = str(tmp_path)
+    for run in ("a", HOSTILE_RUN, "c"):
+        _write_feature_steps(logdir, run, (0, 1))
+    provider, mult = provider_for(logdir)
+    ctx = plugin_mod.base_plugin.TBContext(logdir=logdir, data_provider=provider, multiplexer=mult,
+                                           sampling_hints={})
+    from tensorboard.backend import application
+
+    client = wtest.Client(application.TensorBoardWSGI([plugin_mod.LayerViewPlugin(ctx)], data_provider=provider))
+    encoded = _counting_run_encodings(monkeypatch)
+
+    body = client.get(BASE + "runs").get_data()
+    assert sorted(encoded) == sorted(["a", HOSTILE_RUN, "c"])
+    answer = json.loads(body)
+    assert body == json.dumps(json_util.Cleanse(answer)).encode("ascii")
+    assert [r["run"] for r in answer["runs"]] == ["a", "c", HOSTILE_RUN]
+
+    encoded.clear()
+    assert client.get(BASE + "runs").get_data() == body
+    assert encoded == []  # nothing changed: the kept text is served
+
+    _write_feature_steps(logdir, "a", (2,))
+    mult.Reload()
+    body = client.get(BASE + "runs").get_data()
+    assert encoded == ["a"]
+    answer = json.loads(body)
+    assert body == json.dumps(json_util.Cleanse(answer)).encode("ascii")
+    assert [[s["step"] for s in r["steps"]] for r in answer["runs"]] == [[0, 1, 2], [0, 1], [0, 1]]
+    assert answer["runs"][0]["layers"][0]["kinds"]["activations"]["max_step"] == 2
+
+
+def test_runs_answer_reads_the_runs_side_by_side(tmp_path):
+    """Each run's entry takes a few reads of the provider (through the data
+    server, tens of milliseconds each): a first GET /runs makes them for
+    several runs at once instead of one run after the other."""
+    import threading
+    import time as time_mod
+
+    from tensorboard.backend import application
+    from werkzeug import test as wtest
+
+    from tb_layerview import plugin as plugin_mod
+    from helpers import provider_for
+
+    logdir = str(tmp_path)
+    runs = ["r%d" % i for i in range(6)]
+    for run in runs:
+        _write_feature_steps(logdir, run, (0, 1))
+    provider, mult = provider_for(logdir)
+
+    class SlowReads:
+        """The provider, with each read of a series' steps taking a while, as through gRPC."""
+
+        def __init__(self, inner):
+            self._inner, self._lock = inner, threading.Lock()
+            self.active = self.peak = 0
+
+        def __getattr__(self, name):
+            return getattr(self._inner, name)
+
+        def read_blob_sequences(self, *args, **kwargs):
+            with self._lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+            try:
+                time_mod.sleep(0.05)
+                return self._inner.read_blob_sequences(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.active -= 1
+
+    slow = SlowReads(provider)
+    ctx = plugin_mod.base_plugin.TBContext(logdir=logdir, data_provider=slow, multiplexer=mult, sampling_hints={})
+    client = wtest.Client(application.TensorBoardWSGI([plugin_mod.LayerViewPlugin(ctx)], data_provider=slow))
+    answer = json.loads(client.get(BASE + "runs").get_data())
+    assert [r["run"] for r in answer["runs"]] == runs
+    assert all([s["step"] for s in r["steps"]] == [0, 1] for r in answer["runs"])
+    assert slow.peak >= 2
