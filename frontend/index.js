@@ -10,7 +10,7 @@ import {startLive} from './live.js';
 import {Model} from './model.js';
 import {COLORMAPS, NORMS, tileStats} from './normalise.js';
 import {
-  DIFFS, VIEWS, ZOOMS, alignLayers, assignColours, epochSpan, decodeState, encodeState, filterLayers, filterRuns, layerRows,
+  DIFFS, VIEWS, ZOOMS, alignLayers, assignColours, blockKeys, epochSpan, decodeState, encodeState, filterLayers, filterRuns, layerRows,
   moveStep, snapStep,
   unionSteps,
 } from './state.js';
@@ -34,6 +34,9 @@ class Panel {
     this.runFilter = '';
     this.model = new Model(); // every cache of plugin data
     this.expandedGroups = new Set(); // blocks of a long layer list the user opened
+    this.layerItems = new Map(); // layer path -> its row in the list
+    this.layersShown = null; // what the layer list shows (renderLayers)
+    this.runsShown = null; // what the run list shows (renderRuns)
     this.playing = null;
     this.paintToken = 0;
     this.structureKey = null;
@@ -152,7 +155,14 @@ class Panel {
   }
 
   layers() {
-    return alignLayers(this.selectedRuns());
+    // Kept until the runs or the selection change: scrubbing and arrow keys ask
+    // for it at every step, and aligning runs of hundreds of layers is not free.
+    const key = this.state.runs.join('\u0000');
+    const kept = this.layersKept;
+    if (kept && kept.runs === this.runs && kept.key === key) return kept.layers;
+    const layers = alignLayers(this.selectedRuns());
+    this.layersKept = {runs: this.runs, key, layers};
+    return layers;
   }
 
   colour(run) {
@@ -203,9 +213,11 @@ class Panel {
     this.followBox.checked = s.follow;
     for (const b of this.viewTabs.children) b.setAttribute('aria-selected', String(b.dataset.view === s.view));
     const count = Math.max(0, ...this.selectedRuns().map((r) => r.probe_count));
-    const opts = [el('option', {value: '-1', text: 'all'})];
-    for (let i = 0; i < count; i++) opts.push(el('option', {value: String(i), text: String(i)}));
-    this.probeSelect.replaceChildren(...opts);
+    if (this.probeSelect.options.length !== count + 1) {
+      const opts = [el('option', {value: '-1', text: 'all'})];
+      for (let i = 0; i < count; i++) opts.push(el('option', {value: String(i), text: String(i)}));
+      this.probeSelect.replaceChildren(...opts);
+    }
     this.probeSelect.value = String(s.probe);
     this.normSelect.value = s.norm;
     this.cmapSelect.value = s.cmap;
@@ -220,6 +232,12 @@ class Panel {
     const hidden = this.state.runs.filter((n) => !listed.some((r) => r.run === n)).length;
     this.runCount.textContent = listed.length === this.runs.length ? ''
       : `${listed.length} of ${this.runs.length} runs` + (hidden ? `; ${hidden} selected run${hidden > 1 ? 's' : ''} not listed` : '');
+    // Every change of state comes here (each epoch while scrubbing): the list
+    // is built again only when what it shows changed.
+    const shown = listed.map((r) => [r.run, this.state.runs.includes(r.run), this.colour(r.run), epochSpan(r.steps)].join('\u0001'))
+      .join('\u0000');
+    if (shown === this.runsShown) return;
+    this.runsShown = shown;
     const items = listed.map((r) => {
       const box = el('input', {type: 'checkbox', checked: this.state.runs.includes(r.run),
         onchange: () => {
@@ -237,13 +255,34 @@ class Panel {
 
   /** The layer list's rows as shown: filtered, long lists grouped by block (groups folded until opened). */
   visibleRows() {
-    const layers = filterLayers(this.layers(), this.layerFilter);
+    // The filtered layers and their blocks are kept until the layers or the
+    // filter change: each arrow key asks for the rows twice.
+    const all = this.layers();
+    let kept = this.filterKept;
+    if (!kept || kept.all !== all || kept.filter !== this.layerFilter) {
+      const layers = filterLayers(all, this.layerFilter);
+      kept = this.filterKept = {all, filter: this.layerFilter, layers, keys: blockKeys(layers)};
+    }
     const filtering = Boolean(this.layerFilter.trim());
-    return layerRows(layers, {expanded: filtering ? undefined : this.expandedGroups, selected: this.state.layer});
+    return layerRows(kept.layers, {expanded: filtering ? undefined : this.expandedGroups, selected: this.state.layer,
+      keys: kept.keys});
   }
 
   renderLayers() {
-    const items = this.visibleRows().map((l) => {
+    const rows = this.visibleRows();
+    const selected = this.state.layer;
+    // Every change of state comes here (each epoch while scrubbing, each
+    // arrow key): with hundreds of layers, building the list again (and the
+    // layout it sets off) took most of a frame. Rows that show the same
+    // things keep their elements; only the selection moves.
+    const shown = rows.map(rowText).join('\u0000');
+    if (shown === this.layersShown) {
+      if (selected !== this.layerShownSelected) this.selectLayerItem(selected);
+      return;
+    }
+    this.layersShown = shown;
+    this.layerItems = new Map();
+    const items = rows.map((l) => {
       if (l.header !== undefined) {
         return el('li', {class: 'layer-group', style: `padding-left:${0.5 + l.depth}em`, title: l.header, text: `${l.name}/`});
       }
@@ -260,19 +299,36 @@ class Panel {
           },
         });
       }
-      return el('li', {
-        class: 'layer' + (l.path === this.state.layer ? ' selected' : ''),
+      const item = el('li', {
+        class: 'layer',
         'data-path': l.path,
         style: `padding-left:${0.5 + l.depth}em`,
         role: 'option',
-        'aria-selected': String(l.path === this.state.layer),
+        'aria-selected': 'false',
         onclick: () => this.set({layer: l.path}),
       }, el('span', {class: 'layer-name', title: l.path}, ...breakableName(l.name)),
       el('span', {class: 'layer-meta', text: `${l.cls} ${formatShape(l.shape)}`}));
+      this.layerItems.set(l.path, item);
+      return item;
     });
     this.layerList.replaceChildren(...items);
-    const sel = this.layerList.querySelector('.selected');
-    if (sel && sel.scrollIntoView) sel.scrollIntoView({block: 'nearest'});
+    this.layerShownSelected = undefined;
+    this.selectLayerItem(selected);
+  }
+
+  /** Marks the selected layer's row in the list, and scrolls it into view. */
+  selectLayerItem(path) {
+    const before = this.layerItems.get(this.layerShownSelected);
+    if (before) {
+      before.classList.remove('selected');
+      before.setAttribute('aria-selected', 'false');
+    }
+    this.layerShownSelected = path;
+    const sel = this.layerItems.get(path);
+    if (!sel) return;
+    sel.classList.add('selected');
+    sel.setAttribute('aria-selected', 'true');
+    if (sel.scrollIntoView) sel.scrollIntoView({block: 'nearest'});
   }
 
   moveLayer(delta) {
@@ -414,6 +470,13 @@ class Panel {
   }
 
 
+}
+
+/** What a layer list row shows, as text: equal texts make equal rows. */
+function rowText(r) {
+  if (r.header !== undefined) return `h\u0001${r.header}\u0001${r.name}\u0001${r.depth}`;
+  if (r.group !== undefined) return `g\u0001${r.group}\u0001${r.name}\u0001${r.depth}\u0001${r.count}\u0001${r.collapsed}`;
+  return `l\u0001${r.path}\u0001${r.name}\u0001${r.depth}\u0001${r.cls}\u0001${formatShape(r.shape)}`;
 }
 
 /**

@@ -335,14 +335,15 @@ export const GROUP_MIN_LAYERS = 30;
  * layers of one block (blockKeys) under the same parent also get a group row
  * (`{group: key, name, depth, count, collapsed}`); the layers of a group in
  * `opts.collapsed` (or not in `opts.expanded`, when given) are left out,
- * except `opts.selected`.
+ * except `opts.selected`. `opts.keys`, when given, is `blockKeys(layers)`
+ * made earlier.
  */
 export function layerRows(layers, opts = {}) {
   const collapsedSet = opts.collapsed || new Set();
   // With `opts.expanded`, every group not in it is collapsed instead.
   const isCollapsed = (id) => (opts.expanded ? !opts.expanded.has(id) : collapsedSet.has(id));
   const grouping = layers.length > GROUP_MIN_LAYERS;
-  const keys = grouping ? blockKeys(layers) : layers.map(() => null);
+  const keys = grouping ? (opts.keys || blockKeys(layers)) : layers.map(() => null);
   const rows = [];
   let parent = '';
   // Blocks of one name may recur apart (NASNet's cells reuse separable_conv_1):

@@ -350,6 +350,45 @@ def test_scrubbing_through_every_epoch_repaints_every_frame(browser, tensorboard
     p.page.close()
 
 
+def test_scrubbing_and_arrow_keys_keep_the_run_and_layer_lists_and_move_only_the_selection(browser, tensorboard_url):
+    """Each change of state renders the side bar, but rows that show the same
+    things keep their elements: with hundreds of layers, building the lists
+    again at every epoch took most of a frame. The selection still moves, and
+    the lists still change when what they show does."""
+    p = Page(browser, tab_url(tensorboard_url, "run=cnn&layer=conv1&probe=0"))
+    p.wait("() => window.layerView.debug.firstPaintMs !== undefined")
+    p.eval("""() => {
+      window.sideBarChanges = {layers: 0, runs: 0};
+      for (const [sel, key] of [['ul.layers', 'layers'], ['ul.runs', 'runs']]) {
+        new MutationObserver((records) => { window.sideBarChanges[key] += records.length; })
+          .observe(document.querySelector(sel), {childList: true});
+      }
+    }""")
+    p.eval("""async () => {
+      const lv = window.layerView;
+      for (const s of lv.steps()) await lv.set({step: s, follow: false}, false);
+    }""")
+    p.frame.locator("ul.layers").focus()
+    p.page.keyboard.press("ArrowDown")
+    p.wait("() => window.layerView.state.layer === 'pool1'")
+    p.page.keyboard.press("ArrowDown")
+    p.wait("() => window.layerView.state.layer === 'conv2'")
+    assert p.eval("() => window.sideBarChanges") == {"layers": 0, "runs": 0}
+    selected = p.eval("""() => [...document.querySelectorAll('ul.layers li.layer')]
+      .filter(li => li.classList.contains('selected') || li.getAttribute('aria-selected') === 'true')
+      .map(li => [li.dataset.path, li.classList.contains('selected'), li.getAttribute('aria-selected')])""")
+    assert selected == [["conv2", True, "true"]]
+    p.frame.fill("input.layer-filter", "conv")
+    p.wait("() => document.querySelectorAll('ul.layers li.layer').length === 2")
+    assert p.eval("() => document.querySelector('ul.layers li.selected').dataset.path") == "conv2"
+    p.frame.click("li.run:has-text('mlp') input[type=checkbox]")
+    p.wait("() => window.layerView.state.runs.length === 2")
+    changes = p.eval("() => window.sideBarChanges")
+    assert changes["layers"] >= 1 and changes["runs"] >= 1, changes
+    assert p.eval("() => [...document.querySelectorAll('li.run input')].filter(b => b.checked).length") == 2
+    p.finish()
+
+
 def test_dark_mode_follows_the_system(browser, tensorboard_url):
     """With the system in dark mode the panel is dark; in light mode it is light."""
     colours = {}

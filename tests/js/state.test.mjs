@@ -211,6 +211,11 @@ test('long layer lists group consecutive layers of a block, and collapsed groups
   assert.equal(folded[b2].collapsed, true);
   assert.deepEqual(folded.slice(b2 + 1, b2 + 3).map((r) => r.group ?? r.path), ['block_2_bn', 'block_3']);
   assert.equal(layerRows(layers.slice(0, 6)).filter((r) => r.group).length, 0); // short lists stay flat
+  // Block keys made earlier (the panel keeps them per layer list) give the same rows.
+  const opts = {collapsed: new Set(['block_2']), selected: 'block_2_bn'};
+  assert.deepEqual(layerRows(layers, {...opts, keys: blockKeys(layers)}), folded);
+  const given = layerRows(layers, {keys: layers.map((l) => (l.path === 'out' ? null : 'all'))});
+  assert.deepEqual(given.filter((r) => r.group).map((r) => [r.group, r.count]), [['all', 30]]);
 });
 
 test('kerasDefaultName and hasDefaultName tell the names Keras makes up', () => {
