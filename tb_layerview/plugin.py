@@ -596,8 +596,10 @@ class LayerViewPlugin(base_plugin.TBPlugin):
 
     def config_impl(self, ctx, eid, run):
         series = self._series(ctx, eid, run, None, metadata.KIND_CONFIG)
-        config, _ = self._json_blob(ctx, eid, series, self._latest_step(ctx, eid, series))
-        return config
+        # Kept, with its JSON text, until a new step: a model of 770 layers has
+        # a configuration of 0.7 MB, 85-100 ms to parse and encode again.
+        return self._per_version(("config", eid), series,
+                                 lambda: self._json_blob(ctx, eid, series, self._latest_step(ctx, eid, series))[0])
 
     def steps_impl(self, ctx, eid, run, layer, kind):
         series = self._series(ctx, eid, run, layer, kind)

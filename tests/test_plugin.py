@@ -612,3 +612,25 @@ def test_runs_answer_reads_the_runs_side_by_side(tmp_path):
     assert [r["run"] for r in answer["runs"]] == runs
     assert all([s["step"] for s in r["steps"]] == [0, 1] for r in answer["runs"])
     assert slow.peak >= 2
+
+
+def test_a_configuration_is_encoded_once_per_step(client, monkeypatch):
+    """GET /config serves its kept JSON text again until the run logs a new
+    step: a model of hundreds of layers has a configuration of most of a MB."""
+    from tensorboard.backend import json_util
+
+    first = get(client, "config", run="cnn").get_data()
+    walked = []
+    cleanse = json_util.Cleanse
+
+    def counting(obj, *args, **kwargs):
+        walked.append(obj)
+        return cleanse(obj, *args, **kwargs)
+
+    monkeypatch.setattr(json_util, "Cleanse", counting)
+    again = get(client, "config", run="cnn")
+    assert again.status_code == 200 and again.get_data() == first
+    assert walked == []
+    config = json.loads(first)
+    assert [l["name"] for l in config["layers"]][:2] == ["conv1", "pool1"]
+    assert first == json.dumps(cleanse(config)).encode("ascii")
