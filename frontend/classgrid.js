@@ -4,7 +4,7 @@
 import * as api from './api.js';
 import {classViewWhy, gridSteps, snapStep} from './state.js';
 import {el, errorBanner} from './views.js';
-import {fetchInfo, fetchPlan} from './model.js';
+import {fetchInfo, planAt} from './model.js';
 
 export const CLASS_KIND_LABELS = {maximization: 'Activation maximisation', backquery: 'Back-query'};
 
@@ -18,7 +18,7 @@ export function classViews(panel, run, body) {
       const why = el('div', {class: 'placeholder', text: `No ${CLASS_KIND_LABELS[kind].toLowerCase()} in this run.`});
       section.append(why);
       const step = panel.currentStep();
-      const plan = run.has_plan && step !== null ? fetchPlan(run.run, step).catch(() => null) : Promise.resolve(null);
+      const plan = planAt(run, step);
       const config = run.has_config ? panel.model.config(run.run).catch(() => null) : Promise.resolve(null);
       Promise.all([plan, config]).then(([p, cfg]) => {
         const text = classViewWhy(kind, p, ((cfg && cfg.class_views) || {})[kind]);

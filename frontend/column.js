@@ -15,7 +15,7 @@ import {
   configCard, el, errorBanner, formatShape, paint, paintPixels, predictionCorrect, predictionText,
   unbrokenNumbers,
 } from './views.js';
-import {fetchInfo, fetchPlan, fetchPredictions, loadImage, pixelsOf} from './model.js';
+import {fetchInfo, fetchPredictions, loadImage, pixelsOf, planAt} from './model.js';
 
 /** Tile statistics of the image a cell shows (filters have one image, whatever the probe). */
 export function tilesOf(info, cell) {
@@ -70,14 +70,11 @@ export function buildColumn(panel, run) {
       text: kind === 'filters' ? 'This layer has no filters (only convolution and dense kernels are drawn).'
         : 'No activations were logged for this layer (see its configuration for why).'});
     body.append(why);
-    const step = panel.currentStep();
-    if (run.has_plan && step !== null) {
-      // Not drawn yet: the budget's plan says why.
-      fetchPlan(run.run, step).then((plan) => {
-        const reason = planReason(plan, layer.path, kind);
-        if (reason) why.textContent = `No ${kind === 'filters' ? 'filters' : 'images'} of this layer yet (${reason}).`;
-      }).catch(() => {});
-    }
+    // Not drawn yet: the budget's plan says why.
+    planAt(run, panel.currentStep()).then((plan) => {
+      const reason = plan && planReason(plan, layer.path, kind);
+      if (reason) why.textContent = `No ${kind === 'filters' ? 'filters' : 'images'} of this layer yet (${reason}).`;
+    });
     return col;
   }
   return addCells(panel, run, col, body, layer, kind);
@@ -142,8 +139,8 @@ export function probeSide(panel, run, p, cell, layer) {
 
 /** The column's line on what LayerView cost up to `step`, from the step's plan record. */
 export async function paintCost(panel, token, col, step) {
-  const line = col.run.has_plan && step !== null
-    ? await fetchPlan(col.run.run, step).then(costLine).catch(() => null) : null;
+  const plan = await planAt(col.run, step);
+  const line = plan && costLine(plan);
   if (token !== panel.paintToken) return;
   col.cost.hidden = !line;
   col.cost.textContent = line ? line.text : '';
@@ -164,8 +161,8 @@ export async function paintCell(panel, token, col, cell, step, hasStep) {
   let notice = '';
   const drawn = await panel.model.seriesSteps(run, layer, cell.kind, col.run.steps.length);
   if (!drawn.includes(step)) {
-    const reason = col.run.has_plan
-      ? await fetchPlan(run, step).then((p) => planReason(p, layer, cell.kind)).catch(() => null) : null;
+    const plan = await planAt(col.run, step);
+    const reason = plan && planReason(plan, layer, cell.kind);
     const shownStep = nearestShown(drawn, step);
     notice = `No ${cell.kind === 'filters' ? 'filters' : 'images'} at epoch ${step}${reason ? ` (${reason})` : ''}.` +
       (shownStep !== null ? ` Showing epoch ${shownStep}.` : '');
@@ -193,7 +190,7 @@ export async function paintCell(panel, token, col, cell, step, hasStep) {
   const info = await fetchInfo(run, layer, cell.kind, step);
   if (!probeDrawn(info, cell.kind, cell.probe)) {
     // The budget drew fewer probes at this epoch: say so, and ask for no image that is not there.
-    const plan = col.run.has_plan ? await fetchPlan(run, step).catch(() => null) : null;
+    const plan = await planAt(col.run, step);
     if (token !== panel.paintToken) return;
     cell.notice.textContent = [notice, undrawnProbeText(step, cell.probe, (info.probes || []).length, plan)]
       .filter(Boolean).join(' ');

@@ -40,6 +40,11 @@ export function healthView(panel, run, body) {
 
   const layer = panel.state.layer;
   if (!layer) return;
+  if (!run.layers.some((l) => l.path === layer)) {
+    // Runs side by side need not share layers: nothing of this one to ask for.
+    body.append(el('h4', {text: layer}), el('div', {class: 'placeholder', text: `Layer “${layer}” is not in this run.`}));
+    return;
+  }
   const select = el('select', {'aria-label': 'Statistic', onchange: () => panel.set({hstat: select.value}, false)},
     HEALTH_STATS.map((k) => el('option', {value: k, selected: k === panel.state.hstat, text: STAT_LABELS[k]})));
   const holder = el('div', {class: 'heatmap-holder', text: 'Loading…'});

@@ -28,6 +28,16 @@ export const fetchInfo = once('info', api.fetchInfo);
 export const fetchPredictions = once('predictions', api.fetchPredictions);
 /** GET /plan of a step (cached). */
 export const fetchPlan = once('plan', api.fetchPlan);
+
+/**
+ * The plan record of `run` (a GET /runs entry) at `step`, or null where it
+ * has none: a run without plans, or one that did not log `step` (runs side
+ * by side need not share epochs), is not asked at all.
+ */
+export function planAt(run, step) {
+  if (!run.has_plan || step === null || !run.steps.some((x) => x.step === step)) return Promise.resolve(null);
+  return fetchPlan(run.run, step).catch(() => null);
+}
 /** GET /stats of a step (cached). */
 export const fetchStats = once('stats', api.fetchStats);
 

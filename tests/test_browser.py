@@ -599,6 +599,17 @@ def test_health_view_names_dead_channels_since_their_first_epoch_and_draws_a_hea
         stop(proc)
 
 
+def test_health_view_of_runs_side_by_side_asks_only_for_the_layers_each_run_has(browser, tensorboard_url):
+    """Health of conv1 beside a run without it: that column says so, and no request fails."""
+    p = Page(browser, tab_url(tensorboard_url, "run=cnn&run=mlp&layer=conv1&view=health"))
+    p.wait("() => document.querySelector('.column[data-run=\"cnn\"] canvas.heatmap')")
+    p.wait("() => !document.querySelector('.column[data-run=\"mlp\"] .health-problems').textContent.startsWith('Loading')")
+    notes = p.eval("() => [...document.querySelectorAll('.column[data-run=\"mlp\"] .placeholder')].map(e => e.textContent)")
+    assert notes[-1] == "Layer “conv1” is not in this run.", notes
+    assert p.eval("() => document.querySelectorAll('.column[data-run=\"mlp\"] canvas.heatmap').length") == 0
+    p.finish()
+
+
 def test_difference_modes_paint_the_change_from_another_epoch(browser, tensorboard_url):
     """Δ previous epoch and Δ first epoch repaint conv1 as a signed change and say from what."""
     p = Page(browser, tab_url(tensorboard_url, "run=cnn&layer=conv1&step=3&probe=0"))
