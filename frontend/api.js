@@ -26,7 +26,8 @@ export function routeUrl(route, params = {}) {
 async function getJson(route, params) {
   let resp;
   try {
-    resp = await fetch(routeUrl(route, params), {cache: 'no-store'});
+    // 'no-cache': always asked again, and answered 304 where the answer still has the ETag the browser holds.
+    resp = await fetch(routeUrl(route, params), {cache: 'no-cache'});
   } catch (err) {
     throw new ApiError(`Cannot reach TensorBoard (${err.message})`, 0);
   }

@@ -118,11 +118,18 @@ class _Shared(dict):
     it is made, so its text stays right.
     """
 
-    __slots__ = ("_text",)
+    __slots__ = ("_text", "_etag")
 
     def set_text(self, text):
         """Gives the answer's JSON text, made by the caller from parts it keeps."""
         self._text = text
+
+    def etag(self):
+        """A weak ETag of the answer's text (weak: sent gzipped or not, it is the same answer)."""
+        tag = getattr(self, "_etag", None)
+        if tag is None:
+            tag = self._etag = 'W/"%s"' % hashlib.sha1(self.json_text().encode("utf-8")).hexdigest()
+        return tag
 
     def json_text(self):
         text = getattr(self, "_text", None)
@@ -760,7 +767,15 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             raise errors.NotFoundError("the stored data this answer needs has another form than tb_layerview"
                                        " writes (%s: %s)" % (type(e).__name__, e)) from None
         if isinstance(answer, _Shared):
-            answer = answer.json_text()
+            # A kept answer is asked for again and again (the panel polls
+            # /runs): a client that holds it gets a 304, not 1 MB gzipped again.
+            etag = answer.etag()
+            if etag in request.headers.get("If-None-Match", ""):
+                resp = wrappers.Response(status=304)
+                resp.headers["ETag"] = etag
+                resp.headers["Cache-Control"] = "no-cache, must-revalidate"
+                return resp
+            return http_util.Respond(request, answer.json_text(), "application/json", headers=[("ETag", etag)])
         return http_util.Respond(request, answer, "application/json")
 
     @wrappers.Request.application

@@ -634,3 +634,41 @@ def test_a_configuration_is_encoded_once_per_step(client, monkeypatch):
     config = json.loads(first)
     assert [l["name"] for l in config["layers"]][:2] == ["conv1", "pool1"]
     assert first == json.dumps(cleanse(config)).encode("ascii")
+
+
+def test_kept_answers_carry_an_etag_and_a_client_that_holds_one_gets_a_304(tmp_path, monkeypatch):
+    """A panel polls GET /runs every few seconds: while nothing changed it
+    gets a 304 without a body, and a new step gives a 200 with a new ETag.
+    Answers that are not kept (a series' steps) carry none."""
+    from tensorboard.backend import application
+    from werkzeug import test as wtest
+
+    from tb_layerview import plugin as plugin_mod
+    from helpers import provider_for
+
+    monkeypatch.setattr(plugin_mod, "_LISTING_TTL", 0.0)
+    logdir = str(tmp_path)
+    _write_feature_steps(logdir, "a", (0, 1))
+    provider, mult = provider_for(logdir)
+    ctx = plugin_mod.base_plugin.TBContext(logdir=logdir, data_provider=provider, multiplexer=mult, sampling_hints={})
+    client = wtest.Client(application.TensorBoardWSGI([plugin_mod.LayerViewPlugin(ctx)], data_provider=provider))
+
+    first = client.get(BASE + "runs", headers={"Accept-Encoding": "gzip"})
+    etag = first.headers["ETag"]
+    assert first.status_code == 200 and etag.startswith('W/"') and first.headers["Content-Encoding"] == "gzip"
+    assert "max-age" not in first.headers["Cache-Control"] and "no-cache" in first.headers["Cache-Control"]
+    again = client.get(BASE + "runs", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.get_data() == b"" and again.headers["ETag"] == etag
+    other = client.get(BASE + "runs", headers={"If-None-Match": 'W/"0000"'})
+    assert other.status_code == 200 and other.headers["ETag"] == etag
+
+    _write_feature_steps(logdir, "a", (2,))
+    mult.Reload()
+    changed = client.get(BASE + "runs", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+    assert [s["step"] for s in json.loads(changed.get_data())["runs"][0]["steps"]] == [0, 1, 2]
+    ranges = client.get(BASE + "ranges?run=a&layer=feat&kind=activations")
+    assert ranges.status_code == 200
+    assert client.get(BASE + "ranges?run=a&layer=feat&kind=activations",
+                      headers={"If-None-Match": ranges.headers["ETag"]}).status_code == 304
+    assert "ETag" not in client.get(BASE + "steps?run=a&layer=feat&kind=activations").headers
