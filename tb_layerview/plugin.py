@@ -34,6 +34,12 @@ DEFAULT_SAMPLES = 0
 #: Seconds a listing of series is reused before asking the provider again.
 _LISTING_TTL = 1.0
 
+#: Series whose step index (steps, wall times, blob keys) the plugin keeps.
+_INDEX_SERIES = 4096
+
+#: Answers derived from a whole series (/ranges, /health, a configuration) kept.
+_DERIVED_ANSWERS = 1024
+
 #: Images never change once written (a step's blobs are immutable).
 _IMAGE_MAX_AGE = 365 * 24 * 3600
 
@@ -139,6 +145,32 @@ class _Shared(dict):
         return text
 
 
+class _Lru:
+    """A dict of at most ``size`` entries that drops the least recently used
+    one when full (callers hold the plugin's lock). Clearing it all at once
+    instead would make every series a viewer is looking at a miss again, and
+    a miss through the data server costs ~40 ms."""
+
+    def __init__(self, size):
+        self._size = size
+        self._data = collections.OrderedDict()
+
+    def get(self, key):
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key, value):
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+    def __len__(self):
+        return len(self._data)
+
+
 def _listing_keys(raw):
     """``{run: key}`` of a provider's ``list_blob_sequences`` answer: what it
     says about each of the run's series, in a form that compares equal
@@ -232,8 +264,8 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         self._listing = {}  # experiment id -> (time, provider listing's key, {run: {...}})
         self._runs_answer = {}  # experiment id -> (listing it was built from, GET /runs answer)
         self._run_answers = {}  # (experiment id, run) -> (its listing entry, its /runs entry, that entry's JSON)
-        self._index = {}  # (eid, run, tag, max_step, max_wall_time) -> {step: (wall, keys)}
-        self._derived = {}  # (what, series version, ...) -> an answer computed from a series
+        self._index = _Lru(_INDEX_SERIES)  # (eid, run, tag, max_step, max_wall_time) -> {step: (wall, keys)}
+        self._derived = _Lru(_DERIVED_ANSWERS)  # (what, series version, ...) -> an answer computed from a series
         # Only a data provider in another process (the Rust data server behind
         # gRPC) makes blob reads slow; an in-process one would just hold each
         # blob twice.
@@ -342,9 +374,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         data = result.get(series.run, {}).get(series.tag, [])
         index = {d.step: (d.wall_time, [v.blob_key for v in d.values]) for d in data}
         with self._lock:
-            if len(self._index) > 4096:
-                self._index.clear()
-            self._index[key] = index
+            self._index.put(key, index)
         return index
 
     def _blob(self, ctx, eid, series, step, position):
@@ -546,9 +576,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         if isinstance(result, dict):
             result = _Shared(result)
         with self._lock:
-            if len(self._derived) > 1024:
-                self._derived.clear()
-            self._derived[key] = result
+            self._derived.put(key, result)
         return result
 
     def _probes_info(self, ctx, eid, series):

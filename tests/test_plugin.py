@@ -672,3 +672,53 @@ def test_kept_answers_carry_an_etag_and_a_client_that_holds_one_gets_a_304(tmp_p
     assert client.get(BASE + "ranges?run=a&layer=feat&kind=activations",
                       headers={"If-None-Match": ranges.headers["ETag"]}).status_code == 304
     assert "ETag" not in client.get(BASE + "steps?run=a&layer=feat&kind=activations").headers
+
+
+def test_the_step_index_drops_the_least_recently_used_series_when_full(tmp_path, monkeypatch):
+    """The plugin keeps the step index of a bounded number of series; when
+    full it forgets the one used longest ago, and a series in use stays
+    (reads through the data server cost ~40 ms each)."""
+    from tensorboard.backend import application
+    from werkzeug import test as wtest
+
+    from tb_layerview import plugin as plugin_mod
+    from helpers import provider_for
+
+    monkeypatch.setattr(plugin_mod, "_INDEX_SERIES", 3)
+    logdir = str(tmp_path)
+    import tensorflow as tf
+
+    from tb_layerview import summary
+
+    writer = tf.summary.create_file_writer(os.path.join(logdir, "r"))
+    with writer.as_default():
+        for step in (0, 1):
+            for name in ("a", "b", "c", "d"):
+                summary.activations(name, np.ones((2, 3)) * step, step=step, layer_class="Dense")
+    writer.close()
+    provider, mult = provider_for(logdir)
+    reads = []
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(provider, name)
+
+        def read_blob_sequences(self, *args, **kwargs):
+            reads.append(sorted(kwargs["run_tag_filter"].tags))
+            return provider.read_blob_sequences(*args, **kwargs)
+
+    ctx = plugin_mod.base_plugin.TBContext(logdir=logdir, data_provider=Counting(), multiplexer=mult, sampling_hints={})
+    client = wtest.Client(application.TensorBoardWSGI([plugin_mod.LayerViewPlugin(ctx)], data_provider=provider))
+
+    def steps(layer):
+        resp = client.get(BASE + "steps?run=r&layer=%s&kind=activations" % layer)
+        assert resp.status_code == 200
+        return [s["step"] for s in json.loads(resp.get_data())["steps"]]
+
+    for layer in ("a", "b", "c", "a", "d"):  # d comes in when a was used after b: b goes
+        assert steps(layer) == [0, 1]
+    tags = {layer: metadata.tag_for(metadata.KIND_ACTIVATIONS, layer) for layer in "abcd"}
+    assert reads == [[tags[l]] for l in "abcd"]
+    del reads[:]
+    assert steps("a") == [0, 1] and steps("c") == [0, 1] and reads == []
+    assert steps("b") == [0, 1] and reads == [[tags["b"]]]
