@@ -221,3 +221,33 @@ def test_health_csv_keeps_the_chosen_layers_and_gif_comes_with_the_other_forms(l
                         "--contact-sheet", "--gif"]) == 0
     names = sorted(os.listdir(out / "cnn" / "activations" / "conv1"))
     assert names == ["contact_probe0.png", "epochs_probe0.gif"] + ["step_%06d_probe0.png" % s for s in range(16)]
+
+
+def test_runs_are_read_one_at_a_time_and_only_the_chosen_ones(logdir, monkeypatch):
+    """TensorBoard's loader keeps every event it loads, images too: the export
+    loads one run, hands it over, and only then loads the next; a run left
+    out by ``runs`` is not loaded at all, and is still named as a run."""
+    from tensorboard.backend.event_processing import plugin_event_multiplexer as pem
+
+    loaded = []
+    reload = pem.EventMultiplexer.Reload
+
+    def counting(self):
+        loaded.append(sorted(self.Runs()))
+        return reload(self)
+
+    monkeypatch.setattr(pem.EventMultiplexer, "Reload", counting)
+    series = export.iter_series(logdir, kinds=("activations",))
+    run, items = next(series)
+    assert run == "cnn" and loaded == [["cnn"]]
+    assert {meta.layer for meta, _ in items} == {"conv1", "pool1", "conv2", "flatten", "predictions"}
+    assert all(sorted(steps) == list(range(16)) for _, steps in items)
+    assert [r for r, _ in series] == ["mlp", "odd run <b>ü</b>"] and len(loaded) == 3
+    assert all(len(runs) == 1 for runs in loaded)
+
+    del loaded[:]
+    catalog = export.Catalog()
+    assert [r for r, _ in export.iter_series(logdir, kinds=("activations",), runs=["mlp"], catalog=catalog)] == ["mlp"]
+    assert loaded == [["mlp"]]
+    problems = catalog.unmatched(runs=["nope"])
+    assert problems == ["--run 'nope' is no run in %s; its runs: 'cnn', 'mlp', 'odd run <b>ü</b>'" % logdir]
