@@ -261,6 +261,10 @@ def measure(logdir, loader, args):
             print("  runs (poll): %d of %d answered 304 (unchanged)" % (unchanged, len(ms)))
             return percentiles(ms)
 
+        # Logs written with the summary ops alone (--source synthetic) have no plans or statistics.
+        for route, flag in (("plan", "has_plan"), ("health", "has_stats"), ("stats", "has_stats")):
+            if not all(r[flag] for r in listing):
+                del routes[route]
         results["runs (poll)"] = poll()
         results["scrub info"] = scrub("info")
         results["scrub image"] = scrub("image")
