@@ -70,22 +70,29 @@ def write_logdir(logdir, runs, epochs, layers, probes):
         writer.close()
 
 
+def _fit_logged(model, log_dir, probes, epochs):
+    """One batch per epoch of a fresh fit of ``model`` with LayerView at the
+    default byte bound and no time bound, so that every epoch carries as many
+    images as the bytes allow."""
+    from tb_layerview import LayerView
+
+    rng = np.random.default_rng(0)
+    x = rng.random((32,) + tuple(model.input_shape[1:]), dtype=np.float32)
+    y = rng.integers(0, 10, 32)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    lv = LayerView(log_dir, probe=(x[:probes], y[:probes]),
+                   budget={"time_share": None, "bytes_per_epoch": "2MB"}, class_views=False)
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=[lv])
+
+
 def write_model_logdir(logdir, runs, epochs, probes):
     """Real fits of MobileNetV2 with the LayerView callback, one batch per epoch."""
     import keras
 
-    from tb_layerview import LayerView
-
-    rng = np.random.default_rng(0)
-    x = rng.random((32, 32, 32, 3), dtype=np.float32)
-    y = rng.integers(0, 10, 32)
     for r in range(runs):
         keras.utils.set_random_seed(r)
         model = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=10)
-        model.compile("adam", "sparse_categorical_crossentropy")
-        lv = LayerView(os.path.join(logdir, "run%d" % r), probe=(x[:probes], y[:probes]),
-                       budget={"time_share": None, "bytes_per_epoch": "2MB"}, class_views=False)
-        model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=[lv])
+        _fit_logged(model, os.path.join(logdir, "run%d" % r), probes, epochs)
 
 
 #: --source zoo: (run name prefix, keras.applications constructor), fitted in this order.
@@ -100,11 +107,6 @@ def write_zoo_logdir(logdir, runs, epochs, probes):
 
     import keras
 
-    from tb_layerview import LayerView
-
-    rng = np.random.default_rng(0)
-    x = rng.random((32, 32, 32, 3), dtype=np.float32)
-    y = rng.integers(0, 10, 32)
     for r in range(runs):
         name = "run%d" % r
         if r >= len(ZOO):
@@ -112,10 +114,7 @@ def write_zoo_logdir(logdir, runs, epochs, probes):
             continue
         keras.utils.set_random_seed(r)
         model = getattr(keras.applications, ZOO[r][1])(weights=None, input_shape=(32, 32, 3), classes=10)
-        model.compile("adam", "sparse_categorical_crossentropy")
-        lv = LayerView(os.path.join(logdir, name), probe=(x[:probes], y[:probes]),
-                       budget={"time_share": None, "bytes_per_epoch": "2MB"}, class_views=False)
-        model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, callbacks=[lv])
+        _fit_logged(model, os.path.join(logdir, name), probes, epochs)
 
 
 def dir_size(path):

@@ -112,6 +112,11 @@ class _BlobCache:
             return key in self._data or key in self._pending
 
 
+def _json_text(answer):
+    """The JSON text ``http_util.Respond`` sends for a dict answer (no charset asked: ASCII)."""
+    return json.dumps(json_util.Cleanse(answer), ensure_ascii=True)
+
+
 class _Shared(dict):
     """A JSON answer that the plugin keeps and serves again unchanged (the
     /runs answer, the answers derived from a whole series): its JSON text is
@@ -140,8 +145,7 @@ class _Shared(dict):
     def json_text(self):
         text = getattr(self, "_text", None)
         if text is None:
-            # What Respond would send for the dict itself (no charset asked: ASCII).
-            text = self._text = json.dumps(json_util.Cleanse(self), ensure_ascii=True)
+            text = self._text = _json_text(self)
         return text
 
 
@@ -559,7 +563,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                             for k, s in sorted(entry["run"].items()) if k in metadata.CLASS_KINDS},
             "layers": layers,
         }
-        text = _Shared(answer).json_text()
+        text = _json_text(answer)
         with self._lock:
             self._run_answers[(eid, run)] = (entry, answer, text)
         return answer, text

@@ -57,11 +57,17 @@ def json_of(blob):
 
 def wsgi_client(logdir, sampling_hints=None):
     """A werkzeug test client for TensorBoard's real WSGI app with the plugin."""
+    provider, mult = provider_for(logdir)
+    return client_for(logdir, provider, mult, sampling_hints)
+
+
+def client_for(logdir, provider, mult, sampling_hints=None):
+    """:func:`wsgi_client` over a given data provider (one that counts or
+    slows its reads, say) and the multiplexer behind it (to Reload)."""
     from werkzeug import test as wtest
 
     from tb_layerview.plugin import LayerViewPlugin
 
-    provider, mult = provider_for(logdir)
     ctx = base_plugin.TBContext(logdir=logdir, data_provider=provider, multiplexer=mult,
                                 sampling_hints=sampling_hints or {})
     app = application.TensorBoardWSGI([LayerViewPlugin(ctx)], data_provider=provider)

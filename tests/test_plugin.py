@@ -528,21 +528,16 @@ def test_runs_answer_encodes_only_the_runs_that_changed(tmp_path, monkeypatch):
     alone, and an unchanged log none; the text is TensorBoard's own JSON of
     the answer, byte for byte (names with HTML and unicode included)."""
     from tensorboard.backend import json_util
-    from werkzeug import test as wtest
 
     from tb_layerview import plugin as plugin_mod
-    from helpers import provider_for
+    from helpers import client_for, provider_for
 
     monkeypatch.setattr(plugin_mod, "_LISTING_TTL", 0.0)  # every request asks the provider again
     logdir = str(tmp_path)
     for run in ("a", HOSTILE_RUN, "c"):
         _write_feature_steps(logdir, run, (0, 1))
     provider, mult = provider_for(logdir)
-    ctx = plugin_mod.base_plugin.TBContext(logdir=logdir, data_provider=provider, multiplexer=mult,
-                                           sampling_hints={})
-    from tensorboard.backend import application
-
-    client = wtest.Client(application.TensorBoardWSGI([plugin_mod.LayerViewPlugin(ctx)], data_provider=provider))
+    client = client_for(logdir, provider, mult)
     encoded = _counting_run_encodings(monkeypatch)
 
     body = client.get(BASE + "runs").get_data()
@@ -572,11 +567,7 @@ def test_runs_answer_reads_the_runs_side_by_side(tmp_path):
     import threading
     import time as time_mod
 
-    from tensorboard.backend import application
-    from werkzeug import test as wtest
-
-    from tb_layerview import plugin as plugin_mod
-    from helpers import provider_for
+    from helpers import client_for, provider_for
 
     logdir = str(tmp_path)
     runs = ["r%d" % i for i in range(6)]
@@ -606,8 +597,7 @@ def test_runs_answer_reads_the_runs_side_by_side(tmp_path):
                     self.active -= 1
 
     slow = SlowReads(provider)
-    ctx = plugin_mod.base_plugin.TBContext(logdir=logdir, data_provider=slow, multiplexer=mult, sampling_hints={})
-    client = wtest.Client(application.TensorBoardWSGI([plugin_mod.LayerViewPlugin(ctx)], data_provider=slow))
+    client = client_for(logdir, slow, mult)
     answer = json.loads(client.get(BASE + "runs").get_data())
     assert [r["run"] for r in answer["runs"]] == runs
     assert all([s["step"] for s in r["steps"]] == [0, 1] for r in answer["runs"])
@@ -640,18 +630,14 @@ def test_kept_answers_carry_an_etag_and_a_client_that_holds_one_gets_a_304(tmp_p
     """A panel polls GET /runs every few seconds: while nothing changed it
     gets a 304 without a body, and a new step gives a 200 with a new ETag.
     Answers that are not kept (a series' steps) carry none."""
-    from tensorboard.backend import application
-    from werkzeug import test as wtest
-
     from tb_layerview import plugin as plugin_mod
-    from helpers import provider_for
+    from helpers import client_for, provider_for
 
     monkeypatch.setattr(plugin_mod, "_LISTING_TTL", 0.0)
     logdir = str(tmp_path)
     _write_feature_steps(logdir, "a", (0, 1))
     provider, mult = provider_for(logdir)
-    ctx = plugin_mod.base_plugin.TBContext(logdir=logdir, data_provider=provider, multiplexer=mult, sampling_hints={})
-    client = wtest.Client(application.TensorBoardWSGI([plugin_mod.LayerViewPlugin(ctx)], data_provider=provider))
+    client = client_for(logdir, provider, mult)
 
     first = client.get(BASE + "runs", headers={"Accept-Encoding": "gzip"})
     etag = first.headers["ETag"]
@@ -678,11 +664,8 @@ def test_the_step_index_drops_the_least_recently_used_series_when_full(tmp_path,
     """The plugin keeps the step index of a bounded number of series; when
     full it forgets the one used longest ago, and a series in use stays
     (reads through the data server cost ~40 ms each)."""
-    from tensorboard.backend import application
-    from werkzeug import test as wtest
-
     from tb_layerview import plugin as plugin_mod
-    from helpers import provider_for
+    from helpers import client_for, provider_for
 
     monkeypatch.setattr(plugin_mod, "_INDEX_SERIES", 3)
     logdir = str(tmp_path)
@@ -707,8 +690,7 @@ def test_the_step_index_drops_the_least_recently_used_series_when_full(tmp_path,
             reads.append(sorted(kwargs["run_tag_filter"].tags))
             return provider.read_blob_sequences(*args, **kwargs)
 
-    ctx = plugin_mod.base_plugin.TBContext(logdir=logdir, data_provider=Counting(), multiplexer=mult, sampling_hints={})
-    client = wtest.Client(application.TensorBoardWSGI([plugin_mod.LayerViewPlugin(ctx)], data_provider=provider))
+    client = client_for(logdir, Counting(), mult)
 
     def steps(layer):
         resp = client.get(BASE + "steps?run=r&layer=%s&kind=activations" % layer)
