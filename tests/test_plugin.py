@@ -533,6 +533,7 @@ def test_runs_answer_encodes_only_the_runs_that_changed(tmp_path, monkeypatch):
     from helpers import client_for, provider_for
 
     monkeypatch.setattr(plugin_mod, "_LISTING_TTL", 0.0)  # every request asks the provider again
+    monkeypatch.setattr(plugin_mod, "_LISTING_COST_FACTOR", 0)
     logdir = str(tmp_path)
     for run in ("a", HOSTILE_RUN, "c"):
         _write_feature_steps(logdir, run, (0, 1))
@@ -634,6 +635,7 @@ def test_kept_answers_carry_an_etag_and_a_client_that_holds_one_gets_a_304(tmp_p
     from helpers import client_for, provider_for
 
     monkeypatch.setattr(plugin_mod, "_LISTING_TTL", 0.0)
+    monkeypatch.setattr(plugin_mod, "_LISTING_COST_FACTOR", 0)
     logdir = str(tmp_path)
     _write_feature_steps(logdir, "a", (0, 1))
     provider, mult = provider_for(logdir)
@@ -704,3 +706,37 @@ def test_the_step_index_drops_the_least_recently_used_series_when_full(tmp_path,
     del reads[:]
     assert steps("a") == [0, 1] and steps("c") == [0, 1] and reads == []
     assert steps("b") == [0, 1] and reads == [[tags["b"]]]
+
+
+def test_a_costly_listing_is_kept_longer(tmp_path):
+    """The panel polls GET /runs every few seconds, and each renewal of the
+    listing asks TensorBoard to list every series (the Python loader walks
+    every event for it). A listing that took t seconds is kept 40 t seconds
+    (1 s at least), so a slow one is not asked for at every poll; a cheap
+    one is renewed after 1 s, as before."""
+    import time as time_mod
+
+    from helpers import client_for, provider_for
+
+    _write_feature_steps(str(tmp_path), "a", (0, 1))
+    provider, mult = provider_for(str(tmp_path))
+
+    class Listing:
+        def __init__(self, delay):
+            self.delay, self.calls = delay, 0
+
+        def __getattr__(self, name):
+            return getattr(provider, name)
+
+        def list_blob_sequences(self, *args, **kwargs):
+            self.calls += 1
+            time_mod.sleep(self.delay)
+            return provider.list_blob_sequences(*args, **kwargs)
+
+    for delay, calls in ((0.15, 1), (0.0, 2)):  # kept 6 s; kept 1 s
+        listing = Listing(delay)
+        client = client_for(str(tmp_path), listing, mult)
+        assert client.get(BASE + "runs").status_code == 200
+        time_mod.sleep(1.3)
+        assert client.get(BASE + "runs").status_code == 200
+        assert listing.calls == calls, (delay, listing.calls)
