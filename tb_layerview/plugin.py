@@ -811,11 +811,8 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             # A kept answer is asked for again and again (the panel polls
             # /runs): a client that holds it gets a 304, not 1 MB gzipped again.
             etag = answer.etag()
-            if etag in request.headers.get("If-None-Match", ""):
-                resp = wrappers.Response(status=304)
-                resp.headers["ETag"] = etag
-                resp.headers["Cache-Control"] = "no-cache, must-revalidate"
-                return resp
+            if _holds(request, etag):
+                return _not_modified(etag, "no-cache, must-revalidate")
             return http_util.Respond(request, answer.json_text(), "application/json", headers=[("ETag", etag)])
         return http_util.Respond(request, answer, "application/json")
 
@@ -891,11 +888,8 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             # re-written step gets a new one.
             etag = '"%s"' % hashlib.sha1(repr((series.run, series.tag, step, position,
                                                item[0])).encode()).hexdigest()
-            if etag in request.headers.get("If-None-Match", ""):
-                resp = wrappers.Response(status=304)
-                resp.headers["ETag"] = etag
-                resp.headers["Cache-Control"] = "private, max-age=%d" % _IMAGE_MAX_AGE
-                return resp
+            if _holds(request, etag):
+                return _not_modified(etag, "private, max-age=%d" % _IMAGE_MAX_AGE)
         # 404s for what the index lacks
         data, _, _ = self._with_neighbours(ctx, eid, series, step, position,
                                            lambda: self._blob(ctx, eid, series, step, position))
@@ -917,6 +911,19 @@ class LayerViewPlugin(base_plugin.TBPlugin):
             return http_util.Respond(request, content, mime)
 
         return serve
+
+
+def _holds(request, etag):
+    """Whether the client says it holds the answer with ``etag`` (If-None-Match)."""
+    return etag in request.headers.get("If-None-Match", "")
+
+
+def _not_modified(etag, cache_control):
+    """The 304 answer to a client that holds the answer with ``etag``."""
+    resp = wrappers.Response(status=304)
+    resp.headers["ETag"] = etag
+    resp.headers["Cache-Control"] = cache_control
+    return resp
 
 
 def _tile_ranges(info):
