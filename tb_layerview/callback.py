@@ -1073,8 +1073,11 @@ class LayerView(keras.callbacks.Callback):
                 class_seconds = time.perf_counter() - t0
         snap = _Step(step, step_items, plan)
         snap.class_seconds = class_seconds
-        snap.capture = {"mode": self._probe_pass.mode, "seconds": round(result.seconds, 4),
-                        "fallback_reason": self._probe_pass.fallback_reason}
+        pp = self._probe_pass
+        snap.capture = {"mode": pp.mode, "seconds": round(result.seconds, 4),
+                        "fallback_reason": pp.fallback_reason,
+                        "layer_calls": {"direct": pp.layer_calls.direct, "keras": pp.layer_calls.keras},
+                        "direct_failed": pp.direct_failed}
         return snap
 
     def _capture(self, step):

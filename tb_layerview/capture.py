@@ -31,11 +31,13 @@ effects, PyTorch), the same recording runs eagerly.
 import contextlib
 import dataclasses
 import gc
+import re
 import threading
 import time
 
 import numpy as np
 
+from tb_layerview import directcalls
 from tb_layerview import gradients
 from tb_layerview import stats as stats_lib
 from tb_layerview import walk
@@ -556,6 +558,10 @@ def _without_graph_rewrites():
         ctx.function_call_options = options[0]
 
 
+#: Terminal colour and weight codes (ANSI), which Keras puts around an error's cause.
+_TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def error_summary(err):
     r"""``"Type: message"`` of an exception, in one line.
 
@@ -564,13 +570,19 @@ def error_summary(err):
     the failing node was defined: for those the cause, which follows, is
     added.
 
+    Keras opens the errors of a layer's call with a header ("Exception
+    encountered when calling Dense.call().") and its cause in bold on the
+    next line: the cause follows the header, without the terminal's bold.
+
     Example::
 
         error_summary(ValueError("bad shape\nmore"))  # 'ValueError: bad shape'
     """
-    lines = [l.strip() for l in str(err).splitlines() if l.strip()]
-    lines = [l for l in lines if not l.startswith(("File ", "Detected at node", "[["))]
+    lines = [_TERMINAL_STYLE.sub("", l).strip() for l in str(err).splitlines()]
+    lines = [l for l in lines if l and not l.startswith(("File ", "Detected at node", "[["))]
     text = lines[0] if lines else ""
+    if text.startswith("Exception encountered when calling") and text.endswith(".") and len(lines) > 1:
+        text = text[:-1] + ":"
     if text.endswith(":") and len(lines) > 1:
         text += " " + lines[1]
     return "%s: %s" % (type(err).__name__, text)
@@ -737,11 +749,35 @@ class ProbePass:
         self.failed = {}          # key -> why its statistics failed in the last pass
         self._output_keys = None  # the order of the model's own dict output, if it returns one
         self.calls = {}
+        # The layer calls of the last pass run in Python (eager, or traced)
+        # that ran directly and through Keras (directcalls), and why the
+        # passes stopped calling layers directly, if they did.
+        self.layer_calls = directcalls.Counts()
+        self.direct_failed = None
+        self._plain = {}
 
     def _forward(self, eager=True, call=None):
+        """The recording pass; with the model's plain layers called directly
+        (:mod:`tb_layerview.directcalls`) until a pass that way fails, after
+        which Keras calls every layer."""
+        from tb_layerview import distributed
+
+        if self.direct_failed is None:
+            try:
+                return self._forward_once(eager, call, direct=True)
+            except distributed.SplitAcrossProcesses:
+                raise  # the weights, not the calls: no other way runs either
+            except Exception as err:  # noqa: BLE001 - whatever it was, Keras' own calls decide
+                self.direct_failed = error_summary(err)
+        return self._forward_once(eager, call, direct=False)
+
+    def _forward_once(self, eager, call, direct):
         from keras import ops
 
-        with recording(self._layers, self._per_step, counted=self._counted) as rec:
+        counts = directcalls.Counts()
+        calls = directcalls.direct_calls(self.model, counts, self._plain) if direct \
+            else contextlib.nullcontext()
+        with calls, recording(self._layers, self._per_step, counted=self._counted) as rec:
             if call is None:
                 out = gradients.inference_call(self.model, self._inputs)
             else:
@@ -759,7 +795,7 @@ class ProbePass:
             specs[key] = OutputSpec(key, layer_path, dims[1:] if batched else dims, dtype_name(t), batched, cf)
             if _drawable(t) and batched:
                 kept[key] = t
-        self.specs, self.calls = specs, dict(rec.calls)
+        self.specs, self.calls, self.layer_calls = specs, dict(rec.calls), counts
         if eager:
             stats = self._host_stats(kept)
         elif self._sums_in_graph:

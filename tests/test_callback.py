@@ -1344,6 +1344,9 @@ def test_each_plan_record_counts_the_training_thread_time_of_its_step(tmp_path):
     assert sorted(fitted) == [0, 1, 2, 3]
     for step, plan in fitted.items():
         assert plan["cost"]["hook_seconds"] >= plan["capture"]["seconds"] > 0, (step, plan["cost"], plan["capture"])
+        # The pass ran (or was traced) with its three plain layers called directly.
+        assert plan["capture"]["layer_calls"] == {"direct": 3, "keras": 0}, plan["capture"]
+        assert plan["capture"]["direct_failed"] is None
     assert sum(p["cost"]["hook_seconds"] for p in fitted.values()) <= cb.cost["hook_seconds"] + 1e-3, cb.cost
 
     lv = LayerView(str(tmp_path / "loop"), probe=x[:2], budget=None)
@@ -2061,6 +2064,144 @@ def test_a_compiled_pass_measures_an_output_without_values_on_the_host(sums_in_g
     w, b = model.get_layer("d").get_weights()
     np.testing.assert_allclose(got["odd"], stats.channel_stats(x @ w + b), rtol=1e-4, atol=1e-6)
     assert not pp.failed
+
+
+def _direct_and_keras_passes(model, x):
+    """Two probe passes over ``model``: with plain layers called directly, and with every layer called
+    through Keras (as before directcalls), and the number of ``Layer.__call__`` calls each made."""
+    from keras.src.layers.layer import Layer
+    from tb_layerview import capture, walk
+
+    entered = []
+    original = Layer.__call__
+
+    def counting(self, *args, **kwargs):
+        entered.append(self.name)
+        return original(self, *args, **kwargs)
+
+    direct = capture.ProbePass(model, walk.walk(model), x, {})
+    through_keras = capture.ProbePass(model, walk.walk(model), x, {})
+    through_keras.direct_failed = "turned off by the test"
+    Layer.__call__ = counting
+    try:
+        got = direct.run()
+        direct_entered, entered[:] = list(entered), []
+        ref = through_keras.run()
+        keras_entered = list(entered)
+    finally:
+        Layer.__call__ = original
+    assert list(got.stats) == list(ref.stats)
+    for key in ref.stats:  # the same operations on the same tensors: equal to the bit
+        assert np.array_equal(got.stats[key], ref.stats[key], equal_nan=True), key
+        assert np.array_equal(capture.to_numpy(got.tensors[key]), capture.to_numpy(ref.tensors[key])), key
+    assert direct.direct_failed is None
+    return direct, direct_entered, keras_entered
+
+
+def test_plain_layers_of_a_functional_model_run_without_keras_call_bookkeeping():
+    """A residual block's built layers (convolutions, batch norm with moving statistics away from 0 and
+    1, dropout, padding, pooling, an addition, a Sequential inside) run their ``call`` directly in the
+    probe pass: ``Layer.__call__`` is entered for the two models only, against once per layer through
+    Keras; the statistics and outputs are bit for bit Keras' own, inference ones (dropout off, moving
+    statistics used)."""
+    inp = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.ZeroPadding2D(1, name="pad")(inp)
+    x = keras.layers.Conv2D(4, 3, name="conv")(x)
+    y = keras.layers.BatchNormalization(name="bn")(x)
+    y = keras.layers.Activation("relu", name="relu")(y)
+    y = keras.layers.Dropout(0.5, name="drop")(y)
+    z = keras.layers.Add(name="add")([x, y])
+    head = keras.Sequential([keras.layers.GlobalAveragePooling2D(name="gap"), keras.layers.Dense(3, name="dense")],
+                            name="head")
+    model = keras.Model(inp, head(keras.layers.MaxPooling2D(name="pool")(z)))
+    bn = model.get_layer("bn")
+    bn.moving_mean.assign(np.full(4, 0.5, np.float32))
+    bn.moving_variance.assign(np.full(4, 4.0, np.float32))
+    xs = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype("float32")
+    direct, direct_entered, keras_entered = _direct_and_keras_passes(model, xs)
+    # The nested model only (and the model itself, except on JAX, whose stateless call runs its call).
+    assert [n for n in direct_entered if n != model.name] == ["head"], direct_entered
+    assert len([n for n in keras_entered if n != model.name]) == 10, keras_entered  # 7 layers, the Sequential and its 2
+    assert (direct.layer_calls.direct, direct.layer_calls.keras) == (9, 1)  # the nested model's own call
+    conv = capture_of(direct, "conv")
+    want = (conv - 0.5) / np.sqrt(4.0 + bn.epsilon)
+    np.testing.assert_allclose(capture_of(direct, "bn"), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(capture_of(direct, "drop"), np.maximum(want, 0), rtol=1e-5, atol=1e-5)
+
+
+def capture_of(pp, key):
+    """The output ``key`` of the last pass of ``pp``, as numpy."""
+    from tb_layerview import capture
+
+    return capture.to_numpy(pp.run().tensors[key])
+
+
+class _Scaled(keras.layers.Layer):
+    """A layer with a layer inside it: Keras calls it (the inner call reads ``training`` from the context)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = keras.layers.Dropout(0.5)
+
+    def call(self, x, training=None):
+        return self.inner(x) * 2.0
+
+
+def test_layers_that_need_keras_call_bookkeeping_still_get_it():
+    """Layers whose call ``__call__`` changes are left to Keras, and the pass gives Keras' own outputs:
+    a mask made by an ``Embedding`` reaches the masked average after it (padding left out), a
+    mixed-precision layer and the one after it get their inputs cast, a layer with a layer inside gets ``training`` through
+    the call context, and a subclassed model runs as it always did."""
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    e = keras.layers.Embedding(10, 4, mask_zero=True, name="embed")(tokens)
+    d = keras.layers.Dense(4, name="dense")(e)
+    pooled = keras.layers.GlobalAveragePooling1D(name="mean")(d)
+    half = keras.layers.Dense(3, dtype="mixed_float16", name="half")(pooled)
+    out = _Scaled(name="scaled")(keras.layers.Activation("linear", dtype="float32", name="back")(half))
+    model = keras.Model(tokens, out)
+    ids = np.array([[1, 2, 0, 0, 0, 0], [3, 4, 5, 6, 7, 0]], np.int32)
+    direct, direct_entered, _ = _direct_and_keras_passes(model, ids)
+    # Keras: the layers given a mask, the mixed-precision one, the one given its float16 output, and the
+    # one with a layer inside (and that inner layer).
+    assert sorted(set(direct_entered) - {model.name}) == sorted({"dense", "mean", "half", "back", "scaled",
+                                                                  model.get_layer("scaled").inner.name}), direct_entered
+    assert (direct.layer_calls.direct, direct.layer_calls.keras) == (1, 5)  # the embedding runs directly
+    vectors = model.get_layer("dense")(model.get_layer("embed")(ids))
+    want = np.stack([capture_of(direct, "dense")[0, :2].mean(axis=0), capture_of(direct, "dense")[1, :5].mean(axis=0)])
+    np.testing.assert_allclose(capture_of(direct, "mean"), want, rtol=1e-6)
+    assert not np.allclose(want, keras.ops.convert_to_numpy(vectors).mean(axis=1))  # the padding would change it
+
+    sub = _Private()
+    xs = np.random.default_rng(0).random((2, 6, 6, 2)).astype("float32")
+    sub(xs)
+    plain_sub, _, _ = _direct_and_keras_passes(sub, xs)
+    assert plain_sub.layer_calls.direct == 0 and plain_sub.layer_calls.keras == 0  # no graph to run
+
+
+def test_a_pass_whose_direct_calls_fail_runs_through_keras_from_then_on(monkeypatch):
+    """Anything that goes wrong in a pass with direct calls (here a check that raises) costs nothing
+    but that attempt: the pass runs again through Keras, says why, and later passes stay there."""
+    from tb_layerview import capture, directcalls, stats, walk
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
+    x = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
+    pp = capture.ProbePass(model, walk.walk(model), x, {})
+
+    def broken(*args):
+        raise RuntimeError("a Keras this module does not know")
+
+    monkeypatch.setattr(directcalls, "_arguments_ready", broken)
+    w, b = model.get_layer("d").get_weights()
+    for _ in range(2):
+        np.testing.assert_allclose(pp.run().stats["d"], stats.channel_stats(x @ w + b), rtol=1e-4, atol=1e-6)
+        # (Through __call__ Keras puts a header of its own before the cause; JAX's stateless call does not.)
+        assert pp.direct_failed in ("RuntimeError: Exception encountered when calling Sequential.call(): a Keras"
+                                    " this module does not know",
+                                    "RuntimeError: a Keras this module does not know"), pp.direct_failed
+        assert (pp.layer_calls.direct, pp.layer_calls.keras) == (0, 0)  # nothing counted: no direct calls
+    monkeypatch.undo()
+    pp.run()
+    assert pp.layer_calls.direct == 0
 
 
 def test_a_kernel_snapshot_keeps_the_value_it_was_taken_at():
