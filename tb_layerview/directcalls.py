@@ -130,7 +130,10 @@ def _graph_call(graph, parts, is_plain, counts):
             return counted
 
         def call(*args, **kwargs):
-            if backend.get_autocast_scope() is not None or not _arguments_ready(backend, op, args, kwargs):
+            # A layer quantized since it was found plain (model.quantize() between
+            # two epochs) runs quantized_call, which __call__ knows to choose.
+            if backend.get_autocast_scope() is not None or getattr(op, "quantization_mode", None) is not None \
+                    or not _arguments_ready(backend, op, args, kwargs):
                 counts.keras += 1
                 return keras_call(*args, **kwargs)
             kwargs = {"mask": None} if "mask" in kwargs else {}

@@ -2178,6 +2178,29 @@ def test_layers_that_need_keras_call_bookkeeping_still_get_it():
     assert plain_sub.layer_calls.direct == 0 and plain_sub.layer_calls.keras == 0  # no graph to run
 
 
+def test_a_layer_quantized_between_two_passes_runs_its_quantized_call():
+    """``model.quantize()`` between two epochs: the layers found plain before go through Keras, which
+    runs their ``quantized_call``, and the pass records the quantized outputs."""
+    import warnings
+
+    from tb_layerview import capture, walk
+
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(8, name="dense")(inputs))
+    x = np.random.default_rng(3).normal(size=(4, 6)).astype("float32")
+    pp = capture.ProbePass(model, walk.walk(model), x, {})
+    before = capture.to_numpy(pp.run().tensors["dense"])
+    assert (pp.layer_calls.direct, pp.layer_calls.keras) == (1, 0)
+    with warnings.catch_warnings():  # "Layer InputLayer does not have a `quantize` method"
+        warnings.simplefilter("ignore")
+        model.quantize("int8")
+    got = capture.to_numpy(pp.run().tensors["dense"])
+    assert (pp.layer_calls.direct, pp.layer_calls.keras) == (0, 1)
+    want = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(got, before)  # int8 weights give other outputs
+
+
 def test_a_pass_whose_direct_calls_fail_runs_through_keras_from_then_on(monkeypatch):
     """Anything that goes wrong in a pass with direct calls (here a check that raises) costs nothing
     but that attempt: the pass runs again through Keras, says why, and later passes stay there."""
