@@ -758,18 +758,23 @@ class ProbePass:
 
     def _forward(self, eager=True, call=None):
         """The recording pass; with the model's plain layers called directly
-        (:mod:`tb_layerview.directcalls`) until a pass that way fails, after
-        which Keras calls every layer."""
+        (:mod:`tb_layerview.directcalls`) until a pass fails that way and
+        succeeds through Keras, after which Keras calls every layer. A pass
+        that fails both ways is the model's failure (a probe it cannot
+        take): Keras' error is raised, and direct calls stay."""
         from tb_layerview import distributed
 
-        if self.direct_failed is None:
-            try:
-                return self._forward_once(eager, call, direct=True)
-            except distributed.SplitAcrossProcesses:
-                raise  # the weights, not the calls: no other way runs either
-            except Exception as err:  # noqa: BLE001 - whatever it was, Keras' own calls decide
-                self.direct_failed = error_summary(err)
-        return self._forward_once(eager, call, direct=False)
+        if self.direct_failed is not None:
+            return self._forward_once(eager, call, direct=False)
+        try:
+            return self._forward_once(eager, call, direct=True)
+        except distributed.SplitAcrossProcesses:
+            raise  # the weights, not the calls: no other way runs either
+        except Exception as err:  # noqa: BLE001 - whatever it was, Keras' own calls decide
+            why = error_summary(err)
+        result = self._forward_once(eager, call, direct=False)
+        self.direct_failed = why
+        return result
 
     def _forward_once(self, eager, call, direct):
         from keras import ops

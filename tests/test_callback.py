@@ -2203,7 +2203,8 @@ def test_a_layer_quantized_between_two_passes_runs_its_quantized_call():
 
 def test_a_pass_whose_direct_calls_fail_runs_through_keras_from_then_on(monkeypatch):
     """Anything that goes wrong in a pass with direct calls (here a check that raises) costs nothing
-    but that attempt: the pass runs again through Keras, says why, and later passes stay there."""
+    but that attempt: the pass runs again through Keras, says why, and later passes stay there. A
+    probe the model cannot take fails both ways: Keras' error is raised, and direct calls stay."""
     from tb_layerview import capture, directcalls, stats, walk
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
@@ -2225,6 +2226,16 @@ def test_a_pass_whose_direct_calls_fail_runs_through_keras_from_then_on(monkeypa
     monkeypatch.undo()
     pp.run()
     assert pp.layer_calls.direct == 0
+
+    # A pass that fails through Keras too is the model's failure: Keras' error, and direct calls stay.
+    fresh = capture.ProbePass(model, walk.walk(model), x[:, :3], {})
+    with pytest.raises(Exception) as failed:
+        fresh.run()
+    assert "incompatible" in str(failed.value) or "shape" in str(failed.value).lower(), failed.value
+    assert fresh.direct_failed is None
+    fresh._inputs = x
+    fresh.run()
+    assert (fresh.layer_calls.direct, fresh.layer_calls.keras) == (1, 0)
 
 
 def test_a_kernel_snapshot_keeps_the_value_it_was_taken_at():
