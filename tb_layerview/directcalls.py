@@ -5,11 +5,13 @@ Keras runs a functional model node by node, and each node's layer through
 ``call`` signature, checks the input spec, resolves ``training`` through a
 call context, opens a name scope and attaches masks. On a layer that is
 built, gets tensors of its own dtype and no mask, all of that leaves the
-arguments as they were, and it costs more than the layer's own operations
-on a few probes: ResNet50's eager probe pass (8 probes at 64x64,
-TensorFlow) took 0.18 s with its 176 layers called directly against
-0.25 s through ``__call__``, MobileNetV2's (96x96) 0.18 s against 0.25 s,
-and on PyTorch 0.14 s against 0.18 s and 0.065 s against 0.084 s.
+arguments as they were, and on a few probes it costs more than many
+layers' own operations. An eager call of ResNet50 on 8 probes at 64x64
+took 0.18 s with its 176 layers called directly against 0.25 s through
+``__call__`` on TensorFlow, MobileNetV2's (96x96) 0.18 s against 0.25 s;
+on PyTorch 0.14 s against 0.18 s and 0.065 s against 0.084 s. The whole
+probe pass, statistics included, took 9-26% less on five architectures
+(``benchmarks/bench_pass.py``).
 
 :func:`direct_calls` makes a model's graphs call such layers' ``call`` (or
 the recording wrapper :func:`tb_layerview.capture.recording` puts there)
