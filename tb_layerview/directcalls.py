@@ -164,13 +164,11 @@ def _graph_call(graph, parts, is_plain, counts):
 def _graphs(model, parts):
     """The functional graphs ``model`` runs (its own, a Sequential's inner
     one, those of nested models) whose ``call`` is Keras' own."""
+    from tb_layerview.capture import all_layers  # here: capture imports this module
+
     _, _, functional, Sequential, _ = parts
-    try:
-        layers = list(model._flatten_layers(include_self=True))
-    except Exception:  # noqa: BLE001 - not a Keras layer tree
-        return []
     found = []
-    for layer in layers:
+    for layer in all_layers(model):
         graph = layer
         if isinstance(layer, Sequential) and type(layer).call is Sequential.call:
             graph = getattr(layer, "_functional", None)
