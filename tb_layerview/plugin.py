@@ -15,6 +15,7 @@ import math
 import os
 import threading
 import time
+import typing
 
 from werkzeug import wrappers
 
@@ -179,6 +180,23 @@ class _Lru:
         return len(self._data)
 
 
+class _KeptListing(typing.NamedTuple):
+    """A listing of series the plugin keeps (:meth:`LayerViewPlugin._listing_for`)."""
+
+    read_at: float   # time.monotonic() when the provider was asked
+    keys: dict       # _listing_keys of the provider's answer
+    runs: dict       # {run: ...}: metadata.index_series of it
+    seconds: float   # how long it is kept
+
+
+class _KeptRun(typing.NamedTuple):
+    """One run's GET /runs entry, kept while its listing entry is the same object."""
+
+    entry: dict      # the run's entry in the kept listing it was built from
+    answer: dict
+    text: str        # the answer's JSON text
+
+
 def _listing_keys(raw):
     """``{run: key}`` of a provider's ``list_blob_sequences`` answer: what it
     says about each of the run's series, in a form that compares equal
@@ -269,9 +287,9 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         # A hint of 0 means "keep all"; reading with downsample=0 would return nothing.
         self._downsample = metadata.ALL_STEPS if not hint else int(hint)
         self._lock = threading.Lock()
-        self._listing = {}  # experiment id -> (time, provider listing's key, {run: {...}}, seconds kept)
+        self._listing = {}  # experiment id -> _KeptListing
         self._runs_answer = {}  # experiment id -> (listing it was built from, GET /runs answer)
-        self._run_answers = {}  # (experiment id, run) -> (its listing entry, its /runs entry, that entry's JSON)
+        self._run_answers = {}  # (experiment id, run) -> _KeptRun
         self._index = _Lru(_INDEX_SERIES)  # (eid, run, tag, max_step, max_wall_time) -> {step: (wall, keys)}
         self._derived = _Lru(_DERIVED_ANSWERS)  # (what, series version, ...) -> an answer computed from a series
         # Only a data provider in another process (the Rust data server behind
@@ -321,8 +339,8 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         now = time.monotonic()
         with self._lock:
             cached = self._listing.get(eid)
-            if cached and now - cached[0] < cached[3]:
-                return cached[2]
+            if cached and now - cached.read_at < cached.seconds:
+                return cached.runs
         raw = self._provider.list_blob_sequences(ctx, experiment_id=eid,
                                                  plugin_name=metadata.PLUGIN_NAME)
         # TensorBoard's Python loader lists a series by walking its every
@@ -334,10 +352,10 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         # An unchanged listing stays the same object, and so does the entry of
         # every unchanged run in a changed one: what is kept per listing and
         # per run (the /runs answer) is not built again at every renewal.
-        if cached and cached[1] == keys:
-            out = cached[2]
+        if cached and cached.keys == keys:
+            out = cached.runs
         else:
-            old_keys, old = (cached[1], cached[2]) if cached else ({}, {})
+            old_keys, old = (cached.keys, cached.runs) if cached else ({}, {})
             out = {}
             for run in raw:
                 if run in old and old_keys.get(run) == keys[run]:
@@ -345,7 +363,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 else:
                     out.update(metadata.index_series({run: raw[run]}))
         with self._lock:
-            self._listing[eid] = (now, keys, out, ttl)
+            self._listing[eid] = _KeptListing(now, keys, out, ttl)
         return out
 
     def _run_entry(self, ctx, eid, run):
@@ -515,8 +533,8 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         in the listing (:meth:`_listing_for`) is the same."""
         with self._lock:
             cached = self._run_answers.get((eid, run))
-        if cached is not None and cached[0] is entry:
-            return cached[1], cached[2]
+        if cached is not None and cached.entry is entry:
+            return cached.answer, cached.text
         layers = []
         for path, kinds in entry["layers"].items():
             layer_class, parent, index = metadata.layer_description(kinds)
@@ -574,7 +592,7 @@ class LayerViewPlugin(base_plugin.TBPlugin):
         }
         text = _json_text(answer)
         with self._lock:
-            self._run_answers[(eid, run)] = (entry, answer, text)
+            self._run_answers[(eid, run)] = _KeptRun(entry, answer, text)
         return answer, text
 
     def _per_version(self, key, series, compute):
