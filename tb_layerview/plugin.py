@@ -17,6 +17,7 @@ import threading
 import time
 import typing
 
+from werkzeug import http as werkzeug_http
 from werkzeug import wrappers
 
 from tensorboard import errors
@@ -932,8 +933,11 @@ class LayerViewPlugin(base_plugin.TBPlugin):
 
 
 def _holds(request, etag):
-    """Whether the client says it holds the answer with ``etag`` (If-None-Match)."""
-    return etag in request.headers.get("If-None-Match", "")
+    """Whether the client says it holds the answer with ``etag``: its
+    If-None-Match, as werkzeug parses it, lists the tag (weak or strong: a
+    GET compares them weakly, RFC 9110 13.1.2) or is ``*``."""
+    tag, _ = werkzeug_http.unquote_etag(etag)
+    return request.if_none_match.contains_weak(tag)
 
 
 def _not_modified(etag, cache_control):

@@ -80,6 +80,9 @@ def test_image_is_the_stored_png_with_long_lived_cache_headers(client, logdir):
     again = client.get(BASE + "image?run=cnn&layer=conv1&kind=activations&step=7&probe=2",
                        headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.headers["ETag"] == etag
+    weak = client.get(BASE + "image?run=cnn&layer=conv1&kind=activations&step=7&probe=2",
+                      headers={"If-None-Match": '"0", W/' + etag})
+    assert weak.status_code == 304
     other = get(client, "image", run="cnn", layer="conv1", kind="activations", step=8, probe=2)
     assert other.headers["ETag"] != etag
 
@@ -649,6 +652,13 @@ def test_kept_answers_carry_an_etag_and_a_client_that_holds_one_gets_a_304(tmp_p
     assert again.status_code == 304 and again.get_data() == b"" and again.headers["ETag"] == etag
     other = client.get(BASE + "runs", headers={"If-None-Match": 'W/"0000"'})
     assert other.status_code == 200 and other.headers["ETag"] == etag
+    # If-None-Match as HTTP has it: a list, either form of the tag, or "*";
+    # a tag that merely contains the answer's is another tag.
+    opaque = etag[2:]
+    for held in ('W/"0000", ' + etag, opaque, '"1111",' + opaque, "*"):
+        assert client.get(BASE + "runs", headers={"If-None-Match": held}).status_code == 304, held
+    for other_tags in ('W/"x' + opaque[1:], opaque[:-1] + 'x"', "", "W/", '"'):
+        assert client.get(BASE + "runs", headers={"If-None-Match": other_tags}).status_code == 200, other_tags
 
     _write_feature_steps(logdir, "a", (2,))
     mult.Reload()
