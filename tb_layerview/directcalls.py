@@ -122,10 +122,11 @@ def _graph_call(graph, parts, is_plain, counts):
     original = graph.call
 
     def op_fn(op, training):
-        keras_call = functional.operation_fn(op, training=training)
         if not isinstance(op, Layer):  # an operation of keras.ops applied to the model's tensors
-            return keras_call
+            return functional.operation_fn(op, training=training)
         if not is_plain(op):
+            keras_call = functional.operation_fn(op, training=training)
+
             def counted(*args, **kwargs):
                 counts.keras += 1
                 return keras_call(*args, **kwargs)
@@ -137,7 +138,7 @@ def _graph_call(graph, parts, is_plain, counts):
             if backend.get_autocast_scope() is not None or getattr(op, "quantization_mode", None) is not None \
                     or not _arguments_ready(backend, op, args, kwargs):
                 counts.keras += 1
-                return keras_call(*args, **kwargs)
+                return functional.operation_fn(op, training=training)(*args, **kwargs)
             kwargs = {"mask": None} if "mask" in kwargs else {}
             if op._call_has_context_arg.get("training"):
                 kwargs["training"] = training
