@@ -672,6 +672,70 @@ def test_kept_answers_carry_an_etag_and_a_client_that_holds_one_gets_a_304(tmp_p
     assert "ETag" not in client.get(BASE + "steps?run=a&layer=feat&kind=activations").headers
 
 
+def test_an_expired_listing_is_answered_from_while_a_new_one_is_read_beside_it(tmp_path, monkeypatch):
+    """A panel's poll that finds the kept listing expired gets it as it is,
+    while the provider lists again on another thread; the next poll gets the
+    new listing. A listing expired for longer (no request for a while) is
+    read again before the answer."""
+    import time as real_time
+
+    from tb_layerview import plugin as plugin_mod
+    from helpers import client_for, provider_for
+
+    class Clock:
+        now = 1000.0
+
+        def monotonic(self):
+            return self.now
+
+        def __getattr__(self, name):
+            return getattr(real_time, name)
+
+    clock = Clock()
+    monkeypatch.setattr(plugin_mod, "time", clock)
+    monkeypatch.setattr(plugin_mod, "_LISTING_TTL", 5.0)
+    monkeypatch.setattr(plugin_mod, "_LISTING_COST_FACTOR", 0)
+    logdir = str(tmp_path)
+    _write_feature_steps(logdir, "a", (0, 1))
+    provider, mult = provider_for(logdir)
+    listed = []
+    real_list = provider.list_blob_sequences
+
+    def counted_list(*args, **kwargs):
+        listed.append(clock.now)
+        return real_list(*args, **kwargs)
+
+    monkeypatch.setattr(provider, "list_blob_sequences", counted_list)
+    client = client_for(logdir, provider, mult)
+
+    def steps():
+        resp = client.get(BASE + "runs")
+        assert resp.status_code == 200
+        return [s["step"] for s in json.loads(resp.get_data())["runs"][0]["steps"]]
+
+    assert steps() == [0, 1] and listed == [1000.0]
+    _write_feature_steps(logdir, "a", (2,))
+    mult.Reload()
+    clock.now = 1003.0  # kept
+    assert steps() == [0, 1] and listed == [1000.0]
+    clock.now = 1007.0  # expired, within twice its keeping time: answered as kept, listed beside
+    assert steps() == [0, 1]
+    deadline = real_time.monotonic() + 30
+    while listed != [1000.0, 1007.0]:
+        assert real_time.monotonic() < deadline, listed
+        real_time.sleep(0.01)
+    for _ in range(3000):  # the background listing is kept once it is read
+        if steps() == [0, 1, 2]:
+            break
+        real_time.sleep(0.01)
+    assert steps() == [0, 1, 2] and listed == [1000.0, 1007.0]
+
+    _write_feature_steps(logdir, "a", (3,))
+    mult.Reload()
+    clock.now = 1030.0  # 23 s after the last listing, kept 5 s: read again before the answer
+    assert steps() == [0, 1, 2, 3] and listed == [1000.0, 1007.0, 1030.0]
+
+
 def test_the_step_index_drops_the_least_recently_used_series_when_full(tmp_path, monkeypatch):
     """The plugin keeps the step index of a bounded number of series; when
     full it forgets the one used longest ago, and a series in use stays
@@ -749,4 +813,10 @@ def test_a_costly_listing_is_kept_longer(tmp_path):
         assert client.get(BASE + "runs").status_code == 200
         time_mod.sleep(1.3)
         assert client.get(BASE + "runs").status_code == 200
+        # The renewal may run beside the answer (_LISTING_STALE_FACTOR): wait
+        # for it, then long enough that one not due would show.
+        deadline = time_mod.monotonic() + 10
+        while listing.calls < calls and time_mod.monotonic() < deadline:
+            time_mod.sleep(0.01)
+        time_mod.sleep(0.3)
         assert listing.calls == calls, (delay, listing.calls)
