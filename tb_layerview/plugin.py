@@ -393,7 +393,11 @@ class LayerViewPlugin(base_plugin.TBPlugin):
                 else:
                     out.update(metadata.index_series({run: raw[run]}))
         with self._lock:
-            self._listing[eid] = _KeptListing(now, keys, out, ttl)
+            # A listing read in the background may finish after a later one
+            # that a request waited for: the later read is kept.
+            current = self._listing.get(eid)
+            if current is None or current.read_at <= now:
+                self._listing[eid] = _KeptListing(now, keys, out, ttl)
         return out
 
     def _run_entry(self, ctx, eid, run):
