@@ -6,10 +6,12 @@ runs it (tb_layerview.directcalls), one with every layer called through
 ``Layer.__call__``, as before. The script checks that both give the same
 statistics to the bit, then prints the median of the pairs' time ratios
 (direct / through Keras), the medians of both, and how many layer calls ran
-directly. The passes are eager: what PyTorch always runs and TensorFlow
-runs until tracing pays back. LayerView compiles JAX's passes from the
-first one, so there what counts is the tracing, which ``--compiled``
-times (a direct call is traced once, like any other).
+directly (and how many of those took the eager shortcut of a convolution
+or a batch normalisation on TensorFlow). The passes are eager: what
+PyTorch always runs and TensorFlow runs until tracing pays back.
+LayerView compiles JAX's passes from the first one, so there what counts
+is the tracing, which ``--compiled`` times (a direct call is traced once,
+like any other).
 
 Usage: KERAS_BACKEND=tensorflow|jax|torch python benchmarks/bench_pass.py
        [--models ResNet50:64,MobileNetV2:96,DenseNet121:64,EfficientNetB0:64,NASNetMobile:64]
@@ -81,9 +83,10 @@ def main():
             k_s.append(got[id(through_keras)])
             ratios.append(d_s[-1] / k_s[-1])
         print("  %-16s direct / through Keras: median x%.3f (%.3f ... %.3f); %.3f s against %.3f s;"
-              " %d of %d layer calls direct; same statistics: %s"
+              " %d of %d layer calls direct (%d through an eager shortcut); same statistics: %s"
               % (name, np.median(ratios), min(ratios), max(ratios), np.median(d_s), np.median(k_s),
-                 direct.layer_calls.direct, direct.layer_calls.direct + direct.layer_calls.keras, same))
+                 direct.layer_calls.direct, direct.layer_calls.direct + direct.layer_calls.keras,
+                 direct.layer_calls.shortcut, same))
         if args.compiled and backend in ("tensorflow", "jax"):
             t0 = time.perf_counter()
             direct.compile()

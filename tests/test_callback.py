@@ -2129,6 +2129,50 @@ def test_plain_layers_of_a_functional_model_run_without_keras_call_bookkeeping()
     np.testing.assert_allclose(capture_of(direct, "drop"), np.maximum(want, 0), rtol=1e-5, atol=1e-5)
 
 
+def test_convolutions_and_batch_norms_skip_their_eager_reshapes_with_the_same_outputs_to_the_bit():
+    """On TensorFlow, eager, a convolution with a bias and a batch normalisation over the last axis
+    run Keras' inference operations on their unreshaped vectors (Keras reshapes each through
+    TensorFlow's slow eager fallback); the outputs are Keras' own, bit for bit. A convolution without
+    a bias, a batch normalisation over another axis and every layer on the other backends run
+    Keras' own call."""
+    rng = np.random.default_rng(5)
+    seq = keras.Input((10, 3), name="seq")
+    a = keras.layers.Conv1D(4, 3, activation="tanh", name="c1")(seq)
+    a = keras.layers.BatchNormalization(center=False, scale=False, name="bn1")(a)
+    img = keras.Input((8, 8, 3), name="img")
+    b = keras.layers.Conv2D(5, 3, strides=2, padding="same", activation="relu", name="c2")(img)
+    b = keras.layers.BatchNormalization(name="bn2")(b)
+    b = keras.layers.Conv2D(6, 1, use_bias=False, name="nobias")(b)
+    b = keras.layers.BatchNormalization(axis=1, name="bn_rows")(b)  # normalises rows: Keras' own call
+    vol = keras.Input((4, 4, 4, 2), name="vol")
+    c = keras.layers.Conv3D(3, 2, name="c3")(vol)
+    out = keras.layers.Concatenate(name="cat")([
+        keras.layers.GlobalAveragePooling1D(name="p1")(a), keras.layers.GlobalAveragePooling2D(name="p2")(b),
+        keras.layers.GlobalAveragePooling3D(name="p3")(c)])
+    model = keras.Model([seq, img, vol], out)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            layer.moving_mean.assign(rng.normal(size=n).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 3.0, n).astype("float32"))
+            for w in (layer.gamma, layer.beta):
+                if w is not None:
+                    w.assign(rng.normal(size=n).astype("float32"))
+        elif getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(size=layer.bias.shape).astype("float32"))
+    xs = [rng.normal(size=(3,) + tuple(i.shape[1:])).astype("float32") for i in model.inputs]
+    direct, _, _ = _direct_and_keras_passes(model, xs)
+    want = 5 if keras.backend.backend() == "tensorflow" else 0  # c1, bn1, c2, bn2, c3
+    assert direct.layer_calls.shortcut == want, direct.layer_calls.shortcut
+    got = capture_of(direct, "bn2")
+    conv = capture_of(direct, "c2")
+    bn = model.get_layer("bn2")
+    w = [keras.ops.convert_to_numpy(v) for v in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)]
+    np.testing.assert_allclose(got, (conv - w[2]) / np.sqrt(w[3] + bn.epsilon) * w[0] + w[1], rtol=1e-5, atol=1e-5)
+    assert direct.layer_calls.shortcut == want  # and again: nothing is left patched between passes
+    assert not any("call" in layer.__dict__ for layer in model.layers)
+
+
 def capture_of(pp, key):
     """The output ``key`` of the last pass of ``pp``, as numpy."""
     from tb_layerview import capture
