@@ -22,7 +22,10 @@ PLUGIN_NAME = "tb_layerview"
 #: ``probes`` series holds the PNGs input after input, ``drawn_inputs`` in
 #: its info) and names in the configuration the inputs each output depends
 #: on; a version 3 reader would count every input's pictures as probes.
-FORMAT_VERSION = 4
+#: Version 5 stores a large statistics record in blocks, some of them not
+#: compressed (``"compression": "blocks"``), which a version 4 reader cannot
+#: unpack.
+FORMAT_VERSION = 5
 
 #: Characters a layer path keeps in a tag; any other is percent-encoded
 #: (TensorBoard's data server cannot parse blob keys of tags with '"' or '\\').

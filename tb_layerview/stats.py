@@ -306,6 +306,35 @@ def _masked_stats(flat, limits):
                      np.isnan(flat).sum(axis=0), np.isinf(flat).sum(axis=0)]).astype(np.float64)
 
 
+#: Bytes of a block that zlib tries first: a block whose sample shrinks to
+#: no less than :data:`_RAW_SHARE` of it is stored as it is.
+_SAMPLE_BYTES = 8192
+_RAW_SHARE = 0.9
+
+#: Records of fewer bytes are one zlib stream: in blocks of a few hundred
+#: bytes, zlib would find less to share and the header would list them.
+_BLOCKS_FROM_BYTES = 1 << 16
+
+
+def _blocks(planes, rows):
+    """The byte planes cut into one block per plane and statistic, each
+    zlib-compressed or stored raw: ``(header entries, data)``."""
+    entries, parts = [], []
+    for block in np.split(planes.reshape(-1), planes.shape[0] * rows) if planes.size else []:
+        raw = block.tobytes()
+        sample = raw[:_SAMPLE_BYTES]
+        packed = None
+        if len(zlib.compress(sample, 1)) < _RAW_SHARE * len(sample):
+            packed = zlib.compress(raw, 1)
+        if packed is None or len(packed) >= len(raw):
+            entries.append([len(raw), "raw"])
+            parts.append(raw)
+        else:
+            entries.append([len(packed), "zlib"])
+            parts.append(packed)
+    return entries, b"".join(parts)
+
+
 def encode(records):
     """Encodes one step's statistics of all layers to ``[header_json, data]``.
 
@@ -315,15 +344,22 @@ def encode(records):
     Returns:
       two blobs: the JSON header ``{"stats": [...], "layers": [{"path",
       "activation", "channels", "offset", "nan", "inf"}...], "dtype",
-      "compression", "shuffle"}`` and the little-endian float32 array
-      (len(STATS), total channels), its bytes stored as 4 planes (every
-      value's first byte, then every second byte, ...) and zlib-compressed.
+      "compression", "shuffle", "blocks"}`` and the little-endian float32
+      array (len(STATS), total channels), its bytes stored as 4 planes
+      (every value's first byte, then every second byte, ...). Records of
+      64 KiB and more cut each plane into one block per statistic, a block
+      zlib-compressed or stored raw as ``blocks`` (``[[bytes, "zlib" or
+      "raw"], ...]``) says (``"compression": "blocks"``); smaller ones are
+      one zlib stream (``"compression": "zlib"``, no ``blocks``).
 
     The planes are there for size and speed: the low mantissa bytes of
     means and extremes are noise that zlib cannot shrink, and interleaved
     with the sign and exponent bytes they hide those bytes' repetitions too
     (ResNet50 at 64x64, 93 k channels: 1.08 MB in 23 ms instead of 1.27 MB
-    in 32 ms).
+    in 32 ms). The blocks are there for speed: zlib spends as long on a
+    block of noise as on any other, and the low bytes of the means and
+    deviations are a third of the record (the same 93 k channels, 1.25 MB
+    either way, in 19 ms instead of 32 ms).
     """
     layers, parts, offset = [], [], 0
     for path, activation, arr in records:
@@ -335,10 +371,35 @@ def encode(records):
         offset += c
     data = np.concatenate(parts, axis=1) if parts else np.zeros((len(STATS), 0))
     values = np.ascontiguousarray(data, dtype="<f4")
+    planes = np.ascontiguousarray(values.view(np.uint8).reshape(-1, values.itemsize).T)
     header = {"stats": list(STATS), "layers": layers, "dtype": values.dtype.str, "compression": "zlib",
               "shuffle": values.itemsize}
-    planes = np.ascontiguousarray(values.view(np.uint8).reshape(-1, values.itemsize).T)
-    return [json.dumps(header, separators=(",", ":")).encode("utf-8"), zlib.compress(planes.tobytes(), 1)]
+    if planes.size >= _BLOCKS_FROM_BYTES:
+        header["compression"] = "blocks"
+        header["blocks"], blob = _blocks(planes, len(STATS))
+    else:
+        blob = zlib.compress(planes.tobytes(), 1)
+    return [json.dumps(header, separators=(",", ":")).encode("utf-8"), blob]
+
+
+def _unpack(header, data_blob):
+    """The record's bytes before compression, by its ``compression``."""
+    how = header.get("compression")
+    if how == "zlib":  # one stream: small records, and every record before format version 5
+        return zlib.decompress(data_blob)
+    if how != "blocks":
+        return data_blob
+    out, at = [], 0
+    for entry in header["blocks"]:
+        size, kind = int(entry[0]), entry[1]
+        if size < 0 or at + size > len(data_blob) or kind not in ("raw", "zlib"):
+            raise ValueError("block %r does not fit the %d bytes of data" % (entry, len(data_blob)))
+        part = data_blob[at:at + size]
+        out.append(zlib.decompress(part) if kind == "zlib" else part)
+        at += size
+    if at != len(data_blob):
+        raise ValueError("the blocks hold %d of the %d bytes of data" % (at, len(data_blob)))
+    return b"".join(out)
 
 
 def decode(header_blob, data_blob):
@@ -351,7 +412,7 @@ def decode(header_blob, data_blob):
         header = json.loads(header_blob.decode("utf-8"))
         names = header["stats"]
         total = sum(int(l["channels"]) for l in header["layers"])
-        raw = zlib.decompress(data_blob) if header.get("compression") == "zlib" else data_blob
+        raw = _unpack(header, data_blob)
         dtype = np.dtype(header.get("dtype", "<f4"))
         size = int(header.get("shuffle") or 0)
         if size > 1:  # byte planes (format version 3; older records have none)
@@ -363,7 +424,7 @@ def decode(header_blob, data_blob):
             offset, channels = int(l["offset"]), int(l["channels"])
             if not isinstance(l["path"], str) or channels < 0 or offset < 0 or offset + channels > total:
                 raise ValueError("layer record %r does not fit %d channels" % (l, total))
-    except (ValueError, KeyError, TypeError, zlib.error) as e:
+    except (ValueError, KeyError, TypeError, IndexError, zlib.error) as e:
         raise ValueError("not a tb_layerview statistics record: %s" % e) from None
     return header, data
 

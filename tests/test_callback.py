@@ -1979,10 +1979,12 @@ def test_numpy_statistics_of_a_large_output_equal_the_float64_reference():
                                   [9000, 9000, 9000])
 
 
-def test_statistics_records_store_byte_planes_and_read_back_exactly_in_both_layouts():
+def test_statistics_records_store_byte_planes_and_read_back_exactly_in_every_layout():
     """encode stores the float32 values' bytes as 4 planes (smaller and faster to compress than
-    the values in order); decode gives back exactly the float32 values, from these records and
-    from version 2 records without planes, and names a plane count that does not fit the dtype."""
+    the values in order). A small record is one zlib stream; a large one is a block per plane and
+    statistic, the noisy low bytes of the means stored raw and the rest compressed. decode gives
+    back exactly the float32 values from both, from version 2 records without planes, and names
+    a plane count or a block that does not fit."""
     import zlib
 
     from tb_layerview import stats
@@ -1995,7 +1997,8 @@ def test_statistics_records_store_byte_planes_and_read_back_exactly_in_both_layo
     header, data = stats.decode(header_blob, data_blob)
     want = np.concatenate([a, b], axis=1).astype("<f4")
     np.testing.assert_array_equal(data, want)
-    assert header["shuffle"] == 4 and [l["offset"] for l in header["layers"]] == [0, 5]
+    assert header["shuffle"] == 4 and header["compression"] == "zlib" and "blocks" not in header
+    assert [l["offset"] for l in header["layers"]] == [0, 5]
     planes = np.frombuffer(zlib.decompress(data_blob), np.uint8).reshape(4, -1)
     np.testing.assert_array_equal(planes[3], want.reshape(-1).view(np.uint8)[3::4])  # sign and exponent
     assert stats.layer_slice(header, data, "dense")["nan"].tolist() == [1, 0]
@@ -2005,6 +2008,26 @@ def test_statistics_records_store_byte_planes_and_read_back_exactly_in_both_layo
     np.testing.assert_array_equal(data2, want)
     with pytest.raises(ValueError, match="shuffle 2 does not match dtype"):
         stats.decode(json.dumps(dict(header, shuffle=2)).encode(), data_blob)
+
+    # 2000 channels (72 kB): blocks. Means are noise to their last bits; fractions of 8 probes are not.
+    big = np.zeros((len(stats.STATS), 2000))
+    big[stats.STATS.index("mean")] = rng.normal(size=2000)
+    big[stats.STATS.index("active")] = rng.integers(0, 9, 2000) / 8
+    header_blob, data_blob = stats.encode([("wide", "relu", big)])
+    header, data = stats.decode(header_blob, data_blob)
+    np.testing.assert_array_equal(data, big.astype("<f4"))
+    blocks = header["blocks"]
+    assert header["compression"] == "blocks" and len(blocks) == 4 * len(stats.STATS)
+    assert sum(size for size, _ in blocks) == len(data_blob)
+    mean_row = stats.STATS.index("mean")
+    assert [blocks[plane * len(stats.STATS) + mean_row] for plane in (0, 1)] == [[2000, "raw"]] * 2
+    assert all(kind == "zlib" and size < 2000 for size, kind in blocks[len(stats.STATS) * 3:])  # signs, exponents
+    assert len(data_blob) < 0.5 * big.size * 4
+    for broken, why in ((dict(header, blocks=blocks[:-1]), "the blocks hold"),
+                        (dict(header, blocks=[[len(data_blob) + 1, "zlib"]]), "does not fit"),
+                        (dict(header, blocks=[[size, "lz4"] for size, _ in blocks]), "does not fit")):
+        with pytest.raises(ValueError, match="not a tb_layerview statistics record: .*" + why):
+            stats.decode(json.dumps(broken).encode(), data_blob)
 
 
 def test_compiled_sums_keep_the_variance_of_an_output_far_from_zero():
