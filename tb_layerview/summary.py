@@ -104,6 +104,8 @@ def config_ready(obj, depth=0):
 
     if depth > 16:
         return repr(obj)
+    if obj is None or isinstance(obj, (bool, int)):  # most of a config: nothing to describe
+        return obj
     brief = walk.described(obj)
     if brief is not None:
         return brief

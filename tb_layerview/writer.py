@@ -106,10 +106,14 @@ class EventWriter:
 
     def write(self, tag, values, step, metadata):
         """Writes a rank-1 string tensor of ``values`` (bytes) at ``step``."""
-        from tensorboard.compat.proto import event_pb2, summary_pb2
-        from tensorboard.util import tensor_util
+        from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 
-        tensor = tensor_util.make_tensor_proto(list(values), shape=[len(values)])
+        # The proto built as make_tensor_proto builds a list of bytes, without
+        # its trip through numpy (a tenth of a millisecond per blob list).
+        values = list(values)
+        tensor = tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_STRING, string_val=values,
+            tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(values))]))
         self.write_value(summary_pb2.Summary.Value(tag=tag, tensor=tensor, metadata=metadata), step,
                          event_pb2, summary_pb2)
         return True
