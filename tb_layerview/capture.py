@@ -605,17 +605,18 @@ def _drawable(t):
 
 
 #: Tracing and optimising the compiled probe pass costs about this many eager
-#: passes (8 probes on TensorFlow, statistics on the host: seed CNN 0.047 s
-#: against 8 ms, MobileNetV2 at 96x96 0.48 s against 0.16 s, ResNet50 at
-#: 64x64 0.69 s against 0.2 s)...
-COMPILE_COST_IN_PASSES = 3.0
-#: ...after which a pass costs about this share of an eager one (0.37, 0.53
-#: and 0.47 of it). On JAX the pass is compiled from the first one on: JAX
+#: passes (8 probes on TensorFlow, statistics on the host, eager passes with
+#: directcalls' shortcuts; ``benchmarks/bench_pass.py --compiled``: ResNet50
+#: at 64x64 3.9, MobileNetV2 at 96x96 3.4, DenseNet121 4.9, EfficientNetB0
+#: 4.7, VGG16 1.4; the seed CNN 5.9)...
+COMPILE_COST_IN_PASSES = 4.0
+#: ...after which a pass costs about this share of an eager one (0.45, 0.53,
+#: 0.50, 0.39 and 0.87). On JAX the pass is compiled from the first one on: JAX
 #: compiles every new operation shape even when running eagerly, so the first
 #: eager pass costs more than compiling the whole pass (seed CNN: 5.1 s
 #: against 1.4 s, then 23 ms against 6 ms; MobileNetV2 at 96x96: 18.3 s
 #: against 14 s, then 0.52 s against 0.35 s).
-COMPILED_PASS_SHARE = 0.45
+COMPILED_PASS_SHARE = 0.5
 #: A recurrent layer's eager pass dispatches its cell's operations once per
 #: time step, where the traced graph holds them once, in a loop that runs
 #: inside TensorFlow. Tracing then costs 0.5-2.1 eager passes, and a compiled
