@@ -97,7 +97,7 @@ def plain(layer):
 
 class Counts:
     """How many layer calls of a pass ran directly, and how many through
-    Keras; of the direct ones, how many took an eager shortcut."""
+    Keras; and how many, either way, took an eager shortcut."""
 
     def __init__(self):
         self.direct = 0
@@ -288,7 +288,7 @@ def direct_calls(model, counts=None, cache=None):
             y = model(x, training=False)
     """
     parts = _keras_parts()
-    graphs = []
+    graphs, shortcuts_apply = [], False
     if parts is not None:
         try:
             from keras.src.distribution import distribution_lib
@@ -299,6 +299,9 @@ def direct_calls(model, counts=None, cache=None):
             distributed = False
         if not distributed:
             graphs = _graphs(model, parts)
+            # Also in a model of your own, whose layers Keras calls: its
+            # __call__ hands the shortcut what it would hand call.
+            shortcuts_apply = parts[0].backend() == "tensorflow"
     counts = counts if counts is not None else Counts()
     cache = cache if cache is not None else {}
 
@@ -314,7 +317,7 @@ def direct_calls(model, counts=None, cache=None):
             # object.__setattr__: Keras' tracking __setattr__ must not see this.
             object.__setattr__(graph, "call", _graph_call(graph, parts, is_plain, counts))
             patched.append(graph)
-        if graphs and parts[0].backend() == "tensorflow":
+        if shortcuts_apply:
             from tb_layerview.capture import all_layers  # here: capture imports this module
 
             for layer in all_layers(model):

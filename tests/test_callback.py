@@ -2195,6 +2195,23 @@ def test_convolutions_and_batch_norms_skip_their_eager_reshapes_with_the_same_ou
     assert direct.layer_calls.shortcut == want  # and again: nothing is left patched between passes
     assert not any("call" in layer.__dict__ for layer in model.layers)
 
+    # A model of your own: Keras calls its layers, and hands the shortcuts what it would hand call.
+    block = _ConvBlock()
+    block(xs[1])
+    block.bn.moving_variance.assign(rng.uniform(0.5, 3.0, 4).astype("float32"))
+    sub, _, _ = _direct_and_keras_passes(block, xs[1])
+    assert sub.layer_calls.shortcut == (2 if want else 0), sub.layer_calls.shortcut
+
+
+class _ConvBlock(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(4, 3, name="sc")
+        self.bn = keras.layers.BatchNormalization(name="sbn")
+
+    def call(self, x, training=None):
+        return self.bn(self.conv(x), training=training)
+
 
 def capture_of(pp, key):
     """The output ``key`` of the last pass of ``pp``, as numpy."""
