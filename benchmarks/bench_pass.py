@@ -7,7 +7,8 @@ runs it (tb_layerview.directcalls), one with every layer called through
 statistics to the bit, then prints the median of the pairs' time ratios
 (direct / through Keras), the medians of both, and how many layer calls ran
 directly (and how many of those took the eager shortcut of a convolution
-or a batch normalisation on TensorFlow). The passes are eager: what
+or a batch normalisation on TensorFlow, and of those how many ran
+TensorFlow's Conv2D operation directly). The passes are eager: what
 PyTorch always runs and TensorFlow runs until tracing pays back.
 LayerView compiles JAX's passes from the first one, so there what counts
 is the tracing, which ``--compiled`` times (a direct call is traced once,
@@ -84,10 +85,11 @@ def main():
             k_s.append(got[id(through_keras)])
             ratios.append(d_s[-1] / k_s[-1])
         print("  %-16s direct / through Keras: median x%.3f (%.3f ... %.3f); %.3f s against %.3f s;"
-              " %d of %d layer calls direct (%d through an eager shortcut); same statistics: %s"
+              " %d of %d layer calls direct (%d through an eager shortcut, %d of them a direct Conv2D);"
+              " same statistics: %s"
               % (name, np.median(ratios), min(ratios), max(ratios), np.median(d_s), np.median(k_s),
                  direct.layer_calls.direct, direct.layer_calls.direct + direct.layer_calls.keras,
-                 direct.layer_calls.shortcut, same))
+                 direct.layer_calls.shortcut, direct.layer_calls.conv2d, same))
         if args.compiled and backend in ("tensorflow", "jax"):
             t0 = time.perf_counter()
             direct.compile()

@@ -2155,7 +2155,8 @@ def test_plain_layers_of_a_functional_model_run_without_keras_call_bookkeeping()
 def test_convolutions_and_batch_norms_skip_their_eager_reshapes_with_the_same_outputs_to_the_bit():
     """On TensorFlow, eager, a convolution with a bias and a batch normalisation over the last axis
     run Keras' inference operations on their unreshaped vectors (Keras reshapes each through
-    TensorFlow's slow eager fallback); the outputs are Keras' own, bit for bit. A convolution without
+    TensorFlow's slow eager fallback), an undilated 2D convolution as TensorFlow's ``Conv2D``
+    operation itself; the outputs are Keras' own, bit for bit. A convolution without
     a bias, a batch normalisation over another axis and every layer on the other backends run
     Keras' own call."""
     rng = np.random.default_rng(5)
@@ -2167,11 +2168,15 @@ def test_convolutions_and_batch_norms_skip_their_eager_reshapes_with_the_same_ou
     b = keras.layers.BatchNormalization(name="bn2")(b)
     b = keras.layers.Conv2D(6, 1, use_bias=False, name="nobias")(b)
     b = keras.layers.BatchNormalization(axis=1, name="bn_rows")(b)  # normalises rows: Keras' own call
+    dil = keras.layers.Conv2D(2, 3, dilation_rate=2, name="dilated")(img)  # Keras' convolution, unreshaped bias
+    tall = keras.layers.Conv2D(2, (2, 3), strides=(1, 2), name="tall")(img)
+    doubled = _DoubledKernelConv(2, 3, name="doubled")(img)  # its own convolution: the shortcut keeps it
     vol = keras.Input((4, 4, 4, 2), name="vol")
     c = keras.layers.Conv3D(3, 2, name="c3")(vol)
     out = keras.layers.Concatenate(name="cat")([
         keras.layers.GlobalAveragePooling1D(name="p1")(a), keras.layers.GlobalAveragePooling2D(name="p2")(b),
-        keras.layers.GlobalAveragePooling3D(name="p3")(c)])
+        keras.layers.GlobalAveragePooling3D(name="p3")(c), keras.layers.GlobalAveragePooling2D(name="p4")(dil),
+        keras.layers.GlobalAveragePooling2D(name="p5")(tall), keras.layers.GlobalAveragePooling2D(name="p6")(doubled)])
     model = keras.Model([seq, img, vol], out)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -2185,8 +2190,10 @@ def test_convolutions_and_batch_norms_skip_their_eager_reshapes_with_the_same_ou
             layer.bias.assign(rng.normal(size=layer.bias.shape).astype("float32"))
     xs = [rng.normal(size=(3,) + tuple(i.shape[1:])).astype("float32") for i in model.inputs]
     direct, _, _ = _direct_and_keras_passes(model, xs)
-    want = 5 if keras.backend.backend() == "tensorflow" else 0  # c1, bn1, c2, bn2, c3
+    want = 8 if keras.backend.backend() == "tensorflow" else 0  # c1, bn1, c2, bn2, c3, dilated, tall, doubled
     assert direct.layer_calls.shortcut == want, direct.layer_calls.shortcut
+    # The undilated 2D ones run TensorFlow's Conv2D operation directly.
+    assert direct.layer_calls.conv2d == (2 if want else 0), direct.layer_calls.conv2d
     got = capture_of(direct, "bn2")
     conv = capture_of(direct, "c2")
     bn = model.get_layer("bn2")
@@ -2201,6 +2208,11 @@ def test_convolutions_and_batch_norms_skip_their_eager_reshapes_with_the_same_ou
     block.bn.moving_variance.assign(rng.uniform(0.5, 3.0, 4).astype("float32"))
     sub, _, _ = _direct_and_keras_passes(block, xs[1])
     assert sub.layer_calls.shortcut == (2 if want else 0), sub.layer_calls.shortcut
+
+
+class _DoubledKernelConv(keras.layers.Conv2D):
+    def convolution_op(self, inputs, kernel):
+        return super().convolution_op(inputs, kernel * 2.0)
 
 
 class _ConvBlock(keras.Model):
