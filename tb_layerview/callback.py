@@ -171,7 +171,8 @@ def _finish_at_exit():
 class _Step:
     """One logged step on its way to the writer."""
 
-    __slots__ = ("step", "items", "plan", "hook_seconds", "capture", "class_seconds", "setup_seconds")
+    __slots__ = ("step", "items", "plan", "hook_seconds", "capture", "class_seconds", "setup_seconds",
+                 "part", "before", "written")
 
     def __init__(self, step, items_, plan, hook_seconds=0.0):
         self.step, self.items, self.plan, self.hook_seconds = step, items_, plan, hook_seconds
@@ -180,6 +181,23 @@ class _Step:
         # The part of hook_seconds later steps do not repeat, which the
         # planner's estimate of a step's fixed cost leaves out.
         self.setup_seconds = 0.0
+        # A step written in two parts (the step before training, whose images
+        # wait for the first epoch's time, LayerView._hold_first_look):
+        # "fixed" (everything but the images and the plan record), then
+        # "images" (the images kept and the plan record), whose ``before`` is
+        # the fixed part; ``written``: the fixed part's (writer CPU, bytes).
+        self.part = None
+        self.before = None
+        self.written = (0.0, 0)
+
+    def split(self):
+        """``(fixed part, images part)`` of this step, for :meth:`LayerView._hold_first_look`."""
+        fixed = _Step(self.step, [it for it in self.items if not it.image], self.plan, self.hook_seconds)
+        fixed.capture, fixed.class_seconds, fixed.setup_seconds = self.capture, self.class_seconds, self.setup_seconds
+        fixed.part = "fixed"
+        held = _Step(self.step, [it for it in self.items if it.image], self.plan)
+        held.capture, held.part, held.before = self.capture, "images", fixed
+        return fixed, held
 
 
 class LayerView(keras.callbacks.Callback):
@@ -520,7 +538,8 @@ class LayerView(keras.callbacks.Callback):
             # later step's fixed cost leaves all of it out.
             snap.hook_seconds = snap.setup_seconds = self._hook_seconds + time.perf_counter() - t0
             self._note_step(epoch)
-            self._submit(self._write_step, snap)
+            if not self._hold_first_look(snap):
+                self._submit(self._write_step, snap)
             self._logged = (model, epoch, marks)
         self._epoch_began = time.perf_counter()
         self._hook_seconds += time.perf_counter() - t0
@@ -535,6 +554,10 @@ class LayerView(keras.callbacks.Callback):
         self._unlogged = step
         last = self.params.get("epochs") if self.params else None
         if step % self.every_n_epochs and step != last:
+            if self._first_look is not None:
+                self._update_epoch_time()
+                self._guarded(self._decide_first_look, t0, step, None)
+                self._hook_seconds += time.perf_counter() - t0
             return
         self._log_epoch(step, step == last, t0)
 
@@ -542,6 +565,9 @@ class LayerView(keras.callbacks.Callback):
         self._unlogged = None
         self._update_epoch_time()
         snap = self._guarded(self._take_step, step, last)
+        if self._first_look is not None:  # written before this step, as the steps come
+            self._guarded(self._decide_first_look, t0, step,
+                          time.perf_counter() - t0 - (snap.class_seconds if snap is not None else 0.0))
         self._describe(step)  # unless written already: this fit started at a step the log held
         if snap is not None:
             # Read now: a callback after this one (EarlyStopping restoring
@@ -558,6 +584,10 @@ class LayerView(keras.callbacks.Callback):
         if (self._unlogged is not None and self._writes and self._probe_pass is not None
                 and getattr(self.model, "stop_training", False)):
             self._log_epoch(self._unlogged, True, time.perf_counter())
+        if self._first_look is not None:  # training ended before the held images were decided
+            t0 = time.perf_counter()
+            self._guarded(self._decide_first_look, t0, None, None)
+            self._hook_seconds += time.perf_counter() - t0
         self.close()
 
     # ------------------------------------------------------------ public API
@@ -703,6 +733,9 @@ class LayerView(keras.callbacks.Callback):
 
     def _finish(self, timeout):
         """:meth:`close`, waiting at most ``timeout`` seconds for the writer thread."""
+        if self._first_look is not None:  # training stopped (or failed) before they were decided: all of them
+            held, self._first_look = self._first_look[0], None
+            self._submit(self._write_step, held)
         if self._worker is not None:
             if not self._worker.stop(timeout):
                 sys.stderr.write("tb_layerview: gave up waiting %.0f s for the writes to %r\n" % (timeout, self.log_dir))
@@ -769,6 +802,9 @@ class LayerView(keras.callbacks.Callback):
         self._logged_steps = 0
         self._epochs_timed = []
         self._epoch_began = None
+        # (images part of the step before training, the fit's epochs) while
+        # those images wait for the first epoch's time (_hold_first_look).
+        self._first_look = None
         self._unlogged = None  # the step of the last epoch, while it is not logged
 
     def _warn(self, key, message):
@@ -1052,6 +1088,64 @@ class LayerView(keras.callbacks.Callback):
             return self._logged_index >= estimate.passes_to_pay
         return estimate.pays(remaining)
 
+    def _hold_first_look(self, snap):
+        """Writes the step before training without its images, and holds
+        those until the first epoch has been timed, when they would take
+        more than :data:`plan.FIRST_LOOK_SECONDS` of the writer's time in a
+        fit with a time budget and a known number of epochs. Returns whether
+        it held them.
+
+        Their cost is priced only against a whole fit's time, and on a model
+        of hundreds of layers trained for a few epochs the statistics passes
+        alone may fill the budget (:meth:`plan.Planner.first_look`)."""
+        planner = self._planner
+        epochs = self.params.get("epochs") if self.params else None
+        images = sum(p.estimate_bytes for p in snap.plan.layers.values() if p.images)
+        if planner.target_share() is None or planner.measured.epoch_seconds is not None \
+                or not isinstance(epochs, int) or epochs <= snap.step \
+                or planner.image_seconds(images) <= plan_lib.FIRST_LOOK_SECONDS:
+            return False
+        fixed, held = snap.split()
+        for item in held.items:
+            if isinstance(item, items.Activations) and item.array.shape[0] > item.probes:
+                # Held for an epoch: only the probes that are drawn.
+                item.array = np.array(item.array[:item.probes])
+        self._first_look = (held, epochs - snap.step)
+        self._submit(self._write_step, fixed)
+        return True
+
+    def _decide_first_look(self, t0, step, step_hook):
+        """Writes the held images of the step before training that the fit's
+        time budget has room for (:meth:`plan.Planner.first_look`), all of
+        them when no epoch was timed.
+
+        Args:
+          t0: when the hook deciding it began.
+          step: the step whose hook decides it (None: training ended).
+          step_hook: that step's capture so far, its class views left out,
+            when it is a logged step (an estimate of each later step's); None
+            when it is not logged.
+        """
+        held, fit_epochs = self._first_look
+        self._first_look = None
+        m = self._planner.measured
+        if self._epochs_timed and step is not None:
+            elapsed = time.perf_counter() - t0
+            with self._lock:
+                spent = self._hook_seconds + self._writer_cpu + elapsed
+            writer = m.fixed_seconds or 0.0
+            per_step = ((m.forward_seconds or 0.0) if step_hook is None else step_hook) + writer
+            later = self._remaining_steps(step if step_hook is None else step + 1) or 0
+            future = later * per_step + (0.0 if step_hook is None else writer)
+            kept = set(self._planner.first_look(held.plan, float(np.median(self._epochs_timed)) * fit_epochs,
+                                                fit_epochs, spent, future))
+            dropped = [it for it in held.items if getattr(it, "output_key", None) not in (None, *kept)]
+            for item in dropped:
+                if isinstance(item, items.Filters):  # not written after all: a later step draws a frozen kernel
+                    self._frozen_written.pop(item.output_key, None)
+            held.items = [it for it in held.items if not any(it is d for d in dropped)]
+        self._submit(self._write_step, held)
+
     def _take_step(self, step, last):
         """Captures one step on the training thread: returns a :class:`_Step`.
 
@@ -1227,23 +1321,28 @@ class LayerView(keras.callbacks.Callback):
                 else:
                     fixed_cpu += spent
                     fixed_bytes += counter["bytes"]
-            record = snap.plan.record()
-            record["cost"] = {
-                "hook_seconds": round(snap.hook_seconds, 4),
-                "writer_cpu_seconds": round(time.thread_time() - cpu0, 4),
-                "bytes": image_bytes + fixed_bytes,
-                "image_bytes": image_bytes,
-                "epoch_seconds": self._planner.measured.epoch_seconds,
-                **snap.plan.account,
-            }
-            record["budget"] = self.budget.record() if self.budget else None
-            record["capture"] = snap.capture
-            with summary.tally() as counter:
-                try:
-                    items.Plan(record).write(snap.step, ctx)
-                except Exception as err:
-                    self._warn("write:plan", "the plan record was not logged: %s: %s" % (type(err).__name__, err))
-            fixed_bytes += counter["bytes"]
+            if snap.part == "fixed":  # the plan record comes with the images
+                snap.written = (time.thread_time() - cpu0, fixed_bytes)
+            else:
+                before = snap.before or _Step(snap.step, [], snap.plan)
+                record = snap.plan.record()
+                record["cost"] = {
+                    "hook_seconds": round(snap.hook_seconds + before.hook_seconds, 4),
+                    "writer_cpu_seconds": round(time.thread_time() - cpu0 + before.written[0], 4),
+                    "bytes": image_bytes + fixed_bytes + before.written[1],
+                    "image_bytes": image_bytes,
+                    "epoch_seconds": self._planner.measured.epoch_seconds,
+                    **snap.plan.account,
+                }
+                record["budget"] = self.budget.record() if self.budget else None
+                record["capture"] = snap.capture
+                with summary.tally() as counter:
+                    try:
+                        items.Plan(record).write(snap.step, ctx)
+                    except Exception as err:
+                        self._warn("write:plan", "the plan record was not logged: %s: %s"
+                                   % (type(err).__name__, err))
+                fixed_bytes += counter["bytes"]
         self._writer.flush()
         self._learn(snap, image_cpu, fixed_cpu, image_bytes, fixed_bytes, time.thread_time() - cpu0)
 
@@ -1257,11 +1356,12 @@ class LayerView(keras.callbacks.Callback):
         with self._lock:
             self._writer_cpu += cpu
             self._bytes_written += image_bytes + fixed_bytes
-            self._logged_steps += 1
-        m.fixed_bytes = ema(m.fixed_bytes, fixed_bytes)
-        # Class views have their own share of the budget: not part of the fixed cost.
-        m.fixed_seconds = ema(m.fixed_seconds,
-                             fixed_cpu + max(snap.hook_seconds - snap.setup_seconds - snap.class_seconds, 0.0))
+            self._logged_steps += snap.part != "fixed"  # a step written in two parts counts once
+        if snap.part != "images":  # the images part's fixed records are its plan record alone
+            m.fixed_bytes = ema(m.fixed_bytes, fixed_bytes)
+            # Class views have their own share of the budget: not part of the fixed cost.
+            m.fixed_seconds = ema(m.fixed_seconds,
+                                 fixed_cpu + max(snap.hook_seconds - snap.setup_seconds - snap.class_seconds, 0.0))
         if image_bytes > 0:
             m.seconds_per_image_byte = ema(m.seconds_per_image_byte, image_cpu / image_bytes)
             if snap.plan.estimate_bytes:

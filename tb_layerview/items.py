@@ -10,7 +10,6 @@ import dataclasses
 
 import numpy as np
 
-from tb_layerview import render
 from tb_layerview import summary
 
 
@@ -41,11 +40,12 @@ class Activations:
     channels_first: bool = False  # the output's channels are on axis 1 (capture.OutputSpec)
     image = True
 
+    @property
+    def output_key(self):
+        """The output whose plan entry decides this item."""
+        return self.key
+
     def write(self, step, ctx):
-        bad = int(np.count_nonzero(~np.isfinite(render.to_float(self.array))))
-        if bad:
-            ctx.warn("nan:" + self.key, "layer %r produced %d NaN/Inf values on the probe at step %d;"
-                     " they are counted and drawn in a distinct colour" % (self.key, bad, step))
         summary.activations(self.key, self.array[:self.probes], step=step,
                             layer_class=self.entry.layer_class, layer_index=self.entry.index,
                             parent=self.entry.parent, max_channels=self.channels,
@@ -67,6 +67,11 @@ class Filters:
     shape: tuple          # the whole kernel's stored shape
     image_shape: object = None
     image = True
+
+    @property
+    def output_key(self):
+        """The output whose plan entry decides this item: the layer's own (first) output."""
+        return self.entry.path
 
     def write(self, step, ctx):
         image_shape = self.image_shape
@@ -93,6 +98,16 @@ class ChannelStats:
     image = False
 
     def write(self, step, ctx):
+        from tb_layerview import stats
+
+        # Here, not where images are drawn: every output has statistics at every logged step.
+        rows = [stats.STATS.index("nan"), stats.STATS.index("inf")]
+        for path, _, values in self.records:
+            bad = int(np.asarray(values)[rows].sum())
+            if bad and ctx.warn is not None:
+                ctx.warn("nan:" + path, "layer %r produced %d NaN/Inf values on the probe at step %d; they are"
+                         " counted in its statistics, and drawn in a distinct colour where it gets images"
+                         % (path, bad, step))
         summary.channel_stats(self.records, step=step, encoded=self.encoded)
 
     def what(self):

@@ -18,7 +18,11 @@ How the plan decides (the README has the user's version):
    measured on. :data:`IMAGE_SHARE` of that planned time, less the fixed
    cost, at the measured cost per image byte, and what the fixed bytes leave
    of the byte budget, are the room for images. Before an epoch has been
-   timed (the step before training), only the cheapest rung is used. The
+   timed (the step before training), only the cheapest rung is used; when
+   those images would take more than :data:`FIRST_LOOK_SECONDS` of the
+   writer's time, they wait until the first epoch has been timed and are
+   written as far as the whole fit's time target, less the statistics passes
+   of all its logged epochs, has room (:meth:`Planner.first_look`). The
    planner takes the first rung of :data:`LADDER` (channels, probes and
    pixels per tile) whose images of all layers fit the room. When even the
    last rung does not fit, layers take turns: layer ``j`` gets images when
@@ -75,6 +79,12 @@ BYTES_PER_PIXEL = 1.0
 #: filters 1.0 us). Without it, the first images after the step before
 #: training would be bounded by bytes alone.
 SECONDS_PER_IMAGE_BYTE = 3e-7
+
+#: Estimated writer CPU seconds up to which the step before training writes
+#: its images at once. Dearer ones (a model of hundreds of layers) wait
+#: until the first epoch has been timed, and are written only as far as the
+#: fit's time budget leaves room for them (:meth:`Planner.first_look`).
+FIRST_LOOK_SECONDS = 0.05
 
 #: JSON bytes per tile and probe (seven statistics) in an image info blob.
 JSON_BYTES_PER_TILE = 70
@@ -247,6 +257,8 @@ class LayerPlan:
     images: bool
     filters: bool
     reason: str = None
+    #: Estimated bytes of its images (and filters) when it gets them.
+    estimate_bytes: int = 0
 
 
 @dataclasses.dataclass
@@ -427,10 +439,10 @@ class Planner:
             rungs = rungs[-1:]
         chosen, cadence, total = rungs[0], 1, 0
         if room is None:
-            total = sum(image_bytes(c, chosen, self.max_filters, bpp) for c in candidates)
+            sizes = [image_bytes(c, chosen, self.max_filters, bpp) for c in candidates]
             layers = {c.key: LayerPlan(c.key, True, c.kernel_shape is not None and not c.kernel_unchanged,
-                                       None) for c in candidates}
-            return EpochPlan(step, chosen, 1, layers, {}, estimate_bytes=total)
+                                       None, size) for c, size in zip(candidates, sizes)}
+            return EpochPlan(step, chosen, 1, layers, {}, estimate_bytes=sum(sizes))
         sizes = []
         for s in rungs:
             sizes = [image_bytes(c, s, self.max_filters, bpp) for c in candidates]
@@ -453,8 +465,9 @@ class Planner:
                 continue
             mine = (j % cadence) == (logged_index % cadence)
             if mine:
-                estimate += image_bytes(c, chosen, self.max_filters, bpp)
-                layers[c.key] = LayerPlan(c.key, True, c.kernel_shape is not None and not c.kernel_unchanged)
+                estimate += sizes[j]
+                layers[c.key] = LayerPlan(c.key, True, c.kernel_shape is not None and not c.kernel_unchanged,
+                                          None, sizes[j])
             else:
                 layers[c.key] = LayerPlan(c.key, False, False,
                                           "images every %d logged epochs for this layer, to stay within %s"
@@ -475,6 +488,64 @@ class Planner:
         return EpochPlan(step, chosen, cadence, layers, {},
                          limited_by=limit if (untimed or chosen != rungs[0] or cadence > 1) else None,
                          room_bytes=room, estimate_bytes=estimate, note=note)
+
+    def image_seconds(self, estimate_bytes):
+        """Estimated writer CPU seconds of ``estimate_bytes`` of images."""
+        return estimate_bytes * (self.measured.seconds_per_image_byte or SECONDS_PER_IMAGE_BYTE)
+
+    def first_look(self, plan, fit_seconds, epochs, spent_seconds, future_seconds):
+        """Decides, once the first epoch has been timed, which of the held
+        images of the step before training are written; updates ``plan`` (its
+        layers' reasons, cadence, note and account) and returns the kept keys.
+
+        The fit's time target (the target share of ``fit_seconds``, its
+        expected training time) less what LayerView has spent so far and what
+        the fit's remaining logged steps will cost at least (their statistics
+        passes and records, ``future_seconds``) is the room. Images that fit
+        it are all written; else every ``k``-th layer, with the smallest
+        ``k`` that fits (:meth:`cadence_for`); none when there is no room.
+
+        Args:
+          plan: the step's :class:`EpochPlan`, made before any epoch was timed.
+          fit_seconds: the fit's expected training time (an epoch's times the epochs).
+          epochs: the fit's epochs, for the reasons.
+          spent_seconds: LayerView's cost so far (hooks and writer CPU).
+          future_seconds: the least the fit's later logged steps will cost.
+
+        Example::
+
+            kept = planner.first_look(plan, fit_seconds=17.6, epochs=2, spent_seconds=0.55,
+                                      future_seconds=0.25)
+        """
+        imaged = [k for k, p in plan.layers.items() if p.images]
+        costs = [self.image_seconds(plan.layers[k].estimate_bytes) for k in imaged]
+        target = self.target_share() or 0.0
+        room = target * fit_seconds - spent_seconds - future_seconds
+        if sum(costs) <= room:
+            cadence = 1
+        elif room <= 0:
+            cadence = 0
+        else:
+            cadence = self.cadence_for(costs, room)
+        kept = [k for j, k in enumerate(imaged) if cadence and j % cadence == 0]
+        plan.account["first_look"] = {"fit_seconds": round(fit_seconds, 4), "room_seconds": round(room, 4),
+                                      "images_seconds": round(sum(costs), 4), "cadence": cadence}
+        if cadence == 1:
+            return kept
+        why = "the %g%% time budget of this fit's %s" % (100 * self.budget.time_share, _count(epochs, "epoch"))
+        reason = ("no images before training: the statistics of every logged epoch fill %s" % why
+                  if cadence == 0 else
+                  "images before training for every %d%s layer only, to stay within %s"
+                  % (cadence, _ordinal_suffix(cadence), why))
+        dropped = set(imaged) - set(kept)
+        for k in dropped:
+            plan.layers[k] = dataclasses.replace(plan.layers[k], images=False, filters=False, reason=reason)
+        plan.cadence = cadence
+        plan.limited_by = "time"
+        plan.estimate_bytes = sum(plan.layers[k].estimate_bytes for k in kept)
+        plan.note = "%s (decided once the first epoch had been timed, at about %.3g s)" % (
+            reason, fit_seconds / max(epochs, 1))
+        return kept
 
     @staticmethod
     def cadence_for(sizes, room):
@@ -548,6 +619,13 @@ class Planner:
             self.overdue_maximization = False
         plan.class_views = out
         return out
+
+
+def _ordinal_suffix(n):
+    """``"st"`` for 1, ``"nd"`` for 2, ``"th"`` for 11..."""
+    if 10 <= n % 100 <= 20:
+        return "th"
+    return {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
 
 
 def _size(n):

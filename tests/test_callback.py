@@ -1757,6 +1757,140 @@ def test_a_byte_budget_thins_images_but_never_statistics(tmp_path):
         assert plan["cost"]["bytes"] <= 1.5 * budget["bytes_per_epoch"], plan["cost"]
 
 
+def _deciding_first_look(monkeypatch, share):
+    """Makes every step-0 image estimate dear enough to wait (``FIRST_LOOK_SECONDS`` 0), and the
+    planner's first look decide with a room of ``share`` of those images' estimated time, through its
+    own rule (a share a little off 1 or 0: the fit's time is worked back from the room, in floating
+    point); returns what the callback handed it."""
+    from tb_layerview import plan as plan_lib
+
+    monkeypatch.setattr(plan_lib, "FIRST_LOOK_SECONDS", 0.0)
+    real, seen = plan_lib.Planner.first_look, {}
+
+    def first_look(self, plan, fit_seconds, epochs, spent_seconds, future_seconds):
+        seen.update(fit_seconds=fit_seconds, epochs=epochs, spent=spent_seconds, future=future_seconds,
+                    imaged=[k for k, p in plan.layers.items() if p.images])
+        images = sum(self.image_seconds(p.estimate_bytes) for p in plan.layers.values() if p.images)
+        room = share * images
+        return real(self, plan, (room + spent_seconds + future_seconds) / self.target_share(), epochs,
+                    spent_seconds, future_seconds)
+
+    monkeypatch.setattr(plan_lib.Planner, "first_look", first_look)
+    return seen
+
+
+def _small_cnn():
+    return keras.Sequential([keras.Input((12, 12, 3)),
+                             keras.layers.Conv2D(6, 3, activation="relu", name="c1"),
+                             keras.layers.Conv2D(6, 3, activation="relu", name="c2"),
+                             keras.layers.Conv2D(6, 3, activation="relu", name="c3"),
+                             keras.layers.Conv2D(6, 3, activation="relu", name="c4"),
+                             keras.layers.GlobalAveragePooling2D(name="gap"),
+                             keras.layers.Dense(3, activation="softmax", name="out")])
+
+
+def _event_order(log_dir):
+    """[(step, kinds of the event's values)] of a run's event file, in file order."""
+    from tensorboard.backend.event_processing import event_file_loader
+
+    (name,) = [n for n in os.listdir(log_dir) if "tfevents" in n]
+    prefixes = {metadata.tag_for(k, "x")[:-1] if k in metadata.LAYER_KINDS else metadata.tag_for(k): k
+                for k in metadata.KINDS}
+    out = []
+    for event in event_file_loader.EventFileLoader(os.path.join(log_dir, name)).Load():
+        kinds = {k for v in event.summary.value for p, k in prefixes.items() if v.tag.startswith(p)}
+        if kinds:
+            out.append((event.step, kinds))
+    return out
+
+
+@pytest.mark.parametrize("share, kept", [(1.05, ["c1", "c2", "c3", "c4", "gap", "out"]), (0.55, ["c1", "c3", "gap"]),
+                                         (-0.05, [])])
+def test_dear_images_before_training_wait_for_the_first_epoch_and_the_fits_time_budget(tmp_path, monkeypatch,
+                                                                                        share, kept):
+    """Images of the step before training whose writing is estimated dearer than FIRST_LOOK_SECONDS wait
+    until the first epoch has been timed. The step's statistics, health scalars and predictions are
+    written at once; its images, as far as the fit's time budget leaves room for them (all, every
+    second layer, none), and its plan record come before step 1's records, and the plan says why the
+    others have none. Every step keeps every layer's statistics."""
+    from tb_layerview import stats
+
+    seen = _deciding_first_look(monkeypatch, share)
+    x = np.random.default_rng(0).random((64, 12, 12, 3)).astype("float32")
+    lv = fit(_small_cnn(), x, np.zeros(64, int), tmp_path / "first", probe=x[:4], epochs=2,
+             loss="sparse_categorical_crossentropy", budget={"time_share": 1.0, "bytes_per_epoch": None},
+             class_views=False)
+    assert seen["epochs"] == 2 and seen["imaged"] == ["c1", "c2", "c3", "c4", "gap", "out"], seen
+    assert seen["fit_seconds"] > 0 and seen["spent"] > 0 and seen["future"] > 0, seen
+    series, run = only_run(tmp_path / "first")
+    drawn = sorted(k[1] for k, steps in layer_series(series, run).items() if k[0] == ACT and 0 in steps)
+    assert drawn == sorted(kept)
+    for step, blobs in run_blob(series, run, metadata.KIND_STATS).items():
+        assert [l["path"] for l in stats.decode(*blobs)[0]["layers"]] == ["c1", "c2", "c3", "c4", "gap", "out"]
+    assert sorted(run_blob(series, run, metadata.KIND_STATS)) == [0, 1, 2]
+    plan = json_of(run_blob(series, run, metadata.KIND_PLAN)[0][0])
+    assert plan["images"] == kept and plan["cost"]["first_look"]["cadence"] == {6: 1, 3: 2, 0: 0}[len(kept)]
+    if len(kept) < 6:
+        reason, = plan["no_images"]
+        assert plan["no_images"][reason] == [k for k in seen["imaged"] if k not in kept]
+        assert reason == ("no images before training: the statistics of every logged epoch fill the 100% time"
+                          " budget of this fit's 2 epochs" if not kept else
+                          "images before training for every 2nd layer only, to stay within the 100% time budget"
+                          " of this fit's 2 epochs")
+    # The step's costs add up over both parts; it counts as one logged step.
+    assert plan["cost"]["hook_seconds"] > 0 and plan["cost"]["bytes"] > plan["cost"]["image_bytes"]
+    assert lv.cost["logged_steps"] == 3
+    order = _event_order(str(tmp_path / "first"))
+    zero = [kinds for step, kinds in order if step == 0]
+    (stats_at,) = [i for i, kinds in enumerate(zero) if metadata.KIND_STATS in kinds]
+    (plan_at,) = [i for i, kinds in enumerate(zero) if metadata.KIND_PLAN in kinds]
+    assert stats_at < plan_at and metadata.KIND_ACTIVATIONS not in zero[stats_at], zero
+    assert (metadata.KIND_ACTIVATIONS in zero[plan_at]) == bool(kept), zero
+    assert [step for step, _ in order] == sorted(step for step, _ in order)  # step 0's last part before step 1
+
+
+def test_held_images_before_training_are_decided_at_the_first_epoch_end_when_it_is_not_logged(tmp_path,
+                                                                                               monkeypatch):
+    """every_n_epochs=2: the first epoch's end logs nothing, and decides step 0's images there; the later
+    steps' least cost counts the logged steps 2 and 3."""
+    seen = _deciding_first_look(monkeypatch, 1.05)
+    x = np.random.default_rng(0).random((64, 12, 12, 3)).astype("float32")
+    fit(_small_cnn(), x, np.zeros(64, int), tmp_path / "every2", probe=x[:4], epochs=3, every_n_epochs=2,
+        loss="sparse_categorical_crossentropy", budget={"time_share": 1.0, "bytes_per_epoch": None},
+        class_views=False)
+    assert seen["epochs"] == 3 and seen["future"] > 0
+    series, run = only_run(tmp_path / "every2")
+    assert sorted(run_blob(series, run, metadata.KIND_PLAN)) == [0, 2, 3]
+    assert sorted(layer_series(series, run)[(ACT, "c1")])[:1] == [0]
+    order = [step for step, _ in _event_order(str(tmp_path / "every2"))]
+    assert order == sorted(order)
+
+
+def test_held_images_before_training_are_written_when_training_fails_in_its_first_epoch(tmp_path, monkeypatch):
+    """A fit that raises in its first epoch never times it: closing LayerView writes every held image of
+    the step before training, and its plan record, rather than lose them."""
+    _deciding_first_look(monkeypatch, -0.05)
+
+    class Boom(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                raise RuntimeError("data pipeline broke")
+
+    model = _small_cnn()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(0).random((64, 12, 12, 3)).astype("float32")
+    lv = LayerView(str(tmp_path / "broke"), probe=x[:4], budget={"time_share": 1.0}, class_views=False)
+    with pytest.raises(RuntimeError, match="data pipeline broke"):
+        model.fit(x, np.zeros(64, int), epochs=2, batch_size=16, verbose=0, callbacks=[lv, Boom()])
+    lv.close()
+    series, run = only_run(tmp_path / "broke")
+    assert {k[1] for k, steps in layer_series(series, run).items() if k[0] == ACT and 0 in steps} == {
+        "c1", "c2", "c3", "c4", "gap", "out"}
+    plan = json_of(run_blob(series, run, metadata.KIND_PLAN)[0][0])
+    assert plan["note"].startswith("images at the cheapest settings until an epoch has been timed")
+    assert "first_look" not in plan["cost"]
+
+
 def test_the_step_before_training_sizes_its_statistics_exactly_so_a_wide_model_still_gets_images(tmp_path):
     """5,000 channels compress to far fewer bytes than an estimate per channel allows: the step before
     training, which has no step written to measure, encodes them to know, and draws images in the room

@@ -213,6 +213,44 @@ def test_before_an_epoch_is_timed_a_time_budget_uses_the_cheapest_rung():
     assert pl.plan_images(1, 1, [cand("a", (32, 32, 16))], fixed_bytes=0).settings == P.Settings(64, 8, 4096)
 
 
+def test_the_images_before_training_are_decided_against_the_whole_fit_once_an_epoch_is_timed(monkeypatch):
+    """Step 0's cheapest-rung images of four outputs (2,908 bytes each at 1 us a byte: 2.908 ms) against
+    a fit of 10 epochs of 1 s at a 5% bound planned at 100%: the room is 0.5 s less what was spent and
+    the later steps' least cost. A room of 11.7 ms keeps all four (11.632 ms); 11.6 ms and 5.9 ms keep
+    every 2nd (groups of 5.816 ms); 5.7 ms every 4th (every 3rd puts a and d, 5.816 ms, together);
+    nothing left keeps none, and the plan says why."""
+    monkeypatch.setattr(P, "TIME_TARGET", 1.0)
+    cands = [cand(k, (32, 32, 16)) for k in "abcd"]
+
+    def first_look(spent, future):
+        pl = planner(P.Budget(time_share=0.05, bytes_per_epoch=10**9))
+        pl.measured.seconds_per_image_byte = 1e-6
+        plan = pl.plan_images(0, 0, cands, fixed_bytes=0)
+        assert [plan.layers[k].estimate_bytes for k in "abcd"] == [8 * 256 + 8 * 70 + 300] * 4  # 2,908
+        return plan, pl.first_look(plan, fit_seconds=10.0, epochs=10, spent_seconds=spent, future_seconds=future)
+
+    plan, kept = first_look(0.4, 0.0884)  # room 11.6 ms, images 4 x 2.908 = 11.632 ms: just short
+    assert kept == ["a", "c"] and plan.cadence == 2 and plan.estimate_bytes == 2 * 2908
+    assert plan.layers["b"].reason == plan.layers["d"].reason == (
+        "images before training for every 2nd layer only, to stay within the 5% time budget of this fit's"
+        " 10 epochs")
+    assert not plan.layers["b"].images and plan.layers["a"].images and plan.limited_by == "time"
+    assert plan.note.endswith("(decided once the first epoch had been timed, at about 1 s)")
+    assert plan.account["first_look"] == {"fit_seconds": 10.0, "room_seconds": 0.0116, "images_seconds": 0.0116,
+                                          "cadence": 2}
+    plan, kept = first_look(0.4, 0.0883)  # room 11.7 ms: all four, the plan as it was
+    assert kept == list("abcd") and plan.cadence == 1 and plan.note.startswith("images at the cheapest settings")
+    assert all(plan.layers[k].reason is None for k in "abcd")
+    plan, kept = first_look(0.4, 0.0941)  # room 5.9 ms: two outputs (5.816 ms) of each group at most
+    assert kept == ["a", "c"]
+    plan, kept = first_look(0.4, 0.0943)  # room 5.7 ms: one output per group, every 4th
+    assert kept == ["a"] and plan.cadence == 4 and plan.layers["b"].reason.startswith("images before training for every 4th layer")
+    plan, kept = first_look(0.45, 0.06)  # spent and the later passes fill the fit's 0.5 s
+    assert kept == [] and plan.cadence == 0 and plan.estimate_bytes == 0
+    assert plan.layers["a"].reason == ("no images before training: the statistics of every logged epoch fill the"
+                                       " 5% time budget of this fit's 10 epochs")
+
+
 def test_the_time_budget_is_kept_over_the_whole_training_so_earlier_overspending_is_repaid(monkeypatch):
     """Allowance = min(share x epoch, share x all epochs - spent so far): 5% of 10 s epochs is 0.5 s
     per step; after 1.2 s spent over 20 s of training only 1.0 - 1.2 < 0 is left (no images, with the
