@@ -556,7 +556,7 @@ class LayerView(keras.callbacks.Callback):
         if step % self.every_n_epochs and step != last:
             if self._first_look is not None:
                 self._update_epoch_time()
-                self._guarded(self._decide_first_look, t0, step, None)
+                self._guarded(self._decide_first_look, t0, step, False)
                 self._hook_seconds += time.perf_counter() - t0
             return
         self._log_epoch(step, step == last, t0)
@@ -566,8 +566,7 @@ class LayerView(keras.callbacks.Callback):
         self._update_epoch_time()
         snap = self._guarded(self._take_step, step, last)
         if self._first_look is not None:  # written before this step, as the steps come
-            self._guarded(self._decide_first_look, t0, step,
-                          time.perf_counter() - t0 - (snap.class_seconds if snap is not None else 0.0))
+            self._guarded(self._decide_first_look, t0, step, True)
         self._describe(step)  # unless written already: this fit started at a step the log held
         if snap is not None:
             # Read now: a callback after this one (EarlyStopping restoring
@@ -586,7 +585,7 @@ class LayerView(keras.callbacks.Callback):
             self._log_epoch(self._unlogged, True, time.perf_counter())
         if self._first_look is not None:  # training ended before the held images were decided
             t0 = time.perf_counter()
-            self._guarded(self._decide_first_look, t0, None, None)
+            self._guarded(self._decide_first_look, t0, None, False)
             self._hook_seconds += time.perf_counter() - t0
         self.close()
 
@@ -805,6 +804,7 @@ class LayerView(keras.callbacks.Callback):
         # (images part of the step before training, the fit's epochs) while
         # those images wait for the first epoch's time (_hold_first_look).
         self._first_look = None
+        self._forward_mode = None  # the pass mode of planner.measured.forward_seconds
         self._unlogged = None  # the step of the last epoch, while it is not logged
 
     def _warn(self, key, message):
@@ -1114,17 +1114,22 @@ class LayerView(keras.callbacks.Callback):
         self._submit(self._write_step, fixed)
         return True
 
-    def _decide_first_look(self, t0, step, step_hook):
+    def _decide_first_look(self, t0, step, logged):
         """Writes the held images of the step before training that the fit's
         time budget has room for (:meth:`plan.Planner.first_look`), all of
         them when no epoch was timed.
 
+        The later logged steps are priced at their least: the last pass
+        timed (once the pass is compiled, until a compiled one has been
+        timed, the share of the last eager one that
+        :func:`capture.compile_estimate` expects) and the writer's fixed
+        records.
+
         Args:
           t0: when the hook deciding it began.
           step: the step whose hook decides it (None: training ended).
-          step_hook: that step's capture so far, its class views left out,
-            when it is a logged step (an estimate of each later step's); None
-            when it is not logged.
+          logged: whether ``step`` is logged (its pass ran in this hook, its
+            records are still to be written).
         """
         held, fit_epochs = self._first_look
         self._first_look = None
@@ -1134,9 +1139,11 @@ class LayerView(keras.callbacks.Callback):
             with self._lock:
                 spent = self._hook_seconds + self._writer_cpu + elapsed
             writer = m.fixed_seconds or 0.0
-            per_step = ((m.forward_seconds or 0.0) if step_hook is None else step_hook) + writer
-            later = self._remaining_steps(step if step_hook is None else step + 1) or 0
-            future = later * per_step + (0.0 if step_hook is None else writer)
+            pass_seconds = m.forward_seconds or 0.0
+            if self._probe_pass.mode == "compiled" and self._forward_mode == "eager":
+                pass_seconds *= self._probe_pass.estimate.pass_share
+            later = self._remaining_steps(step + 1 if logged else step) or 0
+            future = later * (pass_seconds + writer) + (writer if logged else 0.0)
             kept = set(self._planner.first_look(held.plan, float(np.median(self._epochs_timed)) * fit_epochs,
                                                 fit_epochs, spent, future))
             dropped = [it for it in held.items if getattr(it, "output_key", None) not in (None, *kept)]
@@ -1191,6 +1198,7 @@ class LayerView(keras.callbacks.Callback):
             self._eager_seconds = result.seconds
         if not compiling:  # the first compiled call includes optimising the graph
             planner.measured.forward_seconds = result.seconds
+            self._forward_mode = self._probe_pass.mode
         self._compiled_ran = self._probe_pass.mode == "compiled"
         outputs = self._output_dict(result.model_outputs)
         candidates = self._candidates()
