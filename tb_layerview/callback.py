@@ -1100,10 +1100,9 @@ class LayerView(keras.callbacks.Callback):
         alone may fill the budget (:meth:`plan.Planner.first_look`)."""
         planner = self._planner
         epochs = self.params.get("epochs") if self.params else None
-        images = sum(p.estimate_bytes for p in snap.plan.layers.values() if p.images)
         if planner.target_share() is None or planner.measured.epoch_seconds is not None \
                 or not isinstance(epochs, int) or epochs <= snap.step \
-                or planner.image_seconds(images) <= plan_lib.FIRST_LOOK_SECONDS:
+                or planner.image_seconds(snap.plan.estimate_bytes) <= plan_lib.FIRST_LOOK_SECONDS:
             return False
         fixed, held = snap.split()
         for item in held.items:
@@ -1146,11 +1145,11 @@ class LayerView(keras.callbacks.Callback):
             future = later * (pass_seconds + writer) + (writer if logged else 0.0)
             kept = set(self._planner.first_look(held.plan, float(np.median(self._epochs_timed)) * fit_epochs,
                                                 fit_epochs, spent, future))
-            dropped = [it for it in held.items if getattr(it, "output_key", None) not in (None, *kept)]
-            for item in dropped:
-                if isinstance(item, items.Filters):  # not written after all: a later step draws a frozen kernel
-                    self._frozen_written.pop(item.output_key, None)
-            held.items = [it for it in held.items if not any(it is d for d in dropped)]
+            keep = kept | {None}  # items of no output (none yet at this step) stay
+            for item in held.items:
+                if isinstance(item, items.Filters) and item.output_key not in keep:
+                    self._frozen_written.pop(item.output_key, None)  # not written: a later step draws it
+            held.items = [it for it in held.items if getattr(it, "output_key", None) in keep]
         self._submit(self._write_step, held)
 
     def _take_step(self, step, last):
