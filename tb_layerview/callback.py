@@ -555,7 +555,6 @@ class LayerView(keras.callbacks.Callback):
         last = self.params.get("epochs") if self.params else None
         if step % self.every_n_epochs and step != last:
             if self._first_look is not None:
-                self._update_epoch_time()
                 self._guarded(self._decide_first_look, t0, step, False)
                 self._hook_seconds += time.perf_counter() - t0
             return
@@ -583,11 +582,7 @@ class LayerView(keras.callbacks.Callback):
         if (self._unlogged is not None and self._writes and self._probe_pass is not None
                 and getattr(self.model, "stop_training", False)):
             self._log_epoch(self._unlogged, True, time.perf_counter())
-        if self._first_look is not None:  # training ended before the held images were decided
-            t0 = time.perf_counter()
-            self._guarded(self._decide_first_look, t0, None, False)
-            self._hook_seconds += time.perf_counter() - t0
-        self.close()
+        self.close()  # writes held images of the step before training, if no epoch ended to decide them
 
     # ------------------------------------------------------------ public API
 
@@ -1115,8 +1110,9 @@ class LayerView(keras.callbacks.Callback):
 
     def _decide_first_look(self, t0, step, logged):
         """Writes the held images of the step before training that the fit's
-        time budget has room for (:meth:`plan.Planner.first_look`), all of
-        them when no epoch was timed.
+        time budget has room for (:meth:`plan.Planner.first_look`), at the
+        end of the first epoch (:meth:`_finish` writes them all if training
+        ends before it).
 
         The later logged steps are priced at their least: the last pass
         timed (once the pass is compiled, until a compiled one has been
@@ -1126,14 +1122,14 @@ class LayerView(keras.callbacks.Callback):
 
         Args:
           t0: when the hook deciding it began.
-          step: the step whose hook decides it (None: training ended).
+          step: the step whose hook decides it.
           logged: whether ``step`` is logged (its pass ran in this hook, its
             records are still to be written).
         """
         held, fit_epochs = self._first_look
         self._first_look = None
         m = self._planner.measured
-        if self._epochs_timed and step is not None:
+        if self._epochs_timed:
             elapsed = time.perf_counter() - t0
             with self._lock:
                 spent = self._hook_seconds + self._writer_cpu + elapsed
