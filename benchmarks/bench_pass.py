@@ -15,7 +15,7 @@ is the tracing, which ``--compiled`` times (a direct call is traced once,
 like any other).
 
 Usage: KERAS_BACKEND=tensorflow|jax|torch python benchmarks/bench_pass.py
-       [--models ResNet50:64,MobileNetV2:96,DenseNet121:64,EfficientNetB0:64,NASNetMobile:64]
+       [--models ResNet50:64,MobileNetV2:96,DenseNet121:64,EfficientNetB0:64,NASNetMobile:64,seed:32]
        [--probes 8] [--pairs 15] [--compiled]
 
 ``--compiled`` also times tracing the pass (TensorFlow, JAX) both ways,
@@ -40,7 +40,13 @@ def passes(name, size, probes):
 
     from tb_layerview import capture, walk
 
-    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=10)
+    if name == "seed":  # the seed CNN of bench_models.py (Conv2D and Dense layers)
+        from bench_models import build
+
+        model = build("cnn")
+        size = model.input_shape[1]
+    else:
+        model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=10)
     x = np.random.default_rng(0).random((probes, size, size, 3)).astype("float32")
     model(x)
     direct = capture.ProbePass(model, walk.walk(model), x, {})
@@ -60,7 +66,8 @@ def main():
     import keras
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default=DEFAULT_MODELS, help="name:input size, comma-separated")
+    p.add_argument("--models", default=DEFAULT_MODELS,
+                   help="name:input size, comma-separated (seed: the seed CNN of bench_models.py, 32x32)")
     p.add_argument("--probes", type=int, default=8)
     p.add_argument("--pairs", type=int, default=15)
     p.add_argument("--compiled", action="store_true", help="also time tracing the pass both ways")

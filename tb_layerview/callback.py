@@ -48,6 +48,7 @@ _WRITING_LOCK = threading.Lock()
 #: Defaults of the arguments the budget may lower when the user did not set them.
 DEFAULT_MAX_CHANNELS = 64
 DEFAULT_MAX_TILE_PIXELS = 4096
+DEFAULT_MAX_FILTERS = 64
 
 
 def _load_for_writing(log_dir):
@@ -271,7 +272,9 @@ class LayerView(keras.callbacks.Callback):
       min_spatial: an (H, W, C) output with H or W below this is drawn as a
         vector (e.g. after global pooling).
       min_size: outputs with fewer values per sample are not drawn.
-      max_filters: filters (or dense units) drawn per layer.
+      max_filters: filters (or dense units) drawn per layer; 64 when None,
+        which the budget may lower for a kernel of wide filters (a dense
+        layer's units: :func:`tb_layerview.plan.filters_drawn`).
       filter_input: ``"first"`` draws each filter's first input channel,
         ``"mean"`` the mean over input channels (3-channel filters: RGB).
       input_image_shape: the image shape of a flat input (e.g. ``(28, 28)``);
@@ -306,7 +309,7 @@ class LayerView(keras.callbacks.Callback):
 
     def __init__(self, log_dir, probe, class_names=None, layers=None, exclude=None,
                  every_n_epochs=1, log_initial=True, log_filters=True, max_channels=None,
-                 max_tile_pixels=None, min_spatial=2, min_size=1, max_filters=64,
+                 max_tile_pixels=None, min_spatial=2, min_size=1, max_filters=None,
                  filter_input="first", input_image_shape=None, top_k=5, background=True,
                  class_views=True, max_classes=10, maximize_every_n_epochs=5, maximize_steps=64,
                  attribution_layer=None, maximize_units=None, budget=Budget(), model=None):
@@ -337,7 +340,10 @@ class LayerView(keras.callbacks.Callback):
             DEFAULT_MAX_TILE_PIXELS if max_tile_pixels is None else max_tile_pixels, "max_tile_pixels", 16)
         self.min_spatial = argcheck.positive_int(min_spatial, "min_spatial")
         self.min_size = argcheck.positive_int(min_size, "min_size")
-        self.max_filters = argcheck.positive_int(max_filters, "max_filters")
+        if max_filters is not None:
+            self._pinned.add("max_filters")
+        self.max_filters = argcheck.positive_int(
+            DEFAULT_MAX_FILTERS if max_filters is None else max_filters, "max_filters")
         self.top_k = argcheck.positive_int(top_k, "top_k")
         if filter_input not in ("first", "mean"):
             raise ValueError('filter_input must be "first" or "mean"; got %r' % (filter_input,))
@@ -989,11 +995,28 @@ class LayerView(keras.callbacks.Callback):
         except distributed.SplitAcrossProcesses:
             raise
         except Exception as err:
-            if first:
+            if not first:
+                raise
+            result = self._compiled_first_pass(err)
+            if result is None:
                 raise ValueError(self._probe_mismatch(err)) from None
-            raise
         self._pass_done = True
         return result
+
+    def _compiled_first_pass(self, err):
+        """The first pass compiled with XLA, when the eager one failed on an
+        operation TensorFlow runs only compiled on this device (a model that
+        trains with ``jit_compile=True`` for that reason); None when that is
+        not the failure or XLA fails too."""
+        pp = self._probe_pass
+        if keras.backend.backend() != "tensorflow" or pp.mode != "eager" or not capture.runs_only_compiled(err):
+            return None
+        if pp.compile(xla=True) is not None:
+            return None
+        try:
+            return pp.run()  # compiled from now on: the eager pass is never tried again
+        except Exception:  # noqa: BLE001 - the eager error is the one to report
+            return None
 
     def _image_shape(self):
         """The image shape of the (first) input, channels last, for dense-unit filters and class views."""
@@ -1226,14 +1249,15 @@ class LayerView(keras.callbacks.Callback):
             if lp.filters:
                 kernel = kernels.kernel_of(entry.layer)
                 try:
-                    k = capture.snapshot(kernel.variable, kernels.drawn_part(kernel.kind, kernel.shape,
-                                                                               self.max_filters))
+                    drawn = lp.filters_drawn or self.max_filters
+                    k = capture.snapshot(kernel.variable, kernels.drawn_part(kernel.kind, kernel.shape, drawn))
                 except Exception as err:
                     self._warn("filters:" + entry.path, "filters of layer %r could not be read: %s: %s"
                                % (entry.path, type(err).__name__, err))
                     continue
                 step_items.append(items.Filters(entry, kernel.kind, k, kernel.shape,
-                                                self._image_shape() if entry.path == self._first_weighted else None))
+                                                self._image_shape() if entry.path == self._first_weighted else None,
+                                                drawn))
                 if not entry.layer.trainable:
                     self._frozen_written[c.key] = step
         return plan, step_items, outputs, result

@@ -66,6 +66,7 @@ class Filters:
     kernel: np.ndarray    # the part that is drawn (kernels.drawn_part)
     shape: tuple          # the whole kernel's stored shape
     image_shape: object = None
+    max_filters: int = None  # filters drawn; None: the context's (the plan draws fewer of a wide kernel)
     image = True
 
     @property
@@ -80,7 +81,7 @@ class Filters:
             image_shape = None
         summary.filters(self.entry.path, self.kernel, step=step, kind=self.kind,
                         layer_class=self.entry.layer_class, layer_index=self.entry.index,
-                        parent=self.entry.parent, max_filters=ctx.max_filters,
+                        parent=self.entry.parent, max_filters=self.max_filters or ctx.max_filters,
                         input_channel=ctx.filter_input, image_shape=image_shape, kernel_shape=self.shape)
 
     def what(self):

@@ -226,14 +226,46 @@ def _downsampled(h, w, max_pixels, keep_short=False):
     return math.ceil(h / fh) * math.ceil(w / fw)
 
 
-def image_bytes(c, settings, max_filters, bytes_per_pixel=BYTES_PER_PIXEL):
-    """Estimated bytes of one output's activation images (and filters) at ``settings``."""
+def image_bytes(c, settings, max_filters, bytes_per_pixel=BYTES_PER_PIXEL, keep_filters=False):
+    """Estimated bytes of one output's activation images (and filters) at
+    ``settings``; ``keep_filters``: as for :func:`filters_drawn`."""
     tiles, pixels = tiles_and_pixels(c.shape, c.layout, settings.channels, settings.tile_pixels)
     total = settings.probes * (tiles * pixels * bytes_per_pixel + tiles * JSON_BYTES_PER_TILE) + 300
     if c.kernel_shape is not None and not c.kernel_unchanged:
         kind = c.kernel_kind or kernels.kind_from_rank(len(c.kernel_shape))
-        total += filter_bytes(kind, c.kernel_shape, max_filters, c.kernel_rgb, bytes_per_pixel)
+        drawn = filters_drawn(kind, c.kernel_shape, settings, max_filters, keep_filters)
+        total += filter_bytes(kind, c.kernel_shape, drawn, c.kernel_rgb, bytes_per_pixel)
     return int(total)
+
+
+def _filter_pixels(kind, kernel_shape):
+    """Pixels of one filter's tile (a dense unit's: its inputs) of a kernel in render layout."""
+    shape = tuple(int(d) for d in kernel_shape)
+    if len(shape) == 2:
+        return shape[0]
+    return math.prod(shape[:-2][-2:])
+
+
+def filters_drawn(kind, kernel_shape, settings, max_filters, keep=False):
+    """How many filters of a kernel (render ``kind`` and layout) are drawn at
+    ``settings``: ``max_filters``, or fewer where the filters are wide.
+
+    A rung of the ladder draws an output's filters in at most the pixels of
+    one probe's activation tiles (``channels x tile_pixels``), and never
+    fewer filters than ``channels``: the 3x3 filters of a convolution all
+    fit any rung, while a dense layer of 1024 inputs, whose 64 units make a
+    64 KB image, gets 8 at the cheapest rung. ``keep`` (the user gave
+    ``max_filters``): always ``max_filters``.
+
+    Example::
+
+        filters_drawn("dense", (1024, 128), Settings(8, 1, 256), 64)  # 8
+    """
+    count = min(kernels.filter_count(kind, tuple(kernel_shape)), max_filters)
+    if keep:
+        return count
+    cap = max(settings.channels, settings.channels * settings.tile_pixels // max(_filter_pixels(kind, kernel_shape), 1))
+    return min(count, cap)
 
 
 def filter_bytes(kind, kernel_shape, max_filters, rgb=False, bytes_per_pixel=BYTES_PER_PIXEL):
@@ -242,10 +274,9 @@ def filter_bytes(kind, kernel_shape, max_filters, rgb=False, bytes_per_pixel=BYT
     # A depthwise kernel (kh, kw, in, mult) holds in x mult filters, a
     # transposed one (kh, kw, out, in) out: the count is the kernels module's.
     tiles = min(kernels.filter_count(kind, shape), max_filters)
+    pixels = tiles * _filter_pixels(kind, shape)
     if len(shape) == 2:  # dense: units reshaped to the image, or one matrix
-        pixels = min(shape[0] * tiles, 4096 * max_filters)
-    else:
-        pixels = tiles * math.prod(shape[:-2][-2:])
+        pixels = min(pixels, 4096 * max_filters)
     return int(pixels * bytes_per_pixel * (2 if rgb else 1) + tiles * JSON_BYTES_PER_TILE + 300)
 
 
@@ -259,6 +290,9 @@ class LayerPlan:
     reason: str = None
     #: Estimated bytes of its images (and filters) when it gets them.
     estimate_bytes: int = 0
+    #: Filters drawn where the rung draws fewer than ``max_filters`` of a
+    #: wide kernel (:func:`filters_drawn`); None: ``max_filters``.
+    filters_drawn: int = None
 
 
 @dataclasses.dataclass
@@ -293,6 +327,8 @@ class EpochPlan:
             "estimate_bytes": int(self.estimate_bytes),
             "images": imaged,
             "filters": [k for k, p in self.layers.items() if p.filters],
+            "filters_drawn": {k: p.filters_drawn for k, p in self.layers.items()
+                              if p.filters and p.filters_drawn is not None},
             "no_images": reasons,
             "class_views": self.class_views,
             "note": self.note,
@@ -438,14 +474,14 @@ class Planner:
             # could be any share of an epoch, so the cheapest settings.
             rungs = rungs[-1:]
         chosen, cadence, total = rungs[0], 1, 0
+        keep = "max_filters" in self.pinned
         if room is None:
-            sizes = [image_bytes(c, chosen, self.max_filters, bpp) for c in candidates]
-            layers = {c.key: LayerPlan(c.key, True, c.kernel_shape is not None and not c.kernel_unchanged,
-                                       None, size) for c, size in zip(candidates, sizes)}
+            sizes = [image_bytes(c, chosen, self.max_filters, bpp, keep) for c in candidates]
+            layers = {c.key: self._imaged(c, chosen, size) for c, size in zip(candidates, sizes)}
             return EpochPlan(step, chosen, 1, layers, {}, estimate_bytes=sum(sizes))
         sizes = []
         for s in rungs:
-            sizes = [image_bytes(c, s, self.max_filters, bpp) for c in candidates]
+            sizes = [image_bytes(c, s, self.max_filters, bpp, keep) for c in candidates]
             total = sum(sizes)
             chosen = s
             if total <= room:
@@ -466,8 +502,7 @@ class Planner:
             mine = (j % cadence) == (logged_index % cadence)
             if mine:
                 estimate += sizes[j]
-                layers[c.key] = LayerPlan(c.key, True, c.kernel_shape is not None and not c.kernel_unchanged,
-                                          None, sizes[j])
+                layers[c.key] = self._imaged(c, chosen, sizes[j])
             else:
                 layers[c.key] = LayerPlan(c.key, False, False,
                                           "images every %d logged epochs for this layer, to stay within %s"
@@ -476,7 +511,7 @@ class Planner:
             estimate = total
         note = ""
         settings = "%s, %s, %d pixels per tile" % (_count(chosen.channels, "channel"), _count(chosen.probes, "probe"),
-                                                   chosen.tile_pixels)
+                                                   chosen.tile_pixels) + _fewer_filters(layers)
         if untimed:
             note = "images at the cheapest settings until an epoch has been timed (%s)" % settings
             limit = limit or "time"
@@ -488,6 +523,15 @@ class Planner:
         return EpochPlan(step, chosen, cadence, layers, {},
                          limited_by=limit if (untimed or chosen != rungs[0] or cadence > 1) else None,
                          room_bytes=room, estimate_bytes=estimate, note=note)
+
+    def _imaged(self, c, settings, size):
+        """The :class:`LayerPlan` of candidate ``c`` drawn at ``settings``."""
+        if c.kernel_shape is None or c.kernel_unchanged:
+            return LayerPlan(c.key, True, False, None, size)
+        kind = c.kernel_kind or kernels.kind_from_rank(len(c.kernel_shape))
+        drawn = filters_drawn(kind, c.kernel_shape, settings, self.max_filters, "max_filters" in self.pinned)
+        whole = min(kernels.filter_count(kind, tuple(c.kernel_shape)), self.max_filters)
+        return LayerPlan(c.key, True, True, None, size, drawn if drawn < whole else None)
 
     def image_seconds(self, estimate_bytes):
         """Estimated writer CPU seconds of ``estimate_bytes`` of images."""
@@ -619,6 +663,15 @@ class Planner:
             self.overdue_maximization = False
         plan.class_views = out
         return out
+
+
+def _fewer_filters(layers):
+    """The note's words on wide kernels drawn with fewer filters, or ""."""
+    fewer = [(k, p.filters_drawn) for k, p in layers.items() if p.filters and p.filters_drawn is not None]
+    if not fewer:
+        return ""
+    named = ", ".join("%s %d" % kv for kv in fewer[:3]) + (" ..." if len(fewer) > 3 else "")
+    return ", fewer filters of wide kernels (%s)" % named
 
 
 def _ordinal_suffix(n):

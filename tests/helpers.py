@@ -12,6 +12,19 @@ from tensorboard.plugins import base_plugin
 from tb_layerview import metadata
 
 
+def eager_channels_first_convolution():
+    """Whether Keras' backend runs a channels-first convolution eagerly on this machine
+    (TensorFlow on a CPU without oneDNN runs it only compiled with XLA)."""
+    import keras
+    import numpy as np
+
+    try:
+        keras.layers.Conv2D(1, 1, data_format="channels_first")(np.zeros((1, 1, 2, 2), "float32"))
+    except Exception:  # noqa: BLE001 - TensorFlow's UnimplementedError
+        return False
+    return True
+
+
 def provider_for(logdir):
     """A MultiplexerDataProvider over ``logdir`` keeping every tb_layerview step."""
     mult = plugin_event_multiplexer.EventMultiplexer(

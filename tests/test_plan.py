@@ -102,6 +102,35 @@ def test_layers_take_turns_when_even_the_last_rung_is_too_big():
         % P._size(last + 10)
 
 
+def test_wide_kernels_draw_fewer_filters_at_cheaper_rungs_unless_max_filters_was_given():
+    """A rung draws a kernel's filters in at most channels x tile_pixels pixels, and never fewer
+    filters than channels: a dense layer of 1024 inputs gets 8 of its 128 units at the cheapest
+    rung, 3x3 convolutions keep all 64; max_filters given by the user is always drawn."""
+    cheapest, rung2, rung1, rung0 = (P.Settings(8, 1, 256), P.Settings(16, 2, 576), P.Settings(32, 4, 1024),
+                                     P.Settings(64, 8, 4096))
+    assert [P.filters_drawn("dense", (1024, 128), s, 64) for s in (cheapest, rung2, rung1, rung0)] == [8, 16, 32, 64]
+    assert P.filters_drawn("dense", (128, 256), cheapest, 64) == 16  # 2048 pixels of 128-pixel units
+    assert P.filters_drawn("conv2d", (3, 3, 64, 64), cheapest, 64) == 64
+    assert P.filters_drawn("conv2d", (7, 7, 3, 64), cheapest, 64) == 41  # 2048 // 49
+    assert P.filters_drawn("dense", (1024, 128), cheapest, 64, keep=True) == 64
+    assert P.filters_drawn("dense", (1024, 5), cheapest, 64) == 5
+
+    dense = cand("dense1", (128,), "vector", kernel=(1024, 128), kind="dense")
+    conv = cand("conv", (8, 8, 16), kernel=(3, 3, 3, 16), kind="conv2d")
+    room = P.image_bytes(dense, cheapest, 64) + P.image_bytes(conv, cheapest, 64) + 10
+    assert P.image_bytes(dense, cheapest, 64) == (11 * 12 + 70) + 300 + (8 * 1024 + 8 * 70 + 300)  # 11 x 12 tile
+    plan = planner(P.Budget(time_share=None, bytes_per_epoch=room + 100)).plan_images(2, 0, [dense, conv], 100)
+    assert plan.settings == cheapest and plan.cadence == 1
+    assert plan.layers["dense1"].filters_drawn == 8 and plan.layers["conv"].filters_drawn is None
+    assert plan.record()["filters_drawn"] == {"dense1": 8}
+    assert "fewer filters of wide kernels (dense1 8)" in plan.note
+    # max_filters given: every rung draws 64 units, so the same room now takes turns.
+    kept = planner(P.Budget(time_share=None, bytes_per_epoch=room + 100), pinned=("max_filters",))
+    plan = kept.plan_images(2, 0, [dense, conv], 100)
+    assert plan.cadence == 2 and plan.layers["dense1"].filters_drawn is None
+    assert plan.record()["filters_drawn"] == {}
+
+
 def test_user_arguments_are_kept_by_every_rung():
     """An explicit max_channels=48 stays 48; max_tile_pixels below a rung's value caps it."""
     pl = planner(P.Budget(), channels=48, pixels=300, pinned=("max_channels",))
