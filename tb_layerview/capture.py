@@ -844,7 +844,7 @@ class ProbePass:
         """
         import keras
 
-        if self._run_failed:
+        if self._run_failed and not xla:  # XLA may run what the plain graph could not
             return self.fallback_reason
         backend = keras.backend.backend()
         try:

@@ -218,6 +218,14 @@ def test_channels_first_model_keeps_channels_on_axis_1_in_every_layer(tmp_path):
     assert probes["drawn_input"] is not None and probes["probes"][0]["image"]["shape"] == [10, 12, 3]
     if xla:  # the class views' gradients run eagerly there, and fail with a warning
         assert any("UnimplementedError" in str(w.message) for w in caught), [str(w.message) for w in caught]
+        # A fit long enough to compile the pass before its first run: the plain graph fails when it
+        # runs, and XLA takes over from it.
+        model.fit(x, np.zeros(8, int), epochs=4, verbose=0,
+                  callbacks=[LayerView(str(tmp_path / "cf4"), probe=(x[:4], np.array([0, 1, 0, 1])), budget=None,
+                                       class_views=False)])
+        series, run = only_run(tmp_path / "cf4")
+        for step in range(5):
+            assert _stats_by_path(series, run, step)["conv"]["mean"].shape == (4,), step
         return
     maxim = json_of(run_blob(series, run, metadata.KIND_MAXIMIZATION)[1][0])
     assert maxim["shape"] == [10, 12, 3]
