@@ -474,7 +474,7 @@ class Planner:
             # could be any share of an epoch, so the cheapest settings.
             rungs = rungs[-1:]
         chosen, cadence, total = rungs[0], 1, 0
-        keep = "max_filters" in self.pinned
+        keep = self.keep_filters
         if room is None:
             sizes = [image_bytes(c, chosen, self.max_filters, bpp, keep) for c in candidates]
             layers = {c.key: self._imaged(c, chosen, size) for c, size in zip(candidates, sizes)}
@@ -524,12 +524,17 @@ class Planner:
                          limited_by=limit if (untimed or chosen != rungs[0] or cadence > 1) else None,
                          room_bytes=room, estimate_bytes=estimate, note=note)
 
+    @property
+    def keep_filters(self):
+        """Whether the user gave ``max_filters``: every rung then draws that many."""
+        return "max_filters" in self.pinned
+
     def _imaged(self, c, settings, size):
         """The :class:`LayerPlan` of candidate ``c`` drawn at ``settings``."""
         if c.kernel_shape is None or c.kernel_unchanged:
             return LayerPlan(c.key, True, False, None, size)
         kind = c.kernel_kind or kernels.kind_from_rank(len(c.kernel_shape))
-        drawn = filters_drawn(kind, c.kernel_shape, settings, self.max_filters, "max_filters" in self.pinned)
+        drawn = filters_drawn(kind, c.kernel_shape, settings, self.max_filters, self.keep_filters)
         whole = min(kernels.filter_count(kind, tuple(c.kernel_shape)), self.max_filters)
         return LayerPlan(c.key, True, True, None, size, drawn if drawn < whole else None)
 
