@@ -17,7 +17,7 @@ Bidirectional LSTM(32) and GRU(32) over 40 token ids, 4096 samples, batch
 Usage: python benchmarks/bench_models.py [--models cnn,mobilenetv2,vgg16,resnet50,rnn] [--epochs 3]
        [--pairs 2] [--class-views on|off] [--budget default|off] [--feed dataset|arrays]
        [--writer background|inline]
-       [--cold] [--process-per-fit]
+       [--cold] [--process-per-fit] [--batch-times]
 
 Each model's train step is traced by a one-batch fit before the timed fit,
 so the ratio compares LayerView with the training itself; ``--cold`` times
@@ -31,7 +31,10 @@ JAX's compilation of each new operation) then falls inside the fit it
 serves, with LayerView and without.
 
 Besides the whole fit, the script times each fit from train begin to train
-end (every hook of LayerView inside, see TrainingWindow). By default it
+end (every hook of LayerView inside, see TrainingWindow). ``--batch-times``
+also sums the train steps' own times (train batch begin to end, in both
+fits): where the whole fit grows by more than LayerView's hooks, it tells
+whether the training steps themselves ran slower beside LayerView. By default it
 feeds TensorFlow a repeated tf.data pipeline without autotuning (see feed),
 which keeps this machine's idle spells of seconds in the teardown of
 tf.data's iterators, where LayerView runs no code, out of the whole fit.
@@ -133,6 +136,27 @@ class TrainingWindow:
                 window.seconds = time.perf_counter() - window.started
 
         self.begin, self.end, self.started, self.seconds = Begin(), End(), None, None
+
+
+class BatchClock:
+    """Sums the time of each train step, from its batch begin to its batch
+    end, which none of LayerView's hooks falls in (it has no batch hooks).
+    A callback with batch hooks makes Keras hand each step's logs over at
+    once, so both fits of a pair carry it."""
+
+    def __init__(self):
+        import keras
+
+        clock = self
+
+        class Clock(keras.callbacks.Callback):
+            def on_train_batch_begin(self, batch, logs=None):
+                clock.started = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                clock.seconds += time.perf_counter() - clock.started
+
+        self.callback, self.started, self.seconds = Clock(), None, 0.0
 
 
 def feed(x, y, batch, seed, how):
@@ -270,6 +294,9 @@ def one_fit(name, args, pair, with_cb, x, y):
             kw["background"] = False
         cbs = [LayerView(logdir, probe=(x[:8], y[:8]), **kw)]
     window = TrainingWindow()
+    clock = BatchClock() if args.batch_times else None
+    if clock:
+        cbs = [clock.callback] + cbs
     threads0 = thread_cpu()
     t0, c0, s0 = time.perf_counter(), time.process_time(), stolen_seconds()
     inputs, kwargs = feed(x, y, batch, pair, args.feed)
@@ -278,12 +305,14 @@ def one_fit(name, args, pair, with_cb, x, y):
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
     s1 = stolen_seconds()
     # The writer thread has ended by now: its CPU is LayerView's own measure.
-    own_cpu, others_cpu = split_cpu(threads0, thread_cpu(), cbs[0].cost["writer_cpu_seconds"] if cbs else 0.0)
+    writer_cpu = cbs[-1].cost["writer_cpu_seconds"] if with_cb else 0.0
+    own_cpu, others_cpu = split_cpu(threads0, thread_cpu(), writer_cpu)
     stolen = "" if s0 is None or s1 is None else ", %.2f s stolen by the hypervisor" % (s1 - s0)
     row = {"with": with_cb, "seconds": total, "cpu": cpu, "window": window.seconds,
-           "training_thread_cpu": own_cpu, "other_threads_cpu": others_cpu}
+           "training_thread_cpu": own_cpu, "other_threads_cpu": others_cpu,
+           "steps_seconds": clock.seconds if clock else None}
     if with_cb:
-        row.update({"bytes": event_bytes(logdir), "cost": cbs[0].cost, "logdir": logdir})
+        row.update({"bytes": event_bytes(logdir), "cost": cbs[-1].cost, "logdir": logdir})
     else:
         shutil.rmtree(root, ignore_errors=True)
     print("  %-12s pair %d %-7s %.2f s wall (training %.2f s), %.2f s CPU%s, %.2f s in Python's garbage"
@@ -305,6 +334,8 @@ def fit_in_child(name, args, pair, with_cb):
             cmd += ["--" + flag.replace("_", "-"), str(value)]
     if args.cold:
         cmd.append("--cold")
+    if args.batch_times:
+        cmd.append("--batch-times")
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = proc.stdout.splitlines()
     if proc.returncode != 0 or not lines or not lines[-1].startswith(CHILD_ROW):
@@ -375,6 +406,10 @@ def bench(name, args):
           % (np.median(pairs), ", ".join("%.3f" % p for p in pairs)))
     print("  training (train begin to train end, every hook of LayerView included) with / without: median %.3f"
           " (pairs: %s)" % (np.median(window_pairs), ", ".join("%.3f" % p for p in window_pairs)))
+    if args.batch_times:
+        step_pairs = [w["steps_seconds"] / wo["steps_seconds"] for w, wo in zip(withs, withouts)]
+        print("  train steps alone (batch begin to batch end, summed) with / without: median %.3f (pairs: %s)"
+              % (np.median(step_pairs), ", ".join("%.3f" % p for p in step_pairs)))
     print("  fastest fit with / fastest without: %.3f" % (min(w["seconds"] for w in withs) / min(without)))
     print("  process CPU time with / without: median %.3f (pairs: %s)"
           % (np.median(cpu_pairs), ", ".join("%.3f" % p for p in cpu_pairs)))
@@ -417,6 +452,9 @@ def main():
                         "first fit runs (default: the train step is traced before the timing)")
     p.add_argument("--process-per-fit", action="store_true",
                    help="run each fit in a fresh Python process, as a user's first fit in a script runs")
+    p.add_argument("--batch-times", action="store_true",
+                   help="also sum each fit's train steps (batch begin to end), to tell a slower training "
+                        "step beside LayerView from LayerView's own hooks")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--feed", choices=["dataset", "arrays"], default=None,
                    help="dataset: a repeated tf.data pipeline (the default on TensorFlow); arrays: numpy arrays "
