@@ -285,14 +285,15 @@ def one_fit(name, args, pair, with_cb, x, y):
         model.fit(*inputs, epochs=1, verbose=0, **kwargs)
     root = tempfile.mkdtemp(prefix="lv_models_")
     logdir = os.path.join(root, name)
-    cbs = []
+    cbs, lv = [], None
     if with_cb:
         kw = {"class_views": args.class_views == "on"}
         if args.budget == "off":
             kw["budget"] = None
         if args.writer == "inline":
             kw["background"] = False
-        cbs = [LayerView(logdir, probe=(x[:8], y[:8]), **kw)]
+        lv = LayerView(logdir, probe=(x[:8], y[:8]), **kw)
+        cbs = [lv]
     window = TrainingWindow()
     clock = BatchClock() if args.batch_times else None
     if clock:
@@ -305,14 +306,13 @@ def one_fit(name, args, pair, with_cb, x, y):
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
     s1 = stolen_seconds()
     # The writer thread has ended by now: its CPU is LayerView's own measure.
-    writer_cpu = cbs[-1].cost["writer_cpu_seconds"] if with_cb else 0.0
-    own_cpu, others_cpu = split_cpu(threads0, thread_cpu(), writer_cpu)
+    own_cpu, others_cpu = split_cpu(threads0, thread_cpu(), lv.cost["writer_cpu_seconds"] if lv else 0.0)
     stolen = "" if s0 is None or s1 is None else ", %.2f s stolen by the hypervisor" % (s1 - s0)
     row = {"with": with_cb, "seconds": total, "cpu": cpu, "window": window.seconds,
            "training_thread_cpu": own_cpu, "other_threads_cpu": others_cpu,
            "steps_seconds": clock.seconds if clock else None}
     if with_cb:
-        row.update({"bytes": event_bytes(logdir), "cost": cbs[-1].cost, "logdir": logdir})
+        row.update({"bytes": event_bytes(logdir), "cost": lv.cost, "logdir": logdir})
     else:
         shutil.rmtree(root, ignore_errors=True)
     print("  %-12s pair %d %-7s %.2f s wall (training %.2f s), %.2f s CPU%s, %.2f s in Python's garbage"
