@@ -15,7 +15,7 @@ Bidirectional LSTM(32) and GRU(32) over 40 token ids, 4096 samples, batch
 64); 8 labelled probes, logging every epoch.
 
 Usage: python benchmarks/bench_models.py [--models cnn,mobilenetv2,vgg16,resnet50,rnn] [--epochs 3]
-       [--pairs 2] [--class-views on|off] [--budget default|off] [--feed dataset|arrays]
+       [--samples N] [--pairs 2] [--class-views on|off] [--budget default|off] [--feed dataset|arrays]
        [--writer background|inline]
        [--cold] [--process-per-fit] [--batch-times]
 
@@ -76,9 +76,11 @@ MODELS = {
 }
 
 
-def make_data(name):
-    """The fit's (x, y): images in [0, 1), or token ids for the text model."""
-    shape, samples = MODELS[name][1:3]
+def make_data(name, samples=None):
+    """The fit's (x, y): images in [0, 1), or token ids for the text model;
+    ``samples`` of them, or the model's own number."""
+    shape = MODELS[name][1]
+    samples = samples or MODELS[name][2]
     rng = np.random.default_rng(0)
     if MODELS[name][0] == "rnn":
         x = rng.integers(1, 100, (samples,) + shape).astype("int32")
@@ -328,7 +330,7 @@ def fit_in_child(name, args, pair, with_cb):
     per-operation compilation, TensorFlow's import) fall inside it."""
     cmd = [sys.executable, os.path.abspath(__file__), "--models", name, "--child",
            "%d:%s" % (pair, "with" if with_cb else "without")]
-    for flag in ("epochs", "class_views", "budget", "writer", "feed"):
+    for flag in ("epochs", "samples", "class_views", "budget", "writer", "feed"):
         value = getattr(args, flag)
         if value is not None:
             cmd += ["--" + flag.replace("_", "-"), str(value)]
@@ -353,10 +355,11 @@ def bench(name, args):
     from tb_layerview import metadata, stats
 
     _, _, samples, batch, default_epochs = MODELS[name]
+    samples = args.samples or samples
     epochs = args.epochs or default_epochs
     x = y = None
     if not args.process_per_fit:
-        x, y = make_data(name)
+        x, y = make_data(name, samples)
     rows = []
     last_logdir = None
     for pair in range(args.pairs):
@@ -442,6 +445,9 @@ def main():
     p.add_argument("--models", default="cnn,mobilenetv2")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs per fit (default: cnn 6, mobilenetv2 5, vgg16 and resnet50 2, rnn 4)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="training samples per epoch (default: cnn and rnn 4096, mobilenetv2 1024, vgg16 and "
+                        "resnet50 512); more make each epoch longer against the same probe passes")
     p.add_argument("--pairs", type=int, default=2)
     p.add_argument("--class-views", choices=["on", "off"], default="on")
     p.add_argument("--budget", choices=["default", "off"], default="default")
@@ -467,7 +473,7 @@ def main():
     if args.child:  # one fit of a --process-per-fit run: its row goes back on the last line
         pair, which = args.child.split(":")
         name = args.models
-        x, y = make_data(name)
+        x, y = make_data(name, args.samples)
         row = one_fit(name, args, int(pair), which == "with", x, y)
         print(CHILD_ROW + json.dumps(row), flush=True)
         return

@@ -301,6 +301,10 @@ class LayerView(keras.callbacks.Callback):
       budget: a :class:`~tb_layerview.plan.Budget`, a dict of its fields
         (``{"time_share": 0.05, "bytes_per_epoch": "2MB"}``), or None to log
         everything the other arguments ask for at every logged epoch.
+        The budget thins images and class views, never the statistics:
+        where the probe pass alone costs more than the time share of a
+        logged epoch, the fit warns once with the ``every_n_epochs`` that
+        keeps it within.
       model: the model to watch, when it is not the one being trained: a
         part of it, such as the generator of a GAN whose own ``train_step``
         trains a generator and a discriminator (``model=gan.generator``),
@@ -1217,6 +1221,8 @@ class LayerView(keras.callbacks.Callback):
         if not compiling:  # the first compiled call includes optimising the graph
             planner.measured.forward_seconds = result.seconds
             self._forward_mode = self._probe_pass.mode
+            if step is not None:
+                self._check_pass_cost(result.seconds)
         self._compiled_ran = self._probe_pass.mode == "compiled"
         outputs = self._output_dict(result.model_outputs)
         candidates = self._candidates()
@@ -1261,6 +1267,22 @@ class LayerView(keras.callbacks.Callback):
                 if not entry.layer.trainable:
                     self._frozen_written[c.key] = step
         return plan, step_items, outputs, result
+
+    def _check_pass_cost(self, seconds):
+        """Warns once when the probe pass alone, which the budget never thins,
+        costs more than the time budget allows per logged epoch
+        (:meth:`plan.Planner.pass_over_budget`): the plan records and the
+        panel say it at each step, and this says it where the fit runs."""
+        over = self._planner.pass_over_budget(seconds)
+        if over is None:
+            return
+        self._warn("pass_over_budget",
+                   "the probe pass alone took %.2f s, %.1f%% of the %.2f s of training per logged epoch, over the"
+                   " %g%% time budget. Every layer's statistics come out of it and the budget never thins them,"
+                   " so LayerView costs more than its budget in this fit, with images and class views waiting"
+                   " for room. every_n_epochs=%d, or fewer probes, keeps the pass within it"
+                   % (over.pass_seconds, 100 * over.share, over.logged_seconds,
+                      100 * self._planner.budget.time_share, over.every_n_epochs))
 
     def _output_roles(self, outputs):
         """The outputs trained as regression targets (``{name: loss name}``,

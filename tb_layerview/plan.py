@@ -335,6 +335,24 @@ class EpochPlan:
         }
 
 
+#: Seconds by which a probe pass may exceed the time bound of its logged
+#: epoch before LayerView warns that the pass alone is over the budget
+#: (:meth:`Planner.pass_over_budget`): on a first try with epochs of a
+#: fraction of a second, a pass of a few milliseconds is over 5% of them
+#: and still costs nothing a user would notice.
+PASS_OVER_BUDGET_SECONDS = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class PassOverBudget:
+    """A probe pass that alone costs more than the time budget allows."""
+
+    pass_seconds: float      # one probe pass, statistics included
+    logged_seconds: float    # training per logged epoch (epoch time x every_n_epochs)
+    share: float             # pass_seconds / logged_seconds
+    every_n_epochs: int      # the smallest every_n_epochs that keeps the pass within the planned share
+
+
 @dataclasses.dataclass
 class Measurements:
     """What the callback measured so far (None: not yet known)."""
@@ -428,6 +446,31 @@ class Planner:
         if self.budget is None or self.budget.time_share is None:
             return None
         return self.budget.time_share * TIME_TARGET
+
+    def pass_over_budget(self, pass_seconds):
+        """Whether one probe pass alone, which the budget never thins, costs
+        more than the time bound allows per logged epoch, by more than
+        :data:`PASS_OVER_BUDGET_SECONDS`.
+
+        Returns None when it does not (or there is no time bound or no epoch
+        timed yet), else a :class:`PassOverBudget` with the share of training
+        the pass takes and the smallest ``every_n_epochs`` that brings it
+        within the planned share (:meth:`target_share`).
+
+        Example::
+
+            pl.measured.epoch_seconds = 2.0   # with Budget(time_share=0.05)
+            pl.pass_over_budget(0.3).every_n_epochs  # 5: 0.3 s within 3.5% of 5 epochs of 2 s
+        """
+        target, epoch = self.target_share(), self.measured.epoch_seconds
+        if target is None or not epoch or pass_seconds is None:
+            return None
+        per_logged = epoch * self.every_n_epochs
+        bound = self.budget.time_share * per_logged
+        if pass_seconds - bound <= PASS_OVER_BUDGET_SECONDS:
+            return None
+        return PassOverBudget(pass_seconds, per_logged, pass_seconds / per_logged,
+                              max(self.every_n_epochs + 1, math.ceil(pass_seconds / (target * epoch))))
 
     def in_debt(self):
         """Whether LayerView has spent more than its target share of the epochs so far."""

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import warnings
 
 import numpy as np
@@ -1776,6 +1777,41 @@ def test_a_byte_budget_thins_images_but_never_statistics(tmp_path):
         named = {layer for layers in plan["no_images"].values() for layer in layers}
         assert {k[1] for k in missing} <= named
         assert plan["cost"]["bytes"] <= 1.5 * budget["bytes_per_epoch"], plan["cost"]
+
+
+def test_a_probe_pass_over_the_time_budget_warns_once_with_the_every_n_epochs_to_use(tmp_path, monkeypatch):
+    """A time share of one in a million: every pass is over it, and the fit warns once, naming the
+    pass's share and an every_n_epochs; at the default 5% the same fit's passes of milliseconds,
+    under the margin that spares such fits, warn nothing."""
+    from tb_layerview import plan as plan_lib
+
+    def model():
+        return keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="relu", name="h"),
+                                 keras.layers.Dense(2, name="out")])
+
+    x = np.random.default_rng(0).random((64, 6)).astype("float32")
+    y = np.zeros((64, 2), "float32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(model(), x, y, tmp_path / "default", probe=x[:8], epochs=3, budget=plan_lib.Budget(),
+            class_views=False)
+    assert not [w for w in caught if "probe pass alone" in str(w.message)], [str(w.message) for w in caught]
+    monkeypatch.setattr(plan_lib, "PASS_OVER_BUDGET_SECONDS", 0.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cb = fit(model(), x, y, tmp_path / "tight", probe=x[:8], epochs=3, budget={"time_share": 1e-6},
+                 class_views=False)
+    said = [str(w.message) for w in caught if issubclass(w.category, LayerViewWarning)]
+    over = [m for m in said if "probe pass alone" in m]
+    assert len(over) == 1, said
+    match = re.search(r"took ([0-9.]+) s, ([0-9.]+)% of the ([0-9.]+) s of training per logged epoch, over the"
+                      r" 0.0001% time budget\..* every_n_epochs=(\d+), or fewer probes", over[0])
+    assert match, over[0]
+    assert int(match.group(4)) > 1
+    # Statistics are never thinned: every step has them, whatever the warning says.
+    series, run = only_run(tmp_path / "tight")
+    assert sorted(run_blob(series, run, metadata.KIND_STATS)) == [0, 1, 2, 3]
+    assert cb.cost["logged_steps"] == 4
 
 
 def _deciding_first_look(monkeypatch, share):

@@ -302,6 +302,28 @@ def test_the_time_budget_is_kept_over_the_whole_training_so_earlier_overspending
     assert pl.time_allowance() == pytest.approx(0.5)
 
 
+def test_a_pass_over_the_time_budget_is_told_with_the_every_n_epochs_that_brings_it_within():
+    """Epochs of 2 s at 5%: the bound is 0.1 s per logged epoch. A pass of 0.14 s is over it by less
+    than the 0.05 s margin; one of 0.3 s is 15% of an epoch, and 0.3 / (3.5% x 2 s) = 4.3 epochs
+    per logged one bring it within the planned share. Logging every 3rd epoch, the bound is 0.3 s."""
+    assert P.PASS_OVER_BUDGET_SECONDS == 0.05
+    pl = planner(P.Budget(time_share=0.05, bytes_per_epoch=None))
+    assert pl.pass_over_budget(0.3) is None  # no epoch timed yet
+    pl.measured.epoch_seconds = 2.0
+    assert pl.pass_over_budget(0.14) is None
+    over = pl.pass_over_budget(0.3)
+    assert over.every_n_epochs == 5 and over.pass_seconds == 0.3 and over.logged_seconds == 2.0
+    assert over.share == pytest.approx(0.15)
+    third = P.Planner(P.Budget(time_share=0.05), 64, 4096, 8, 64, every_n_epochs=3)
+    third.measured.epoch_seconds = 2.0
+    assert third.pass_over_budget(0.3) is None
+    over = third.pass_over_budget(0.4)  # 0.4 / (0.035 x 2) = 5.7
+    assert over.every_n_epochs == 6 and over.logged_seconds == 6.0 and over.share == pytest.approx(0.4 / 6)
+    for off in (planner(None), planner(P.Budget(time_share=None))):
+        off.measured.epoch_seconds = 2.0
+        assert off.pass_over_budget(10.0) is None
+
+
 def test_class_views_get_no_credit_while_layerview_is_over_its_time_budget():
     """A 3 s maximisation after the budget was spent: deferred, its credit does not grow, and the
     reason says the share of the training so far is spent."""
