@@ -469,8 +469,10 @@ class Planner:
         bound = self.budget.time_share * per_logged
         if pass_seconds - bound <= PASS_OVER_BUDGET_SECONDS:
             return None
+        # Over the bound, the pass is over the planned share too, so this
+        # is always more epochs than every_n_epochs is now.
         return PassOverBudget(pass_seconds, per_logged, pass_seconds / per_logged,
-                              max(self.every_n_epochs + 1, math.ceil(pass_seconds / (target * epoch))))
+                              math.ceil(pass_seconds / (target * epoch)))
 
     def in_debt(self):
         """Whether LayerView has spent more than its target share of the epochs so far."""
